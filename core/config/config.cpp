@@ -1,0 +1,125 @@
+#include "core/config/config.h"
+
+#include <cstdio>
+#include <regex>
+
+#include "core/config/visitors.h"
+
+namespace sculpt::config {
+
+void RunConfig::visit(Visitor& v) {
+  v.field("name", name, "run name; the run directory defaults to runs/<name>");
+  v.field("output_dir", output_dir, "run directory; empty means runs/<run.name>");
+  v.field("seed", seed, "seed of torch and std RNGs (rank r uses seed + r)", Range::at_least(0));
+  v.field("device", device, "auto, cpu, cuda or cuda:N (auto: cuda when available)");
+}
+
+void RunConfig::check(Checker& c) const {
+  static const std::regex kDevice("auto|cpu|cuda(:[0-9]+)?");
+  if (!std::regex_match(device, kDevice))
+    c.error("device", "expected auto, cpu, cuda or cuda:N; got '" + device + "'");
+  if (name.empty() || name.find('/') != std::string::npos)
+    c.error("name", "must be a non-empty name without '/'; got '" + name + "'");
+}
+
+void LoggingConfig::visit(Visitor& v) {
+  v.choice("level", level, {"trace", "debug", "info", "warn", "error", "off"},
+           "log level (the --log-level flag wins over it)");
+}
+
+void DataConfig::visit(Visitor& v) {
+  v.named("name", name, options, "datasets", "dataset to train on", Need::required);
+  v.field("batch_size", batch_size, "samples per step (per rank)", Range::at_least(1));
+  v.field("val_fraction", val_fraction, "share of the data held out for validation",
+          Range::half_open(0, 1));
+  v.field("split_seed", split_seed, "seed of the train/validation split", Range::at_least(0));
+  v.field("shuffle", shuffle, "reshuffle the training set every epoch");
+  v.field("drop_last", drop_last, "drop the last incomplete batch of every epoch");
+}
+
+void ModelConfig::visit(Visitor& v) {
+  v.named("name", name, options, "models", "model architecture", Need::required);
+}
+
+void TaskConfig::visit(Visitor& v) {
+  v.named("name", name, options, "tasks", "task: the loss and the metrics");
+}
+
+void OptimizerConfig::visit(Visitor& v) {
+  v.named("name", name, options, "optimizers", "optimizer");
+  v.field("lr", lr, "base learning rate", Range::above(0));
+  v.field("weight_decay", weight_decay, "weight decay (decoupled for adamw)", Range::at_least(0));
+}
+
+void SchedulerConfig::visit(Visitor& v) {
+  v.named("name", name, options, "schedulers", "learning-rate schedule over steps");
+  v.field("warmup_steps", warmup_steps, "linear warm-up steps from 0 to optimizer.lr",
+          Range::at_least(0));
+}
+
+void TrainerConfig::visit(Visitor& v) {
+  v.named("name", name, options, "trainers", "training loop");
+  v.field("epochs", epochs, "passes over the training set", Range::at_least(0));
+  v.field("max_steps", max_steps, "stop after this many optimizer steps; 0: epochs decide",
+          Range::at_least(0));
+  v.field("log_every", log_every, "steps between log lines and metrics records",
+          Range::at_least(1));
+  v.field("eval_every", eval_every, "steps between evaluations; 0: at the end of every epoch",
+          Range::at_least(0));
+  v.field("grad_clip_norm", grad_clip_norm, "clip the global gradient norm to this; 0: off",
+          Range::at_least(0));
+}
+
+void TrainerConfig::check(Checker& c) const {
+  if (epochs == 0 && max_steps == 0)
+    c.error("max_steps", "training would do nothing: set trainer.epochs or trainer.max_steps");
+}
+
+void Config::visit(Visitor& v) {
+  v.section("run", run, "run identity, seed, device, output directory");
+  v.section("logging", logging, "logging");
+  v.section("data", data, "training data and loader");
+  v.section("model", model, "model architecture and size");
+  v.section("task", task, "loss and metrics");
+  v.section("optimizer", optimizer, "optimizer");
+  v.section("scheduler", scheduler, "learning-rate schedule");
+  v.section("trainer", trainer, "the training loop");
+}
+
+namespace {
+Config from_node(const Node& root, const std::string& file) {
+  Config cfg;
+  cfg.source_file = file;
+  std::vector<Diagnostic> errors;
+  read_section(root, cfg, Source{file, 1, 1, ""}, errors);
+  if (!errors.empty()) throw ConfigError(errors);
+  return cfg;
+}
+}  // namespace
+
+Config Config::load(const std::string& path, const std::vector<std::string>& overrides) {
+  Node root = load_with_extends(path);
+  apply_overrides(root, overrides);
+  return from_node(root, path);
+}
+
+Config Config::parse(const std::string& yaml, const std::string& name) {
+  Node root = parse_yaml_text(yaml, Source{name, 0, 0, ""});
+  if (root.kind == Node::Kind::Null) root.kind = Node::Kind::Map;
+  return from_node(root, name);
+}
+
+std::string Config::dump() const { return dump_yaml(const_cast<Config&>(*this)); }
+
+std::string Config::hash() const {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : dump()) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+}  // namespace sculpt::config

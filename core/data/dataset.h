@@ -1,0 +1,58 @@
+// Datasets: an in-memory set of (input, target) rows that the loader batches. Registered by
+// name in the "datasets" family; each describes itself (input shape, classes) so models and
+// tasks are sized from the data, not from repeated config keys.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config/config.h"
+#include "core/registry/registry.h"
+
+namespace sculpt::data {
+
+struct DataSpec {
+  std::vector<int64_t> input_shape;  // one sample, e.g. {16} or {1, 28, 28}
+  int64_t num_classes = 0;           // 0 for regression targets
+};
+
+class Dataset {
+ public:
+  Dataset(at::Tensor inputs, at::Tensor targets, DataSpec spec);
+  int64_t size() const { return size_; }
+  const DataSpec& spec() const { return spec_; }
+  const at::Tensor& inputs() const { return inputs_; }
+  const at::Tensor& targets() const { return targets_; }
+  // A dataset of the rows `index` (an int64 tensor) of this one.
+  Dataset subset(const at::Tensor& index) const;
+
+ private:
+  at::Tensor inputs_, targets_;
+  DataSpec spec_;
+  int64_t size_;
+};
+
+using DatasetRegistry = Registry<Dataset, const config::DataConfig&>;
+DatasetRegistry& dataset_registry();
+void register_builtin_datasets(DatasetRegistry& r);
+
+// Deterministic train/validation split by data.val_fraction and data.split_seed.
+struct Split {
+  Dataset train;
+  Dataset val;
+};
+Split split_dataset(const Dataset& all, double val_fraction, int64_t seed);
+
+struct SyntheticBlobsOptions : config::Section {
+  int64_t samples = 2048;    // rows generated, >= 2
+  int64_t features = 16;     // input width, >= 1
+  int64_t classes = 4;       // Gaussian clusters, one per class, >= 2
+  double spread = 1.0;       // cluster standard deviation (centers have unit scale * 3), > 0
+  int64_t seed = 0;          // generator seed, >= 0
+  void visit(config::Visitor& v) override;
+};
+
+}  // namespace sculpt::data

@@ -1,0 +1,92 @@
+#include "core/models/model.h"
+
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+
+#include "core/error.h"
+
+namespace sculpt::models {
+
+SequentialBlock::SequentialBlock(torch::nn::Sequential seq)
+    : seq_(register_module("seq", std::move(seq))) {}
+
+at::Tensor SequentialBlock::forward(const at::Tensor& x) { return seq_->forward(x); }
+
+void Model::add_block(const std::string& name, std::shared_ptr<Block> block) {
+  register_module(name, block);
+  blocks_.emplace_back(name, std::move(block));
+}
+
+at::Tensor Model::forward(at::Tensor x) {
+  for (auto& [name, block] : blocks_) x = block->forward(x);
+  return x;
+}
+
+std::vector<std::string> Model::block_names() const {
+  std::vector<std::string> out;
+  for (const auto& b : blocks_) out.push_back(b.first);
+  return out;
+}
+
+int64_t Model::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+int64_t Model::parameter_bytes() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel() * static_cast<int64_t>(p.element_size());
+  return n;
+}
+
+void MlpOptions::visit(config::Visitor& v) {
+  v.field("hidden", hidden, "mlp: hidden layer widths", config::Range::at_least(1));
+  v.choice("activation", activation, {"relu", "gelu", "tanh"}, "mlp: activation after each hidden layer");
+  v.field("dropout", dropout, "mlp: dropout after each hidden layer", config::Range::half_open(0, 1));
+}
+
+ModelRegistry& model_registry() {
+  static ModelRegistry registry("models");
+  return registry;
+}
+
+namespace {
+std::unique_ptr<Model> make_mlp(const MlpOptions& o, const data::DataSpec& spec) {
+  auto model = std::make_unique<Model>("mlp");
+  int64_t in = 1;
+  for (auto d : spec.input_shape) in *= d;
+  auto seq = [](std::initializer_list<torch::nn::AnyModule> mods) {
+    torch::nn::Sequential s;
+    for (const auto& m : mods) s->push_back(m);
+    return std::make_shared<SequentialBlock>(s);
+  };
+  model->add_block("flatten", seq({torch::nn::AnyModule(torch::nn::Flatten())}));
+  for (size_t i = 0; i < o.hidden.size(); ++i) {
+    torch::nn::Sequential block;
+    block->push_back(torch::nn::Linear(in, o.hidden[i]));
+    if (o.activation == "relu") block->push_back(torch::nn::ReLU());
+    else if (o.activation == "gelu") block->push_back(torch::nn::GELU());
+    else block->push_back(torch::nn::Tanh());
+    if (o.dropout > 0) block->push_back(torch::nn::Dropout(o.dropout));
+    model->add_block("hidden" + std::to_string(i), std::make_shared<SequentialBlock>(block));
+    in = o.hidden[i];
+  }
+  SCULPT_CHECK(spec.num_classes > 0, "model mlp: the dataset has no classes to predict");
+  model->add_block("head", seq({torch::nn::AnyModule(torch::nn::Linear(in, spec.num_classes))}));
+  return model;
+}
+}  // namespace
+
+void register_builtin_models(ModelRegistry& r) {
+  r.add(
+      "mlp", "multi-layer perceptron: flatten, hidden Linear+activation blocks, linear head",
+      [](const config::ModelConfig& c, const data::DataSpec& spec) {
+        return make_mlp(c.options ? dynamic_cast<const MlpOptions&>(*c.options) : MlpOptions{}, spec);
+      },
+      [] { return std::make_shared<MlpOptions>(); });
+}
+
+}  // namespace sculpt::models

@@ -1,0 +1,59 @@
+// Model: a torch::nn::Module that is a sequence of named blocks (DESIGN.md §4), so pipeline
+// stages can cut between blocks and distillation can tap a block's output by name. Registered
+// by name in the "models" family; sized by its options and by the data it trains on.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+
+#include <string>
+#include <vector>
+
+#include "core/config/config.h"
+#include "core/data/dataset.h"
+#include "core/registry/registry.h"
+
+namespace sculpt::models {
+
+// One named stage of a model: tensor in, tensor out.
+class Block : public torch::nn::Module {
+ public:
+  virtual at::Tensor forward(const at::Tensor& x) = 0;
+};
+
+// A block made of torch modules applied in order.
+class SequentialBlock final : public Block {
+ public:
+  explicit SequentialBlock(torch::nn::Sequential seq);
+  at::Tensor forward(const at::Tensor& x) override;
+
+ private:
+  torch::nn::Sequential seq_;
+};
+
+class Model : public torch::nn::Module {
+ public:
+  explicit Model(std::string name) : torch::nn::Module(std::move(name)) {}
+  // Appends a block; its parameters are registered under `name`.
+  void add_block(const std::string& name, std::shared_ptr<Block> block);
+  at::Tensor forward(at::Tensor x);
+  std::vector<std::string> block_names() const;
+  int64_t parameter_count() const;
+  int64_t parameter_bytes() const;
+
+ private:
+  std::vector<std::pair<std::string, std::shared_ptr<Block>>> blocks_;
+};
+
+using ModelRegistry = Registry<Model, const config::ModelConfig&, const data::DataSpec&>;
+ModelRegistry& model_registry();
+void register_builtin_models(ModelRegistry& r);
+
+struct MlpOptions : config::Section {
+  std::vector<int64_t> hidden = {256, 256};  // hidden layer widths, each >= 1
+  std::string activation = "relu";           // relu | gelu | tanh
+  double dropout = 0.0;                      // dropout after each hidden layer, in [0, 1)
+  void visit(config::Visitor& v) override;
+};
+
+}  // namespace sculpt::models

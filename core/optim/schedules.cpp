@@ -1,0 +1,81 @@
+#include "core/optim/schedules.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace sculpt {
+
+void StepScheduleOptions::visit(config::Visitor& v) {
+  v.field("step_size", step_size, "steps between two decays", config::Range::at_least(1));
+  v.field("gamma", gamma, "lr multiplier applied at every decay", config::Range{0, 1, true, true, true, false});
+}
+
+void CosineScheduleOptions::visit(config::Visitor& v) {
+  v.field("min_factor", min_factor, "final lr as a fraction of optimizer.lr", config::Range::closed(0, 1));
+}
+
+ScheduleRegistry& schedule_registry() {
+  static ScheduleRegistry registry("schedulers");
+  return registry;
+}
+
+double lr_factor(const LrSchedule& s, int64_t warmup, int64_t step, int64_t total) {
+  if (step < warmup) return static_cast<double>(step + 1) / static_cast<double>(warmup);
+  return s.factor(step - warmup, std::max<int64_t>(1, total - warmup));
+}
+
+namespace {
+
+class Constant final : public LrSchedule {
+ public:
+  double factor(int64_t, int64_t) const override { return 1.0; }
+};
+
+class StepDecay final : public LrSchedule {
+ public:
+  explicit StepDecay(StepScheduleOptions o) : o_(o) {}
+  double factor(int64_t step, int64_t) const override {
+    return std::pow(o_.gamma, static_cast<double>(step / o_.step_size));
+  }
+
+ private:
+  StepScheduleOptions o_;
+};
+
+class Cosine final : public LrSchedule {
+ public:
+  explicit Cosine(double min_factor) : min_(min_factor) {}
+  double factor(int64_t step, int64_t total) const override {
+    double t = std::min(1.0, static_cast<double>(step) / static_cast<double>(total));
+    return min_ + (1.0 - min_) * 0.5 * (1.0 + std::cos(M_PI * t));
+  }
+
+ private:
+  double min_;
+};
+
+template <class T>
+T opts(const config::SchedulerConfig& c) {
+  return c.options ? dynamic_cast<const T&>(*c.options) : T{};
+}
+
+}  // namespace
+
+void register_builtin_schedules(ScheduleRegistry& r) {
+  r.add("constant", "constant lr (after the optional warm-up)",
+        [](const config::SchedulerConfig&) { return std::make_unique<Constant>(); });
+  r.add(
+      "step", "lr * gamma^floor(t / step_size)",
+      [](const config::SchedulerConfig& c) {
+        return std::make_unique<StepDecay>(opts<StepScheduleOptions>(c));
+      },
+      [] { return std::make_shared<StepScheduleOptions>(); });
+  r.add(
+      "cosine", "cosine decay from lr to min_factor * lr over the run",
+      [](const config::SchedulerConfig& c) {
+        return std::make_unique<Cosine>(opts<CosineScheduleOptions>(c).min_factor);
+      },
+      [] { return std::make_shared<CosineScheduleOptions>(); });
+}
+
+}  // namespace sculpt

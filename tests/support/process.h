@@ -1,0 +1,19 @@
+// Runs a command line in a shell and captures exit code, stdout and stderr (test helper).
+#pragma once
+
+#include <string>
+
+namespace sculpt::test {
+
+struct ProcessResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+ProcessResult run_process(const std::string& command_line);
+// A fresh empty directory under the system temp folder.
+std::string temp_dir(const std::string& tag);
+void write_text(const std::string& path, const std::string& text);
+
+}  // namespace sculpt::test

@@ -1,0 +1,161 @@
+// The standard supervised loop: batch -> forward -> task loss -> backward -> (clip) -> step,
+// with the lr schedule applied per step, periodic logging and evaluation, metrics.jsonl and
+// summary.json in the run directory.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/data/loader.h"
+#include "core/io/atomic_file.h"
+#include "core/logging/logging.h"
+#include "core/models/model.h"
+#include "core/optim/optimizers.h"
+#include "core/optim/schedules.h"
+#include "core/tasks/task.h"
+#include "trainers/trainer.h"
+
+namespace sculpt::trainers {
+
+TrainerRegistry& trainer_registry() {
+  static TrainerRegistry registry("trainers");
+  return registry;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
+                                       const data::Dataset& ds, int64_t batch_size,
+                                       c10::Device device) {
+  torch::NoGradGuard no_grad;
+  model.eval();
+  data::Loader loader(ds, batch_size, /*shuffle=*/false, /*drop_last=*/false, 0);
+  tasks::MetricSums sums;
+  data::Batch b;
+  while (loader.next(b))
+    task.accumulate(sums, model.forward(b.inputs.to(device)), b.targets.to(device));
+  model.train();
+  return task.finish(sums);
+}
+
+class StandardTrainer final : public Trainer {
+ public:
+  explicit StandardTrainer(const config::TrainerConfig& c) : cfg_(c) {}
+
+  FitResult fit(RunContext& ctx) override {
+    const auto& c = ctx.config();
+    const auto t0 = Clock::now();
+    auto all = data::dataset_registry().create(c.data.name, c.data);
+    auto split = data::split_dataset(*all, c.data.val_fraction, c.data.split_seed);
+    auto model = models::model_registry().create(c.model.name, c.model, all->spec());
+    model->to(ctx.device());
+    auto task = tasks::task_registry().create(c.task.name, c.task, all->spec());
+    auto optimizer = optimizer_registry().create(c.optimizer.name, model->parameters(), c.optimizer);
+    auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
+    data::Loader loader(split.train, c.data.batch_size, c.data.shuffle, c.data.drop_last,
+                        static_cast<uint64_t>(c.run.seed));
+    SCULPT_CHECK(loader.batches_per_epoch() > 0, "data: the training split has ",
+                 split.train.size(), " samples, fewer than one batch of ", c.data.batch_size,
+                 " with data.drop_last=true");
+    const int64_t total = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * loader.batches_per_epoch();
+    log::info("model ", c.model.name, ": ", model->parameter_count(), " parameters, ",
+              model->parameter_bytes(), " bytes; data ", c.data.name, ": ", split.train.size(),
+              " train / ", split.val.size(), " val; ", total, " steps on ", ctx.device().str());
+
+    std::ofstream metrics(ctx.dir() / "metrics.jsonl", std::ios::trunc);  // a fresh run; resume is not built yet
+    auto record = [&](nlohmann::json j) {
+      j["elapsed_s"] = seconds_since(t0);
+      metrics << j.dump() << "\n";
+      metrics.flush();
+    };
+    auto eval_and_record = [&](int64_t step, int64_t epoch) {
+      if (split.val.size() == 0) return std::map<std::string, double>{};
+      auto m = evaluate(*model, *task, split.val, c.data.batch_size, ctx.device());
+      nlohmann::json j = {{"step", step}, {"epoch", epoch}, {"split", "val"}};
+      std::string line;
+      for (const auto& [k, v] : m) {
+        j[k] = v;
+        line += " " + k + "=" + std::to_string(v);
+      }
+      record(j);
+      log::info("step ", step, " val", line);
+      return m;
+    };
+
+    int64_t step = 0, epoch = 0;
+    double window_loss = 0;
+    int64_t window_n = 0, window_samples = 0;
+    auto window_t0 = Clock::now();
+    model->train();
+    while (step < total) {
+      loader.start_epoch(epoch);
+      data::Batch b;
+      while (step < total && loader.next(b)) {
+        double lr = c.optimizer.lr * lr_factor(*schedule, c.scheduler.warmup_steps, step, total);
+        for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
+        optimizer->zero_grad();
+        auto out = model->forward(b.inputs.to(ctx.device()));
+        auto loss = task->loss(out, b.targets.to(ctx.device()));
+        double loss_v = loss.item<double>();
+        SCULPT_CHECK(std::isfinite(loss_v), "training diverged: loss is ", loss_v, " at step ", step,
+                     "; lower optimizer.lr or set trainer.grad_clip_norm");
+        loss.backward();
+        if (cfg_.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), cfg_.grad_clip_norm);
+        optimizer->step();
+        ++step;
+        window_loss += loss_v;
+        ++window_n;
+        window_samples += b.size();
+        if (step % cfg_.log_every == 0 || step == total) {
+          double rate = static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0));
+          record({{"step", step}, {"epoch", epoch}, {"split", "train"},
+                  {"loss", window_loss / static_cast<double>(window_n)}, {"lr", lr},
+                  {"samples_per_s", rate}});
+          log::info("step ", step, "/", total, " epoch ", epoch, " loss ",
+                    window_loss / static_cast<double>(window_n), " lr ", lr, " ",
+                    static_cast<int64_t>(rate), " samples/s");
+          window_loss = 0;
+          window_n = window_samples = 0;
+          window_t0 = Clock::now();
+        }
+        if (cfg_.eval_every > 0 && step % cfg_.eval_every == 0 && step != total)
+          eval_and_record(step, epoch);
+      }
+      if (cfg_.eval_every == 0 && step != total) eval_and_record(step, epoch);
+      ++epoch;
+    }
+
+    FitResult result;
+    result.steps = step;
+    result.final_metrics["val"] = eval_and_record(step, epoch);
+    result.final_metrics["train"] = evaluate(*model, *task, split.train, c.data.batch_size, ctx.device());
+    result.time_s = seconds_since(t0);
+    nlohmann::json summary = {{"steps", step},
+                              {"time_s", result.time_s},
+                              {"model", {{"params", model->parameter_count()},
+                                         {"bytes", model->parameter_bytes()}}},
+                              {"config_hash", c.hash()}};
+    for (const auto& [split_name, m] : result.final_metrics)
+      for (const auto& [k, v] : m) summary["final"][split_name][k] = v;
+    io::write_file_atomic((ctx.dir() / "summary.json").string(), summary.dump(2) + "\n");
+    return result;
+  }
+
+ private:
+  config::TrainerConfig cfg_;
+};
+
+}  // namespace
+
+void register_builtin_trainers(TrainerRegistry& r) {
+  r.add("standard", "supervised loop: epochs/max_steps, lr schedule, clipping, eval, metrics.jsonl",
+        [](const config::TrainerConfig& c) { return std::make_unique<StandardTrainer>(c); });
+}
+
+}  // namespace sculpt::trainers
