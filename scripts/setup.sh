@@ -11,7 +11,7 @@ VENV="$DEPS_DIR/venv"
 ENV_FILE="$DEPS_DIR/env.sh"
 APT_PACKAGES=(cmake ninja-build g++ ccache python3-venv libyaml-cpp-dev libspdlog-dev libfmt-dev
   libcli11-dev catch2 nlohmann-json3-dev libgloo-dev)
-PIP_PACKAGES=("torch==$TORCH_VERSION" numpy)
+PIP_PACKAGES=("torch==$TORCH_VERSION" numpy safetensors)
 
 fail() { # step, detail, retry command
   printf 'setup.sh: FAILED at step "%s"\n  %s\n  retry with: %s\n' "$1" "$2" "$3" >&2
@@ -38,7 +38,7 @@ fi
 
 # 2. The virtualenv with torch (pip keeps its wheel cache in the same machine-wide dir).
 mkdir -p "$DEPS_DIR"
-stamp="$VENV/.sculpt-ready-$TORCH_VERSION"
+stamp="$VENV/.sculpt-ready-$(echo "${PIP_PACKAGES[*]}" | md5sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   if [ ! -x "$VENV/bin/python" ]; then
     echo "setup.sh: creating virtualenv $VENV"

@@ -14,6 +14,7 @@
 #include "core/optim/optimizers.h"
 #include "core/optim/schedules.h"
 #include "core/tasks/task.h"
+#include "trainers/run_parts.h"
 #include "trainers/trainer.h"
 
 namespace sculpt::trainers {
@@ -30,20 +31,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
-                                       const data::Dataset& ds, int64_t batch_size,
-                                       c10::Device device) {
-  torch::NoGradGuard no_grad;
-  model.eval();
-  data::Loader loader(ds, batch_size, /*shuffle=*/false, /*drop_last=*/false, 0);
-  tasks::MetricSums sums;
-  data::Batch b;
-  while (loader.next(b))
-    task.accumulate(sums, model.forward(b.inputs.to(device)), b.targets.to(device));
-  model.train();
-  return task.finish(sums);
-}
-
 class StandardTrainer final : public Trainer {
  public:
   explicit StandardTrainer(const config::TrainerConfig& c) : cfg_(c) {}
@@ -51,11 +38,10 @@ class StandardTrainer final : public Trainer {
   FitResult fit(RunContext& ctx) override {
     const auto& c = ctx.config();
     const auto t0 = Clock::now();
-    auto all = data::dataset_registry().create(c.data.name, c.data);
-    auto split = data::split_dataset(*all, c.data.val_fraction, c.data.split_seed);
-    auto model = models::model_registry().create(c.model.name, c.model, all->spec());
-    model->to(ctx.device());
-    auto task = tasks::task_registry().create(c.task.name, c.task, all->spec());
+    auto parts = build_run_parts(c, ctx.device());
+    auto& split = parts.split;
+    auto& model = parts.model;
+    auto& task = parts.task;
     auto optimizer = optimizer_registry().create(c.optimizer.name, model->parameters(), c.optimizer);
     auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
     data::Loader loader(split.train, c.data.batch_size, c.data.shuffle, c.data.drop_last,
@@ -143,6 +129,8 @@ class StandardTrainer final : public Trainer {
                               {"config_hash", c.hash()}};
     for (const auto& [split_name, m] : result.final_metrics)
       for (const auto& [k, v] : m) summary["final"][split_name][k] = v;
+    io::save_safetensors((ctx.dir() / "model.safetensors").string(), model_state(*model),
+                         {{"sculpt_config_hash", c.hash()}, {"sculpt_model", c.model.name}});
     io::write_file_atomic((ctx.dir() / "summary.json").string(), summary.dump(2) + "\n");
     return result;
   }

@@ -1,0 +1,149 @@
+// The subcommands behind `sculpt` (app.cpp parses the command line and maps errors to exit codes).
+#include "cli/commands.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "core/config/config.h"
+#include "core/config/visitors.h"
+#include "core/io/safetensors.h"
+#include "core/logging/logging.h"
+#include "core/registry/registry.h"
+#include "core/run/run_context.h"
+#include "core/version.h"
+#include "distributed/world.h"
+#include "trainers/run_parts.h"
+#include "trainers/trainer.h"
+
+namespace sculpt::cli {
+
+int cmd_validate(const std::string& path, const std::vector<std::string>& overrides) {
+  auto cfg = config::Config::load(path, overrides);
+  std::cout << cfg.dump();
+  return 0;
+}
+
+int cmd_train(const std::string& path, const std::vector<std::string>& overrides,
+              const std::string& log_level) {
+  auto cfg = config::Config::load(path, overrides);
+  if (log_level.empty()) log::set_level(log::parse_level(cfg.logging.level));
+  auto world = distributed::world_from_env();
+  SCULPT_CHECK(world.world_size == 1, world.source, " asks for ", world.world_size,
+               " processes, but multi-process training is not built yet; run one process");
+  auto trainer = trainers::trainer_registry().create(cfg.trainer.name, cfg.trainer);
+  auto ctx = RunContext::create(cfg, world.rank, world.world_size);
+  log::info(version_string(), "; run directory ", ctx.dir().string());
+  auto result = trainer->fit(ctx);
+  std::string line;
+  for (const auto& [split, metrics] : result.final_metrics)
+    for (const auto& [k, v] : metrics) line += " " + split + "." + k + "=" + std::to_string(v);
+  log::info("done: ", result.steps, " steps in ", result.time_s, " s;", line);
+  return 0;
+}
+
+int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
+             std::string weights) {
+  auto cfg = config::Config::load(path, overrides);
+  if (weights.empty()) weights = (RunContext::dir_for(cfg) / "model.safetensors").string();
+  SCULPT_CHECK(std::filesystem::exists(weights), weights,
+               ": no such weights file (train first, or pass --weights FILE)");
+  auto device = resolve_device(cfg.run.device);
+  auto parts = trainers::build_run_parts(cfg, device);
+  trainers::load_model_state(*parts.model, io::load_safetensors(weights), weights);
+  std::cout << "{";
+  const char* sep = "";
+  for (const auto& [split, ds] : {std::pair<const char*, const data::Dataset*>{"train", &parts.split.train},
+                                  {"val", &parts.split.val}}) {
+    if (ds->size() == 0) continue;
+    auto m = trainers::evaluate(*parts.model, *parts.task, *ds, cfg.data.batch_size, device);
+    std::cout << sep << "\"" << split << "\": {";
+    const char* sep2 = "";
+    for (const auto& [k, v] : m) {
+      std::cout << sep2 << "\"" << k << "\": " << config::format_double(v);
+      sep2 = ", ";
+    }
+    std::cout << "}";
+    sep = ", ";
+  }
+  std::cout << "}\n";
+  return 0;
+}
+
+int cmd_inspect(const std::string& file) {
+  auto header = io::read_safetensors_header(file);
+  auto tensors = io::load_safetensors(file);
+  std::cout << file << "\n";
+  for (const auto& [k, v] : header.metadata) std::cout << "  " << k << ": " << v << "\n";
+  size_t width = 6;
+  for (const auto& e : header.tensors) width = std::max(width, e.name.size());
+  char line[512];
+  std::snprintf(line, sizeof line, "  %-*s  %-5s %-18s %12s %8s\n", static_cast<int>(width), "tensor",
+                "dtype", "shape", "bytes", "zeros");
+  std::cout << line;
+  int64_t total_bytes = 0, total_numel = 0, total_zeros = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& e = header.tensors[i];
+    const auto& t = tensors[i].second;
+    int64_t zeros = t.numel() - t.count_nonzero().item<int64_t>();
+    std::string shape = "[";
+    for (size_t d = 0; d < e.shape.size(); ++d) shape += (d ? ", " : "") + std::to_string(e.shape[d]);
+    shape += "]";
+    std::snprintf(line, sizeof line, "  %-*s  %-5s %-18s %12lld %7.2f%%\n", static_cast<int>(width),
+                  e.name.c_str(), e.dtype.c_str(), shape.c_str(),
+                  static_cast<long long>(e.end - e.begin),
+                  t.numel() ? 100.0 * static_cast<double>(zeros) / static_cast<double>(t.numel()) : 0.0);
+    std::cout << line;
+    total_bytes += e.end - e.begin;
+    total_numel += t.numel();
+    total_zeros += zeros;
+  }
+  std::cout << "  total: " << tensors.size() << " tensors, " << total_numel << " values, "
+            << total_bytes << " bytes, "
+            << (total_numel ? 100.0 * static_cast<double>(total_zeros) / static_cast<double>(total_numel) : 0.0)
+            << "% zeros\n";
+  return 0;
+}
+
+int cmd_list(const std::string& kind, bool markdown) {
+  if (kind == "keys") {
+    config::Config cfg;
+    if (markdown) std::cout << "| key | type | default | meaning |\n|---|---|---|---|\n";
+    for (const auto& k : config::list_keys(cfg)) {
+      if (markdown) {
+        std::string def = k.default_value.empty() ? "" : "`" + k.default_value + "`";
+        std::string when = k.when.empty() ? "" : " (when `" + k.when + "`)";
+        std::cout << "| `" << k.path << "` | " << k.type << " | " << def << " | " << k.help << when
+                  << " |\n";
+      } else {
+        std::cout << k.path << "  (" << k.type << (k.default_value.empty() ? "" : ", default ")
+                  << k.default_value << ")" << (k.when.empty() ? "" : "  when " + k.when) << "  "
+                  << k.help << "\n";
+      }
+    }
+    return 0;
+  }
+  auto registries = all_registries();
+  if (!kind.empty()) {
+    RegistryBase* reg = find_registry(kind);
+    if (!reg) {
+      std::string known;
+      for (auto* r : registries) known += " " + r->kind();
+      throw UserError("unknown kind '" + kind + "'; known kinds:" + known + " keys");
+    }
+    registries = {reg};
+  }
+  for (auto* reg : registries) {
+    std::cout << reg->kind() << ":\n";
+    auto entries = reg->entries();
+    if (entries.empty()) std::cout << "  (none registered)\n";
+    size_t width = 0;
+    for (const auto& e : entries) width = std::max(width, e.name.size());
+    for (const auto& e : entries)
+      std::cout << "  " << e.name << std::string(width + 2 - e.name.size(), ' ') << e.description
+                << "\n";
+  }
+  return 0;
+}
+
+}  // namespace sculpt::cli

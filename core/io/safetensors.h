@@ -1,0 +1,37 @@
+// The safetensors format (what Python's `safetensors` reads): 8-byte little-endian header
+// length, a JSON header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}},
+// then the raw little-endian tensor bytes. Writes are atomic.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sculpt::io {
+
+struct TensorEntry {
+  std::string name;
+  std::string dtype;            // F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL
+  std::vector<int64_t> shape;
+  int64_t begin = 0, end = 0;   // byte offsets in the data section
+};
+
+struct SafetensorsHeader {
+  std::vector<TensorEntry> tensors;  // in file order of their data
+  std::map<std::string, std::string> metadata;
+  int64_t data_start = 0;            // file offset of the data section
+};
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+// Throws UserError naming the file (and the tensor) for a truncated or malformed file.
+SafetensorsHeader read_safetensors_header(const std::string& path);
+NamedTensors load_safetensors(const std::string& path);
+
+}  // namespace sculpt::io

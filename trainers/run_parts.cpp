@@ -1,0 +1,63 @@
+#include "trainers/run_parts.h"
+
+#include <torch/torch.h>
+
+#include "core/data/loader.h"
+#include "core/error.h"
+
+namespace sculpt::trainers {
+
+RunParts build_run_parts(const config::Config& c, c10::Device device) {
+  auto all = data::dataset_registry().create(c.data.name, c.data);
+  auto split = data::split_dataset(*all, c.data.val_fraction, c.data.split_seed);
+  auto model = models::model_registry().create(c.model.name, c.model, all->spec());
+  model->to(device);
+  auto task = tasks::task_registry().create(c.task.name, c.task, all->spec());
+  return RunParts{std::move(all), std::move(split), std::move(model), std::move(task)};
+}
+
+std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
+                                       const data::Dataset& ds, int64_t batch_size,
+                                       c10::Device device) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  data::Loader loader(ds, batch_size, /*shuffle=*/false, /*drop_last=*/false, 0);
+  tasks::MetricSums sums;
+  data::Batch b;
+  while (loader.next(b))
+    task.accumulate(sums, model.forward(b.inputs.to(device)), b.targets.to(device));
+  model.train(was_training);
+  return task.finish(sums);
+}
+
+io::NamedTensors model_state(models::Model& model) {
+  io::NamedTensors out;
+  for (const auto& p : model.named_parameters()) out.emplace_back(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
+void load_model_state(models::Model& model, const io::NamedTensors& state, const std::string& path) {
+  std::map<std::string, at::Tensor> given(state.begin(), state.end());
+  torch::NoGradGuard no_grad;
+  size_t used = 0;
+  for (auto& [name, target] : model_state(model)) {
+    auto it = given.find(name);
+    SCULPT_CHECK(it != given.end(), path, ": tensor '", name,
+                 "' of the model is missing (a checkpoint of another model?)");
+    SCULPT_CHECK(it->second.sizes() == target.sizes(), path, ": tensor '", name, "' has shape ",
+                 it->second.sizes(), " but the model expects ", target.sizes());
+    target.copy_(it->second);
+    ++used;
+  }
+  if (used != given.size()) {
+    for (const auto& [name, t] : given) {
+      bool known = false;
+      for (const auto& [n, _] : model_state(model)) known = known || n == name;
+      SCULPT_CHECK(known, path, ": tensor '", name, "' does not belong to this model");
+    }
+  }
+}
+
+}  // namespace sculpt::trainers

@@ -1,0 +1,38 @@
+// What a run is built from, shared by `sculpt train` and `sculpt eval`: the data and its split,
+// the model and the task, all made from the registries the config names; plus evaluation and
+// the model's weights as named tensors.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/config/config.h"
+#include "core/data/dataset.h"
+#include "core/io/safetensors.h"
+#include "core/models/model.h"
+#include "core/tasks/task.h"
+
+namespace sculpt::trainers {
+
+struct RunParts {
+  std::unique_ptr<data::Dataset> all;
+  data::Split split;
+  std::unique_ptr<models::Model> model;  // already on `device`
+  std::unique_ptr<tasks::Task> task;
+};
+
+RunParts build_run_parts(const config::Config& c, c10::Device device);
+
+// Metrics of `model` over `ds` (eval mode, no grad), batched by `batch_size`.
+std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
+                                       const data::Dataset& ds, int64_t batch_size,
+                                       c10::Device device);
+
+// Parameters and buffers by their dotted names.
+io::NamedTensors model_state(models::Model& model);
+// Copies `state` into the model; UserError naming `path` and the tensor on a missing, extra or
+// mis-shaped tensor (a checkpoint of another model).
+void load_model_state(models::Model& model, const io::NamedTensors& state, const std::string& path);
+
+}  // namespace sculpt::trainers
