@@ -1,4 +1,4 @@
 # sculpt_warnings(target): -Wall -Wextra for our own C++ sources (not for nvcc host passes).
 function(sculpt_warnings target)
-  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter>)
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra>)
 endfunction()

@@ -94,7 +94,7 @@ class Reader final : public Visitor, public Checker {
     }
   }
 
-  void field(const char* key, bool& v, const char* help) override {
+  void field(const char* key, bool& v, const char* /*help*/) override {
     const Node* n = get(key);
     if (!n) return;
     if (n->kind == Node::Kind::Scalar && !n->quoted && (n->scalar == "true" || n->scalar == "false"))
@@ -103,7 +103,7 @@ class Reader final : public Visitor, public Checker {
       error(*n, key, "expected true or false, got " + shown(*n));
   }
 
-  void field(const char* key, int64_t& v, const char* help, Range r) override {
+  void field(const char* key, int64_t& v, const char* /*help*/, Range r) override {
     const Node* n = get(key);
     if (!n) return;
     int64_t x = 0;
@@ -113,7 +113,7 @@ class Reader final : public Visitor, public Checker {
     v = x;
   }
 
-  void field(const char* key, double& v, const char* help, Range r) override {
+  void field(const char* key, double& v, const char* /*help*/, Range r) override {
     const Node* n = get(key);
     if (!n) return;
     double x = 0;
@@ -122,26 +122,26 @@ class Reader final : public Visitor, public Checker {
     v = x;
   }
 
-  void field(const char* key, std::string& v, const char* help, Need need) override {
+  void field(const char* key, std::string& v, const char* /*help*/, Need need) override {
     const Node* n = get(key, need);
     if (!n) return;
     if (n->kind != Node::Kind::Scalar) return error(*n, key, "expected a string, got " + shown(*n));
     v = n->scalar;
   }
 
-  void field(const char* key, std::vector<int64_t>& v, const char* help, Range r) override {
+  void field(const char* key, std::vector<int64_t>& v, const char* /*help*/, Range r) override {
     read_list<int64_t>(key, v, "an integer", [&](const Node& n, int64_t& x) {
       return parse_int(n, x) && r.contains(static_cast<double>(x));
     }, r);
   }
 
-  void field(const char* key, std::vector<double>& v, const char* help, Range r) override {
+  void field(const char* key, std::vector<double>& v, const char* /*help*/, Range r) override {
     read_list<double>(key, v, "a number", [&](const Node& n, double& x) {
       return parse_double(n, x) && r.contains(x);
     }, r);
   }
 
-  void field(const char* key, std::vector<std::string>& v, const char* help) override {
+  void field(const char* key, std::vector<std::string>& v, const char* /*help*/) override {
     read_list<std::string>(key, v, "a string", [](const Node& n, std::string& x) {
       if (n.kind != Node::Kind::Scalar) return false;
       x = n.scalar;
@@ -150,7 +150,7 @@ class Reader final : public Visitor, public Checker {
   }
 
   void choice(const char* key, std::string& v, const std::vector<std::string>& allowed,
-              const char* help) override {
+              const char* /*help*/) override {
     const Node* n = get(key);
     if (!n) return;
     if (n->kind == Node::Kind::Scalar &&
@@ -166,7 +166,7 @@ class Reader final : public Visitor, public Checker {
     error(*n, key, msg);
   }
 
-  void file(const char* key, std::string& v, const char* help, Need need) override {
+  void file(const char* key, std::string& v, const char* /*help*/, Need need) override {
     const Node* n = get(key, need);
     if (!n) return;
     if (n->kind != Node::Kind::Scalar) return error(*n, key, "expected a file path, got " + shown(*n));
@@ -176,7 +176,7 @@ class Reader final : public Visitor, public Checker {
     v = n->scalar;
   }
 
-  void section(const char* key, Section& s, const char* help) override {
+  void section(const char* key, Section& s, const char* /*help*/) override {
     const Node* n = get(key);
     if (n && !n->is_map()) return error(*n, key, "expected a map of keys, got " + shown(*n));
     Reader sub(n, child(key), n ? n->source : here(), errors_);
@@ -184,7 +184,7 @@ class Reader final : public Visitor, public Checker {
     sub.finish(s);
   }
 
-  void list(const char* key, SectionList& items, const char* help) override {
+  void list(const char* key, SectionList& items, const char* /*help*/) override {
     const Node* n = get(key);
     if (!n) return;
     if (n->kind != Node::Kind::Sequence) return error(*n, key, "expected a list, got " + shown(*n));

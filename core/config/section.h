@@ -34,7 +34,7 @@ class Section {
   virtual ~Section() = default;
   virtual void visit(Visitor& v) = 0;
   // Cross-field rules, run after every field was read and typed (e.g. warmup < total steps).
-  virtual void check(Checker& c) const {}
+  virtual void check(Checker& /*c*/) const {}
 };
 
 // Type-erased view of a std::vector<T : Section>, so lists of sections need no templates in

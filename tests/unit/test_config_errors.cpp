@@ -6,6 +6,7 @@
 #include "cli/app.h"
 #include "core/config/config.h"
 #include "core/config/errors.h"
+#include "core/config/visitors.h"
 #include "tests/support/process.h"
 
 using sculpt::config::Config;
@@ -223,4 +224,48 @@ TEST_CASE("config cross-field rule: a run that would do nothing", "[config]") {
   auto errs = errors_of(std::string(kValid) + "trainer: {epochs: 0, max_steps: 0}\n");
   REQUIRE(errs.size() == 1);
   CHECK(errs[0].path == "trainer.max_steps");
+}
+
+namespace {
+// A section of the shape future data sections have: a required file path and a list of numbers.
+struct FileSection : sculpt::config::Section {
+  std::string path;
+  std::vector<double> weights;
+  void visit(sculpt::config::Visitor& v) override {
+    v.file("path", path, "input file", sculpt::config::Need::required);
+    v.field("weights", weights, "weights", sculpt::config::Range::closed(0, 1));
+  }
+};
+
+std::vector<Diagnostic> read_errors(const std::string& yaml, FileSection& s) {
+  auto node = sculpt::config::parse_yaml_text(yaml, sculpt::config::Source{"x.yaml", 0, 0, ""});
+  std::vector<Diagnostic> errors;
+  sculpt::config::read_section(node, s, sculpt::config::Source{"x.yaml", 1, 1, ""}, errors);
+  return errors;
+}
+}  // namespace
+
+TEST_CASE("config reports a file key that names a missing file, and list items by index", "[config]") {
+  FileSection s;
+  auto errs = read_errors("path: /no/such/file.bin\nweights: [0.5, 2, x]\n", s);
+  REQUIRE(errs.size() == 3);
+  CHECK(errs[0].path == "path");
+  CHECK(errs[0].str() == "x.yaml:1:7: path: file not found: /no/such/file.bin");
+  CHECK(errs[1].path == "weights[1]");
+  CHECK_THAT(errs[1].message, Catch::Contains("expected a number in [0, 1], got '2'"));
+  CHECK(errs[1].source.column == 16);
+  CHECK(errs[2].path == "weights[2]");
+
+  std::string dir = sculpt::test::temp_dir("file");
+  sculpt::test::write_text(dir + "/data.bin", "x");
+  FileSection ok;
+  CHECK(read_errors("path: " + dir + "/data.bin\nweights: [0.25]\n", ok).empty());
+  CHECK(ok.path == dir + "/data.bin");
+  CHECK(ok.weights == std::vector<double>{0.25});
+
+  FileSection missing;
+  auto req = read_errors("weights: []\n", missing);
+  REQUIRE(req.size() == 1);
+  CHECK(req[0].path == "path");
+  CHECK_THAT(req[0].message, Catch::Contains("missing required key"));
 }
