@@ -17,11 +17,13 @@ int run_sculpt(int argc, char** argv) {
   app.fallthrough();  // --log-level works before or after the subcommand
   app.set_version_flag("--version", std::string(version_string()));
   std::string log_level;
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (wins over logging.level)");
+  app.add_option("--log-level", log_level,
+                 "trace|debug|info|warn|error|off (wins over logging.level)");
 
   std::string config_path;
   std::vector<std::string> overrides;
-  auto* validate = app.add_subcommand("validate", "load and check a config, print it resolved; nothing else");
+  auto* validate =
+      app.add_subcommand("validate", "load and check a config, print it resolved; nothing else");
   validate->add_option("config", config_path, "YAML run config")->required();
   validate->add_option("overrides", overrides, "key.path=value overrides");
 
@@ -33,17 +35,21 @@ int run_sculpt(int argc, char** argv) {
   auto* eval = app.add_subcommand("eval", "evaluate trained weights on the config's data");
   eval->add_option("config", config_path, "YAML run config")->required();
   eval->add_option("overrides", overrides, "key.path=value overrides");
-  eval->add_option("--weights", weights, "safetensors weights (default: <run dir>/model.safetensors)");
+  eval->add_option("--weights", weights,
+                   "safetensors weights (default: <run dir>/model.safetensors)");
 
   std::string file;
   auto* inspect = app.add_subcommand("inspect", "print what a weights/checkpoint file holds");
   inspect->add_option("file", file, "a .safetensors file")->required();
 
   std::string kind;
-  auto* list = app.add_subcommand("list", "list registered models, datasets, passes... (or `keys`)");
+  auto* list =
+      app.add_subcommand("list", "list registered models, datasets, passes... (or `keys`)");
   bool markdown = false;
   list->add_flag("--markdown", markdown, "with `keys`: print the docs/config.md table");
-  list->add_option("kind", kind, "one kind: models, datasets, tasks, optimizers, schedulers, trainers, passes, keys");
+  list->add_option(
+      "kind", kind,
+      "one kind: models, datasets, tasks, optimizers, schedulers, trainers, passes, keys");
 
   try {
     register_builtins();

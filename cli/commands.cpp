@@ -53,8 +53,9 @@ int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
   trainers::load_model_state(*parts.model, io::load_safetensors(weights), weights);
   std::cout << "{";
   const char* sep = "";
-  for (const auto& [split, ds] : {std::pair<const char*, const data::Dataset*>{"train", &parts.split.train},
-                                  {"val", &parts.split.val}}) {
+  for (const auto& [split, ds] :
+       {std::pair<const char*, const data::Dataset*>{"train", &parts.split.train},
+        {"val", &parts.split.val}}) {
     if (ds->size() == 0) continue;
     auto m = trainers::evaluate(*parts.model, *parts.task, *ds, cfg.data.batch_size, device);
     std::cout << sep << "\"" << split << "\": {";
@@ -78,8 +79,8 @@ int cmd_inspect(const std::string& file) {
   size_t width = 6;
   for (const auto& e : header.tensors) width = std::max(width, e.name.size());
   char line[512];
-  std::snprintf(line, sizeof line, "  %-*s  %-5s %-18s %12s %8s\n", static_cast<int>(width), "tensor",
-                "dtype", "shape", "bytes", "zeros");
+  std::snprintf(line, sizeof line, "  %-*s  %-5s %-18s %12s %8s\n", static_cast<int>(width),
+                "tensor", "dtype", "shape", "bytes", "zeros");
   std::cout << line;
   int64_t total_bytes = 0, total_numel = 0, total_zeros = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -87,12 +88,13 @@ int cmd_inspect(const std::string& file) {
     const auto& t = tensors[i].second;
     int64_t zeros = t.numel() - t.count_nonzero().item<int64_t>();
     std::string shape = "[";
-    for (size_t d = 0; d < e.shape.size(); ++d) shape += (d ? ", " : "") + std::to_string(e.shape[d]);
+    for (size_t d = 0; d < e.shape.size(); ++d)
+      shape += (d ? ", " : "") + std::to_string(e.shape[d]);
     shape += "]";
-    std::snprintf(line, sizeof line, "  %-*s  %-5s %-18s %12lld %7.2f%%\n", static_cast<int>(width),
-                  e.name.c_str(), e.dtype.c_str(), shape.c_str(),
-                  static_cast<long long>(e.end - e.begin),
-                  t.numel() ? 100.0 * static_cast<double>(zeros) / static_cast<double>(t.numel()) : 0.0);
+    std::snprintf(
+        line, sizeof line, "  %-*s  %-5s %-18s %12lld %7.2f%%\n", static_cast<int>(width),
+        e.name.c_str(), e.dtype.c_str(), shape.c_str(), static_cast<long long>(e.end - e.begin),
+        t.numel() ? 100.0 * static_cast<double>(zeros) / static_cast<double>(t.numel()) : 0.0);
     std::cout << line;
     total_bytes += e.end - e.begin;
     total_numel += t.numel();
@@ -100,7 +102,9 @@ int cmd_inspect(const std::string& file) {
   }
   std::cout << "  total: " << tensors.size() << " tensors, " << total_numel << " values, "
             << total_bytes << " bytes, "
-            << (total_numel ? 100.0 * static_cast<double>(total_zeros) / static_cast<double>(total_numel) : 0.0)
+            << (total_numel
+                    ? 100.0 * static_cast<double>(total_zeros) / static_cast<double>(total_numel)
+                    : 0.0)
             << "% zeros\n";
   return 0;
 }

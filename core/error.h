@@ -38,16 +38,16 @@ std::string concat(const Parts&... parts) {
 }  // namespace sculpt
 
 // User mistakes: SCULPT_CHECK(cond, "message parts", ...) throws sculpt::UserError.
-#define SCULPT_CHECK(cond, ...)                                      \
-  do {                                                               \
+#define SCULPT_CHECK(cond, ...)                                                    \
+  do {                                                                             \
     if (!(cond)) throw ::sculpt::UserError(::sculpt::detail::concat(__VA_ARGS__)); \
   } while (0)
 
 // Our own invariants: a failure is a bug in Sculpt.
-#define SCULPT_ASSERT(cond, ...)                                                         \
-  do {                                                                                   \
-    if (!(cond))                                                                         \
-      throw ::sculpt::InternalError(::sculpt::detail::concat(                            \
-          __FILE__, ":", __LINE__, ": ", #cond, " failed: ", ##__VA_ARGS__,              \
-          " (this is a bug in Sculpt)"));                                                \
+#define SCULPT_ASSERT(cond, ...)                                                                   \
+  do {                                                                                             \
+    if (!(cond))                                                                                   \
+      throw ::sculpt::InternalError(::sculpt::detail::concat(__FILE__, ":", __LINE__, ": ", #cond, \
+                                                             " failed: ", ##__VA_ARGS__,           \
+                                                             " (this is a bug in Sculpt)"));       \
   } while (0)

@@ -8,13 +8,13 @@ namespace sculpt {
 
 const char* version_string() {
 #ifdef SCULPT_WITH_CUDA
-  static const std::string s = std::string("sculpt " SCULPT_VERSION " (LibTorch ") +
-                               TORCH_VERSION + ", CUDA kernels: on)";
+  static const std::string kVersion =
+      std::string("sculpt " SCULPT_VERSION " (LibTorch ") + TORCH_VERSION + ", CUDA kernels: on)";
 #else
-  static const std::string s = std::string("sculpt " SCULPT_VERSION " (LibTorch ") +
-                               TORCH_VERSION + ", CUDA kernels: off)";
+  static const std::string kVersion =
+      std::string("sculpt " SCULPT_VERSION " (LibTorch ") + TORCH_VERSION + ", CUDA kernels: off)";
 #endif
-  return s.c_str();
+  return kVersion.c_str();
 }
 
 }  // namespace sculpt

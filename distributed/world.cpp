@@ -12,8 +12,8 @@ int to_int(const EnvLookup& env, const char* name, int fallback, int min) {
   if (!v || !*v) return fallback;
   char* end = nullptr;
   long x = std::strtol(v, &end, 10);
-  SCULPT_CHECK(*end == '\0' && x >= min && x < (1L << 30), "environment variable ", name,
-               "='", v, "' is not an integer >= ", min);
+  SCULPT_CHECK(*end == '\0' && x >= min && x < (1L << 30), "environment variable ", name, "='", v,
+               "' is not an integer >= ", min);
   return static_cast<int>(x);
 }
 }  // namespace
@@ -22,9 +22,14 @@ std::string first_slurm_host(const std::string& nodelist) {
   // Up to the first comma that is not inside brackets.
   size_t depth = 0, end = nodelist.size();
   for (size_t i = 0; i < nodelist.size(); ++i) {
-    if (nodelist[i] == '[') ++depth;
-    else if (nodelist[i] == ']' && depth) --depth;
-    else if (nodelist[i] == ',' && depth == 0) { end = i; break; }
+    if (nodelist[i] == '[')
+      ++depth;
+    else if (nodelist[i] == ']' && depth)
+      --depth;
+    else if (nodelist[i] == ',' && depth == 0) {
+      end = i;
+      break;
+    }
   }
   std::string first = nodelist.substr(0, end);
   auto open = first.find('[');

@@ -38,7 +38,8 @@ io::NamedTensors model_state(models::Model& model) {
   return out;
 }
 
-void load_model_state(models::Model& model, const io::NamedTensors& state, const std::string& path) {
+void load_model_state(models::Model& model, const io::NamedTensors& state,
+                      const std::string& path) {
   std::map<std::string, at::Tensor> given(state.begin(), state.end());
   torch::NoGradGuard no_grad;
   size_t used = 0;

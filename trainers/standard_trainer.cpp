@@ -42,19 +42,22 @@ class StandardTrainer final : public Trainer {
     auto& split = parts.split;
     auto& model = parts.model;
     auto& task = parts.task;
-    auto optimizer = optimizer_registry().create(c.optimizer.name, model->parameters(), c.optimizer);
+    auto optimizer =
+        optimizer_registry().create(c.optimizer.name, model->parameters(), c.optimizer);
     auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
     data::Loader loader(split.train, c.data.batch_size, c.data.shuffle, c.data.drop_last,
                         static_cast<uint64_t>(c.run.seed));
     SCULPT_CHECK(loader.batches_per_epoch() > 0, "data: the training split has ",
                  split.train.size(), " samples, fewer than one batch of ", c.data.batch_size,
                  " with data.drop_last=true");
-    const int64_t total = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * loader.batches_per_epoch();
+    const int64_t total =
+        cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * loader.batches_per_epoch();
     log::info("model ", c.model.name, ": ", model->parameter_count(), " parameters, ",
               model->parameter_bytes(), " bytes; data ", c.data.name, ": ", split.train.size(),
               " train / ", split.val.size(), " val; ", total, " steps on ", ctx.device().str());
 
-    std::ofstream metrics(ctx.dir() / "metrics.jsonl", std::ios::trunc);  // a fresh run; resume is not built yet
+    std::ofstream metrics(ctx.dir() / "metrics.jsonl",
+                          std::ios::trunc);  // a fresh run; resume is not built yet
     auto record = [&](nlohmann::json j) {
       j["elapsed_s"] = seconds_since(t0);
       metrics << j.dump() << "\n";
@@ -89,19 +92,24 @@ class StandardTrainer final : public Trainer {
         auto out = model->forward(b.inputs.to(ctx.device()));
         auto loss = task->loss(out, b.targets.to(ctx.device()));
         double loss_v = loss.item<double>();
-        SCULPT_CHECK(std::isfinite(loss_v), "training diverged: loss is ", loss_v, " at step ", step,
-                     "; lower optimizer.lr or set trainer.grad_clip_norm");
+        SCULPT_CHECK(std::isfinite(loss_v), "training diverged: loss is ", loss_v, " at step ",
+                     step, "; lower optimizer.lr or set trainer.grad_clip_norm");
         loss.backward();
-        if (cfg_.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), cfg_.grad_clip_norm);
+        if (cfg_.grad_clip_norm > 0)
+          torch::nn::utils::clip_grad_norm_(model->parameters(), cfg_.grad_clip_norm);
         optimizer->step();
         ++step;
         window_loss += loss_v;
         ++window_n;
         window_samples += b.size();
         if (step % cfg_.log_every == 0 || step == total) {
-          double rate = static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0));
-          record({{"step", step}, {"epoch", epoch}, {"split", "train"},
-                  {"loss", window_loss / static_cast<double>(window_n)}, {"lr", lr},
+          double rate =
+              static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0));
+          record({{"step", step},
+                  {"epoch", epoch},
+                  {"split", "train"},
+                  {"loss", window_loss / static_cast<double>(window_n)},
+                  {"lr", lr},
                   {"samples_per_s", rate}});
           log::info("step ", step, "/", total, " epoch ", epoch, " loss ",
                     window_loss / static_cast<double>(window_n), " lr ", lr, " ",
@@ -120,13 +128,14 @@ class StandardTrainer final : public Trainer {
     FitResult result;
     result.steps = step;
     result.final_metrics["val"] = eval_and_record(step, epoch);
-    result.final_metrics["train"] = evaluate(*model, *task, split.train, c.data.batch_size, ctx.device());
+    result.final_metrics["train"] =
+        evaluate(*model, *task, split.train, c.data.batch_size, ctx.device());
     result.time_s = seconds_since(t0);
-    nlohmann::json summary = {{"steps", step},
-                              {"time_s", result.time_s},
-                              {"model", {{"params", model->parameter_count()},
-                                         {"bytes", model->parameter_bytes()}}},
-                              {"config_hash", c.hash()}};
+    nlohmann::json summary = {
+        {"steps", step},
+        {"time_s", result.time_s},
+        {"model", {{"params", model->parameter_count()}, {"bytes", model->parameter_bytes()}}},
+        {"config_hash", c.hash()}};
     for (const auto& [split_name, m] : result.final_metrics)
       for (const auto& [k, v] : m) summary["final"][split_name][k] = v;
     io::save_safetensors((ctx.dir() / "model.safetensors").string(), model_state(*model),

@@ -109,7 +109,9 @@ Config Config::parse(const std::string& yaml, const std::string& name) {
   return from_node(root, name);
 }
 
-std::string Config::dump() const { return dump_yaml(const_cast<Config&>(*this)); }
+std::string Config::dump() const {
+  return dump_yaml(const_cast<Config&>(*this));
+}
 
 std::string Config::hash() const {
   uint64_t h = 1469598103934665603ull;

@@ -13,65 +13,65 @@
 namespace sculpt::config {
 
 struct RunConfig : Section {
-  std::string name = "run";        // run name; the run directory defaults to runs/<name>
-  std::string output_dir;          // run directory; empty: runs/<name>
-  int64_t seed = 0;                // seeds torch and std RNGs (rank r adds r), >= 0
-  std::string device = "auto";     // auto | cpu | cuda | cuda:N
+  std::string name = "run";     // run name; the run directory defaults to runs/<name>
+  std::string output_dir;       // run directory; empty: runs/<name>
+  int64_t seed = 0;             // seeds torch and std RNGs (rank r adds r), >= 0
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N
   void visit(Visitor& v) override;
   void check(Checker& c) const override;
 };
 
 struct LoggingConfig : Section {
-  std::string level = "info";      // trace | debug | info | warn | error | off
+  std::string level = "info";  // trace | debug | info | warn | error | off
   void visit(Visitor& v) override;
 };
 
 struct DataConfig : Section {
-  std::string name;                       // registered dataset
-  std::shared_ptr<Section> options;       // the dataset's own keys, beside `name`
-  int64_t batch_size = 64;                // samples per step (per rank), >= 1
-  double val_fraction = 0.1;              // share held out for validation, in [0, 1)
-  int64_t split_seed = 0;                 // seed of the train/val split
-  bool shuffle = true;                    // reshuffle the training set every epoch
-  bool drop_last = false;                 // drop the last incomplete batch of an epoch
+  std::string name;                  // registered dataset
+  std::shared_ptr<Section> options;  // the dataset's own keys, beside `name`
+  int64_t batch_size = 64;           // samples per step (per rank), >= 1
+  double val_fraction = 0.1;         // share held out for validation, in [0, 1)
+  int64_t split_seed = 0;            // seed of the train/val split
+  bool shuffle = true;               // reshuffle the training set every epoch
+  bool drop_last = false;            // drop the last incomplete batch of an epoch
   void visit(Visitor& v) override;
 };
 
 struct ModelConfig : Section {
-  std::string name;                       // registered model
-  std::shared_ptr<Section> options;       // the model's own keys, beside `name`
+  std::string name;                  // registered model
+  std::shared_ptr<Section> options;  // the model's own keys, beside `name`
   void visit(Visitor& v) override;
 };
 
 struct TaskConfig : Section {
-  std::string name = "classification";    // registered task (loss + metrics)
+  std::string name = "classification";  // registered task (loss + metrics)
   std::shared_ptr<Section> options;
   void visit(Visitor& v) override;
 };
 
 struct OptimizerConfig : Section {
-  std::string name = "sgd";               // registered optimizer
+  std::string name = "sgd";  // registered optimizer
   std::shared_ptr<Section> options;
-  double lr = 0.1;                        // base learning rate, > 0
-  double weight_decay = 0.0;              // L2 / decoupled weight decay, >= 0
+  double lr = 0.1;            // base learning rate, > 0
+  double weight_decay = 0.0;  // L2 / decoupled weight decay, >= 0
   void visit(Visitor& v) override;
 };
 
 struct SchedulerConfig : Section {
-  std::string name = "constant";          // registered learning-rate schedule
+  std::string name = "constant";  // registered learning-rate schedule
   std::shared_ptr<Section> options;
-  int64_t warmup_steps = 0;               // linear warm-up from 0 to lr, >= 0
+  int64_t warmup_steps = 0;  // linear warm-up from 0 to lr, >= 0
   void visit(Visitor& v) override;
 };
 
 struct TrainerConfig : Section {
-  std::string name = "standard";          // registered trainer
+  std::string name = "standard";  // registered trainer
   std::shared_ptr<Section> options;
-  int64_t epochs = 1;                     // passes over the training set, >= 0
-  int64_t max_steps = 0;                  // stop after this many steps; 0: epochs decide
-  int64_t log_every = 50;                 // steps between log lines / metrics, >= 1
-  int64_t eval_every = 0;                 // steps between evaluations; 0: every epoch end
-  double grad_clip_norm = 0.0;            // clip the global gradient norm; 0: off
+  int64_t epochs = 1;           // passes over the training set, >= 0
+  int64_t max_steps = 0;        // stop after this many steps; 0: epochs decide
+  int64_t log_every = 50;       // steps between log lines / metrics, >= 1
+  int64_t eval_every = 0;       // steps between evaluations; 0: every epoch end
+  double grad_clip_norm = 0.0;  // clip the global gradient norm; 0: off
   void visit(Visitor& v) override;
   void check(Checker& c) const override;
 };
@@ -94,8 +94,8 @@ struct Config : Section {
   static Config load(const std::string& path, const std::vector<std::string>& overrides = {});
   // Validated config from YAML text (tests, tools); `name` labels errors.
   static Config parse(const std::string& yaml, const std::string& name = "<string>");
-  std::string dump() const;   // resolved YAML; Config::parse(dump()) gives the same config
-  std::string hash() const;   // FNV-1a 64 of dump(), hex; stored in checkpoints
+  std::string dump() const;  // resolved YAML; Config::parse(dump()) gives the same config
+  std::string hash() const;  // FNV-1a 64 of dump(), hex; stored in checkpoints
 };
 
 }  // namespace sculpt::config

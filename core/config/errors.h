@@ -11,8 +11,8 @@
 namespace sculpt::config {
 
 struct Diagnostic {
-  Source source;      // where the offending value (or its parent, for a missing key) was written
-  std::string path;   // key path, e.g. compression[2].schedule.final_sparsity
+  Source source;     // where the offending value (or its parent, for a missing key) was written
+  std::string path;  // key path, e.g. compression[2].schedule.final_sparsity
   std::string message;
 
   // "file:line:col: path: message"

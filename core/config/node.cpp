@@ -101,10 +101,11 @@ Node convert(const YAML::Node& y, const Source& origin, std::vector<Diagnostic>&
           continue;
         }
         std::string key = kv.first.Scalar();
-        std::string child = path.empty() ? key : path + "." + key;
+        std::string child = path.empty() ? key : path;
+        if (!path.empty()) child.append(".").append(key);
         if (n.find(key)) {
-          errors.push_back({ks, child, "duplicate key (first written at " +
-                                           n.key_source(key)->str() + ")"});
+          errors.push_back(
+              {ks, child, "duplicate key (first written at " + n.key_source(key)->str() + ")"});
           continue;
         }
         n.map.emplace_back(key, convert(kv.second, origin, errors, child));
@@ -176,7 +177,8 @@ Node load_recursive(const std::string& path, std::vector<std::string>& stack) {
   result.source = self.source;
   if (ext) {
     std::vector<const Node*> bases;
-    if (ext->kind == Node::Kind::Scalar) bases.push_back(ext);
+    if (ext->kind == Node::Kind::Scalar)
+      bases.push_back(ext);
     else if (ext->kind == Node::Kind::Sequence)
       for (const auto& b : ext->seq) bases.push_back(&b);
     std::vector<Diagnostic> errors;
@@ -227,7 +229,8 @@ void apply_overrides(Node& root, const std::vector<std::string>& overrides) {
     }
     std::string key = text.substr(0, eq), value = text.substr(eq + 1);
     if (value.empty()) {
-      errors.push_back({src, key, "no value after '='; write key.path=value (\"\" for an empty string)"});
+      errors.push_back(
+          {src, key, "no value after '='; write key.path=value (\"\" for an empty string)"});
       continue;
     }
     // Split a.b[2].c into parts.
@@ -284,9 +287,9 @@ void apply_overrides(Node& root, const std::vector<std::string>& overrides) {
         }
         auto idx = static_cast<size_t>(part.index);
         if (idx > cur->seq.size()) {
-          errors.push_back({src, walked, "has " + std::to_string(cur->seq.size()) +
-                                             " entries; index " + std::to_string(idx) +
-                                             " is out of range"});
+          errors.push_back({src, walked,
+                            "has " + std::to_string(cur->seq.size()) + " entries; index " +
+                                std::to_string(idx) + " is out of range"});
           cur = nullptr;
           break;
         }
@@ -307,8 +310,10 @@ void apply_overrides(Node& root, const std::vector<std::string>& overrides) {
         walked += (walked.empty() ? "" : ".") + part.key;
         Node* child = cur->find(part.key);
         if (last) {
-          if (child && child->is_map() && parsed.is_map()) merge_into(*child, parsed);
-          else cur->set(part.key, parsed, src);
+          if (child && child->is_map() && parsed.is_map())
+            merge_into(*child, parsed);
+          else
+            cur->set(part.key, parsed, src);
         } else if (!child) {
           Node fresh;
           fresh.source = src;

@@ -23,12 +23,12 @@ struct Source {
 struct Node {
   enum class Kind { Null, Scalar, Map, Sequence };
   Kind kind = Kind::Null;
-  std::string scalar;                              // Scalar: text as written
-  bool quoted = false;                             // Scalar: written in quotes (always a string)
-  std::vector<std::pair<std::string, Node>> map;   // Map: keys in file order
-  std::vector<Source> key_sources;                 // Map: where each key was written
-  std::vector<Node> seq;                           // Sequence
-  Source source;                                   // where this value was written
+  std::string scalar;                             // Scalar: text as written
+  bool quoted = false;                            // Scalar: written in quotes (always a string)
+  std::vector<std::pair<std::string, Node>> map;  // Map: keys in file order
+  std::vector<Source> key_sources;                // Map: where each key was written
+  std::vector<Node> seq;                          // Sequence
+  Source source;                                  // where this value was written
 
   bool is_map() const { return kind == Kind::Map; }
   Node* find(const std::string& key);

@@ -66,10 +66,14 @@ bool parse_double(const Node& n, double& out) {
 
 std::string shown(const Node& n) {
   switch (n.kind) {
-    case Node::Kind::Scalar: return "'" + n.scalar + "'";
-    case Node::Kind::Map: return "a map";
-    case Node::Kind::Sequence: return "a list";
-    default: return "nothing";
+    case Node::Kind::Scalar:
+      return "'" + n.scalar + "'";
+    case Node::Kind::Map:
+      return "a map";
+    case Node::Kind::Sequence:
+      return "a list";
+    default:
+      return "nothing";
   }
 }
 
@@ -87,9 +91,12 @@ class Reader final : public Visitor, public Checker {
       if (std::find(consumed_.begin(), consumed_.end(), key) != consumed_.end()) continue;
       std::string msg = "unknown key";
       std::string guess = closest_match(key, known);
-      if (!guess.empty()) msg += "; did you mean '" + guess + "'?";
-      else if (known.empty()) msg += " (this section takes no keys)";
-      else msg += "; valid keys here: " + join(known);
+      if (!guess.empty())
+        msg += "; did you mean '" + guess + "'?";
+      else if (known.empty())
+        msg += " (this section takes no keys)";
+      else
+        msg += "; valid keys here: " + join(known);
       errors_.push_back({map_->key_sources[i], child(key), msg});
     }
   }
@@ -97,7 +104,8 @@ class Reader final : public Visitor, public Checker {
   void field(const char* key, bool& v, const char* /*help*/) override {
     const Node* n = get(key);
     if (!n) return;
-    if (n->kind == Node::Kind::Scalar && !n->quoted && (n->scalar == "true" || n->scalar == "false"))
+    if (n->kind == Node::Kind::Scalar && !n->quoted &&
+        (n->scalar == "true" || n->scalar == "false"))
       v = n->scalar == "true";
     else
       error(*n, key, "expected true or false, got " + shown(*n));
@@ -118,7 +126,8 @@ class Reader final : public Visitor, public Checker {
     if (!n) return;
     double x = 0;
     if (!parse_double(*n, x)) return error(*n, key, "expected a number, got " + shown(*n));
-    if (!r.contains(x)) return error(*n, key, "expected a number in " + r.str() + ", got " + n->scalar);
+    if (!r.contains(x))
+      return error(*n, key, "expected a number in " + r.str() + ", got " + n->scalar);
     v = x;
   }
 
@@ -130,23 +139,29 @@ class Reader final : public Visitor, public Checker {
   }
 
   void field(const char* key, std::vector<int64_t>& v, const char* /*help*/, Range r) override {
-    read_list<int64_t>(key, v, "an integer", [&](const Node& n, int64_t& x) {
-      return parse_int(n, x) && r.contains(static_cast<double>(x));
-    }, r);
+    read_list<int64_t>(
+        key, v, "an integer",
+        [&](const Node& n, int64_t& x) {
+          return parse_int(n, x) && r.contains(static_cast<double>(x));
+        },
+        r);
   }
 
   void field(const char* key, std::vector<double>& v, const char* /*help*/, Range r) override {
-    read_list<double>(key, v, "a number", [&](const Node& n, double& x) {
-      return parse_double(n, x) && r.contains(x);
-    }, r);
+    read_list<double>(
+        key, v, "a number",
+        [&](const Node& n, double& x) { return parse_double(n, x) && r.contains(x); }, r);
   }
 
   void field(const char* key, std::vector<std::string>& v, const char* /*help*/) override {
-    read_list<std::string>(key, v, "a string", [](const Node& n, std::string& x) {
-      if (n.kind != Node::Kind::Scalar) return false;
-      x = n.scalar;
-      return true;
-    }, Range{});
+    read_list<std::string>(
+        key, v, "a string",
+        [](const Node& n, std::string& x) {
+          if (n.kind != Node::Kind::Scalar) return false;
+          x = n.scalar;
+          return true;
+        },
+        Range{});
   }
 
   void choice(const char* key, std::string& v, const std::vector<std::string>& allowed,
@@ -169,7 +184,8 @@ class Reader final : public Visitor, public Checker {
   void file(const char* key, std::string& v, const char* /*help*/, Need need) override {
     const Node* n = get(key, need);
     if (!n) return;
-    if (n->kind != Node::Kind::Scalar) return error(*n, key, "expected a file path, got " + shown(*n));
+    if (n->kind != Node::Kind::Scalar)
+      return error(*n, key, "expected a file path, got " + shown(*n));
     std::error_code ec;
     if (!n->scalar.empty() && !std::filesystem::is_regular_file(n->scalar, ec))
       return error(*n, key, "file not found: " + n->scalar);
@@ -240,7 +256,9 @@ class Reader final : public Visitor, public Checker {
   }
 
  private:
-  std::string child(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+  std::string child(const std::string& key) const {
+    return path_.empty() ? key : path_ + "." + key;
+  }
   Source here() const { return map_ ? map_->source : fallback_; }
 
   const Node* get(const char* key, Need need = Need::optional) {

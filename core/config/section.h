@@ -67,8 +67,7 @@ class Visitor {
   virtual void field(const char* key, double& v, const char* help, Range r = {}) = 0;
   virtual void field(const char* key, std::string& v, const char* help,
                      Need need = Need::optional) = 0;
-  virtual void field(const char* key, std::vector<int64_t>& v, const char* help,
-                     Range r = {}) = 0;
+  virtual void field(const char* key, std::vector<int64_t>& v, const char* help, Range r = {}) = 0;
   virtual void field(const char* key, std::vector<double>& v, const char* help, Range r = {}) = 0;
   virtual void field(const char* key, std::vector<std::string>& v, const char* help) = 0;
   // A string restricted to `allowed`.

@@ -20,11 +20,11 @@ void read_section(const Node& node, Section& s, const Source& fallback,
 std::string dump_yaml(Section& s);
 
 struct KeyDoc {
-  std::string path;     // compression[].final_sparsity, model.hidden
-  std::string type;     // int, float, bool, string, file, one of (a|b), list of int, ...
+  std::string path;  // compression[].final_sparsity, model.hidden
+  std::string type;  // int, float, bool, string, file, one of (a|b), list of int, ...
   std::string default_value;
   std::string help;
-  std::string when;     // for options of one registry entry: "model.name = mlp"
+  std::string when;  // for options of one registry entry: "model.name = mlp"
 };
 std::vector<KeyDoc> list_keys(Section& s);
 

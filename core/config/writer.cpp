@@ -28,7 +28,9 @@ class Writer final : public Visitor {
  public:
   explicit Writer(YAML::Emitter& out) : out_(out) {}
 
-  void field(const char* key, bool& v, const char*) override { out_ << YAML::Key << key << YAML::Value << v; }
+  void field(const char* key, bool& v, const char*) override {
+    out_ << YAML::Key << key << YAML::Value << v;
+  }
   void field(const char* key, int64_t& v, const char*, Range) override {
     out_ << YAML::Key << key << YAML::Value << v;
   }
@@ -51,7 +53,8 @@ class Writer final : public Visitor {
     for (const auto& x : v) out_ << YAML::DoubleQuoted << x;
     out_ << YAML::EndSeq;
   }
-  void choice(const char* key, std::string& v, const std::vector<std::string>&, const char*) override {
+  void choice(const char* key, std::string& v, const std::vector<std::string>&,
+              const char*) override {
     str(key, v);
   }
   void file(const char* key, std::string& v, const char*, Need) override { str(key, v); }

@@ -47,11 +47,11 @@ struct Split {
 Split split_dataset(const Dataset& all, double val_fraction, int64_t seed);
 
 struct SyntheticBlobsOptions : config::Section {
-  int64_t samples = 2048;    // rows generated, >= 2
-  int64_t features = 16;     // input width, >= 1
-  int64_t classes = 4;       // Gaussian clusters, one per class, >= 2
-  double spread = 1.0;       // cluster standard deviation (centers have unit scale * 3), > 0
-  int64_t seed = 0;          // generator seed, >= 0
+  int64_t samples = 2048;  // rows generated, >= 2
+  int64_t features = 16;   // input width, >= 1
+  int64_t classes = 4;     // Gaussian clusters, one per class, >= 2
+  double spread = 1.0;     // cluster standard deviation (centers have unit scale * 3), > 0
+  int64_t seed = 0;        // generator seed, >= 0
   void visit(config::Visitor& v) override;
 };
 

@@ -4,8 +4,7 @@
 
 namespace sculpt::data {
 
-Loader::Loader(const Dataset& data, int64_t batch_size, bool shuffle, bool drop_last,
-               uint64_t seed)
+Loader::Loader(const Dataset& data, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed)
     : data_(data), batch_size_(batch_size), shuffle_(shuffle), drop_last_(drop_last), seed_(seed) {
   start_epoch(0);
 }
@@ -18,7 +17,8 @@ int64_t Loader::batches_per_epoch() const {
 void Loader::start_epoch(int64_t epoch) {
   cursor_ = 0;
   if (shuffle_) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ull + static_cast<uint64_t>(epoch));
+    auto gen =
+        at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ull + static_cast<uint64_t>(epoch));
     order_ = at::randperm(data_.size(), gen, at::kLong);
   } else {
     order_ = at::arange(data_.size(), at::kLong);

@@ -18,10 +18,10 @@ struct DtypeName {
   at::ScalarType type;
   const char* name;
 };
-constexpr DtypeName kDtypes[] = {
-    {at::kFloat, "F32"}, {at::kDouble, "F64"}, {at::kHalf, "F16"}, {at::kBFloat16, "BF16"},
-    {at::kLong, "I64"},  {at::kInt, "I32"},    {at::kShort, "I16"}, {at::kChar, "I8"},
-    {at::kByte, "U8"},   {at::kBool, "BOOL"}};
+constexpr DtypeName kDtypes[] = {{at::kFloat, "F32"},     {at::kDouble, "F64"}, {at::kHalf, "F16"},
+                                 {at::kBFloat16, "BF16"}, {at::kLong, "I64"},   {at::kInt, "I32"},
+                                 {at::kShort, "I16"},     {at::kChar, "I8"},    {at::kByte, "U8"},
+                                 {at::kBool, "BOOL"}};
 
 const char* dtype_name(at::ScalarType t) {
   for (const auto& d : kDtypes)
@@ -29,7 +29,8 @@ const char* dtype_name(at::ScalarType t) {
   throw UserError(std::string("safetensors: cannot store dtype ") + c10::toString(t));
 }
 
-at::ScalarType dtype_of(const std::string& name, const std::string& path, const std::string& tensor) {
+at::ScalarType dtype_of(const std::string& name, const std::string& path,
+                        const std::string& tensor) {
   for (const auto& d : kDtypes)
     if (name == d.name) return d.type;
   throw UserError(path + ": tensor '" + tensor + "' has unsupported dtype '" + name + "'");
@@ -91,7 +92,8 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
   const int64_t data_size = file_size - h.data_start;
   for (const auto& [name, v] : parsed.items()) {
     if (name == "__metadata__") {
-      for (const auto& [k, m] : v.items()) h.metadata[k] = m.is_string() ? m.get<std::string>() : m.dump();
+      for (const auto& [k, m] : v.items())
+        h.metadata[k] = m.is_string() ? m.get<std::string>() : m.dump();
       continue;
     }
     TensorEntry e;

@@ -15,15 +15,15 @@ namespace sculpt::io {
 
 struct TensorEntry {
   std::string name;
-  std::string dtype;            // F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL
+  std::string dtype;  // F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL
   std::vector<int64_t> shape;
-  int64_t begin = 0, end = 0;   // byte offsets in the data section
+  int64_t begin = 0, end = 0;  // byte offsets in the data section
 };
 
 struct SafetensorsHeader {
   std::vector<TensorEntry> tensors;  // in file order of their data
   std::map<std::string, std::string> metadata;
-  int64_t data_start = 0;            // file offset of the data section
+  int64_t data_start = 0;  // file offset of the data section
 };
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;

@@ -11,12 +11,18 @@ namespace sculpt::log {
 namespace {
 spdlog::level::level_enum to_spd(Level l) {
   switch (l) {
-    case Level::trace: return spdlog::level::trace;
-    case Level::debug: return spdlog::level::debug;
-    case Level::info: return spdlog::level::info;
-    case Level::warn: return spdlog::level::warn;
-    case Level::error: return spdlog::level::err;
-    case Level::off: return spdlog::level::off;
+    case Level::trace:
+      return spdlog::level::trace;
+    case Level::debug:
+      return spdlog::level::debug;
+    case Level::info:
+      return spdlog::level::info;
+    case Level::warn:
+      return spdlog::level::warn;
+    case Level::error:
+      return spdlog::level::err;
+    case Level::off:
+      return spdlog::level::off;
   }
   return spdlog::level::info;
 }
@@ -33,10 +39,11 @@ std::shared_ptr<spdlog::logger>& logger() {
 }  // namespace
 
 Level parse_level(const std::string& name) {
-  static const char* kNames[] = {"trace", "debug", "info", "warn", "error", "off"};
+  static const char* const kNames[] = {"trace", "debug", "info", "warn", "error", "off"};
   for (int i = 0; i < 6; ++i)
     if (name == kNames[i]) return static_cast<Level>(i);
-  throw UserError("unknown log level '" + name + "'; expected trace, debug, info, warn, error or off");
+  throw UserError("unknown log level '" + name +
+                  "'; expected trace, debug, info, warn, error or off");
 }
 
 void setup(Level level, int rank) {
@@ -50,9 +57,13 @@ void set_level(Level level) {
   logger()->flush_on(spdlog::level::trace);
 }
 
-bool enabled(Level level) { return logger()->should_log(to_spd(level)); }
+bool enabled(Level level) {
+  return logger()->should_log(to_spd(level));
+}
 
-void write(Level level, const std::string& message) { logger()->log(to_spd(level), message); }
+void write(Level level, const std::string& message) {
+  logger()->log(to_spd(level), message);
+}
 
 void add_file(const std::string& path) {
   for (const auto& s : logger()->sinks())

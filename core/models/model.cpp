@@ -12,7 +12,9 @@ namespace sculpt::models {
 SequentialBlock::SequentialBlock(torch::nn::Sequential seq)
     : seq_(register_module("seq", std::move(seq))) {}
 
-at::Tensor SequentialBlock::forward(const at::Tensor& x) { return seq_->forward(x); }
+at::Tensor SequentialBlock::forward(const at::Tensor& x) {
+  return seq_->forward(x);
+}
 
 void Model::add_block(const std::string& name, std::shared_ptr<Block> block) {
   register_module(name, block);
@@ -44,8 +46,10 @@ int64_t Model::parameter_bytes() const {
 
 void MlpOptions::visit(config::Visitor& v) {
   v.field("hidden", hidden, "mlp: hidden layer widths", config::Range::at_least(1));
-  v.choice("activation", activation, {"relu", "gelu", "tanh"}, "mlp: activation after each hidden layer");
-  v.field("dropout", dropout, "mlp: dropout after each hidden layer", config::Range::half_open(0, 1));
+  v.choice("activation", activation, {"relu", "gelu", "tanh"},
+           "mlp: activation after each hidden layer");
+  v.field("dropout", dropout, "mlp: dropout after each hidden layer",
+          config::Range::half_open(0, 1));
 }
 
 ModelRegistry& model_registry() {
@@ -67,9 +71,12 @@ std::unique_ptr<Model> make_mlp(const MlpOptions& o, const data::DataSpec& spec)
   for (size_t i = 0; i < o.hidden.size(); ++i) {
     torch::nn::Sequential block;
     block->push_back(torch::nn::Linear(in, o.hidden[i]));
-    if (o.activation == "relu") block->push_back(torch::nn::ReLU());
-    else if (o.activation == "gelu") block->push_back(torch::nn::GELU());
-    else block->push_back(torch::nn::Tanh());
+    if (o.activation == "relu")
+      block->push_back(torch::nn::ReLU());
+    else if (o.activation == "gelu")
+      block->push_back(torch::nn::GELU());
+    else
+      block->push_back(torch::nn::Tanh());
     if (o.dropout > 0) block->push_back(torch::nn::Dropout(o.dropout));
     model->add_block("hidden" + std::to_string(i), std::make_shared<SequentialBlock>(block));
     in = o.hidden[i];
@@ -84,7 +91,8 @@ void register_builtin_models(ModelRegistry& r) {
   r.add(
       "mlp", "multi-layer perceptron: flatten, hidden Linear+activation blocks, linear head",
       [](const config::ModelConfig& c, const data::DataSpec& spec) {
-        return make_mlp(c.options ? dynamic_cast<const MlpOptions&>(*c.options) : MlpOptions{}, spec);
+        return make_mlp(c.options ? dynamic_cast<const MlpOptions&>(*c.options) : MlpOptions{},
+                        spec);
       },
       [] { return std::make_shared<MlpOptions>(); });
 }

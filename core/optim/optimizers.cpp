@@ -12,7 +12,8 @@ void SgdOptions::visit(config::Visitor& v) {
 }
 
 void SgdOptions::check(config::Checker& c) const {
-  if (nesterov && momentum <= 0) c.error("nesterov", "Nesterov momentum needs optimizer.momentum > 0");
+  if (nesterov && momentum <= 0)
+    c.error("nesterov", "Nesterov momentum needs optimizer.momentum > 0");
 }
 
 void AdamOptions::visit(config::Visitor& v) {
@@ -39,33 +40,33 @@ void register_builtin_optimizers(OptimizerRegistry& r) {
       "sgd", "stochastic gradient descent, optional (Nesterov) momentum",
       [](std::vector<at::Tensor> params, const config::OptimizerConfig& c) {
         const auto& o = opts<SgdOptions>(c);
-        return std::make_unique<torch::optim::SGD>(
-            std::move(params), torch::optim::SGDOptions(c.lr)
-                                   .momentum(o.momentum)
-                                   .nesterov(o.nesterov)
-                                   .weight_decay(c.weight_decay));
+        return std::make_unique<torch::optim::SGD>(std::move(params),
+                                                   torch::optim::SGDOptions(c.lr)
+                                                       .momentum(o.momentum)
+                                                       .nesterov(o.nesterov)
+                                                       .weight_decay(c.weight_decay));
       },
       [] { return std::make_shared<SgdOptions>(); });
   r.add(
       "adam", "Adam (L2 weight decay added to the gradient)",
       [](std::vector<at::Tensor> params, const config::OptimizerConfig& c) {
         const auto& o = opts<AdamOptions>(c);
-        return std::make_unique<torch::optim::Adam>(
-            std::move(params), torch::optim::AdamOptions(c.lr)
-                                   .betas({o.beta1, o.beta2})
-                                   .eps(o.eps)
-                                   .weight_decay(c.weight_decay));
+        return std::make_unique<torch::optim::Adam>(std::move(params),
+                                                    torch::optim::AdamOptions(c.lr)
+                                                        .betas({o.beta1, o.beta2})
+                                                        .eps(o.eps)
+                                                        .weight_decay(c.weight_decay));
       },
       [] { return std::make_shared<AdamOptions>(); });
   r.add(
       "adamw", "AdamW (decoupled weight decay)",
       [](std::vector<at::Tensor> params, const config::OptimizerConfig& c) {
         const auto& o = opts<AdamOptions>(c);
-        return std::make_unique<torch::optim::AdamW>(
-            std::move(params), torch::optim::AdamWOptions(c.lr)
-                                   .betas({o.beta1, o.beta2})
-                                   .eps(o.eps)
-                                   .weight_decay(c.weight_decay));
+        return std::make_unique<torch::optim::AdamW>(std::move(params),
+                                                     torch::optim::AdamWOptions(c.lr)
+                                                         .betas({o.beta1, o.beta2})
+                                                         .eps(o.eps)
+                                                         .weight_decay(c.weight_decay));
       },
       [] { return std::make_shared<AdamOptions>(); });
 }

@@ -17,22 +17,22 @@ class Optimizer;
 
 namespace sculpt {
 
-using OptimizerRegistry = Registry<torch::optim::Optimizer, std::vector<at::Tensor>,
-                                   const config::OptimizerConfig&>;
+using OptimizerRegistry =
+    Registry<torch::optim::Optimizer, std::vector<at::Tensor>, const config::OptimizerConfig&>;
 OptimizerRegistry& optimizer_registry();
 void register_builtin_optimizers(OptimizerRegistry& r);
 
 struct SgdOptions : config::Section {
-  double momentum = 0.0;     // momentum factor, in [0, 1)
-  bool nesterov = false;     // Nesterov momentum (needs momentum > 0)
+  double momentum = 0.0;  // momentum factor, in [0, 1)
+  bool nesterov = false;  // Nesterov momentum (needs momentum > 0)
   void visit(config::Visitor& v) override;
   void check(config::Checker& c) const override;
 };
 
 struct AdamOptions : config::Section {
-  double beta1 = 0.9;        // first-moment decay, in [0, 1)
-  double beta2 = 0.999;      // second-moment decay, in [0, 1)
-  double eps = 1e-8;         // denominator term, > 0
+  double beta1 = 0.9;    // first-moment decay, in [0, 1)
+  double beta2 = 0.999;  // second-moment decay, in [0, 1)
+  double eps = 1e-8;     // denominator term, > 0
   void visit(config::Visitor& v) override;
 };
 

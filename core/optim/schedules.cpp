@@ -2,16 +2,19 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace sculpt {
 
 void StepScheduleOptions::visit(config::Visitor& v) {
   v.field("step_size", step_size, "steps between two decays", config::Range::at_least(1));
-  v.field("gamma", gamma, "lr multiplier applied at every decay", config::Range{0, 1, true, true, true, false});
+  v.field("gamma", gamma, "lr multiplier applied at every decay",
+          config::Range{0, 1, true, true, true, false});
 }
 
 void CosineScheduleOptions::visit(config::Visitor& v) {
-  v.field("min_factor", min_factor, "final lr as a fraction of optimizer.lr", config::Range::closed(0, 1));
+  v.field("min_factor", min_factor, "final lr as a fraction of optimizer.lr",
+          config::Range::closed(0, 1));
 }
 
 ScheduleRegistry& schedule_registry() {
@@ -33,9 +36,10 @@ class Constant final : public LrSchedule {
 
 class StepDecay final : public LrSchedule {
  public:
-  explicit StepDecay(StepScheduleOptions o) : o_(o) {}
+  explicit StepDecay(StepScheduleOptions o) : o_(std::move(o)) {}
   double factor(int64_t step, int64_t) const override {
-    return std::pow(o_.gamma, static_cast<double>(step / o_.step_size));
+    const int64_t decays = step / o_.step_size;  // floor: the lr drops at multiples of step_size
+    return std::pow(o_.gamma, static_cast<double>(decays));
   }
 
  private:

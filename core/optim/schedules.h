@@ -32,7 +32,7 @@ struct StepScheduleOptions : config::Section {
 };
 
 struct CosineScheduleOptions : config::Section {
-  double min_factor = 0.0;   // lr at the end as a fraction of optimizer.lr, in [0, 1]
+  double min_factor = 0.0;  // lr at the end as a fraction of optimizer.lr, in [0, 1]
   void visit(config::Visitor& v) override;
 };
 

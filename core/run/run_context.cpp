@@ -60,8 +60,8 @@ RunContext RunContext::create(const config::Config& cfg, int rank, int world_siz
   std::filesystem::create_directories(dir, ec);
   SCULPT_CHECK(!ec, "run.output_dir: cannot create ", dir.string(), ": ", ec.message());
   if (rank == 0) io::write_file_atomic((dir / "config.yaml").string(), cfg.dump());
-  log::add_file((dir / (rank == 0 ? "log.txt" : "log.rank" + std::to_string(rank) + ".txt"))
-                        .string());
+  log::add_file(
+      (dir / (rank == 0 ? "log.txt" : "log.rank" + std::to_string(rank) + ".txt")).string());
   auto rng = seed_everything(cfg.run.seed, rank);
   return RunContext(cfg, dir, device, rank, world_size, rng);
 }

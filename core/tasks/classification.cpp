@@ -53,7 +53,8 @@ void register_builtin_tasks(TaskRegistry& r) {
       [](const config::TaskConfig& c, const data::DataSpec& spec) -> std::unique_ptr<Task> {
         SCULPT_CHECK(spec.num_classes > 0, "task classification: the dataset has no class labels");
         return std::make_unique<Classification>(
-            c.options ? dynamic_cast<const ClassificationOptions&>(*c.options) : ClassificationOptions{});
+            c.options ? dynamic_cast<const ClassificationOptions&>(*c.options)
+                      : ClassificationOptions{});
       },
       [] { return std::make_shared<ClassificationOptions>(); });
 }

@@ -9,9 +9,13 @@ namespace sculpt::kernels {
 
 #ifdef SCULPT_WITH_CUDA
 at::Tensor probe_axpy_cuda(const at::Tensor& x, const at::Tensor& y, double alpha);
-bool built_with_cuda() { return true; }
+bool built_with_cuda() {
+  return true;
+}
 #else
-bool built_with_cuda() { return false; }
+bool built_with_cuda() {
+  return false;
+}
 #endif
 
 namespace {

@@ -26,8 +26,8 @@ at::Tensor probe_axpy_cuda(const at::Tensor& x, const at::Tensor& y, double alph
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 65535));
   axpy_kernel<<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
-      xc.data_ptr<float>(), yc.data_ptr<float>(), out.data_ptr<float>(),
-      static_cast<float>(alpha), n);
+      xc.data_ptr<float>(), yc.data_ptr<float>(), out.data_ptr<float>(), static_cast<float>(alpha),
+      n);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }

@@ -1,6 +1,6 @@
 // The CUDA toolchain probe runs on a GPU and matches ATen (labelled `cuda`; skipped without one).
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include "kernels/probe/probe.h"
 

@@ -14,10 +14,11 @@ const std::string kSculpt = SCULPT_BIN;
 std::string good_config(const std::string& dir) {
   std::string path = dir + "/run.yaml";
   sculpt::test::write_text(path,
-                           "run:\n  name: cli\n  output_dir: " + dir + "/out\n  device: cpu\n"
-                           "model:\n  name: mlp\n  hidden: [16]\n"
-                           "data:\n  name: synthetic_blobs\n  samples: 256\n  batch_size: 32\n"
-                           "trainer:\n  epochs: 2\n  log_every: 4\n");
+                           "run:\n  name: cli\n  output_dir: " + dir +
+                               "/out\n  device: cpu\n"
+                               "model:\n  name: mlp\n  hidden: [16]\n"
+                               "data:\n  name: synthetic_blobs\n  samples: 256\n  batch_size: 32\n"
+                               "trainer:\n  epochs: 2\n  log_every: 4\n");
   return path;
 }
 }  // namespace
@@ -88,7 +89,8 @@ TEST_CASE("bad usage exits 2 and help exits 0", "[cli]") {
 TEST_CASE("sculpt list shows every family with descriptions and unknown kinds exit 2", "[cli]") {
   auto all = run_process(kSculpt + " list");
   CHECK(all.exit_code == 0);
-  for (const char* kind : {"models:", "datasets:", "tasks:", "optimizers:", "schedulers:", "trainers:"})
+  for (const char* kind :
+       {"models:", "datasets:", "tasks:", "optimizers:", "schedulers:", "trainers:"})
     CHECK_THAT(all.out, Catch::Contains(kind));
   auto opt = run_process(kSculpt + " list optimizers");
   CHECK(opt.exit_code == 0);

@@ -26,12 +26,15 @@ std::string slurp(const std::string& path) {
 
 std::string write_config(const std::string& dir, const std::string& name, int hidden = 16) {
   std::string path = dir + "/" + name + ".yaml";
-  sculpt::test::write_text(path, "run:\n  name: " + name + "\n  output_dir: " + dir + "/" + name +
-                                     "\n  device: cpu\n  seed: 7\n"
-                                     "model:\n  name: mlp\n  hidden: [" + std::to_string(hidden) + "]\n"
-                                     "data:\n  name: synthetic_blobs\n  samples: 512\n  batch_size: 32\n"
-                                     "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
-                                     "trainer:\n  epochs: 2\n  log_every: 5\n");
+  sculpt::test::write_text(path,
+                           "run:\n  name: " + name + "\n  output_dir: " + dir + "/" + name +
+                               "\n  device: cpu\n  seed: 7\n"
+                               "model:\n  name: mlp\n  hidden: [" +
+                               std::to_string(hidden) +
+                               "]\n"
+                               "data:\n  name: synthetic_blobs\n  samples: 512\n  batch_size: 32\n"
+                               "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
+                               "trainer:\n  epochs: 2\n  log_every: 5\n");
   return path;
 }
 
@@ -40,14 +43,16 @@ nlohmann::json summary_of(const std::string& run_dir) {
 }
 }  // namespace
 
-TEST_CASE("train writes the run directory: resolved config, log, metrics, summary, weights", "[run]") {
+TEST_CASE("train writes the run directory: resolved config, log, metrics, summary, weights",
+          "[run]") {
   sculpt::cli::register_builtins();
   std::string dir = sculpt::test::temp_dir("run");
   std::string cfg_path = write_config(dir, "a");
   auto r = run_process(kSculpt + " train " + cfg_path + " trainer.epochs=3");
   REQUIRE(r.exit_code == 0);
   std::string run = dir + "/a";
-  for (const char* f : {"config.yaml", "log.txt", "metrics.jsonl", "summary.json", "model.safetensors"})
+  for (const char* f :
+       {"config.yaml", "log.txt", "metrics.jsonl", "summary.json", "model.safetensors"})
     CHECK(fs::exists(run + "/" + f));
   // The snapshot is the resolved config, override included, and loads to the same hash.
   auto original = sculpt::config::Config::load(cfg_path, {"trainer.epochs=3"});
@@ -79,7 +84,9 @@ TEST_CASE("the same seed gives the same run, another seed a different one", "[ru
   std::string a = write_config(dir, "a"), b = write_config(dir, "b");
   REQUIRE(run_process(kSculpt + " train " + a).exit_code == 0);
   REQUIRE(run_process(kSculpt + " train " + b).exit_code == 0);
-  REQUIRE(run_process(kSculpt + " train " + a + " run.seed=8 run.output_dir=" + dir + "/c").exit_code == 0);
+  REQUIRE(
+      run_process(kSculpt + " train " + a + " run.seed=8 run.output_dir=" + dir + "/c").exit_code ==
+      0);
   auto sa = summary_of(dir + "/a"), sb = summary_of(dir + "/b"), sc = summary_of(dir + "/c");
   CHECK(sa["final"]["train"]["loss"].get<double>() == sb["final"]["train"]["loss"].get<double>());
   CHECK(sa["final"]["train"]["loss"].get<double>() != sc["final"]["train"]["loss"].get<double>());
@@ -94,7 +101,8 @@ TEST_CASE("eval reproduces the final metrics from the saved weights", "[run]") {
   auto got = nlohmann::json::parse(r.out);
   auto want = summary_of(dir + "/a")["final"];
   CHECK(got["val"]["accuracy"].get<double>() == want["val"]["accuracy"].get<double>());
-  CHECK(got["val"]["loss"].get<double>() == Approx(want["val"]["loss"].get<double>()).epsilon(1e-12));
+  CHECK(got["val"]["loss"].get<double>() ==
+        Approx(want["val"]["loss"].get<double>()).epsilon(1e-12));
 }
 
 TEST_CASE("eval and inspect name the file and the tensor on bad weights, exit 2", "[run]") {
@@ -108,7 +116,8 @@ TEST_CASE("eval and inspect name the file and the tensor on bad weights, exit 2"
   // Weights of another model (hidden 16) evaluated with hidden 8: the tensor is named.
   auto other = run_process(kSculpt + " eval " + cfg + " model.hidden=[8] --weights " + weights);
   CHECK(other.exit_code == 2);
-  CHECK_THAT(other.err, Catch::Contains(weights + ": tensor 'hidden0.seq.0.weight' has shape [16, 16]"));
+  CHECK_THAT(other.err,
+             Catch::Contains(weights + ": tensor 'hidden0.seq.0.weight' has shape [16, 16]"));
   // A truncated file: inspect names the file and what is wrong, and the original is untouched.
   std::string bytes = slurp(weights);
   std::string cut = dir + "/cut.safetensors";

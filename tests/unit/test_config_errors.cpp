@@ -16,7 +16,7 @@ using sculpt::config::Diagnostic;
 namespace {
 
 // Loads `yaml` from a real file and returns the diagnostics of the ConfigError it must raise.
-std::vector<Diagnostic> errors_of(const std::string& yaml, std::vector<std::string> overrides = {},
+std::vector<Diagnostic> errors_of(const std::string& yaml, const std::vector<std::string>& overrides = {},
                                   std::string* file_out = nullptr) {
   sculpt::cli::register_builtins();
   std::string dir = sculpt::test::temp_dir("cfg");
@@ -32,7 +32,7 @@ std::vector<Diagnostic> errors_of(const std::string& yaml, std::vector<std::stri
   return {};
 }
 
-const char* kValid = R"(run:
+const char* const kValid = R"(run:
   name: demo
 model:
   name: mlp
@@ -44,7 +44,9 @@ data:
 
 TEST_CASE("config rejects unknown keys with file, line, column and a suggestion", "[config]") {
   std::string file;
-  auto errs = errors_of(std::string(kValid) + "optimizer:\n  name: sgd\n  learning_rate: 0.1\n  lr: 0.2\n", {}, &file);
+  auto errs =
+      errors_of(std::string(kValid) + "optimizer:\n  name: sgd\n  learning_rate: 0.1\n  lr: 0.2\n",
+                {}, &file);
   REQUIRE(errs.size() == 1);
   CHECK(errs[0].path == "optimizer.learning_rate");
   CHECK(errs[0].source.file == file);
@@ -130,12 +132,16 @@ TEST_CASE("config lists the allowed values of an enum", "[config]") {
   auto errs = errors_of(std::string(kValid) + "logging:\n  level: verbose\n");
   REQUIRE(errs.size() == 1);
   CHECK(errs[0].path == "logging.level");
-  CHECK_THAT(errs[0].message,
-             Catch::Contains("expected one of trace, debug, info, warn, error, off; got 'verbose'"));
+  CHECK_THAT(
+      errs[0].message,
+      Catch::Contains("expected one of trace, debug, info, warn, error, off; got 'verbose'"));
 }
 
-TEST_CASE("config rejects an unknown registry name and lists the known ones", "[config][registry]") {
-  auto errs = errors_of("model: {name: mlp}\ndata: {name: synthetic_blobs}\noptimizer:\n  name: sgdd\n  momentum: 0.9\n");
+TEST_CASE("config rejects an unknown registry name and lists the known ones",
+          "[config][registry]") {
+  auto errs = errors_of(
+      "model: {name: mlp}\ndata: {name: synthetic_blobs}\noptimizer:\n  name: sgdd\n  momentum: "
+      "0.9\n");
   REQUIRE(errs.size() == 1);  // momentum is not flagged: it belongs to the (unknown) optimizer
   CHECK(errs[0].path == "optimizer.name");
   CHECK_THAT(errs[0].message, Catch::Contains("unknown optimizer 'sgdd'"));
@@ -145,11 +151,15 @@ TEST_CASE("config rejects an unknown registry name and lists the known ones", "[
 }
 
 TEST_CASE("config checks the options of the chosen registry entry", "[config]") {
-  auto errs = errors_of("model: {name: mlp}\ndata: {name: synthetic_blobs}\noptimizer:\n  name: adam\n  momentum: 0.9\n");
+  auto errs = errors_of(
+      "model: {name: mlp}\ndata: {name: synthetic_blobs}\noptimizer:\n  name: adam\n  momentum: "
+      "0.9\n");
   REQUIRE(errs.size() == 1);
   CHECK(errs[0].path == "optimizer.momentum");
   CHECK_THAT(errs[0].message, Catch::Contains("unknown key"));
-  auto ok = errors_of("model: {name: mlp}\ndata: {name: synthetic_blobs}\noptimizer: {name: sgd, nesterov: true}\n");
+  auto ok = errors_of(
+      "model: {name: mlp}\ndata: {name: synthetic_blobs}\noptimizer: {name: sgd, nesterov: "
+      "true}\n");
   REQUIRE(ok.size() == 1);
   CHECK(ok[0].path == "optimizer.nesterov");
   CHECK_THAT(ok[0].message, Catch::Contains("momentum > 0"));
@@ -209,8 +219,9 @@ TEST_CASE("config rejects bad overrides with the override as the source", "[conf
 }
 
 TEST_CASE("config collects every error of a file before failing", "[config]") {
-  auto errs = errors_of("model: {name: mlp}\ndata: {name: synthetic_blobs, batch_size: 0}\n"
-                        "trainer: {epochs: -1, log_every: x}\nrun: {device: tpu}\n");
+  auto errs = errors_of(
+      "model: {name: mlp}\ndata: {name: synthetic_blobs, batch_size: 0}\n"
+      "trainer: {epochs: -1, log_every: x}\nrun: {device: tpu}\n");
   std::vector<std::string> paths;
   for (const auto& e : errs) paths.push_back(e.path);
   CHECK(errs.size() == 4);
@@ -245,7 +256,8 @@ std::vector<Diagnostic> read_errors(const std::string& yaml, FileSection& s) {
 }
 }  // namespace
 
-TEST_CASE("config reports a file key that names a missing file, and list items by index", "[config]") {
+TEST_CASE("config reports a file key that names a missing file, and list items by index",
+          "[config]") {
   FileSection s;
   auto errs = read_errors("path: /no/such/file.bin\nweights: [0.5, 2, x]\n", s);
   REQUIRE(errs.size() == 3);

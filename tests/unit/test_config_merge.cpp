@@ -42,10 +42,10 @@ struct Files {
 TEST_CASE("extends merges maps key by key, the extending file wins and lists replace", "[config]") {
   Files f;
   auto cfg = Config::load(f.run);
-  CHECK(cfg.run.name == "child");        // child wins
-  CHECK(cfg.run.seed == 2);              // mid wins over base
-  CHECK(cfg.trainer.epochs == 7);        // child over mid over base
-  CHECK(cfg.trainer.log_every == 7);     // base survives
+  CHECK(cfg.run.name == "child");     // child wins
+  CHECK(cfg.run.seed == 2);           // mid wins over base
+  CHECK(cfg.trainer.epochs == 7);     // child over mid over base
+  CHECK(cfg.trainer.log_every == 7);  // base survives
   CHECK(cfg.data.batch_size == 16);
   CHECK(cfg.optimizer.lr == 0.5);
   const auto& sgd = dynamic_cast<const sculpt::SgdOptions&>(*cfg.optimizer.options);
@@ -74,8 +74,9 @@ TEST_CASE("switching a registry name by override swaps its options", "[config][o
   // momentum belongs to sgd; switching to adam must make it an unknown key...
   CHECK_THROWS_AS(Config::load(f.run, {"optimizer.name=adam"}), sculpt::config::ConfigError);
   // ...and adam's own options become valid. A map value merges into the section.
-  sculpt::test::write_text(f.dir + "/plain.yaml", "model: {name: mlp}\ndata: {name: synthetic_blobs}\n"
-                                                  "optimizer: {name: sgd, lr: 0.5}\n");
+  sculpt::test::write_text(f.dir + "/plain.yaml",
+                           "model: {name: mlp}\ndata: {name: synthetic_blobs}\n"
+                           "optimizer: {name: sgd, lr: 0.5}\n");
   auto cfg = Config::load(f.dir + "/plain.yaml", {"optimizer={name: adam, beta2: 0.99}"});
   CHECK(cfg.optimizer.name == "adam");
   CHECK(cfg.optimizer.lr == 0.5);
@@ -84,8 +85,8 @@ TEST_CASE("switching a registry name by override swaps its options", "[config][o
 
 TEST_CASE("the resolved config dumps to YAML that loads to the same config", "[config]") {
   Files f;
-  auto cfg = Config::load(f.run, {"optimizer.lr=0.1", "scheduler={name: cosine, min_factor: 0.05}",
-                                  "run.device=cpu"});
+  auto cfg = Config::load(
+      f.run, {"optimizer.lr=0.1", "scheduler={name: cosine, min_factor: 0.05}", "run.device=cpu"});
   std::string once = cfg.dump();
   auto again = Config::parse(once, "dump.yaml");
   CHECK(again.dump() == once);
@@ -122,16 +123,18 @@ TEST_CASE("an extends cycle is an error, not a hang", "[config]") {
 
 TEST_CASE("learning-rate schedules follow their closed forms", "[optim]") {
   sculpt::cli::register_builtins();
-  auto cfg = Config::parse("model: {name: mlp}\ndata: {name: synthetic_blobs}\n"
-                           "scheduler: {name: step, step_size: 10, gamma: 0.5, warmup_steps: 4}\n");
+  auto cfg = Config::parse(
+      "model: {name: mlp}\ndata: {name: synthetic_blobs}\n"
+      "scheduler: {name: step, step_size: 10, gamma: 0.5, warmup_steps: 4}\n");
   auto s = sculpt::schedule_registry().create("step", cfg.scheduler);
   CHECK(sculpt::lr_factor(*s, 4, 0, 100) == Approx(0.25));
   CHECK(sculpt::lr_factor(*s, 4, 3, 100) == Approx(1.0));
   CHECK(sculpt::lr_factor(*s, 4, 13, 100) == Approx(1.0));
   CHECK(sculpt::lr_factor(*s, 4, 14, 100) == Approx(0.5));
   CHECK(sculpt::lr_factor(*s, 4, 34, 100) == Approx(0.125));
-  auto cos_cfg = Config::parse("model: {name: mlp}\ndata: {name: synthetic_blobs}\n"
-                               "scheduler: {name: cosine, min_factor: 0.1}\n");
+  auto cos_cfg = Config::parse(
+      "model: {name: mlp}\ndata: {name: synthetic_blobs}\n"
+      "scheduler: {name: cosine, min_factor: 0.1}\n");
   auto c = sculpt::schedule_registry().create("cosine", cos_cfg.scheduler);
   CHECK(c->factor(0, 100) == Approx(1.0));
   CHECK(c->factor(50, 100) == Approx(0.1 + 0.9 * 0.5));

@@ -29,7 +29,8 @@ TEST_CASE("docs/config.md lists every config key the code accepts", "[docs][conf
   }
   // Every documented key (a table row starting with `| `key` |`) still exists in the code.
   std::regex row(R"(\n\| `([a-z_\[\]\.]+)` \|)");
-  for (auto it = std::sregex_iterator(doc.begin(), doc.end(), row); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(doc.begin(), doc.end(), row); it != std::sregex_iterator();
+       ++it) {
     std::string key = (*it)[1];
     INFO("docs/config.md documents `" << key << "`, which the code does not accept");
     CHECK(code_keys.count(key) == 1);

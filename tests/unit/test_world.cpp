@@ -28,8 +28,11 @@ TEST_CASE("world: a plain process is rank 0 of 1", "[distributed]") {
 }
 
 TEST_CASE("world: torchrun variables", "[distributed]") {
-  auto w = world_from_env(env_of({{"RANK", "3"}, {"LOCAL_RANK", "1"}, {"WORLD_SIZE", "4"},
-                                  {"LOCAL_WORLD_SIZE", "2"}, {"MASTER_ADDR", "10.0.0.5"},
+  auto w = world_from_env(env_of({{"RANK", "3"},
+                                  {"LOCAL_RANK", "1"},
+                                  {"WORLD_SIZE", "4"},
+                                  {"LOCAL_WORLD_SIZE", "2"},
+                                  {"MASTER_ADDR", "10.0.0.5"},
                                   {"MASTER_PORT", "1234"}}));
   CHECK(w.rank == 3);
   CHECK(w.local_rank == 1);
@@ -41,8 +44,10 @@ TEST_CASE("world: torchrun variables", "[distributed]") {
 }
 
 TEST_CASE("world: SLURM variables when torchrun's are absent", "[distributed]") {
-  auto w = world_from_env(env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"},
-                                  {"SLURM_LOCALID", "1"}, {"SLURM_NODELIST", "gpu[07-09,12],cpu1"}}));
+  auto w = world_from_env(env_of({{"SLURM_PROCID", "5"},
+                                  {"SLURM_NTASKS", "8"},
+                                  {"SLURM_LOCALID", "1"},
+                                  {"SLURM_NODELIST", "gpu[07-09,12],cpu1"}}));
   CHECK(w.rank == 5);
   CHECK(w.world_size == 8);
   CHECK(w.local_rank == 1);
