@@ -6,6 +6,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "core/error.h"
+#include "core/nn/layers.h"
 
 namespace sculpt::models {
 
@@ -19,11 +20,31 @@ at::Tensor SequentialBlock::forward(const at::Tensor& x) {
 void Model::add_block(const std::string& name, std::shared_ptr<Block> block) {
   register_module(name, block);
   blocks_.emplace_back(name, std::move(block));
+  tap_.push_back(false);
 }
 
 at::Tensor Model::forward(at::Tensor x) {
-  for (auto& [name, block] : blocks_) x = block->forward(x);
+  if (!tapped_.empty()) tapped_.clear();
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    x = blocks_[i].second->forward(x);
+    if (tap_[i]) tapped_[blocks_[i].first] = x;
+  }
   return x;
+}
+
+void Model::set_taps(const std::vector<std::string>& names) {
+  std::fill(tap_.begin(), tap_.end(), false);
+  for (const auto& n : names) {
+    bool found = false;
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      if (blocks_[i].first == n) tap_[i] = found = true;
+    }
+    if (!found) {
+      std::string known;
+      for (const auto& b : blocks_) known += (known.empty() ? "" : ", ") + b.first;
+      SCULPT_CHECK(false, "model ", name(), " has no block '", n, "'; its blocks: ", known);
+    }
+  }
 }
 
 std::vector<std::string> Model::block_names() const {
@@ -70,7 +91,7 @@ std::unique_ptr<Model> make_mlp(const MlpOptions& o, const data::DataSpec& spec)
   model->add_block("flatten", seq({torch::nn::AnyModule(torch::nn::Flatten())}));
   for (size_t i = 0; i < o.hidden.size(); ++i) {
     torch::nn::Sequential block;
-    block->push_back(torch::nn::Linear(in, o.hidden[i]));
+    block->push_back(std::make_shared<nn::Linear>(in, o.hidden[i]));
     if (o.activation == "relu")
       block->push_back(torch::nn::ReLU());
     else if (o.activation == "gelu")
@@ -82,7 +103,7 @@ std::unique_ptr<Model> make_mlp(const MlpOptions& o, const data::DataSpec& spec)
     in = o.hidden[i];
   }
   SCULPT_CHECK(spec.num_classes > 0, "model mlp: the dataset has no classes to predict");
-  model->add_block("head", seq({torch::nn::AnyModule(torch::nn::Linear(in, spec.num_classes))}));
+  model->add_block("head", seq({torch::nn::AnyModule(std::make_shared<nn::Linear>(in, spec.num_classes))}));
   return model;
 }
 }  // namespace

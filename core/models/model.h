@@ -6,6 +6,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -38,11 +39,17 @@ class Model : public torch::nn::Module {
   void add_block(const std::string& name, std::shared_ptr<Block> block);
   at::Tensor forward(at::Tensor x);
   std::vector<std::string> block_names() const;
+  // Named feature taps: forward() records the output of each listed block (distillation).
+  // Unknown block names are a UserError that lists the blocks.
+  void set_taps(const std::vector<std::string>& block_names);
+  const std::map<std::string, at::Tensor>& tapped() const { return tapped_; }
   int64_t parameter_count() const;
   int64_t parameter_bytes() const;
 
  private:
   std::vector<std::pair<std::string, std::shared_ptr<Block>>> blocks_;
+  std::vector<bool> tap_;  // per block
+  std::map<std::string, at::Tensor> tapped_;
 };
 
 using ModelRegistry = Registry<Model, const config::ModelConfig&, const data::DataSpec&>;
