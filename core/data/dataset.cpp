@@ -23,40 +23,11 @@ Split split_dataset(const Dataset& all, double val_fraction, int64_t seed) {
   return {all.subset(perm.slice(0, n_val)), all.subset(perm.slice(0, 0, n_val))};
 }
 
-void SyntheticBlobsOptions::visit(config::Visitor& v) {
-  v.field("samples", samples, "synthetic_blobs: rows generated", config::Range::at_least(2));
-  v.field("features", features, "synthetic_blobs: input width", config::Range::at_least(1));
-  v.field("classes", classes, "synthetic_blobs: number of Gaussian clusters (one per class)",
-          config::Range::at_least(2));
-  v.field("spread", spread, "synthetic_blobs: standard deviation of each cluster",
-          config::Range::above(0));
-  v.field("seed", seed, "synthetic_blobs: generator seed", config::Range::at_least(0));
-}
-
 DatasetRegistry& dataset_registry() {
   static DatasetRegistry registry("datasets");
   return registry;
 }
 
-namespace {
-Dataset make_blobs(const SyntheticBlobsOptions& o) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(o.seed));
-  auto centers = at::randn({o.classes, o.features}, gen) * 3.0;
-  auto labels = at::randint(o.classes, {o.samples}, gen, at::kLong);
-  auto x = centers.index_select(0, labels) + at::randn({o.samples, o.features}, gen) * o.spread;
-  return Dataset(x, labels, DataSpec{{o.features}, o.classes});
-}
-}  // namespace
-
-void register_builtin_datasets(DatasetRegistry& r) {
-  r.add(
-      "synthetic_blobs", "Gaussian clusters in feature space, one per class; generated, no files",
-      [](const config::DataConfig& c) {
-        return std::make_unique<Dataset>(
-            make_blobs(c.options ? dynamic_cast<const SyntheticBlobsOptions&>(*c.options)
-                                 : SyntheticBlobsOptions{}));
-      },
-      [] { return std::make_shared<SyntheticBlobsOptions>(); });
-}
+void register_builtin_datasets(DatasetRegistry& r) { add_synthetic_datasets(r); }
 
 }  // namespace sculpt::data

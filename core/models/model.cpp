@@ -1,5 +1,7 @@
 #include "core/models/model.h"
 
+#include "core/models/builtin_models.h"
+
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/dropout.h>
@@ -109,6 +111,8 @@ std::unique_ptr<Model> make_mlp(const MlpOptions& o, const data::DataSpec& spec)
 }  // namespace
 
 void register_builtin_models(ModelRegistry& r) {
+  add_lenet5(r);
+  add_resnet(r);
   r.add(
       "mlp", "multi-layer perceptron: flatten, hidden Linear+activation blocks, linear head",
       [](const config::ModelConfig& c, const data::DataSpec& spec) {
