@@ -55,8 +55,9 @@ int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
   const char* sep = "";
   for (const auto& [split, ds] :
        {std::pair<const char*, const data::Dataset*>{"train", &parts.split.train},
-        {"val", &parts.split.val}}) {
-    if (ds->size() == 0) continue;
+        {"val", &parts.split.val},
+        {"test", parts.test.get()}}) {
+    if (!ds || ds->size() == 0) continue;
     auto m = trainers::evaluate(*parts.model, *parts.task, *ds, cfg.data.batch_size, device);
     std::cout << sep << "\"" << split << "\": {";
     const char* sep2 = "";

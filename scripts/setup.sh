@@ -10,7 +10,7 @@ DEPS_DIR="${SCULPT_DEPS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sculpt}"
 VENV="$DEPS_DIR/venv"
 ENV_FILE="$DEPS_DIR/env.sh"
 APT_PACKAGES=(cmake ninja-build g++ ccache python3-venv libyaml-cpp-dev libspdlog-dev libfmt-dev
-  libcli11-dev catch2 nlohmann-json3-dev libgloo-dev)
+  libcli11-dev catch2 nlohmann-json3-dev libgloo-dev zlib1g-dev)
 PIP_PACKAGES=("torch==$TORCH_VERSION" numpy safetensors)
 
 fail() { # step, detail, retry command

@@ -8,12 +8,13 @@
 namespace sculpt::trainers {
 
 RunParts build_run_parts(const config::Config& c, c10::Device device) {
-  auto all = data::dataset_registry().create(c.data.name, c.data);
+  auto all = data::dataset_registry().create(c.data.name, c.data, data::DataPart::train);
   auto split = data::split_dataset(*all, c.data.val_fraction, c.data.split_seed);
   auto model = models::model_registry().create(c.model.name, c.model, all->spec());
   model->to(device);
   auto task = tasks::task_registry().create(c.task.name, c.task, all->spec());
-  return RunParts{std::move(all), std::move(split), std::move(model), std::move(task)};
+  auto test = data::dataset_registry().create(c.data.name, c.data, data::DataPart::test);
+  return RunParts{std::move(all), std::move(split), std::move(test), std::move(model), std::move(task)};
 }
 
 std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,

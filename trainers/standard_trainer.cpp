@@ -128,6 +128,8 @@ class StandardTrainer final : public Trainer {
     FitResult result;
     result.steps = step;
     result.final_metrics["val"] = eval_and_record(step, epoch);
+    if (parts.test)
+      result.final_metrics["test"] = evaluate(*model, *task, *parts.test, c.data.batch_size, ctx.device());
     result.final_metrics["train"] =
         evaluate(*model, *task, split.train, c.data.batch_size, ctx.device());
     result.time_s = seconds_since(t0);

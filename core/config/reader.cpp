@@ -192,6 +192,17 @@ class Reader final : public Visitor, public Checker {
     v = n->scalar;
   }
 
+  void directory(const char* key, std::string& v, const char* /*help*/, Need need) override {
+    const Node* n = get(key, need);
+    if (!n) return;
+    if (n->kind != Node::Kind::Scalar)
+      return error(*n, key, "expected a directory path, got " + shown(*n));
+    std::error_code ec;
+    if (!n->scalar.empty() && !std::filesystem::is_directory(n->scalar, ec))
+      return error(*n, key, "directory not found: " + n->scalar);
+    v = n->scalar;
+  }
+
   void section(const char* key, Section& s, const char* /*help*/) override {
     const Node* n = get(key);
     if (n && !n->is_map()) return error(*n, key, "expected a map of keys, got " + shown(*n));

@@ -76,6 +76,9 @@ class Visitor {
   // A path to an existing file (checked when the config is loaded).
   virtual void file(const char* key, std::string& v, const char* help,
                     Need need = Need::optional) = 0;
+  // A path to an existing directory (checked when the config is loaded).
+  virtual void directory(const char* key, std::string& v, const char* help,
+                         Need need = Need::optional) = 0;
   virtual void section(const char* key, Section& s, const char* help) = 0;
   virtual void list(const char* key, SectionList& items, const char* help) = 0;
   // `name` chosen from the registry `kind`; the chosen entry's own options (if any) are read

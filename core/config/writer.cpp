@@ -58,6 +58,7 @@ class Writer final : public Visitor {
     str(key, v);
   }
   void file(const char* key, std::string& v, const char*, Need) override { str(key, v); }
+  void directory(const char* key, std::string& v, const char*, Need) override { str(key, v); }
   void section(const char* key, Section& s, const char*) override {
     out_ << YAML::Key << key << YAML::Value << YAML::BeginMap;
     s.visit(*this);
@@ -129,6 +130,9 @@ class Lister final : public Visitor {
   }
   void file(const char* key, std::string& v, const char* help, Need need) override {
     add(key, need == Need::required ? "file path, required" : "file path", quoted(v), help);
+  }
+  void directory(const char* key, std::string& v, const char* help, Need need) override {
+    add(key, need == Need::required ? "directory, required" : "directory", quoted(v), help);
   }
   void section(const char* key, Section& s, const char* help) override {
     add(key, "section", "", help);

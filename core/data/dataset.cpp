@@ -28,6 +28,9 @@ DatasetRegistry& dataset_registry() {
   return registry;
 }
 
-void register_builtin_datasets(DatasetRegistry& r) { add_synthetic_datasets(r); }
+void register_builtin_datasets(DatasetRegistry& r) {
+  add_synthetic_datasets(r);
+  add_file_datasets(r);
+}
 
 }  // namespace sculpt::data

@@ -35,7 +35,10 @@ class Dataset {
   int64_t size_;
 };
 
-using DatasetRegistry = Registry<Dataset, const config::DataConfig&>;
+// Which part of a dataset to build. `test` is a held-out set the dataset ships (MNIST's t10k)
+// or, for generated data, a fresh sample; a factory returns nullptr when there is none.
+enum class DataPart { train, test };
+using DatasetRegistry = Registry<Dataset, const config::DataConfig&, DataPart>;
 DatasetRegistry& dataset_registry();
 void register_builtin_datasets(DatasetRegistry& r);
 
@@ -66,7 +69,18 @@ struct SyntheticImagesOptions : config::Section {
   void visit(config::Visitor& v) override;
 };
 
-// Registration of each generated dataset (synthetic.cpp).
+struct IdxDatasetOptions : config::Section {
+  std::string dir;  // folder with the four IDX files (train-/t10k- images and labels, .gz or raw)
+  void visit(config::Visitor& v) override;
+};
+
+struct DigitsOptions : config::Section {
+  std::string file;  // digits.csv(.gz): 65 integers per line, 64 pixels (0-16) then the label
+  void visit(config::Visitor& v) override;
+};
+
+// Registration of the generated (synthetic.cpp) and file-backed (files.cpp) datasets.
 void add_synthetic_datasets(DatasetRegistry& r);
+void add_file_datasets(DatasetRegistry& r);
 
 }  // namespace sculpt::data

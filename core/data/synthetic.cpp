@@ -35,18 +35,26 @@ at::Generator generator(int64_t seed) {
   return at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
 }
 
-Dataset make_blobs(const SyntheticBlobsOptions& o) {
-  auto gen = generator(o.seed);
-  auto centers = at::randn({o.classes, o.features}, gen) * 3.0;
+// The test part shares the class structure (drawn first from `seed`) and draws its samples
+// from a second stream, so it is a fresh sample of the same distribution.
+at::Generator sample_generator(at::Generator& structure, int64_t seed, DataPart part) {
+  return part == DataPart::train ? structure : generator(seed * 7919 + 104729);
+}
+
+Dataset make_blobs(const SyntheticBlobsOptions& o, DataPart part) {
+  auto structure = generator(o.seed);
+  auto centers = at::randn({o.classes, o.features}, structure) * 3.0;
+  auto gen = sample_generator(structure, o.seed, part);
   auto labels = at::randint(o.classes, {o.samples}, gen, at::kLong);
   auto x = centers.index_select(0, labels) + at::randn({o.samples, o.features}, gen) * o.spread;
   return Dataset(x, labels, DataSpec{{o.features}, o.classes});
 }
 
-Dataset make_images(const SyntheticImagesOptions& o) {
-  auto gen = generator(o.seed);
+Dataset make_images(const SyntheticImagesOptions& o, DataPart part) {
+  auto structure = generator(o.seed);
   const int64_t low = std::max<int64_t>(2, o.size / 4);
-  auto field = at::randn({o.classes, o.channels, low, low}, gen);
+  auto field = at::randn({o.classes, o.channels, low, low}, structure);
+  auto gen = sample_generator(structure, o.seed, part);
   auto protos = at::upsample_bilinear2d(field, {o.size, o.size}, /*align_corners=*/false);
   protos = (protos - protos.mean({1, 2, 3}, true)) / protos.std({1, 2, 3}, /*unbiased=*/true, /*keepdim=*/true);
   auto labels = at::randint(o.classes, {o.samples}, gen, at::kLong);
@@ -72,14 +80,14 @@ T options_of(const config::DataConfig& c) {
 void add_synthetic_datasets(DatasetRegistry& r) {
   r.add(
       "synthetic_blobs", "Gaussian clusters in feature space, one per class; generated, no files",
-      [](const config::DataConfig& c) {
-        return std::make_unique<Dataset>(make_blobs(options_of<SyntheticBlobsOptions>(c)));
+      [](const config::DataConfig& c, DataPart part) {
+        return std::make_unique<Dataset>(make_blobs(options_of<SyntheticBlobsOptions>(c), part));
       },
       [] { return std::make_shared<SyntheticBlobsOptions>(); });
   r.add(
       "synthetic_images", "class prototypes (smooth random fields), shifted and noised; no files",
-      [](const config::DataConfig& c) {
-        return std::make_unique<Dataset>(make_images(options_of<SyntheticImagesOptions>(c)));
+      [](const config::DataConfig& c, DataPart part) {
+        return std::make_unique<Dataset>(make_images(options_of<SyntheticImagesOptions>(c), part));
       },
       [] { return std::make_shared<SyntheticImagesOptions>(); });
 }

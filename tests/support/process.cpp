@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -47,4 +48,12 @@ ProcessResult run_process(const std::string& command_line) {
   return r;
 }
 
+}  // namespace sculpt::test
+
+namespace sculpt::test {
+void skip_test(const std::string& reason) {
+  std::printf("SKIPPED: %s\n", reason.c_str());
+  std::fflush(stdout);
+  std::_Exit(77);
+}
 }  // namespace sculpt::test

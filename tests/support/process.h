@@ -17,3 +17,9 @@ std::string temp_dir(const std::string& tag);
 void write_text(const std::string& path, const std::string& text);
 
 }  // namespace sculpt::test
+
+namespace sculpt::test {
+// Ends this test process with exit code 77, which ctest reports as skipped (every ctest test
+// runs one Catch2 test case in its own process). For tests whose inputs are absent here.
+[[noreturn]] void skip_test(const std::string& reason);
+}  // namespace sculpt::test

@@ -57,7 +57,8 @@ TEST_CASE("synthetic_images is deterministic by seed and shaped by its options",
     auto cfg = sculpt::config::Config::parse(
         "model: {name: mlp}\ndata: {name: synthetic_images, samples: 64, size: 12, channels: 3, "
         "classes: 4" + extra + "}\n");
-    return sculpt::data::dataset_registry().create("synthetic_images", cfg.data);
+    return sculpt::data::dataset_registry().create("synthetic_images", cfg.data,
+                                                   sculpt::data::DataPart::train);
   };
   auto a = make(""), b = make(""), c = make(", seed: 1");
   CHECK(a->inputs().sizes() == torch::IntArrayRef({64, 3, 12, 12}));
