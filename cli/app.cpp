@@ -30,6 +30,8 @@ int run_sculpt(int argc, char** argv) {
   auto* train = app.add_subcommand("train", "train (and compress) a model from a YAML config");
   train->add_option("config", config_path, "YAML run config")->required();
   train->add_option("overrides", overrides, "key.path=value overrides");
+  std::string resume;
+  train->add_option("--resume", resume, "same as run.resume=VALUE: auto, or a checkpoint/run folder");
 
   std::string weights;
   auto* eval = app.add_subcommand("eval", "evaluate trained weights on the config's data");
@@ -57,6 +59,7 @@ int run_sculpt(int argc, char** argv) {
     if (!log_level.empty()) log::set_level(log::parse_level(log_level));
     if (*validate) return cmd_validate(config_path, overrides);
     if (*list) return cmd_list(kind, markdown);
+    if (!resume.empty()) overrides.push_back("run.resume=" + resume);
     if (*train) return cmd_train(config_path, overrides, log_level);
     if (*eval) return cmd_eval(config_path, overrides, weights);
     if (*inspect) return cmd_inspect(file);

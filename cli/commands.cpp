@@ -35,6 +35,11 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
   auto ctx = RunContext::create(cfg, world.rank, world.world_size);
   log::info(version_string(), "; run directory ", ctx.dir().string());
   auto result = trainer->fit(ctx);
+  if (result.interrupted) {
+    std::cerr << "sculpt: stopped at step " << result.steps << "; continue with: sculpt train " << path
+              << " run.resume=auto (and the same overrides)\n";
+    return 0;
+  }
   std::string line;
   for (const auto& [split, metrics] : result.final_metrics)
     for (const auto& [k, v] : metrics) line += " " + split + "." + k + "=" + std::to_string(v);
@@ -50,7 +55,7 @@ int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
                ": no such weights file (train first, or pass --weights FILE)");
   auto device = resolve_device(cfg.run.device);
   auto parts = trainers::build_run_parts(cfg, device);
-  trainers::load_model_state(*parts.model, io::load_safetensors(weights), weights);
+  parts.model->load_state_tensors(io::load_safetensors(weights), weights);
   std::cout << "{";
   const char* sep = "";
   for (const auto& [split, ds] :

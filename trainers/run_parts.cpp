@@ -32,34 +32,4 @@ std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& 
   return task.finish(sums);
 }
 
-io::NamedTensors model_state(models::Model& model) {
-  io::NamedTensors out;
-  for (const auto& p : model.named_parameters()) out.emplace_back(p.key(), p.value());
-  for (const auto& b : model.named_buffers()) out.emplace_back(b.key(), b.value());
-  return out;
-}
-
-void load_model_state(models::Model& model, const io::NamedTensors& state,
-                      const std::string& path) {
-  std::map<std::string, at::Tensor> given(state.begin(), state.end());
-  torch::NoGradGuard no_grad;
-  size_t used = 0;
-  for (auto& [name, target] : model_state(model)) {
-    auto it = given.find(name);
-    SCULPT_CHECK(it != given.end(), path, ": tensor '", name,
-                 "' of the model is missing (a checkpoint of another model?)");
-    SCULPT_CHECK(it->second.sizes() == target.sizes(), path, ": tensor '", name, "' has shape ",
-                 it->second.sizes(), " but the model expects ", target.sizes());
-    target.copy_(it->second);
-    ++used;
-  }
-  if (used != given.size()) {
-    for (const auto& [name, t] : given) {
-      bool known = false;
-      for (const auto& [n, _] : model_state(model)) known = known || n == name;
-      SCULPT_CHECK(known, path, ": tensor '", name, "' does not belong to this model");
-    }
-  }
-}
-
 }  // namespace sculpt::trainers

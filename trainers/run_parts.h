@@ -30,10 +30,4 @@ std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& 
                                        const data::Dataset& ds, int64_t batch_size,
                                        c10::Device device);
 
-// Parameters and buffers by their dotted names.
-io::NamedTensors model_state(models::Model& model);
-// Copies `state` into the model; UserError naming `path` and the tensor on a missing, extra or
-// mis-shaped tensor (a checkpoint of another model).
-void load_model_state(models::Model& model, const io::NamedTensors& state, const std::string& path);
-
 }  // namespace sculpt::trainers

@@ -7,12 +7,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/checkpoint/checkpoint.h"
 #include "core/data/loader.h"
 #include "core/io/atomic_file.h"
 #include "core/logging/logging.h"
 #include "core/models/model.h"
 #include "core/optim/optimizers.h"
 #include "core/optim/schedules.h"
+#include "core/run/interrupt.h"
 #include "core/tasks/task.h"
 #include "trainers/run_parts.h"
 #include "trainers/trainer.h"
@@ -56,36 +58,71 @@ class StandardTrainer final : public Trainer {
               model->parameter_bytes(), " bytes; data ", c.data.name, ": ", split.train.size(),
               " train / ", split.val.size(), " val; ", total, " steps on ", ctx.device().str());
 
-    std::ofstream metrics(ctx.dir() / "metrics.jsonl",
-                          std::ios::trunc);  // a fresh run; resume is not built yet
+    // Resume: weights, optimizer, RNG and the position in the data, from a checkpoint.
+    TrainState st;
+    st.config_hash = c.hash();
+    CheckpointStore store(ctx.dir(), cfg_.keep_checkpoints);
+    const auto resume_from = resolve_resume(c.run.resume, ctx.dir());
+    if (resume_from) {
+      st = CheckpointStore::load(*resume_from, *model, *optimizer);
+      if (st.config_hash != c.hash())
+        log::warn("resuming from a checkpoint written with another config (hash ", st.config_hash,
+                  ", now ", c.hash(), ")");
+      st.config_hash = c.hash();
+      log::info("resumed from ", resume_from->string(), " at step ", st.step);
+    }
+    // A resumed run appends to its metrics; a fresh one starts them anew.
+    std::ofstream metrics(ctx.dir() / "metrics.jsonl", resume_from ? std::ios::app : std::ios::trunc);
     auto record = [&](nlohmann::json j) {
       j["elapsed_s"] = seconds_since(t0);
       metrics << j.dump() << "\n";
       metrics.flush();
     };
-    auto eval_and_record = [&](int64_t step, int64_t epoch) {
+    auto save = [&](bool is_best) { return store.save(*model, *optimizer, st, is_best); };
+    auto eval_and_record = [&]() {
       if (split.val.size() == 0) return std::map<std::string, double>{};
       auto m = evaluate(*model, *task, split.val, c.data.batch_size, ctx.device());
-      nlohmann::json j = {{"step", step}, {"epoch", epoch}, {"split", "val"}};
+      nlohmann::json j = {{"step", st.step}, {"epoch", st.epoch}, {"split", "val"}};
       std::string line;
       for (const auto& [k, v] : m) {
         j[k] = v;
         line += " " + k + "=" + std::to_string(v);
       }
       record(j);
-      log::info("step ", step, " val", line);
+      log::info("step ", st.step, " val", line);
       return m;
     };
+    // Evaluates and, when the tracked metric improved, saves a checkpoint marked best.
+    auto eval_and_track = [&]() {
+      auto m = eval_and_record();
+      auto it = m.find(cfg_.best_metric);
+      if (it == m.end()) return false;
+      const bool better = !st.has_best || (cfg_.best_mode == "max" ? it->second > st.best_metric
+                                                                 : it->second < st.best_metric);
+      if (better) {
+        st.best_metric = it->second;
+        st.has_best = true;
+        save(true);
+      }
+      return better;
+    };
 
-    int64_t step = 0, epoch = 0;
+    install_stop_handlers();
     double window_loss = 0;
     int64_t window_n = 0, window_samples = 0;
     auto window_t0 = Clock::now();
     model->train();
-    while (step < total) {
-      loader.start_epoch(epoch);
+    while (st.step < total) {
+      loader.start_epoch(st.epoch);
+      loader.skip(st.batch_in_epoch);
       data::Batch b;
-      while (step < total && loader.next(b)) {
+      bool epoch_done = true;
+      while (loader.next(b)) {
+        if (st.step >= total) {
+          epoch_done = false;
+          break;
+        }
+        const int64_t step = st.step;
         double lr = c.optimizer.lr * lr_factor(*schedule, c.scheduler.warmup_steps, step, total);
         for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
         optimizer->zero_grad();
@@ -98,36 +135,54 @@ class StandardTrainer final : public Trainer {
         if (cfg_.grad_clip_norm > 0)
           torch::nn::utils::clip_grad_norm_(model->parameters(), cfg_.grad_clip_norm);
         optimizer->step();
-        ++step;
+        ++st.step;
+        ++st.batch_in_epoch;
         window_loss += loss_v;
         ++window_n;
         window_samples += b.size();
-        if (step % cfg_.log_every == 0 || step == total) {
+        if (st.step % cfg_.log_every == 0 || st.step == total) {
           double rate =
               static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0));
-          record({{"step", step},
-                  {"epoch", epoch},
+          record({{"step", st.step},
+                  {"epoch", st.epoch},
                   {"split", "train"},
                   {"loss", window_loss / static_cast<double>(window_n)},
                   {"lr", lr},
                   {"samples_per_s", rate}});
-          log::info("step ", step, "/", total, " epoch ", epoch, " loss ",
+          log::info("step ", st.step, "/", total, " epoch ", st.epoch, " loss ",
                     window_loss / static_cast<double>(window_n), " lr ", lr, " ",
                     static_cast<int64_t>(rate), " samples/s");
           window_loss = 0;
           window_n = window_samples = 0;
           window_t0 = Clock::now();
         }
-        if (cfg_.eval_every > 0 && step % cfg_.eval_every == 0 && step != total)
-          eval_and_record(step, epoch);
+        if (cfg_.eval_every > 0 && st.step % cfg_.eval_every == 0 && st.step != total)
+          eval_and_track();
+        if (cfg_.checkpoint_every > 0 && st.step % cfg_.checkpoint_every == 0) save(false);
+        if (stop_requested()) {
+          auto where = save(false);
+          log::info("stopped at step ", st.step, "; checkpoint ", where.string(),
+                    "; continue with: sculpt train <config> run.resume=auto");
+          FitResult stopped;
+          stopped.steps = st.step;
+          stopped.interrupted = true;
+          stopped.time_s = seconds_since(t0);
+          return stopped;
+        }
       }
-      if (cfg_.eval_every == 0 && step != total) eval_and_record(step, epoch);
-      ++epoch;
+      if (!epoch_done) break;
+      ++st.epoch;
+      st.batch_in_epoch = 0;
+      if (st.step == total) break;
+      if (cfg_.eval_every == 0) eval_and_track();
+      if (cfg_.checkpoint_every == 0) save(false);
     }
+    const int64_t step = st.step;
+    if (!eval_and_track()) save(false);  // the final state is always the latest checkpoint
 
     FitResult result;
     result.steps = step;
-    result.final_metrics["val"] = eval_and_record(step, epoch);
+    result.final_metrics["val"] = eval_and_record();
     if (parts.test)
       result.final_metrics["test"] = evaluate(*model, *task, *parts.test, c.data.batch_size, ctx.device());
     result.final_metrics["train"] =
@@ -140,7 +195,7 @@ class StandardTrainer final : public Trainer {
         {"config_hash", c.hash()}};
     for (const auto& [split_name, m] : result.final_metrics)
       for (const auto& [k, v] : m) summary["final"][split_name][k] = v;
-    io::save_safetensors((ctx.dir() / "model.safetensors").string(), model_state(*model),
+    io::save_safetensors((ctx.dir() / "model.safetensors").string(), model->state_tensors(),
                          {{"sculpt_config_hash", c.hash()}, {"sculpt_model", c.model.name}});
     io::write_file_atomic((ctx.dir() / "summary.json").string(), summary.dump(2) + "\n");
     return result;

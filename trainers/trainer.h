@@ -14,6 +14,7 @@ namespace sculpt::trainers {
 
 struct FitResult {
   int64_t steps = 0;
+  bool interrupted = false;  // stopped by SIGINT/SIGTERM after writing a checkpoint
   double time_s = 0;
   std::map<std::string, std::map<std::string, double>> final_metrics;  // split -> metric -> value
 };

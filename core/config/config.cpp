@@ -12,6 +12,9 @@ void RunConfig::visit(Visitor& v) {
   v.field("output_dir", output_dir, "run directory; empty means runs/<run.name>");
   v.field("seed", seed, "seed of torch and std RNGs (rank r uses seed + r)", Range::at_least(0));
   v.field("device", device, "auto, cpu, cuda or cuda:N (auto: cuda when available)");
+  v.field("resume", resume,
+          "empty: a fresh run; auto: continue from this run's latest checkpoint if any; or a "
+          "checkpoint folder / run directory to continue from");
 }
 
 void RunConfig::check(Checker& c) const {
@@ -68,6 +71,12 @@ void TrainerConfig::visit(Visitor& v) {
           Range::at_least(0));
   v.field("grad_clip_norm", grad_clip_norm, "clip the global gradient norm to this; 0: off",
           Range::at_least(0));
+  v.field("checkpoint_every", checkpoint_every,
+          "steps between checkpoints; 0: at the end of every epoch", Range::at_least(0));
+  v.field("keep_checkpoints", keep_checkpoints, "newest checkpoints kept (the best is kept too)",
+          Range::at_least(1));
+  v.field("best_metric", best_metric, "validation metric that picks the best checkpoint");
+  v.choice("best_mode", best_mode, {"max", "min"}, "whether a higher or lower best_metric is better");
 }
 
 void TrainerConfig::check(Checker& c) const {
@@ -114,8 +123,10 @@ std::string Config::dump() const {
 }
 
 std::string Config::hash() const {
+  Config what = *this;  // where to resume from does not change what is trained
+  what.run.resume.clear();
   uint64_t h = 1469598103934665603ull;
-  for (unsigned char ch : dump()) {
+  for (unsigned char ch : what.dump()) {
     h ^= ch;
     h *= 1099511628211ull;
   }

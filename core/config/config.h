@@ -17,6 +17,7 @@ struct RunConfig : Section {
   std::string output_dir;       // run directory; empty: runs/<name>
   int64_t seed = 0;             // seeds torch and std RNGs (rank r adds r), >= 0
   std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  std::string resume;           // "" fresh, "auto" latest checkpoint of this run, or a path
   void visit(Visitor& v) override;
   void check(Checker& c) const override;
 };
@@ -72,6 +73,10 @@ struct TrainerConfig : Section {
   int64_t log_every = 50;       // steps between log lines / metrics, >= 1
   int64_t eval_every = 0;       // steps between evaluations; 0: every epoch end
   double grad_clip_norm = 0.0;  // clip the global gradient norm; 0: off
+  int64_t checkpoint_every = 0;          // steps between checkpoints; 0: every epoch end
+  int64_t keep_checkpoints = 3;          // newest checkpoints kept (plus the best), >= 1
+  std::string best_metric = "accuracy";  // validation metric that picks the best checkpoint
+  std::string best_mode = "max";         // max | min
   void visit(Visitor& v) override;
   void check(Checker& c) const override;
 };
@@ -95,7 +100,7 @@ struct Config : Section {
   // Validated config from YAML text (tests, tools); `name` labels errors.
   static Config parse(const std::string& yaml, const std::string& name = "<string>");
   std::string dump() const;  // resolved YAML; Config::parse(dump()) gives the same config
-  std::string hash() const;  // FNV-1a 64 of dump(), hex; stored in checkpoints
+  std::string hash() const;  // FNV-1a 64 of dump() without run.resume; in checkpoints
 };
 
 }  // namespace sculpt::config

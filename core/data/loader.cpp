@@ -25,6 +25,10 @@ void Loader::start_epoch(int64_t epoch) {
   }
 }
 
+void Loader::skip(int64_t batches) {
+  cursor_ = std::min(data_.size(), cursor_ + batches * batch_size_);
+}
+
 bool Loader::next(Batch& b) {
   int64_t left = data_.size() - cursor_;
   if (left <= 0 || (drop_last_ && left < batch_size_)) return false;

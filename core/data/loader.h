@@ -19,6 +19,8 @@ class Loader {
   Loader(const Dataset& data, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed);
   int64_t batches_per_epoch() const;
   void start_epoch(int64_t epoch);
+  // Skips `batches` batches of the current epoch (resuming mid-epoch).
+  void skip(int64_t batches);
   // Fills `b` with the next batch of the epoch; false at the end of the epoch.
   bool next(Batch& b);
 

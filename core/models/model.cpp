@@ -3,6 +3,7 @@
 #include "core/models/builtin_models.h"
 
 #include <torch/nn/modules/activation.h>
+#include <torch/utils.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
@@ -53,6 +54,30 @@ std::vector<std::string> Model::block_names() const {
   std::vector<std::string> out;
   for (const auto& b : blocks_) out.push_back(b.first);
   return out;
+}
+
+io::NamedTensors Model::state_tensors() {
+  io::NamedTensors out;
+  for (const auto& p : named_parameters()) out.emplace_back(p.key(), p.value());
+  for (const auto& b : named_buffers()) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
+void Model::load_state_tensors(const io::NamedTensors& state, const std::string& source) {
+  std::map<std::string, at::Tensor> given(state.begin(), state.end());
+  torch::NoGradGuard no_grad;
+  auto mine = state_tensors();
+  for (auto& [n, target] : mine) {
+    auto it = given.find(n);
+    SCULPT_CHECK(it != given.end(), source, ": tensor '", n,
+                 "' of the model is missing (weights of another model?)");
+    SCULPT_CHECK(it->second.sizes() == target.sizes(), source, ": tensor '", n, "' has shape ",
+                 it->second.sizes(), " but the model expects ", target.sizes());
+    target.copy_(it->second);
+    given.erase(it);
+  }
+  SCULPT_CHECK(given.empty(), source, ": tensor '", given.empty() ? "" : given.begin()->first,
+               "' does not belong to this model");
 }
 
 int64_t Model::parameter_count() const {

@@ -12,6 +12,7 @@
 
 #include "core/config/config.h"
 #include "core/data/dataset.h"
+#include "core/io/safetensors.h"
 #include "core/registry/registry.h"
 
 namespace sculpt::models {
@@ -43,6 +44,11 @@ class Model : public torch::nn::Module {
   // Unknown block names are a UserError that lists the blocks.
   void set_taps(const std::vector<std::string>& block_names);
   const std::map<std::string, at::Tensor>& tapped() const { return tapped_; }
+  // Parameters and buffers by their dotted names (what weights files and checkpoints hold).
+  io::NamedTensors state_tensors();
+  // Copies `state` into the model. UserError naming `source` and the tensor on a missing,
+  // extra or mis-shaped tensor (weights of another model).
+  void load_state_tensors(const io::NamedTensors& state, const std::string& source);
   int64_t parameter_count() const;
   int64_t parameter_bytes() const;
 

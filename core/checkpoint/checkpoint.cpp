@@ -1,0 +1,167 @@
+#include "core/checkpoint/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/io/atomic_file.h"
+#include "core/io/safetensors.h"
+#include "core/models/model.h"
+
+namespace fs = std::filesystem;
+
+namespace sculpt {
+
+namespace {
+
+void fsync_path(const fs::path& p, bool directory) {
+  int fd = ::open(p.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::string read_pointer(const fs::path& p) {
+  std::ifstream in(p);
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+
+int64_t step_of(const std::string& name) {
+  if (name.rfind("step_", 0) != 0 || name.find(".tmp") != std::string::npos) return -1;
+  try {
+    return std::stoll(name.substr(5));
+  } catch (...) {
+    return -1;
+  }
+}
+
+// torch's default CPU generator: what dropout, randperm without a generator and init draw from.
+at::Tensor cpu_rng_state() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_cpu_rng_state(const at::Tensor& state) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+}  // namespace
+
+CheckpointStore::CheckpointStore(const fs::path& run_dir, int64_t keep_last)
+    : dir_(run_dir / "checkpoints"), keep_last_(std::max<int64_t>(1, keep_last)) {}
+
+fs::path CheckpointStore::save(models::Model& model, torch::optim::Optimizer& optimizer,
+                               const TrainState& state, bool is_best) {
+  fs::create_directories(dir_);
+  const std::string name = "step_" + std::to_string(state.step);
+  const fs::path tmp = dir_ / (name + ".tmp"), final_dir = dir_ / name;
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  io::save_safetensors((tmp / "model.safetensors").string(), model.state_tensors(),
+                       {{"sculpt_config_hash", state.config_hash}, {"sculpt_step", std::to_string(state.step)}});
+  std::ostringstream opt;
+  torch::save(optimizer, opt);
+  io::write_file_atomic((tmp / "optimizer.pt").string(), opt.str());
+  io::save_safetensors((tmp / "state.safetensors").string(),
+                       io::NamedTensors{{"rng.cpu", cpu_rng_state()}});
+  nlohmann::json j = {{"step", state.step},          {"epoch", state.epoch},
+                      {"batch_in_epoch", state.batch_in_epoch}, {"best_metric", state.best_metric},
+                      {"has_best", state.has_best},  {"config_hash", state.config_hash}};
+  io::write_file_atomic((tmp / "trainer.json").string(), j.dump(2) + "\n");
+  fsync_path(tmp, true);
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  fsync_path(dir_, true);
+  io::write_file_atomic((dir_ / "latest").string(), name + "\n");
+  if (is_best) io::write_file_atomic((dir_ / "best").string(), name + "\n");
+  prune(read_pointer(dir_ / "best"));
+  return final_dir;
+}
+
+void CheckpointStore::prune(const std::string& keep_best) const {
+  std::vector<std::pair<int64_t, fs::path>> all;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    int64_t s = step_of(e.path().filename().string());
+    if (e.is_directory() && s >= 0) all.emplace_back(s, e.path());
+  }
+  std::sort(all.begin(), all.end());
+  const auto n = static_cast<int64_t>(all.size());
+  for (int64_t i = 0; i < n - keep_last_; ++i)
+    if (all[static_cast<size_t>(i)].second.filename() != keep_best) fs::remove_all(all[static_cast<size_t>(i)].second);
+}
+
+std::optional<fs::path> CheckpointStore::latest() const {
+  const fs::path ptr = dir_ / "latest";
+  if (!fs::exists(ptr)) return std::nullopt;
+  fs::path p = dir_ / read_pointer(ptr);
+  if (!fs::is_directory(p)) return std::nullopt;
+  return p;
+}
+
+TrainState CheckpointStore::load(const fs::path& ckpt, models::Model& model,
+                                 torch::optim::Optimizer& optimizer) {
+  for (const char* f : {"model.safetensors", "optimizer.pt", "state.safetensors", "trainer.json"})
+    SCULPT_CHECK(fs::exists(ckpt / f), ckpt.string(), ": not a complete checkpoint (", f, " is missing)");
+  model.load_state_tensors(io::load_safetensors((ckpt / "model.safetensors").string()),
+                           (ckpt / "model.safetensors").string());
+  try {
+    std::ifstream in(ckpt / "optimizer.pt", std::ios::binary);
+    torch::load(optimizer, in);
+  } catch (const c10::Error& e) {
+    throw UserError((ckpt / "optimizer.pt").string() + ": cannot restore the optimizer state (" +
+                    e.what_without_backtrace() + ")");
+  }
+  auto rng = io::load_safetensors((ckpt / "state.safetensors").string());
+  SCULPT_CHECK(rng.size() == 1 && rng[0].first == "rng.cpu", (ckpt / "state.safetensors").string(),
+               ": no 'rng.cpu' tensor");
+  set_cpu_rng_state(rng[0].second);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(io::read_file((ckpt / "trainer.json").string()));
+    TrainState s;
+    s.step = j.at("step");
+    s.epoch = j.at("epoch");
+    s.batch_in_epoch = j.at("batch_in_epoch");
+    s.best_metric = j.at("best_metric");
+    s.has_best = j.at("has_best");
+    s.config_hash = j.at("config_hash");
+    return s;
+  } catch (const nlohmann::json::exception& e) {
+    throw UserError((ckpt / "trainer.json").string() + ": malformed (" + e.what() + ")");
+  }
+}
+
+std::optional<fs::path> resolve_resume(const std::string& resume, const fs::path& run_dir) {
+  if (resume.empty()) return std::nullopt;
+  if (resume == "auto") return CheckpointStore(run_dir, 1).latest();
+  fs::path p(resume);
+  SCULPT_CHECK(fs::exists(p), "run.resume: ", resume, " does not exist");
+  if (fs::exists(p / "trainer.json")) return p;
+  for (const fs::path& d : {p, p / "checkpoints"}) {
+    if (fs::exists(d / "latest")) {
+      auto latest = CheckpointStore(d.filename() == "checkpoints" ? d.parent_path() : d, 1).latest();
+      if (latest) return latest;
+    }
+  }
+  throw UserError("run.resume: " + resume +
+                  " is neither a checkpoint folder (with trainer.json) nor a run directory with checkpoints");
+}
+
+}  // namespace sculpt
