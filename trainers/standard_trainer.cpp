@@ -93,19 +93,22 @@ class StandardTrainer final : public Trainer {
       return m;
     };
     // Evaluates and, when the tracked metric improved, saves a checkpoint marked best.
-    auto eval_and_track = [&]() {
+    auto eval_and_track = [&](bool& improved) {
+      improved = false;
       auto m = eval_and_record();
       auto it = m.find(cfg_.best_metric);
-      if (it == m.end()) return false;
+      if (it == m.end()) return m;
       const bool better = !st.has_best || (cfg_.best_mode == "max" ? it->second > st.best_metric
                                                                  : it->second < st.best_metric);
       if (better) {
         st.best_metric = it->second;
         st.has_best = true;
         save(true);
+        improved = true;
       }
-      return better;
+      return m;
     };
+    bool improved = false;
 
     install_stop_handlers();
     double window_loss = 0;
@@ -157,7 +160,7 @@ class StandardTrainer final : public Trainer {
           window_t0 = Clock::now();
         }
         if (cfg_.eval_every > 0 && st.step % cfg_.eval_every == 0 && st.step != total)
-          eval_and_track();
+          eval_and_track(improved);
         if (cfg_.checkpoint_every > 0 && st.step % cfg_.checkpoint_every == 0) save(false);
         if (stop_requested()) {
           auto where = save(false);
@@ -174,15 +177,16 @@ class StandardTrainer final : public Trainer {
       ++st.epoch;
       st.batch_in_epoch = 0;
       if (st.step == total) break;
-      if (cfg_.eval_every == 0) eval_and_track();
+      if (cfg_.eval_every == 0) eval_and_track(improved);
       if (cfg_.checkpoint_every == 0) save(false);
     }
     const int64_t step = st.step;
-    if (!eval_and_track()) save(false);  // the final state is always the latest checkpoint
+    auto final_val = eval_and_track(improved);
+    if (!improved) save(false);  // the final state is always the latest checkpoint
 
     FitResult result;
     result.steps = step;
-    result.final_metrics["val"] = eval_and_record();
+    result.final_metrics["val"] = final_val;
     if (parts.test)
       result.final_metrics["test"] = evaluate(*model, *task, *parts.test, c.data.batch_size, ctx.device());
     result.final_metrics["train"] =
