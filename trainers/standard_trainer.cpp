@@ -111,6 +111,8 @@ class StandardTrainer final : public Trainer {
     bool improved = false;
 
     install_stop_handlers();
+    double first_step_s = -1, timed_step_s = 0;  // for summary.json: startup and step cost
+    int64_t timed_steps = 0;
     double window_loss = 0;
     int64_t window_n = 0, window_samples = 0;
     auto window_t0 = Clock::now();
@@ -126,6 +128,7 @@ class StandardTrainer final : public Trainer {
           break;
         }
         const int64_t step = st.step;
+        const auto step_t0 = Clock::now();
         double lr = c.optimizer.lr * lr_factor(*schedule, c.scheduler.warmup_steps, step, total);
         for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
         optimizer->zero_grad();
@@ -138,6 +141,11 @@ class StandardTrainer final : public Trainer {
         if (cfg_.grad_clip_norm > 0)
           torch::nn::utils::clip_grad_norm_(model->parameters(), cfg_.grad_clip_norm);
         optimizer->step();
+        if (first_step_s < 0) first_step_s = seconds_since_process_start();
+        else {
+          timed_step_s += seconds_since(step_t0);
+          ++timed_steps;
+        }
         ++st.step;
         ++st.batch_in_epoch;
         window_loss += loss_v;
@@ -196,7 +204,9 @@ class StandardTrainer final : public Trainer {
         {"steps", step},
         {"time_s", result.time_s},
         {"model", {{"params", model->parameter_count()}, {"bytes", model->parameter_bytes()}}},
-        {"config_hash", c.hash()}};
+        {"config_hash", c.hash()},
+        {"time_to_first_step_s", first_step_s},
+        {"mean_step_s", timed_steps ? timed_step_s / static_cast<double>(timed_steps) : 0.0}};
     for (const auto& [split_name, m] : result.final_metrics)
       for (const auto& [k, v] : m) summary["final"][split_name][k] = v;
     io::save_safetensors((ctx.dir() / "model.safetensors").string(), model->state_tensors(),

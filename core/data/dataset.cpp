@@ -12,8 +12,27 @@ Dataset::Dataset(at::Tensor inputs, at::Tensor targets, DataSpec spec)
   size_ = inputs_.size(0);
 }
 
+at::Tensor Dataset::input_rows(const at::Tensor& rows) const {
+  return inputs_.index_select(0, index_.defined() ? index_.index_select(0, rows) : rows);
+}
+
+at::Tensor Dataset::target_rows(const at::Tensor& rows) const {
+  return targets_.index_select(0, index_.defined() ? index_.index_select(0, rows) : rows);
+}
+
+at::Tensor Dataset::inputs() const {
+  return index_.defined() ? inputs_.index_select(0, index_) : inputs_;
+}
+
+at::Tensor Dataset::targets() const {
+  return index_.defined() ? targets_.index_select(0, index_) : targets_;
+}
+
 Dataset Dataset::subset(const at::Tensor& index) const {
-  return Dataset(inputs_.index_select(0, index), targets_.index_select(0, index), spec_);
+  Dataset d = *this;
+  d.index_ = index_.defined() ? index_.index_select(0, index) : index.contiguous();
+  d.size_ = d.index_.size(0);
+  return d;
 }
 
 Split split_dataset(const Dataset& all, double val_fraction, int64_t seed) {

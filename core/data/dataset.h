@@ -24,13 +24,19 @@ class Dataset {
   Dataset(at::Tensor inputs, at::Tensor targets, DataSpec spec);
   int64_t size() const { return size_; }
   const DataSpec& spec() const { return spec_; }
-  const at::Tensor& inputs() const { return inputs_; }
-  const at::Tensor& targets() const { return targets_; }
-  // A dataset of the rows `index` (an int64 tensor) of this one.
+  // All rows (gathered when this is a subset).
+  at::Tensor inputs() const;
+  at::Tensor targets() const;
+  // Rows `rows` (int64 positions in this dataset) as one batch.
+  at::Tensor input_rows(const at::Tensor& rows) const;
+  at::Tensor target_rows(const at::Tensor& rows) const;
+  // A view of the rows `index` (an int64 tensor) of this one: it shares the tensors and keeps
+  // only the index, so a train/val split of a large dataset costs no copy.
   Dataset subset(const at::Tensor& index) const;
 
  private:
   at::Tensor inputs_, targets_;
+  at::Tensor index_;  // undefined: all rows in order
   DataSpec spec_;
   int64_t size_;
 };

@@ -35,8 +35,8 @@ bool Loader::next(Batch& b) {
   int64_t n = std::min(batch_size_, left);
   auto idx = order_.slice(0, cursor_, cursor_ + n);
   cursor_ += n;
-  b.inputs = data_.inputs().index_select(0, idx);
-  b.targets = data_.targets().index_select(0, idx);
+  b.inputs = data_.input_rows(idx);
+  b.targets = data_.target_rows(idx);
   return true;
 }
 

@@ -2,6 +2,10 @@
 
 #include <torch/cuda.h>
 #include <torch/utils.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/io/atomic_file.h"
@@ -28,6 +32,21 @@ c10::Device resolve_device(const std::string& spec, int local_rank) {
   SCULPT_CHECK(index < n, "run.device: '", spec, "' asks for GPU ", index, " but only ", n,
                " are visible");
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+double seconds_since_process_start() {
+  std::ifstream stat("/proc/self/stat"), up("/proc/uptime");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto close = text.rfind(')');  // the command name may hold spaces; fields follow it
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+  }
+  double uptime = 0;
+  up >> uptime;
+  const double start = std::stod(field) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return uptime - start;
 }
 
 std::mt19937_64 seed_everything(int64_t seed, int rank) {

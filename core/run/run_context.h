@@ -20,6 +20,9 @@ c10::Device resolve_device(const std::string& spec, int local_rank = 0);
 // Seeds torch (CPU and CUDA) and returns a std engine seeded the same way; seed + rank.
 std::mt19937_64 seed_everything(int64_t seed, int rank = 0);
 
+// Wall seconds since this process started (from /proc; for "time to first step").
+double seconds_since_process_start();
+
 class RunContext {
  public:
   // Creates the run directory (run.output_dir or runs/<run.name>), writes the resolved
