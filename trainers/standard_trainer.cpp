@@ -44,16 +44,19 @@ class StandardTrainer final : public Trainer {
     auto& split = parts.split;
     auto& model = parts.model;
     auto& task = parts.task;
-    auto optimizer =
-        optimizer_registry().create(c.optimizer.name, model->parameters(), c.optimizer);
+    std::vector<std::pair<std::string, at::Tensor>> named;
+    for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
+    auto optimizer = optimizer_registry().create(
+        c.optimizer.name, split_for_weight_decay(named, c.optimizer.no_decay_bias_norm), c.optimizer);
     auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
     data::Loader loader(split.train, c.data.batch_size, c.data.shuffle, c.data.drop_last,
                         static_cast<uint64_t>(c.run.seed));
     SCULPT_CHECK(loader.batches_per_epoch() > 0, "data: the training split has ",
                  split.train.size(), " samples, fewer than one batch of ", c.data.batch_size,
                  " with data.drop_last=true");
-    const int64_t total =
-        cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * loader.batches_per_epoch();
+    const int64_t k = cfg_.grad_accumulation;
+    const int64_t steps_per_epoch = (loader.batches_per_epoch() + k - 1) / k;
+    const int64_t total = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * steps_per_epoch;
     log::info("model ", c.model.name, ": ", model->parameter_count(), " parameters, ",
               model->parameter_bytes(), " bytes; data ", c.data.name, ": ", split.train.size(),
               " train / ", split.val.size(), " val; ", total, " steps on ", ctx.device().str());
@@ -109,66 +112,109 @@ class StandardTrainer final : public Trainer {
       return m;
     };
     bool improved = false;
+    // Early stopping: count evaluations without a new best (kept in checkpoints).
+    auto stop_early = [&](bool improved_now) {
+      st.evals_since_best = improved_now ? 0 : st.evals_since_best + 1;
+      const bool stop = cfg_.early_stopping > 0 && st.evals_since_best >= cfg_.early_stopping;
+      if (stop)
+        log::info("early stopping at step ", st.step, ": ", st.evals_since_best,
+                  " evaluations without a better val ", cfg_.best_metric);
+      return stop;
+    };
 
     install_stop_handlers();
     double first_step_s = -1, timed_step_s = 0;  // for summary.json: startup and step cost
-    int64_t timed_steps = 0;
+    int64_t timed_steps = 0, skipped_steps = 0;
     double window_loss = 0;
     int64_t window_n = 0, window_samples = 0;
     auto window_t0 = Clock::now();
+    bool early_stop = false;
     model->train();
-    while (st.step < total) {
+    while (st.step < total && !early_stop) {
       loader.start_epoch(st.epoch);
       loader.skip(st.batch_in_epoch);
-      data::Batch b;
-      bool epoch_done = true;
-      while (loader.next(b)) {
-        if (st.step >= total) {
-          epoch_done = false;
-          break;
-        }
+      bool epoch_done = false;
+      while (st.step < total && !early_stop) {
+        // One optimizer step: the mean gradient of up to k micro-batches.
         const int64_t step = st.step;
         const auto step_t0 = Clock::now();
-        double lr = c.optimizer.lr * lr_factor(*schedule, c.scheduler.warmup_steps, step, total);
+        const double lr = c.optimizer.lr * lr_factor(*schedule, c.scheduler.warmup_steps, step, total);
         for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
         optimizer->zero_grad();
-        auto out = model->forward(b.inputs.to(ctx.device()));
-        auto loss = task->loss(out, b.targets.to(ctx.device()));
-        double loss_v = loss.item<double>();
-        SCULPT_CHECK(std::isfinite(loss_v), "training diverged: loss is ", loss_v, " at step ",
-                     step, "; lower optimizer.lr or set trainer.grad_clip_norm");
-        loss.backward();
-        if (cfg_.grad_clip_norm > 0)
-          torch::nn::utils::clip_grad_norm_(model->parameters(), cfg_.grad_clip_norm);
-        optimizer->step();
-        if (first_step_s < 0) first_step_s = seconds_since_process_start();
-        else {
+        int64_t micro = 0, samples = 0;
+        double loss_sum = 0;
+        std::string nonfinite;
+        data::Batch b;
+        while (micro < k && loader.next(b)) {
+          auto inputs = b.inputs.to(ctx.device());
+          auto out = model->forward(inputs);
+          auto loss = task->loss(out, b.targets.to(ctx.device()));
+          const double loss_v = loss.item<double>();
+          if (!std::isfinite(loss_v) && nonfinite.empty()) {
+            nonfinite = detail::concat("loss ", loss_v, " at step ", step, " (epoch ", st.epoch,
+                                       "); non-finite values: ", (~out.isfinite()).sum().item<int64_t>(),
+                                       " of ", out.numel(), " model outputs, ",
+                                       (~inputs.isfinite()).sum().item<int64_t>(), " of ",
+                                       inputs.numel(), " inputs");
+          }
+          (loss / static_cast<double>(k)).backward();
+          loss_sum += loss_v;
+          samples += b.size();
+          ++micro;
+          ++st.batch_in_epoch;
+        }
+        if (micro == 0) {
+          epoch_done = true;
+          break;
+        }
+        if (micro < k) {  // the epoch's last, shorter accumulation: still the mean gradient
+          torch::NoGradGuard no_grad;
+          for (auto& p : model->parameters())
+            if (p.grad().defined()) p.grad().mul_(static_cast<double>(k) / static_cast<double>(micro));
+        }
+        if (!nonfinite.empty()) {
+          if (cfg_.nonfinite == "abort")
+            throw std::runtime_error("training diverged: " + nonfinite +
+                                     "; lower optimizer.lr, set trainer.grad_clip_norm, or "
+                                     "trainer.nonfinite=skip");
+          log::warn("skipping step: ", nonfinite);
+          ++skipped_steps;
+        } else {
+          if (cfg_.grad_clip_norm > 0)
+            torch::nn::utils::clip_grad_norm_(model->parameters(), cfg_.grad_clip_norm);
+          optimizer->step();
+          window_loss += loss_sum / static_cast<double>(micro);
+          ++window_n;
+        }
+        if (first_step_s < 0) {
+          first_step_s = seconds_since_process_start();
+        } else {
           timed_step_s += seconds_since(step_t0);
           ++timed_steps;
         }
         ++st.step;
-        ++st.batch_in_epoch;
-        window_loss += loss_v;
-        ++window_n;
-        window_samples += b.size();
+        window_samples += samples;
         if (st.step % cfg_.log_every == 0 || st.step == total) {
           double rate =
               static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0));
+          const double mean_loss = window_n ? window_loss / static_cast<double>(window_n) : NAN;
           record({{"step", st.step},
                   {"epoch", st.epoch},
                   {"split", "train"},
-                  {"loss", window_loss / static_cast<double>(window_n)},
+                  {"loss", mean_loss},
                   {"lr", lr},
-                  {"samples_per_s", rate}});
-          log::info("step ", st.step, "/", total, " epoch ", st.epoch, " loss ",
-                    window_loss / static_cast<double>(window_n), " lr ", lr, " ",
-                    static_cast<int64_t>(rate), " samples/s");
+                  {"samples_per_s", rate},
+                  {"skipped_steps", skipped_steps}});
+          log::info("step ", st.step, "/", total, " epoch ", st.epoch, " loss ", mean_loss, " lr ",
+                    lr, " ", static_cast<int64_t>(rate), " samples/s");
           window_loss = 0;
           window_n = window_samples = 0;
           window_t0 = Clock::now();
         }
-        if (cfg_.eval_every > 0 && st.step % cfg_.eval_every == 0 && st.step != total)
+        if (cfg_.eval_every > 0 && st.step % cfg_.eval_every == 0 && st.step != total) {
           eval_and_track(improved);
+          early_stop = stop_early(improved);
+        }
         if (cfg_.checkpoint_every > 0 && st.step % cfg_.checkpoint_every == 0) save(false);
         if (stop_requested()) {
           auto where = save(false);
@@ -185,7 +231,10 @@ class StandardTrainer final : public Trainer {
       ++st.epoch;
       st.batch_in_epoch = 0;
       if (st.step == total) break;
-      if (cfg_.eval_every == 0) eval_and_track(improved);
+      if (cfg_.eval_every == 0) {
+        eval_and_track(improved);
+        early_stop = stop_early(improved);
+      }
       if (cfg_.checkpoint_every == 0) save(false);
     }
     const int64_t step = st.step;
@@ -206,6 +255,8 @@ class StandardTrainer final : public Trainer {
         {"model", {{"params", model->parameter_count()}, {"bytes", model->parameter_bytes()}}},
         {"config_hash", c.hash()},
         {"time_to_first_step_s", first_step_s},
+        {"skipped_steps", skipped_steps},
+        {"early_stopped", early_stop},
         {"mean_step_s", timed_steps ? timed_step_s / static_cast<double>(timed_steps) : 0.0}};
     for (const auto& [split_name, m] : result.final_metrics)
       for (const auto& [k, v] : m) summary["final"][split_name][k] = v;

@@ -83,7 +83,7 @@ fs::path CheckpointStore::save(models::Model& model, torch::optim::Optimizer& op
                        io::NamedTensors{{"rng.cpu", cpu_rng_state()}});
   nlohmann::json j = {{"step", state.step},          {"epoch", state.epoch},
                       {"batch_in_epoch", state.batch_in_epoch}, {"best_metric", state.best_metric},
-                      {"has_best", state.has_best},  {"config_hash", state.config_hash}};
+                      {"has_best", state.has_best}, {"evals_since_best", state.evals_since_best},  {"config_hash", state.config_hash}};
   io::write_file_atomic((tmp / "trainer.json").string(), j.dump(2) + "\n");
   fsync_path(tmp, true);
   fs::remove_all(final_dir);
@@ -141,6 +141,7 @@ TrainState CheckpointStore::load(const fs::path& ckpt, models::Model& model,
     s.batch_in_epoch = j.at("batch_in_epoch");
     s.best_metric = j.at("best_metric");
     s.has_best = j.at("has_best");
+    s.evals_since_best = j.value("evals_since_best", int64_t{0});
     s.config_hash = j.at("config_hash");
     return s;
   } catch (const nlohmann::json::exception& e) {

@@ -52,6 +52,8 @@ void OptimizerConfig::visit(Visitor& v) {
   v.named("name", name, options, "optimizers", "optimizer");
   v.field("lr", lr, "base learning rate", Range::above(0));
   v.field("weight_decay", weight_decay, "weight decay (decoupled for adamw)", Range::at_least(0));
+  v.field("no_decay_bias_norm", no_decay_bias_norm,
+          "exempt biases and normalization parameters (tensors of dim <= 1) from weight decay");
 }
 
 void SchedulerConfig::visit(Visitor& v) {
@@ -77,6 +79,13 @@ void TrainerConfig::visit(Visitor& v) {
           Range::at_least(1));
   v.field("best_metric", best_metric, "validation metric that picks the best checkpoint");
   v.choice("best_mode", best_mode, {"max", "min"}, "whether a higher or lower best_metric is better");
+  v.field("grad_accumulation", grad_accumulation,
+          "micro-batches whose gradients are summed (mean) into one optimizer step", Range::at_least(1));
+  v.choice("nonfinite", nonfinite, {"abort", "skip"},
+           "on a NaN/Inf loss: abort with the step and values, or skip the step and count it");
+  v.field("early_stopping", early_stopping,
+          "stop after this many evaluations without a new best trainer.best_metric; 0: off",
+          Range::at_least(0));
 }
 
 void TrainerConfig::check(Checker& c) const {

@@ -55,6 +55,7 @@ struct OptimizerConfig : Section {
   std::shared_ptr<Section> options;
   double lr = 0.1;            // base learning rate, > 0
   double weight_decay = 0.0;  // L2 / decoupled weight decay, >= 0
+  bool no_decay_bias_norm = true;  // no weight decay on biases and norm parameters (dim <= 1)
   void visit(Visitor& v) override;
 };
 
@@ -77,6 +78,9 @@ struct TrainerConfig : Section {
   int64_t keep_checkpoints = 3;          // newest checkpoints kept (plus the best), >= 1
   std::string best_metric = "accuracy";  // validation metric that picks the best checkpoint
   std::string best_mode = "max";         // max | min
+  int64_t grad_accumulation = 1;         // micro-batches summed into one optimizer step, >= 1
+  std::string nonfinite = "abort";       // on a NaN/Inf loss: abort (error) | skip (the step)
+  int64_t early_stopping = 0;            // stop after this many evals without a new best; 0: off
   void visit(Visitor& v) override;
   void check(Checker& c) const override;
 };

@@ -35,38 +35,55 @@ const T& opts(const config::OptimizerConfig& c) {
 }
 }  // namespace
 
+namespace {
+// Two groups: decayed weights, and biases/norm parameters with weight decay 0.
+template <class Opt, class Options>
+std::unique_ptr<torch::optim::Optimizer> build(ParamGroups g, Options o, double weight_decay) {
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!g.decay.empty())
+    groups.emplace_back(std::move(g.decay), std::make_unique<Options>(Options(o).weight_decay(weight_decay)));
+  if (!g.no_decay.empty())
+    groups.emplace_back(std::move(g.no_decay), std::make_unique<Options>(Options(o).weight_decay(0.0)));
+  return std::make_unique<Opt>(std::move(groups), o.weight_decay(weight_decay));
+}
+}  // namespace
+
+ParamGroups split_for_weight_decay(const std::vector<std::pair<std::string, at::Tensor>>& params,
+                                   bool exempt_bias_and_norm) {
+  ParamGroups g;
+  for (const auto& [name, p] : params) {
+    if (!p.requires_grad()) continue;
+    (exempt_bias_and_norm && p.dim() <= 1 ? g.no_decay : g.decay).push_back(p);
+  }
+  return g;
+}
+
 void register_builtin_optimizers(OptimizerRegistry& r) {
   r.add(
       "sgd", "stochastic gradient descent, optional (Nesterov) momentum",
-      [](std::vector<at::Tensor> params, const config::OptimizerConfig& c) {
+      [](ParamGroups params, const config::OptimizerConfig& c) {
         const auto& o = opts<SgdOptions>(c);
-        return std::make_unique<torch::optim::SGD>(std::move(params),
-                                                   torch::optim::SGDOptions(c.lr)
-                                                       .momentum(o.momentum)
-                                                       .nesterov(o.nesterov)
-                                                       .weight_decay(c.weight_decay));
+        return build<torch::optim::SGD>(
+            std::move(params), torch::optim::SGDOptions(c.lr).momentum(o.momentum).nesterov(o.nesterov),
+            c.weight_decay);
       },
       [] { return std::make_shared<SgdOptions>(); });
   r.add(
       "adam", "Adam (L2 weight decay added to the gradient)",
-      [](std::vector<at::Tensor> params, const config::OptimizerConfig& c) {
+      [](ParamGroups params, const config::OptimizerConfig& c) {
         const auto& o = opts<AdamOptions>(c);
-        return std::make_unique<torch::optim::Adam>(std::move(params),
-                                                    torch::optim::AdamOptions(c.lr)
-                                                        .betas({o.beta1, o.beta2})
-                                                        .eps(o.eps)
-                                                        .weight_decay(c.weight_decay));
+        return build<torch::optim::Adam>(
+            std::move(params), torch::optim::AdamOptions(c.lr).betas({o.beta1, o.beta2}).eps(o.eps),
+            c.weight_decay);
       },
       [] { return std::make_shared<AdamOptions>(); });
   r.add(
       "adamw", "AdamW (decoupled weight decay)",
-      [](std::vector<at::Tensor> params, const config::OptimizerConfig& c) {
+      [](ParamGroups params, const config::OptimizerConfig& c) {
         const auto& o = opts<AdamOptions>(c);
-        return std::make_unique<torch::optim::AdamW>(std::move(params),
-                                                     torch::optim::AdamWOptions(c.lr)
-                                                         .betas({o.beta1, o.beta2})
-                                                         .eps(o.eps)
-                                                         .weight_decay(c.weight_decay));
+        return build<torch::optim::AdamW>(
+            std::move(params), torch::optim::AdamWOptions(c.lr).betas({o.beta1, o.beta2}).eps(o.eps),
+            c.weight_decay);
       },
       [] { return std::make_shared<AdamOptions>(); });
 }

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config/config.h"
@@ -17,8 +19,17 @@ class Optimizer;
 
 namespace sculpt {
 
-using OptimizerRegistry =
-    Registry<torch::optim::Optimizer, std::vector<at::Tensor>, const config::OptimizerConfig&>;
+// Parameters split for weight decay: `no_decay` gets weight_decay 0 (its own param group).
+struct ParamGroups {
+  std::vector<at::Tensor> decay;
+  std::vector<at::Tensor> no_decay;
+};
+// Biases and normalization parameters (every tensor of dim <= 1) go to no_decay when
+// `exempt_bias_and_norm`; parameters that do not require grad are left out.
+ParamGroups split_for_weight_decay(const std::vector<std::pair<std::string, at::Tensor>>& params,
+                                   bool exempt_bias_and_norm);
+
+using OptimizerRegistry = Registry<torch::optim::Optimizer, ParamGroups, const config::OptimizerConfig&>;
 OptimizerRegistry& optimizer_registry();
 void register_builtin_optimizers(OptimizerRegistry& r);
 
