@@ -17,6 +17,14 @@ void CosineScheduleOptions::visit(config::Visitor& v) {
           config::Range::closed(0, 1));
 }
 
+void OneCycleOptions::visit(config::Visitor& v) {
+  v.field("pct_start", pct_start, "one_cycle: share of the steps rising to optimizer.lr",
+          config::Range{0, 1, true, true, true, true});
+  v.field("div_factor", div_factor, "one_cycle: start lr = optimizer.lr / div_factor", config::Range::at_least(1));
+  v.field("final_div_factor", final_div_factor, "one_cycle: final lr = start lr / final_div_factor",
+          config::Range::at_least(1));
+}
+
 ScheduleRegistry& schedule_registry() {
   static ScheduleRegistry registry("schedulers");
   return registry;
@@ -58,6 +66,27 @@ class Cosine final : public LrSchedule {
   double min_;
 };
 
+// Smith & Topin's one-cycle (PyTorch's OneCycleLR with cosine annealing): cosine rise from
+// 1/div_factor to 1 over pct_start of the steps, then cosine fall to 1/(div*final_div).
+class OneCycle final : public LrSchedule {
+ public:
+  explicit OneCycle(OneCycleOptions o) : o_(std::move(o)) {}
+  double factor(int64_t step, int64_t total) const override {
+    const double start = 1.0 / o_.div_factor, end = start / o_.final_div_factor;
+    const double up = o_.pct_start * static_cast<double>(total) - 1.0;
+    const double t = static_cast<double>(step);
+    auto cos_anneal = [](double a, double b, double pct) {
+      return b + (a - b) / 2.0 * (1.0 + std::cos(M_PI * std::min(1.0, std::max(0.0, pct))));
+    };
+    if (t <= up) return cos_anneal(start, 1.0, up > 0 ? t / up : 1.0);
+    const double down = static_cast<double>(total) - 1.0 - up;
+    return cos_anneal(1.0, end, down > 0 ? (t - up) / down : 1.0);
+  }
+
+ private:
+  OneCycleOptions o_;
+};
+
 template <class T>
 T opts(const config::SchedulerConfig& c) {
   return c.options ? dynamic_cast<const T&>(*c.options) : T{};
@@ -80,6 +109,12 @@ void register_builtin_schedules(ScheduleRegistry& r) {
         return std::make_unique<Cosine>(opts<CosineScheduleOptions>(c).min_factor);
       },
       [] { return std::make_shared<CosineScheduleOptions>(); });
+  r.add(
+      "one_cycle", "one-cycle: cosine rise to lr over pct_start, then cosine fall (OneCycleLR)",
+      [](const config::SchedulerConfig& c) {
+        return std::make_unique<OneCycle>(opts<OneCycleOptions>(c));
+      },
+      [] { return std::make_shared<OneCycleOptions>(); });
 }
 
 }  // namespace sculpt
