@@ -14,6 +14,7 @@
 #include "core/models/model.h"
 #include "core/optim/optimizers.h"
 #include "core/optim/schedules.h"
+#include "core/report/html_report.h"
 #include "core/run/interrupt.h"
 #include "core/tasks/task.h"
 #include "trainers/run_parts.h"
@@ -263,6 +264,7 @@ class StandardTrainer final : public Trainer {
     io::save_safetensors((ctx.dir() / "model.safetensors").string(), model->state_tensors(),
                          {{"sculpt_config_hash", c.hash()}, {"sculpt_model", c.model.name}});
     io::write_file_atomic((ctx.dir() / "summary.json").string(), summary.dump(2) + "\n");
+    report::write_html_report(ctx.dir().string(), "Sculpt run " + c.run.name);
     return result;
   }
 

@@ -51,9 +51,19 @@ TEST_CASE("train writes the run directory: resolved config, log, metrics, summar
   auto r = run_process(kSculpt + " train " + cfg_path + " trainer.epochs=3");
   REQUIRE(r.exit_code == 0);
   std::string run = dir + "/a";
-  for (const char* f :
-       {"config.yaml", "log.txt", "metrics.jsonl", "summary.json", "model.safetensors"})
+  for (const char* f : {"config.yaml", "log.txt", "metrics.jsonl", "summary.json",
+                        "model.safetensors", "report.html"})
     CHECK(fs::exists(run + "/" + f));
+  // report.html: the final table and one inline SVG chart per series, nothing loaded from
+  // elsewhere (no scripts, no src/href).
+  const std::string html = slurp(run + "/report.html");
+  CHECK_THAT(html, Catch::Contains("<td>val</td><td>accuracy</td>"));
+  CHECK_THAT(html, Catch::Contains("font-weight='bold'>train loss</text>"));
+  CHECK_THAT(html, Catch::Contains("font-weight='bold'>train lr</text>"));
+  CHECK_THAT(html, Catch::Contains("font-weight='bold'>val accuracy</text>"));
+  CHECK_THAT(html, !Catch::Contains("<script"));
+  CHECK_THAT(html, !Catch::Contains("src="));
+  CHECK_THAT(html, !Catch::Contains("href="));
   // The snapshot is the resolved config, override included, and loads to the same hash.
   auto original = sculpt::config::Config::load(cfg_path, {"trainer.epochs=3"});
   auto snapshot = sculpt::config::Config::load(run + "/config.yaml");

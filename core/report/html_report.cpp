@@ -1,0 +1,126 @@
+#include "core/report/html_report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <vector>
+
+#include "core/io/atomic_file.h"
+
+namespace sculpt::report {
+
+namespace {
+
+using Series = std::vector<std::pair<double, double>>;  // (step, value)
+
+std::string escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+// One line chart: axes with min/max labels, the series as a polyline.
+std::string svg_chart(const std::string& title, const Series& s) {
+  const double w = 420, h = 200, left = 56, bottom = 28, top = 24, right = 12;
+  double x0 = s.front().first, x1 = s.back().first, y0 = s.front().second, y1 = y0;
+  for (const auto& [x, y] : s) {
+    x0 = std::min(x0, x);
+    x1 = std::max(x1, x);
+    y0 = std::min(y0, y);
+    y1 = std::max(y1, y);
+  }
+  if (x1 == x0) x1 = x0 + 1;
+  if (y1 == y0) y1 = y0 + (y0 == 0 ? 1 : std::fabs(y0) * 0.1);
+  auto px = [&](double x) { return left + (x - x0) / (x1 - x0) * (w - left - right); };
+  auto py = [&](double y) { return top + (1 - (y - y0) / (y1 - y0)) * (h - top - bottom); };
+  std::ostringstream o;
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h << "'>"
+    << "<text x='" << left << "' y='16' font-size='13' font-weight='bold'>" << escape(title) << "</text>"
+    << "<rect x='" << left << "' y='" << top << "' width='" << (w - left - right) << "' height='"
+    << (h - top - bottom) << "' fill='none' stroke='#bbb'/>"
+    << "<text x='" << left - 4 << "' y='" << top + 10 << "' font-size='10' text-anchor='end'>" << num(y1) << "</text>"
+    << "<text x='" << left - 4 << "' y='" << h - bottom << "' font-size='10' text-anchor='end'>" << num(y0) << "</text>"
+    << "<text x='" << left << "' y='" << h - 10 << "' font-size='10'>step " << num(x0) << "</text>"
+    << "<text x='" << w - right << "' y='" << h - 10 << "' font-size='10' text-anchor='end'>" << num(x1) << "</text>"
+    << "<polyline fill='none' stroke='#1f77b4' stroke-width='1.5' points='";
+  for (const auto& [x, y] : s) o << num(px(x)) << "," << num(py(y)) << " ";
+  o << "'/></svg>";
+  return o.str();
+}
+
+}  // namespace
+
+void write_html_report(const std::string& run_dir, const std::string& title) {
+  namespace fs = std::filesystem;
+  std::map<std::string, Series> series;  // "train loss", "val accuracy", ...
+  std::ifstream metrics(fs::path(run_dir) / "metrics.jsonl");
+  std::string line;
+  while (std::getline(metrics, line)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const std::exception&) {
+      continue;  // a torn last line of an interrupted run
+    }
+    if (!j.contains("step") || !j.contains("split")) continue;
+    const double step = j["step"].get<double>();
+    for (const auto& [k, v] : j.items()) {
+      if (k == "step" || k == "epoch" || k == "elapsed_s" || !v.is_number()) continue;
+      const double x = v.get<double>();
+      if (std::isfinite(x)) series[j["split"].get<std::string>() + " " + k].emplace_back(step, x);
+    }
+  }
+  std::ostringstream html;
+  html << "<!doctype html><html><head><meta charset='utf-8'><title>" << escape(title)
+       << "</title><style>body{font-family:sans-serif;margin:24px}table{border-collapse:collapse}"
+          "td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
+          ".charts{display:flex;flex-wrap:wrap;gap:12px}</style></head><body><h1>"
+       << escape(title) << "</h1>";
+  std::ifstream sum_in(fs::path(run_dir) / "summary.json");
+  nlohmann::json summary;
+  try {
+    if (sum_in) sum_in >> summary;
+  } catch (const std::exception&) {
+  }
+  if (summary.contains("final")) {
+    html << "<h2>Final metrics</h2><table><tr><th>split</th><th>metric</th><th>value</th></tr>";
+    for (const auto& [split, m] : summary["final"].items())
+      for (const auto& [k, v] : m.items())
+        html << "<tr><td>" << escape(split) << "</td><td>" << escape(k) << "</td><td>"
+             << num(v.get<double>()) << "</td></tr>";
+    html << "</table><p>steps " << summary.value("steps", 0) << ", time "
+         << num(summary.value("time_s", 0.0)) << " s, parameters "
+         << summary["model"].value("params", 0) << " (" << summary["model"].value("bytes", 0)
+         << " bytes)</p>";
+  } else {
+    html << "<p>No summary.json yet (the run is unfinished or was interrupted).</p>";
+  }
+  html << "<h2>Over steps</h2><div class='charts'>";
+  for (const auto& [name, s] : series)
+    if (!s.empty() && name.find("samples_per_s") == std::string::npos &&
+        name.find("skipped_steps") == std::string::npos)
+      html << svg_chart(name, s);
+  html << "</div></body></html>\n";
+  io::write_file_atomic((fs::path(run_dir) / "report.html").string(), html.str());
+}
+
+}  // namespace sculpt::report
