@@ -106,7 +106,7 @@ void write_html_report(const std::string& run_dir, const std::string& title) {
     for (const auto& [split, m] : summary["final"].items())
       for (const auto& [k, v] : m.items())
         html << "<tr><td>" << escape(split) << "</td><td>" << escape(k) << "</td><td>"
-             << num(v.get<double>()) << "</td></tr>";
+             << (v.is_number() ? num(v.get<double>()) : "n/a (not finite)") << "</td></tr>";
     html << "</table><p>steps " << summary.value("steps", 0) << ", time "
          << num(summary.value("time_s", 0.0)) << " s, parameters "
          << summary["model"].value("params", 0) << " (" << summary["model"].value("bytes", 0)
