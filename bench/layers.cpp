@@ -19,7 +19,9 @@ double time_us(const std::function<void()>& fn, int iters, int reps = 7) {
   for (int r = 0; r < reps; ++r) {
     auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) fn();
-    runs.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters);
+    runs.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
+        iters);
   }
   std::sort(runs.begin(), runs.end());
   return runs[runs.size() / 2];
@@ -32,30 +34,29 @@ void row(const char* what, double sculpt_us, double torch_us) {
 
 int main() {
   torch::manual_seed(0);
-  std::printf("threads: %d\n\n| layer, forward+backward | Sculpt (us) | torch::nn (us) | ratio |\n|---|---|---|---|\n",
-              at::get_num_threads());
+  std::printf(
+      "threads: %d\n\n| layer, forward+backward | Sculpt (us) | torch::nn (us) | ratio "
+      "|\n|---|---|---|---|\n",
+      at::get_num_threads());
   {
     sculpt::nn::Linear ours(784, 256);
     torch::nn::Linear theirs(784, 256);
     auto x = torch::randn({64, 784});
-    row("Linear 784->256, batch 64",
-        time_us([&] { ours.forward(x).sum().backward(); }, 2000),
+    row("Linear 784->256, batch 64", time_us([&] { ours.forward(x).sum().backward(); }, 2000),
         time_us([&] { theirs->forward(x).sum().backward(); }, 2000));
   }
   {
     sculpt::nn::Conv2d ours(16, 32, 3, 1, 1);
     torch::nn::Conv2d theirs(torch::nn::Conv2dOptions(16, 32, 3).padding(1));
     auto x = torch::randn({32, 16, 16, 16});
-    row("Conv2d 16->32 3x3, 32x16x16x16",
-        time_us([&] { ours.forward(x).sum().backward(); }, 200),
+    row("Conv2d 16->32 3x3, 32x16x16x16", time_us([&] { ours.forward(x).sum().backward(); }, 200),
         time_us([&] { theirs->forward(x).sum().backward(); }, 200));
   }
   {
     sculpt::nn::Embedding ours(10000, 128);
     torch::nn::Embedding theirs(10000, 128);
     auto idx = torch::randint(10000, {64, 32}, torch::kLong);
-    row("Embedding 10000x128, 64x32 ids",
-        time_us([&] { ours.forward(idx).sum().backward(); }, 500),
+    row("Embedding 10000x128, 64x32 ids", time_us([&] { ours.forward(idx).sum().backward(); }, 500),
         time_us([&] { theirs->forward(idx).sum().backward(); }, 500));
   }
   return 0;

@@ -31,7 +31,8 @@ int run_sculpt(int argc, char** argv) {
   train->add_option("config", config_path, "YAML run config")->required();
   train->add_option("overrides", overrides, "key.path=value overrides");
   std::string resume;
-  train->add_option("--resume", resume, "same as run.resume=VALUE: auto, or a checkpoint/run folder");
+  train->add_option("--resume", resume,
+                    "same as run.resume=VALUE: auto, or a checkpoint/run folder");
 
   std::string weights;
   auto* eval = app.add_subcommand("eval", "evaluate trained weights on the config's data");

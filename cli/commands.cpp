@@ -36,8 +36,8 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
   log::info(version_string(), "; run directory ", ctx.dir().string());
   auto result = trainer->fit(ctx);
   if (result.interrupted) {
-    std::cerr << "sculpt: stopped at step " << result.steps << "; continue with: sculpt train " << path
-              << " run.resume=auto (and the same overrides)\n";
+    std::cerr << "sculpt: stopped at step " << result.steps << "; continue with: sculpt train "
+              << path << " run.resume=auto (and the same overrides)\n";
     return 0;
   }
   std::string line;

@@ -14,7 +14,8 @@ RunParts build_run_parts(const config::Config& c, c10::Device device) {
   model->to(device);
   auto task = tasks::task_registry().create(c.task.name, c.task, all->spec());
   auto test = data::dataset_registry().create(c.data.name, c.data, data::DataPart::test);
-  return RunParts{std::move(all), std::move(split), std::move(test), std::move(model), std::move(task)};
+  return RunParts{std::move(all), std::move(split), std::move(test), std::move(model),
+                  std::move(task)};
 }
 
 std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,

@@ -18,7 +18,7 @@ namespace sculpt::trainers {
 struct RunParts {
   std::unique_ptr<data::Dataset> all;
   data::Split split;
-  std::unique_ptr<data::Dataset> test;  // the dataset's own test part; null when it has none
+  std::unique_ptr<data::Dataset> test;   // the dataset's own test part; null when it has none
   std::unique_ptr<models::Model> model;  // already on `device`
   std::unique_ptr<tasks::Task> task;
 };

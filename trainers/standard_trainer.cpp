@@ -48,7 +48,8 @@ class StandardTrainer final : public Trainer {
     std::vector<std::pair<std::string, at::Tensor>> named;
     for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
     auto optimizer = optimizer_registry().create(
-        c.optimizer.name, split_for_weight_decay(named, c.optimizer.no_decay_bias_norm), c.optimizer);
+        c.optimizer.name, split_for_weight_decay(named, c.optimizer.no_decay_bias_norm),
+        c.optimizer);
     auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
     data::Loader loader(split.train, c.data.batch_size, c.data.shuffle, c.data.drop_last,
                         static_cast<uint64_t>(c.run.seed));
@@ -76,7 +77,8 @@ class StandardTrainer final : public Trainer {
       log::info("resumed from ", resume_from->string(), " at step ", st.step);
     }
     // A resumed run appends to its metrics; a fresh one starts them anew.
-    std::ofstream metrics(ctx.dir() / "metrics.jsonl", resume_from ? std::ios::app : std::ios::trunc);
+    std::ofstream metrics(ctx.dir() / "metrics.jsonl",
+                          resume_from ? std::ios::app : std::ios::trunc);
     auto record = [&](nlohmann::json j) {
       j["elapsed_s"] = seconds_since(t0);
       metrics << j.dump() << "\n";
@@ -103,7 +105,7 @@ class StandardTrainer final : public Trainer {
       auto it = m.find(cfg_.best_metric);
       if (it == m.end()) return m;
       const bool better = !st.has_best || (cfg_.best_mode == "max" ? it->second > st.best_metric
-                                                                 : it->second < st.best_metric);
+                                                                   : it->second < st.best_metric);
       if (better) {
         st.best_metric = it->second;
         st.has_best = true;
@@ -139,7 +141,8 @@ class StandardTrainer final : public Trainer {
         // One optimizer step: the mean gradient of up to k micro-batches.
         const int64_t step = st.step;
         const auto step_t0 = Clock::now();
-        const double lr = c.optimizer.lr * lr_factor(*schedule, c.scheduler.warmup_steps, step, total);
+        const double lr =
+            c.optimizer.lr * lr_factor(*schedule, c.scheduler.warmup_steps, step, total);
         for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
         optimizer->zero_grad();
         int64_t micro = 0, samples = 0;
@@ -152,11 +155,11 @@ class StandardTrainer final : public Trainer {
           auto loss = task->loss(out, b.targets.to(ctx.device()));
           const double loss_v = loss.item<double>();
           if (!std::isfinite(loss_v) && nonfinite.empty()) {
-            nonfinite = detail::concat("loss ", loss_v, " at step ", step, " (epoch ", st.epoch,
-                                       "); non-finite values: ", (~out.isfinite()).sum().item<int64_t>(),
-                                       " of ", out.numel(), " model outputs, ",
-                                       (~inputs.isfinite()).sum().item<int64_t>(), " of ",
-                                       inputs.numel(), " inputs");
+            nonfinite = detail::concat(
+                "loss ", loss_v, " at step ", step, " (epoch ", st.epoch,
+                "); non-finite values: ", (~out.isfinite()).sum().item<int64_t>(), " of ",
+                out.numel(), " model outputs, ", (~inputs.isfinite()).sum().item<int64_t>(), " of ",
+                inputs.numel(), " inputs");
           }
           (loss / static_cast<double>(k)).backward();
           loss_sum += loss_v;
@@ -171,7 +174,8 @@ class StandardTrainer final : public Trainer {
         if (micro < k) {  // the epoch's last, shorter accumulation: still the mean gradient
           torch::NoGradGuard no_grad;
           for (auto& p : model->parameters())
-            if (p.grad().defined()) p.grad().mul_(static_cast<double>(k) / static_cast<double>(micro));
+            if (p.grad().defined())
+              p.grad().mul_(static_cast<double>(k) / static_cast<double>(micro));
         }
         if (!nonfinite.empty()) {
           if (cfg_.nonfinite == "abort")
@@ -246,7 +250,8 @@ class StandardTrainer final : public Trainer {
     result.steps = step;
     result.final_metrics["val"] = final_val;
     if (parts.test)
-      result.final_metrics["test"] = evaluate(*model, *task, *parts.test, c.data.batch_size, ctx.device());
+      result.final_metrics["test"] =
+          evaluate(*model, *task, *parts.test, c.data.batch_size, ctx.device());
     result.final_metrics["train"] =
         evaluate(*model, *task, split.train, c.data.batch_size, ctx.device());
     result.time_s = seconds_since(t0);

@@ -74,16 +74,21 @@ fs::path CheckpointStore::save(models::Model& model, torch::optim::Optimizer& op
   const fs::path tmp = dir_ / (name + ".tmp"), final_dir = dir_ / name;
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  io::save_safetensors((tmp / "model.safetensors").string(), model.state_tensors(),
-                       {{"sculpt_config_hash", state.config_hash}, {"sculpt_step", std::to_string(state.step)}});
+  io::save_safetensors(
+      (tmp / "model.safetensors").string(), model.state_tensors(),
+      {{"sculpt_config_hash", state.config_hash}, {"sculpt_step", std::to_string(state.step)}});
   std::ostringstream opt;
   torch::save(optimizer, opt);
   io::write_file_atomic((tmp / "optimizer.pt").string(), opt.str());
   io::save_safetensors((tmp / "state.safetensors").string(),
                        io::NamedTensors{{"rng.cpu", cpu_rng_state()}});
-  nlohmann::json j = {{"step", state.step},          {"epoch", state.epoch},
-                      {"batch_in_epoch", state.batch_in_epoch}, {"best_metric", state.best_metric},
-                      {"has_best", state.has_best}, {"evals_since_best", state.evals_since_best},  {"config_hash", state.config_hash}};
+  nlohmann::json j = {{"step", state.step},
+                      {"epoch", state.epoch},
+                      {"batch_in_epoch", state.batch_in_epoch},
+                      {"best_metric", state.best_metric},
+                      {"has_best", state.has_best},
+                      {"evals_since_best", state.evals_since_best},
+                      {"config_hash", state.config_hash}};
   io::write_file_atomic((tmp / "trainer.json").string(), j.dump(2) + "\n");
   fsync_path(tmp, true);
   fs::remove_all(final_dir);
@@ -104,7 +109,8 @@ void CheckpointStore::prune(const std::string& keep_best) const {
   std::sort(all.begin(), all.end());
   const auto n = static_cast<int64_t>(all.size());
   for (int64_t i = 0; i < n - keep_last_; ++i)
-    if (all[static_cast<size_t>(i)].second.filename() != keep_best) fs::remove_all(all[static_cast<size_t>(i)].second);
+    if (all[static_cast<size_t>(i)].second.filename() != keep_best)
+      fs::remove_all(all[static_cast<size_t>(i)].second);
 }
 
 std::optional<fs::path> CheckpointStore::latest() const {
@@ -118,7 +124,8 @@ std::optional<fs::path> CheckpointStore::latest() const {
 TrainState CheckpointStore::load(const fs::path& ckpt, models::Model& model,
                                  torch::optim::Optimizer& optimizer) {
   for (const char* f : {"model.safetensors", "optimizer.pt", "state.safetensors", "trainer.json"})
-    SCULPT_CHECK(fs::exists(ckpt / f), ckpt.string(), ": not a complete checkpoint (", f, " is missing)");
+    SCULPT_CHECK(fs::exists(ckpt / f), ckpt.string(), ": not a complete checkpoint (", f,
+                 " is missing)");
   model.load_state_tensors(io::load_safetensors((ckpt / "model.safetensors").string()),
                            (ckpt / "model.safetensors").string());
   try {
@@ -157,12 +164,14 @@ std::optional<fs::path> resolve_resume(const std::string& resume, const fs::path
   if (fs::exists(p / "trainer.json")) return p;
   for (const fs::path& d : {p, p / "checkpoints"}) {
     if (fs::exists(d / "latest")) {
-      auto latest = CheckpointStore(d.filename() == "checkpoints" ? d.parent_path() : d, 1).latest();
+      auto latest =
+          CheckpointStore(d.filename() == "checkpoints" ? d.parent_path() : d, 1).latest();
       if (latest) return latest;
     }
   }
-  throw UserError("run.resume: " + resume +
-                  " is neither a checkpoint folder (with trainer.json) nor a run directory with checkpoints");
+  throw UserError(
+      "run.resume: " + resume +
+      " is neither a checkpoint folder (with trainer.json) nor a run directory with checkpoints");
 }
 
 }  // namespace sculpt

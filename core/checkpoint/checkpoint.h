@@ -23,12 +23,12 @@ class Model;
 }
 
 struct TrainState {
-  int64_t step = 0;             // optimizer steps done
-  int64_t epoch = 0;            // current epoch
-  int64_t batch_in_epoch = 0;   // batches of `epoch` already consumed
-  double best_metric = 0;       // best value of the tracked metric so far
+  int64_t step = 0;            // optimizer steps done
+  int64_t epoch = 0;           // current epoch
+  int64_t batch_in_epoch = 0;  // batches of `epoch` already consumed
+  double best_metric = 0;      // best value of the tracked metric so far
   bool has_best = false;
-  int64_t evals_since_best = 0; // for trainer.early_stopping
+  int64_t evals_since_best = 0;  // for trainer.early_stopping
   std::string config_hash;
 };
 

@@ -78,9 +78,11 @@ void TrainerConfig::visit(Visitor& v) {
   v.field("keep_checkpoints", keep_checkpoints, "newest checkpoints kept (the best is kept too)",
           Range::at_least(1));
   v.field("best_metric", best_metric, "validation metric that picks the best checkpoint");
-  v.choice("best_mode", best_mode, {"max", "min"}, "whether a higher or lower best_metric is better");
+  v.choice("best_mode", best_mode, {"max", "min"},
+           "whether a higher or lower best_metric is better");
   v.field("grad_accumulation", grad_accumulation,
-          "micro-batches whose gradients are summed (mean) into one optimizer step", Range::at_least(1));
+          "micro-batches whose gradients are summed (mean) into one optimizer step",
+          Range::at_least(1));
   v.choice("nonfinite", nonfinite, {"abort", "skip"},
            "on a NaN/Inf loss: abort with the step and values, or skip the step and count it");
   v.field("early_stopping", early_stopping,

@@ -53,8 +53,8 @@ struct TaskConfig : Section {
 struct OptimizerConfig : Section {
   std::string name = "sgd";  // registered optimizer
   std::shared_ptr<Section> options;
-  double lr = 0.1;            // base learning rate, > 0
-  double weight_decay = 0.0;  // L2 / decoupled weight decay, >= 0
+  double lr = 0.1;                 // base learning rate, > 0
+  double weight_decay = 0.0;       // L2 / decoupled weight decay, >= 0
   bool no_decay_bias_norm = true;  // no weight decay on biases and norm parameters (dim <= 1)
   void visit(Visitor& v) override;
 };
@@ -69,11 +69,11 @@ struct SchedulerConfig : Section {
 struct TrainerConfig : Section {
   std::string name = "standard";  // registered trainer
   std::shared_ptr<Section> options;
-  int64_t epochs = 1;           // passes over the training set, >= 0
-  int64_t max_steps = 0;        // stop after this many steps; 0: epochs decide
-  int64_t log_every = 50;       // steps between log lines / metrics, >= 1
-  int64_t eval_every = 0;       // steps between evaluations; 0: every epoch end
-  double grad_clip_norm = 0.0;  // clip the global gradient norm; 0: off
+  int64_t epochs = 1;                    // passes over the training set, >= 0
+  int64_t max_steps = 0;                 // stop after this many steps; 0: epochs decide
+  int64_t log_every = 50;                // steps between log lines / metrics, >= 1
+  int64_t eval_every = 0;                // steps between evaluations; 0: every epoch end
+  double grad_clip_norm = 0.0;           // clip the global gradient norm; 0: off
   int64_t checkpoint_every = 0;          // steps between checkpoints; 0: every epoch end
   int64_t keep_checkpoints = 3;          // newest checkpoints kept (plus the best), >= 1
   std::string best_metric = "accuracy";  // validation metric that picks the best checkpoint

@@ -182,25 +182,11 @@ class Reader final : public Visitor, public Checker {
   }
 
   void file(const char* key, std::string& v, const char* /*help*/, Need need) override {
-    const Node* n = get(key, need);
-    if (!n) return;
-    if (n->kind != Node::Kind::Scalar)
-      return error(*n, key, "expected a file path, got " + shown(*n));
-    std::error_code ec;
-    if (!n->scalar.empty() && !std::filesystem::is_regular_file(n->scalar, ec))
-      return error(*n, key, "file not found: " + n->scalar);
-    v = n->scalar;
+    read_path(key, v, need, "file");
   }
 
   void directory(const char* key, std::string& v, const char* /*help*/, Need need) override {
-    const Node* n = get(key, need);
-    if (!n) return;
-    if (n->kind != Node::Kind::Scalar)
-      return error(*n, key, "expected a directory path, got " + shown(*n));
-    std::error_code ec;
-    if (!n->scalar.empty() && !std::filesystem::is_directory(n->scalar, ec))
-      return error(*n, key, "directory not found: " + n->scalar);
-    v = n->scalar;
+    read_path(key, v, need, "directory");
   }
 
   void section(const char* key, Section& s, const char* /*help*/) override {
@@ -280,6 +266,19 @@ class Reader final : public Visitor, public Checker {
     if (!n && need == Need::required)
       errors_.push_back({here(), child(key), "missing required key"});
     return n;
+  }
+
+  // A path that must exist as a `what` ("file" or "directory") when it is given.
+  void read_path(const char* key, std::string& v, Need need, const std::string& what) {
+    const Node* n = get(key, need);
+    if (!n) return;
+    if (n->kind != Node::Kind::Scalar)
+      return error(*n, key, "expected a " + what + " path, got " + shown(*n));
+    std::error_code ec;
+    const bool ok = what == "file" ? std::filesystem::is_regular_file(n->scalar, ec)
+                                   : std::filesystem::is_directory(n->scalar, ec);
+    if (!n->scalar.empty() && !ok) return error(*n, key, what + " not found: " + n->scalar);
+    v = n->scalar;
   }
 
   void error(const Node& n, const char* key, const std::string& msg) {

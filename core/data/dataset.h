@@ -65,13 +65,13 @@ struct SyntheticBlobsOptions : config::Section {
 };
 
 struct SyntheticImagesOptions : config::Section {
-  int64_t samples = 4096;    // images generated, >= 2
-  int64_t size = 16;         // height = width in pixels, >= 8
-  int64_t channels = 1;      // image channels, >= 1
-  int64_t classes = 10;      // one smooth random prototype per class, >= 2
-  double noise = 0.5;        // per-pixel Gaussian noise (prototypes have unit contrast), >= 0
-  int64_t max_shift = 2;     // random translation of the prototype in pixels, >= 0
-  int64_t seed = 0;          // generator seed, >= 0
+  int64_t samples = 4096;  // images generated, >= 2
+  int64_t size = 16;       // height = width in pixels, >= 8
+  int64_t channels = 1;    // image channels, >= 1
+  int64_t classes = 10;    // one smooth random prototype per class, >= 2
+  double noise = 0.5;      // per-pixel Gaussian noise (prototypes have unit contrast), >= 0
+  int64_t max_shift = 2;   // random translation of the prototype in pixels, >= 0
+  int64_t seed = 0;        // generator seed, >= 0
   void visit(config::Visitor& v) override;
 };
 

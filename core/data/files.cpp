@@ -113,16 +113,18 @@ std::unique_ptr<Dataset> load_digits(const DigitsOptions& o) {
     while (std::getline(fields, field, ',')) {
       char* end = nullptr;
       long v = std::strtol(field.c_str(), &end, 10);
-      SCULPT_CHECK(end != field.c_str() && *end == '\0' && v >= 0 && v <= 16, o.file, ":",
-                   line_no, ": column ", count + 1, ": expected an integer in [0, 16], got '",
-                   field, "'");
-      if (count < 64) pixels.push_back(static_cast<float>(v) / 16.0f);
-      else labels.push_back(v);
+      SCULPT_CHECK(end != field.c_str() && *end == '\0' && v >= 0 && v <= 16, o.file, ":", line_no,
+                   ": column ", count + 1, ": expected an integer in [0, 16], got '", field, "'");
+      if (count < 64)
+        pixels.push_back(static_cast<float>(v) / 16.0f);
+      else
+        labels.push_back(v);
       ++count;
     }
-    SCULPT_CHECK(count == 65, o.file, ":", line_no, ": expected 65 values (64 pixels and a label), got ",
-                 count);
-    SCULPT_CHECK(labels.back() <= 9, o.file, ":", line_no, ": label ", labels.back(), " is not a digit");
+    SCULPT_CHECK(count == 65, o.file, ":", line_no,
+                 ": expected 65 values (64 pixels and a label), got ", count);
+    SCULPT_CHECK(labels.back() <= 9, o.file, ":", line_no, ": label ", labels.back(),
+                 " is not a digit");
   }
   const auto n = static_cast<int64_t>(labels.size());
   SCULPT_CHECK(n > 0, o.file, ": no rows");

@@ -22,10 +22,13 @@ void SyntheticImagesOptions::visit(config::Visitor& v) {
   v.field("samples", samples, "synthetic_images: images generated", config::Range::at_least(2));
   v.field("size", size, "synthetic_images: height and width in pixels", config::Range::at_least(8));
   v.field("channels", channels, "synthetic_images: channels per image", config::Range::at_least(1));
-  v.field("classes", classes, "synthetic_images: classes (one prototype each)", config::Range::at_least(2));
-  v.field("noise", noise, "synthetic_images: per-pixel Gaussian noise (prototypes have unit contrast)",
+  v.field("classes", classes, "synthetic_images: classes (one prototype each)",
+          config::Range::at_least(2));
+  v.field("noise", noise,
+          "synthetic_images: per-pixel Gaussian noise (prototypes have unit contrast)",
           config::Range::at_least(0));
-  v.field("max_shift", max_shift, "synthetic_images: random translation in pixels", config::Range::at_least(0));
+  v.field("max_shift", max_shift, "synthetic_images: random translation in pixels",
+          config::Range::at_least(0));
   v.field("seed", seed, "synthetic_images: generator seed", config::Range::at_least(0));
 }
 
@@ -56,7 +59,8 @@ Dataset make_images(const SyntheticImagesOptions& o, DataPart part) {
   auto field = at::randn({o.classes, o.channels, low, low}, structure);
   auto gen = sample_generator(structure, o.seed, part);
   auto protos = at::upsample_bilinear2d(field, {o.size, o.size}, /*align_corners=*/false);
-  protos = (protos - protos.mean({1, 2, 3}, true)) / protos.std({1, 2, 3}, /*unbiased=*/true, /*keepdim=*/true);
+  protos = (protos - protos.mean({1, 2, 3}, true)) /
+           protos.std({1, 2, 3}, /*unbiased=*/true, /*keepdim=*/true);
   auto labels = at::randint(o.classes, {o.samples}, gen, at::kLong);
   auto images = protos.index_select(0, labels).contiguous();
   if (o.max_shift > 0) {

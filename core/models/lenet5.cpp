@@ -29,18 +29,19 @@ void add_lenet5(ModelRegistry& r) {
                        " are too small (at least 12x12)");
           SCULPT_CHECK(spec.num_classes > 0, "model lenet5: the dataset has no classes");
           auto m = std::make_unique<Model>("lenet5");
-          m->add_block("conv1", block({AnyModule(std::make_shared<nn::Conv2d>(c, 6, 5, 1, 2)),
-                                       AnyModule(torch::nn::ReLU()),
-                                       AnyModule(torch::nn::MaxPool2d(2))}));
-          m->add_block("conv2", block({AnyModule(std::make_shared<nn::Conv2d>(6, 16, 5)),
-                                       AnyModule(torch::nn::ReLU()),
-                                       AnyModule(torch::nn::MaxPool2d(2))}));
+          m->add_block("conv1",
+                       block({AnyModule(std::make_shared<nn::Conv2d>(c, 6, 5, 1, 2)),
+                              AnyModule(torch::nn::ReLU()), AnyModule(torch::nn::MaxPool2d(2))}));
+          m->add_block("conv2",
+                       block({AnyModule(std::make_shared<nn::Conv2d>(6, 16, 5)),
+                              AnyModule(torch::nn::ReLU()), AnyModule(torch::nn::MaxPool2d(2))}));
           m->add_block("fc1", block({AnyModule(torch::nn::Flatten()),
                                      AnyModule(std::make_shared<nn::Linear>(16 * fh * fw, 120)),
                                      AnyModule(torch::nn::ReLU())}));
           m->add_block("fc2", block({AnyModule(std::make_shared<nn::Linear>(120, 84)),
                                      AnyModule(torch::nn::ReLU())}));
-          m->add_block("head", block({AnyModule(std::make_shared<nn::Linear>(84, spec.num_classes))}));
+          m->add_block("head",
+                       block({AnyModule(std::make_shared<nn::Linear>(84, spec.num_classes))}));
           return m;
         });
 }

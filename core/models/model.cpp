@@ -3,10 +3,10 @@
 #include "core/models/builtin_models.h"
 
 #include <torch/nn/modules/activation.h>
-#include <torch/utils.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
 
 #include "core/error.h"
 #include "core/nn/layers.h"
@@ -130,7 +130,8 @@ std::unique_ptr<Model> make_mlp(const MlpOptions& o, const data::DataSpec& spec)
     in = o.hidden[i];
   }
   SCULPT_CHECK(spec.num_classes > 0, "model mlp: the dataset has no classes to predict");
-  model->add_block("head", seq({torch::nn::AnyModule(std::make_shared<nn::Linear>(in, spec.num_classes))}));
+  model->add_block("head",
+                   seq({torch::nn::AnyModule(std::make_shared<nn::Linear>(in, spec.num_classes))}));
   return model;
 }
 }  // namespace

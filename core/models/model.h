@@ -70,8 +70,8 @@ struct MlpOptions : config::Section {
 };
 
 struct ResNetOptions : config::Section {
-  int64_t depth = 20;   // 6n + 2: 20, 32, 56, 110
-  double width = 1.0;   // channel multiplier of the 16/32/64 stages, > 0
+  int64_t depth = 20;  // 6n + 2: 20, 32, 56, 110
+  double width = 1.0;  // channel multiplier of the 16/32/64 stages, > 0
   void visit(config::Visitor& v) override;
   void check(config::Checker& c) const override;
 };

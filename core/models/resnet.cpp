@@ -45,7 +45,9 @@ class Stem final : public Block {
     conv_ = register_module("conv", std::make_shared<nn::Conv2d>(in, out, 3, 1, 1, false));
     bn_ = register_module("bn", torch::nn::BatchNorm2d(out));
   }
-  at::Tensor forward(const at::Tensor& x) override { return at::relu(bn_->forward(conv_->forward(x))); }
+  at::Tensor forward(const at::Tensor& x) override {
+    return at::relu(bn_->forward(conv_->forward(x)));
+  }
 
  private:
   std::shared_ptr<nn::Conv2d> conv_;
@@ -54,7 +56,9 @@ class Stem final : public Block {
 
 class Head final : public Block {
  public:
-  Head(int64_t in, int64_t classes) { fc_ = register_module("fc", std::make_shared<nn::Linear>(in, classes)); }
+  Head(int64_t in, int64_t classes) {
+    fc_ = register_module("fc", std::make_shared<nn::Linear>(in, classes));
+  }
   at::Tensor forward(const at::Tensor& x) override { return fc_->forward(x.mean({2, 3})); }
 
  private:
@@ -65,11 +69,13 @@ class Head final : public Block {
 
 void ResNetOptions::visit(config::Visitor& v) {
   v.field("depth", depth, "resnet: 6n+2 layers (20, 32, 56, 110)", config::Range::at_least(8));
-  v.field("width", width, "resnet: channel multiplier of the 16/32/64 stages", config::Range::above(0));
+  v.field("width", width, "resnet: channel multiplier of the 16/32/64 stages",
+          config::Range::above(0));
 }
 
 void ResNetOptions::check(config::Checker& c) const {
-  if ((depth - 2) % 6 != 0) c.error("depth", "resnet depth must be 6n+2 (20, 32, 56, ...); got " + std::to_string(depth));
+  if ((depth - 2) % 6 != 0)
+    c.error("depth", "resnet depth must be 6n+2 (20, 32, 56, ...); got " + std::to_string(depth));
 }
 
 void add_resnet(ModelRegistry& r) {

@@ -136,7 +136,8 @@ std::vector<std::pair<std::string, std::shared_ptr<Compressible>>> compressible_
     torch::nn::Module& root) {
   std::vector<std::pair<std::string, std::shared_ptr<Compressible>>> out;
   for (const auto& item : root.named_modules("", /*include_self=*/false))
-    if (auto c = std::dynamic_pointer_cast<Compressible>(item.value())) out.emplace_back(item.key(), c);
+    if (auto c = std::dynamic_pointer_cast<Compressible>(item.value()))
+      out.emplace_back(item.key(), c);
   return out;
 }
 

@@ -41,9 +41,11 @@ template <class Opt, class Options>
 std::unique_ptr<torch::optim::Optimizer> build(ParamGroups g, Options o, double weight_decay) {
   std::vector<torch::optim::OptimizerParamGroup> groups;
   if (!g.decay.empty())
-    groups.emplace_back(std::move(g.decay), std::make_unique<Options>(Options(o).weight_decay(weight_decay)));
+    groups.emplace_back(std::move(g.decay),
+                        std::make_unique<Options>(Options(o).weight_decay(weight_decay)));
   if (!g.no_decay.empty())
-    groups.emplace_back(std::move(g.no_decay), std::make_unique<Options>(Options(o).weight_decay(0.0)));
+    groups.emplace_back(std::move(g.no_decay),
+                        std::make_unique<Options>(Options(o).weight_decay(0.0)));
   return std::make_unique<Opt>(std::move(groups), o.weight_decay(weight_decay));
 }
 }  // namespace
@@ -64,7 +66,8 @@ void register_builtin_optimizers(OptimizerRegistry& r) {
       [](ParamGroups params, const config::OptimizerConfig& c) {
         const auto& o = opts<SgdOptions>(c);
         return build<torch::optim::SGD>(
-            std::move(params), torch::optim::SGDOptions(c.lr).momentum(o.momentum).nesterov(o.nesterov),
+            std::move(params),
+            torch::optim::SGDOptions(c.lr).momentum(o.momentum).nesterov(o.nesterov),
             c.weight_decay);
       },
       [] { return std::make_shared<SgdOptions>(); });
@@ -82,8 +85,8 @@ void register_builtin_optimizers(OptimizerRegistry& r) {
       [](ParamGroups params, const config::OptimizerConfig& c) {
         const auto& o = opts<AdamOptions>(c);
         return build<torch::optim::AdamW>(
-            std::move(params), torch::optim::AdamWOptions(c.lr).betas({o.beta1, o.beta2}).eps(o.eps),
-            c.weight_decay);
+            std::move(params),
+            torch::optim::AdamWOptions(c.lr).betas({o.beta1, o.beta2}).eps(o.eps), c.weight_decay);
       },
       [] { return std::make_shared<AdamOptions>(); });
 }

@@ -29,7 +29,8 @@ struct ParamGroups {
 ParamGroups split_for_weight_decay(const std::vector<std::pair<std::string, at::Tensor>>& params,
                                    bool exempt_bias_and_norm);
 
-using OptimizerRegistry = Registry<torch::optim::Optimizer, ParamGroups, const config::OptimizerConfig&>;
+using OptimizerRegistry =
+    Registry<torch::optim::Optimizer, ParamGroups, const config::OptimizerConfig&>;
 OptimizerRegistry& optimizer_registry();
 void register_builtin_optimizers(OptimizerRegistry& r);
 

@@ -20,7 +20,8 @@ void CosineScheduleOptions::visit(config::Visitor& v) {
 void OneCycleOptions::visit(config::Visitor& v) {
   v.field("pct_start", pct_start, "one_cycle: share of the steps rising to optimizer.lr",
           config::Range{0, 1, true, true, true, true});
-  v.field("div_factor", div_factor, "one_cycle: start lr = optimizer.lr / div_factor", config::Range::at_least(1));
+  v.field("div_factor", div_factor, "one_cycle: start lr = optimizer.lr / div_factor",
+          config::Range::at_least(1));
   v.field("final_div_factor", final_div_factor, "one_cycle: final lr = start lr / final_div_factor",
           config::Range::at_least(1));
 }

@@ -37,9 +37,9 @@ struct CosineScheduleOptions : config::Section {
 };
 
 struct OneCycleOptions : config::Section {
-  double pct_start = 0.3;          // share of the steps spent rising to optimizer.lr, in (0, 1)
-  double div_factor = 25.0;        // the start lr is optimizer.lr / div_factor, >= 1
-  double final_div_factor = 1e4;   // the final lr is start lr / final_div_factor, >= 1
+  double pct_start = 0.3;         // share of the steps spent rising to optimizer.lr, in (0, 1)
+  double div_factor = 25.0;       // the start lr is optimizer.lr / div_factor, >= 1
+  double final_div_factor = 1e4;  // the final lr is start lr / final_div_factor, >= 1
   void visit(config::Visitor& v) override;
 };
 

@@ -22,11 +22,20 @@ std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -54,13 +63,17 @@ std::string svg_chart(const std::string& title, const Series& s) {
   auto py = [&](double y) { return top + (1 - (y - y0) / (y1 - y0)) * (h - top - bottom); };
   std::ostringstream o;
   o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h << "'>"
-    << "<text x='" << left << "' y='16' font-size='13' font-weight='bold'>" << escape(title) << "</text>"
+    << "<text x='" << left << "' y='16' font-size='13' font-weight='bold'>" << escape(title)
+    << "</text>"
     << "<rect x='" << left << "' y='" << top << "' width='" << (w - left - right) << "' height='"
     << (h - top - bottom) << "' fill='none' stroke='#bbb'/>"
-    << "<text x='" << left - 4 << "' y='" << top + 10 << "' font-size='10' text-anchor='end'>" << num(y1) << "</text>"
-    << "<text x='" << left - 4 << "' y='" << h - bottom << "' font-size='10' text-anchor='end'>" << num(y0) << "</text>"
+    << "<text x='" << left - 4 << "' y='" << top + 10 << "' font-size='10' text-anchor='end'>"
+    << num(y1) << "</text>"
+    << "<text x='" << left - 4 << "' y='" << h - bottom << "' font-size='10' text-anchor='end'>"
+    << num(y0) << "</text>"
     << "<text x='" << left << "' y='" << h - 10 << "' font-size='10'>step " << num(x0) << "</text>"
-    << "<text x='" << w - right << "' y='" << h - 10 << "' font-size='10' text-anchor='end'>" << num(x1) << "</text>"
+    << "<text x='" << w - right << "' y='" << h - 10 << "' font-size='10' text-anchor='end'>"
+    << num(x1) << "</text>"
     << "<polyline fill='none' stroke='#1f77b4' stroke-width='1.5' points='";
   for (const auto& [x, y] : s) o << num(px(x)) << "," << num(py(y)) << " ";
   o << "'/></svg>";

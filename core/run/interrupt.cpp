@@ -1,8 +1,8 @@
 #include "core/run/interrupt.h"
 
+#include <unistd.h>
 #include <csignal>
 #include <cstdlib>
-#include <unistd.h>
 
 namespace sculpt {
 
@@ -25,7 +25,11 @@ void install_stop_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-bool stop_requested() { return g_stop != 0; }
-void clear_stop_request() { g_stop = 0; }
+bool stop_requested() {
+  return g_stop != 0;
+}
+void clear_stop_request() {
+  g_stop = 0;
+}
 
 }  // namespace sculpt

@@ -23,13 +23,6 @@ namespace fs = std::filesystem;
 namespace {
 const std::string kSculpt = SCULPT_BIN;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Per-step training losses from metrics.jsonl (log_every: 1).
 std::map<int64_t, double> losses(const std::string& run) {
   std::map<int64_t, double> out;
@@ -48,7 +41,8 @@ std::string config(const std::string& dir) {
       path,
       "run: {name: r, device: cpu, seed: 5}\n"
       "model: {name: mlp, hidden: [512, 512], dropout: 0.2}\n"
-      "data: {name: synthetic_blobs, samples: 20000, features: 64, classes: 8, spread: 4, batch_size: 32}\n"
+      "data: {name: synthetic_blobs, samples: 20000, features: 64, classes: 8, spread: 4, "
+      "batch_size: 32}\n"
       "optimizer: {name: sgd, lr: 0.02, momentum: 0.9}\n"
       "scheduler: {name: cosine, warmup_steps: 30}\n"
       "trainer: {epochs: 2, log_every: 1, checkpoint_every: 100, keep_checkpoints: 2}\n");
@@ -56,10 +50,12 @@ std::string config(const std::string& dir) {
 }
 }  // namespace
 
-TEST_CASE("SIGINT checkpoints and exits 0, and the resumed run matches bit for bit", "[resume][slow]") {
+TEST_CASE("SIGINT checkpoints and exits 0, and the resumed run matches bit for bit",
+          "[resume][slow]") {
   std::string dir = sculpt::test::temp_dir("resume");
   std::string cfg = config(dir);
-  REQUIRE(run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/a --log-level warn").exit_code == 0);
+  REQUIRE(run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/a --log-level warn")
+              .exit_code == 0);
 
   // The same run, interrupted by a real SIGINT once it is training.
   const std::string b = dir + "/b";
@@ -67,8 +63,8 @@ TEST_CASE("SIGINT checkpoints and exits 0, and the resumed run matches bit for b
   REQUIRE(pid >= 0);
   if (pid == 0) {
     std::string out = "run.output_dir=" + b;
-    execl(kSculpt.c_str(), kSculpt.c_str(), "train", cfg.c_str(), out.c_str(), "--log-level", "warn",
-          static_cast<char*>(nullptr));
+    execl(kSculpt.c_str(), kSculpt.c_str(), "train", cfg.c_str(), out.c_str(), "--log-level",
+          "warn", static_cast<char*>(nullptr));
     _exit(127);
   }
   for (int i = 0; i < 400 && losses(b).size() < 150; ++i)
@@ -83,11 +79,14 @@ TEST_CASE("SIGINT checkpoints and exits 0, and the resumed run matches bit for b
   INFO("stopped at step " << stop_step);
   CHECK(stop_step < 1126);  // interrupted before the end
   CHECK_FALSE(fs::exists(b + "/summary.json"));
-  CHECK(slurp(b + "/checkpoints/latest") == "step_" + std::to_string(stop_step) + "\n");
+  CHECK(sculpt::test::read_text(b + "/checkpoints/latest") ==
+        "step_" + std::to_string(stop_step) + "\n");
 
-  auto resumed = run_process(kSculpt + " train " + cfg + " run.output_dir=" + b + " run.resume=auto");
+  auto resumed =
+      run_process(kSculpt + " train " + cfg + " run.output_dir=" + b + " run.resume=auto");
   REQUIRE(resumed.exit_code == 0);
-  CHECK_THAT(resumed.err, Catch::Contains("resumed from " + b + "/checkpoints/step_" + std::to_string(stop_step)));
+  CHECK_THAT(resumed.err, Catch::Contains("resumed from " + b + "/checkpoints/step_" +
+                                          std::to_string(stop_step)));
   CHECK_THAT(resumed.err, !Catch::Contains("another config"));
   auto la = losses(dir + "/a"), lb = losses(b);
   REQUIRE(la.size() == 1126);
@@ -100,29 +99,38 @@ TEST_CASE("SIGINT checkpoints and exits 0, and the resumed run matches bit for b
   int64_t dirs = 0;
   for (const auto& e : fs::directory_iterator(b + "/checkpoints")) dirs += e.is_directory();
   CHECK(dirs <= 3);
-  CHECK(fs::exists(b + "/checkpoints/" + slurp(b + "/checkpoints/best").substr(0, slurp(b + "/checkpoints/best").size() - 1)));
+  CHECK(fs::exists(b + "/checkpoints/" +
+                   sculpt::test::read_text(b + "/checkpoints/best")
+                       .substr(0, sculpt::test::read_text(b + "/checkpoints/best").size() - 1)));
 }
 
 TEST_CASE("bad resume targets exit 2 and leave the checkpoints untouched", "[resume]") {
   std::string dir = sculpt::test::temp_dir("badresume");
   std::string cfg = config(dir);
-  auto none = run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/x run.resume=" + dir + "/nowhere");
+  auto none = run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir +
+                          "/x run.resume=" + dir + "/nowhere");
   CHECK(none.exit_code == 2);
   CHECK_THAT(none.err, Catch::Contains("run.resume: " + dir + "/nowhere does not exist"));
 
   // A short run to have a checkpoint, then resume it as a different model.
-  REQUIRE(run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/a trainer.max_steps=20 --log-level warn").exit_code == 0);
+  REQUIRE(run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir +
+                      "/a trainer.max_steps=20 --log-level warn")
+              .exit_code == 0);
   std::string latest = dir + "/a/checkpoints/step_20";
   REQUIRE(fs::exists(latest + "/model.safetensors"));
-  const std::string before = slurp(latest + "/model.safetensors");
-  auto other = run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/a run.resume=auto model.hidden=[64,64]");
+  const std::string before = sculpt::test::read_text(latest + "/model.safetensors");
+  auto other = run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir +
+                           "/a run.resume=auto model.hidden=[64,64]");
   CHECK(other.exit_code == 2);
-  CHECK_THAT(other.err, Catch::Contains(latest + "/model.safetensors: tensor 'hidden0.seq.0.weight' has shape [512, 64]"));
+  CHECK_THAT(other.err,
+             Catch::Contains(
+                 latest + "/model.safetensors: tensor 'hidden0.seq.0.weight' has shape [512, 64]"));
   // A truncated weights file inside the checkpoint is named too.
   fs::copy(latest, dir + "/cut", fs::copy_options::recursive);
   fs::resize_file(dir + "/cut/model.safetensors", 1000);
-  auto cut = run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/c run.resume=" + dir + "/cut");
+  auto cut = run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir +
+                         "/c run.resume=" + dir + "/cut");
   CHECK(cut.exit_code == 2);
   CHECK_THAT(cut.err, Catch::Contains(dir + "/cut/model.safetensors"));
-  CHECK(slurp(latest + "/model.safetensors") == before);
+  CHECK(sculpt::test::read_text(latest + "/model.safetensors") == before);
 }

@@ -17,13 +17,6 @@ namespace fs = std::filesystem;
 namespace {
 const std::string kSculpt = SCULPT_BIN;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 std::string write_config(const std::string& dir, const std::string& name, int hidden = 16) {
   std::string path = dir + "/" + name + ".yaml";
   sculpt::test::write_text(path,
@@ -39,7 +32,7 @@ std::string write_config(const std::string& dir, const std::string& name, int hi
 }
 
 nlohmann::json summary_of(const std::string& run_dir) {
-  return nlohmann::json::parse(slurp(run_dir + "/summary.json"));
+  return nlohmann::json::parse(sculpt::test::read_text(run_dir + "/summary.json"));
 }
 }  // namespace
 
@@ -56,7 +49,7 @@ TEST_CASE("train writes the run directory: resolved config, log, metrics, summar
     CHECK(fs::exists(run + "/" + f));
   // report.html: the final table and one inline SVG chart per series, nothing loaded from
   // elsewhere (no scripts, no src/href).
-  const std::string html = slurp(run + "/report.html");
+  const std::string html = sculpt::test::read_text(run + "/report.html");
   CHECK_THAT(html, Catch::Contains("<td>val</td><td>accuracy</td>"));
   CHECK_THAT(html, Catch::Contains("font-weight='bold'>train loss</text>"));
   CHECK_THAT(html, Catch::Contains("font-weight='bold'>train lr</text>"));
@@ -69,7 +62,7 @@ TEST_CASE("train writes the run directory: resolved config, log, metrics, summar
   auto snapshot = sculpt::config::Config::load(run + "/config.yaml");
   CHECK(snapshot.trainer.epochs == 3);
   CHECK(snapshot.hash() == original.hash());
-  CHECK_THAT(slurp(run + "/log.txt"), Catch::Contains("done: "));
+  CHECK_THAT(sculpt::test::read_text(run + "/log.txt"), Catch::Contains("done: "));
   auto s = summary_of(run);
   CHECK(s["config_hash"] == original.hash());
   CHECK(s["model"]["params"] == 16 * 16 + 16 + 16 * 4 + 4);
@@ -129,7 +122,7 @@ TEST_CASE("eval and inspect name the file and the tensor on bad weights, exit 2"
   CHECK_THAT(other.err,
              Catch::Contains(weights + ": tensor 'hidden0.seq.0.weight' has shape [16, 16]"));
   // A truncated file: inspect names the file and what is wrong, and the original is untouched.
-  std::string bytes = slurp(weights);
+  std::string bytes = sculpt::test::read_text(weights);
   std::string cut = dir + "/cut.safetensors";
   sculpt::test::write_text(cut, bytes.substr(0, bytes.size() - 100));
   auto truncated = run_process(kSculpt + " inspect " + cut);
@@ -140,7 +133,7 @@ TEST_CASE("eval and inspect name the file and the tensor on bad weights, exit 2"
   auto garbage = run_process(kSculpt + " inspect " + cut);
   CHECK(garbage.exit_code == 2);
   CHECK_THAT(garbage.err, Catch::Contains(cut + ": header length"));
-  CHECK(slurp(weights) == bytes);
+  CHECK(sculpt::test::read_text(weights) == bytes);
   auto ok = run_process(kSculpt + " inspect " + weights);
   CHECK(ok.exit_code == 0);
   CHECK_THAT(ok.out, Catch::Contains("hidden0.seq.0.weight  F32   [16, 16]"));

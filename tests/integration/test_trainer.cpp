@@ -1,8 +1,8 @@
 // Trainer options end to end: gradient accumulation equals the large batch, the NaN policy
 // (abort with the step and the values, or skip and count), early stopping, and weight decay
 // exempting biases and norms.
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -27,12 +27,13 @@ nlohmann::json summary(const std::string& dir) {
 
 std::string base(const std::string& dir) {
   std::string path = dir + "/t.yaml";
-  sculpt::test::write_text(path,
-                           "run: {name: t, device: cpu, seed: 1}\n"
-                           "model: {name: mlp, hidden: [32]}\n"
-                           "data: {name: synthetic_blobs, samples: 1024, classes: 4, spread: 3, shuffle: true}\n"
-                           "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
-                           "trainer: {epochs: 2, log_every: 1}\n");
+  sculpt::test::write_text(
+      path,
+      "run: {name: t, device: cpu, seed: 1}\n"
+      "model: {name: mlp, hidden: [32]}\n"
+      "data: {name: synthetic_blobs, samples: 1024, classes: 4, spread: 3, shuffle: true}\n"
+      "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
+      "trainer: {epochs: 2, log_every: 1}\n");
   return path;
 }
 }  // namespace
@@ -40,23 +41,33 @@ std::string base(const std::string& dir) {
 TEST_CASE("gradient accumulation of 2 x 32 equals one batch of 64", "[trainer]") {
   std::string dir = sculpt::test::temp_dir("accum");
   std::string cfg = base(dir);
-  REQUIRE(run_process(kSculpt + " train " + cfg + " data.batch_size=64 run.output_dir=" + dir + "/a --log-level warn").exit_code == 0);
-  REQUIRE(run_process(kSculpt + " train " + cfg + " data.batch_size=32 trainer.grad_accumulation=2 run.output_dir=" + dir + "/b --log-level warn").exit_code == 0);
+  REQUIRE(run_process(kSculpt + " train " + cfg + " data.batch_size=64 run.output_dir=" + dir +
+                      "/a --log-level warn")
+              .exit_code == 0);
+  REQUIRE(run_process(kSculpt + " train " + cfg +
+                      " data.batch_size=32 trainer.grad_accumulation=2 run.output_dir=" + dir +
+                      "/b --log-level warn")
+              .exit_code == 0);
   auto a = summary(dir + "/a"), b = summary(dir + "/b");
   CHECK(a["steps"] == b["steps"]);
   CHECK(b["final"]["train"]["loss"].get<double>() ==
         Approx(a["final"]["train"]["loss"].get<double>()).epsilon(1e-4));
 }
 
-TEST_CASE("a NaN loss aborts with the step and the values, or is skipped and counted", "[trainer]") {
+TEST_CASE("a NaN loss aborts with the step and the values, or is skipped and counted",
+          "[trainer]") {
   std::string dir = sculpt::test::temp_dir("nan");
   std::string cfg = base(dir);
-  auto abort = run_process(kSculpt + " train " + cfg + " optimizer.lr=1e30 optimizer.momentum=0 run.output_dir=" + dir + "/a");
+  auto abort = run_process(kSculpt + " train " + cfg +
+                           " optimizer.lr=1e30 optimizer.momentum=0 run.output_dir=" + dir + "/a");
   CHECK(abort.exit_code == 1);
   CHECK_THAT(abort.err, Catch::Contains("training diverged: loss "));
   CHECK_THAT(abort.err, Catch::Contains(" at step "));
   CHECK_THAT(abort.err, Catch::Contains("model outputs"));
-  auto skip = run_process(kSculpt + " train " + cfg + " optimizer.lr=1e30 optimizer.momentum=0 trainer.nonfinite=skip run.output_dir=" + dir + "/b --log-level error");
+  auto skip = run_process(
+      kSculpt + " train " + cfg +
+      " optimizer.lr=1e30 optimizer.momentum=0 trainer.nonfinite=skip run.output_dir=" + dir +
+      "/b --log-level error");
   CHECK(skip.exit_code == 0);
   CHECK(summary(dir + "/b")["skipped_steps"].get<int64_t>() > 0);
 }
@@ -64,8 +75,10 @@ TEST_CASE("a NaN loss aborts with the step and the values, or is skipped and cou
 TEST_CASE("early stopping ends the run after N evaluations without a better metric", "[trainer]") {
   std::string dir = sculpt::test::temp_dir("early");
   std::string cfg = base(dir);
-  auto r = run_process(kSculpt + " train " + cfg + " optimizer.lr=1e-12 trainer.eval_every=1 "
-                       "trainer.early_stopping=2 trainer.epochs=5 run.output_dir=" + dir + "/a");
+  auto r = run_process(kSculpt + " train " + cfg +
+                       " optimizer.lr=1e-12 trainer.eval_every=1 "
+                       "trainer.early_stopping=2 trainer.epochs=5 run.output_dir=" +
+                       dir + "/a");
   REQUIRE(r.exit_code == 0);
   auto s = summary(dir + "/a");
   CHECK(s["early_stopped"] == true);
@@ -76,12 +89,14 @@ TEST_CASE("early stopping ends the run after N evaluations without a better metr
 TEST_CASE("weight decay skips biases and norm parameters by default", "[trainer][optim]") {
   sculpt::cli::register_builtins();
   auto cfg = sculpt::config::Config::parse(
-      "model: {name: mlp}\ndata: {name: synthetic_blobs}\noptimizer: {name: adamw, weight_decay: 0.1}\n");
+      "model: {name: mlp}\ndata: {name: synthetic_blobs}\noptimizer: {name: adamw, weight_decay: "
+      "0.1}\n");
   torch::nn::Linear lin(3, 2);
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (const auto& p : lin->named_parameters()) named.emplace_back(p.key(), p.value());
   auto opt = sculpt::optimizer_registry().create(
-      "adamw", sculpt::split_for_weight_decay(named, cfg.optimizer.no_decay_bias_norm), cfg.optimizer);
+      "adamw", sculpt::split_for_weight_decay(named, cfg.optimizer.no_decay_bias_norm),
+      cfg.optimizer);
   REQUIRE(opt->param_groups().size() == 2);
   auto wd = [](const torch::optim::OptimizerParamGroup& g) {
     return static_cast<const torch::optim::AdamWOptions&>(g.options()).weight_decay();

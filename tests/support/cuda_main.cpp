@@ -1,5 +1,6 @@
-// Main of the CUDA tests: with no usable GPU (or a build without CUDA kernels) it reports every test skipped (exit code 77, which
-// ctest counts as skipped) instead of passing vacuously. Listing tests always works.
+// Main of the CUDA tests: with no usable GPU (or a build without CUDA kernels) it reports every
+// test skipped (exit code 77, which ctest counts as skipped) instead of passing vacuously. Listing
+// tests always works.
 #define CATCH_CONFIG_RUNNER
 #include <torch/cuda.h>
 #include <catch2/catch.hpp>

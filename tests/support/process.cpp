@@ -31,6 +31,10 @@ std::string temp_dir(const std::string& tag) {
   return dir.string();
 }
 
+std::string read_text(const std::string& path) {
+  return slurp(path);
+}
+
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;

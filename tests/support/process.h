@@ -15,6 +15,8 @@ ProcessResult run_process(const std::string& command_line);
 // A fresh empty directory under the system temp folder.
 std::string temp_dir(const std::string& tag);
 void write_text(const std::string& path, const std::string& text);
+// The whole file ("" when it cannot be read).
+std::string read_text(const std::string& path);
 
 }  // namespace sculpt::test
 

@@ -16,7 +16,8 @@ using sculpt::config::Diagnostic;
 namespace {
 
 // Loads `yaml` from a real file and returns the diagnostics of the ConfigError it must raise.
-std::vector<Diagnostic> errors_of(const std::string& yaml, const std::vector<std::string>& overrides = {},
+std::vector<Diagnostic> errors_of(const std::string& yaml,
+                                  const std::vector<std::string>& overrides = {},
                                   std::string* file_out = nullptr) {
   sculpt::cli::register_builtins();
   std::string dir = sculpt::test::temp_dir("cfg");

@@ -141,8 +141,9 @@ TEST_CASE("learning-rate schedules follow their closed forms", "[optim]") {
   CHECK(c->factor(100, 100) == Approx(0.1));
   // one_cycle against torch.optim.lr_scheduler.OneCycleLR(total_steps=100, pct_start=0.3,
   // div_factor=25, final_div_factor=1e4, three_phase=False), lr / max_lr at steps 0..99:
-  auto oc_cfg = Config::parse("model: {name: mlp}\ndata: {name: synthetic_blobs}\n"
-                              "scheduler: {name: one_cycle}\n");
+  auto oc_cfg = Config::parse(
+      "model: {name: mlp}\ndata: {name: synthetic_blobs}\n"
+      "scheduler: {name: one_cycle}\n");
   auto oc = sculpt::schedule_registry().create("one_cycle", oc_cfg.scheduler);
   CHECK(oc->factor(0, 100) == Approx(0.04).epsilon(1e-9));
   CHECK(oc->factor(10, 100) == Approx(0.2951639485).epsilon(1e-9));

@@ -1,7 +1,7 @@
 // File-backed datasets: the real MNIST and digits files (from ../shared/data, skipped when
 // absent), and every kind of malformed file named in the error.
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -51,7 +51,8 @@ std::string tiny_idx(int n, int declared_labels) {
 }  // namespace
 
 TEST_CASE("mnist reads the real IDX files: 60000 train and 10000 test images", "[data][slow]") {
-  if (!fs::exists(kMnist + "/train-images-idx3-ubyte.gz")) sculpt::test::skip_test(kMnist + " absent");
+  if (!fs::exists(kMnist + "/train-images-idx3-ubyte.gz"))
+    sculpt::test::skip_test(kMnist + " absent");
   auto train = load("{name: mnist, dir: " + kMnist + "}", DataPart::train);
   auto test = load("{name: mnist, dir: " + kMnist + "}", DataPart::test);
   CHECK(train->inputs().sizes() == torch::IntArrayRef({60000, 1, 28, 28}));
@@ -78,15 +79,16 @@ TEST_CASE("IDX files are decoded pixel for pixel, gzip or raw", "[data]") {
   auto dir = tiny_idx(3, 3);
   auto d = load("{name: mnist, dir: " + dir + "}", DataPart::train);
   REQUIRE(d->size() == 3);
-  auto px = (d->inputs() * 0.3081 + 0.1307) * 255.0;  // undo the standardization
+  auto px = (d->inputs() * 0.3081 + 0.1307) * 255.0;                  // undo the standardization
   CHECK(px[2][0][1][2].item<float>() == Approx(25.0f).margin(1e-3));  // image 2, pixel 5
   CHECK(d->targets()[2].item<int64_t>() == 2);
 }
 
 TEST_CASE("malformed IDX files are named with what is wrong", "[data]") {
   auto dir = tiny_idx(3, 4);  // 4 labels declared, 3 present
-  CHECK_THROWS_WITH(load("{name: mnist, dir: " + dir + "}", DataPart::train),
-                    Catch::Contains(dir + "/train-labels-idx1-ubyte: truncated or oversized IDX file"));
+  CHECK_THROWS_WITH(
+      load("{name: mnist, dir: " + dir + "}", DataPart::train),
+      Catch::Contains(dir + "/train-labels-idx1-ubyte: truncated or oversized IDX file"));
   auto bad = tiny_idx(2, 2);
   write_bytes(bad + "/train-images-idx3-ubyte", be32(0x1234) + be32(0) + be32(0) + be32(0));
   CHECK_THROWS_WITH(load("{name: mnist, dir: " + bad + "}", DataPart::train),
@@ -105,7 +107,8 @@ TEST_CASE("malformed IDX files are named with what is wrong", "[data]") {
 }
 
 TEST_CASE("a truncated gzip file is named", "[data]") {
-  if (!fs::exists(kMnist + "/t10k-labels-idx1-ubyte.gz")) sculpt::test::skip_test(kMnist + " absent");
+  if (!fs::exists(kMnist + "/t10k-labels-idx1-ubyte.gz"))
+    sculpt::test::skip_test(kMnist + " absent");
   auto dir = sculpt::test::temp_dir("gz");
   for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"})
     fs::copy_file(kMnist + "/" + std::string(f).replace(0, 5, "t10k"), dir + "/" + f);
@@ -123,8 +126,9 @@ TEST_CASE("a ragged or out-of-range digits CSV row is named by file and line", "
   CHECK_THROWS_WITH(load("{name: digits, file: " + dir + "/ragged.csv}", DataPart::train),
                     Catch::Contains(dir + "/ragged.csv:3: expected 65 values"));
   write_bytes(dir + "/range.csv", good + "17," + good.substr(2));
-  CHECK_THROWS_WITH(load("{name: digits, file: " + dir + "/range.csv}", DataPart::train),
-                    Catch::Contains(dir + "/range.csv:2: column 1: expected an integer in [0, 16], got '17'"));
+  CHECK_THROWS_WITH(
+      load("{name: digits, file: " + dir + "/range.csv}", DataPart::train),
+      Catch::Contains(dir + "/range.csv:2: column 1: expected an integer in [0, 16], got '17'"));
   write_bytes(dir + "/ok.csv", good + good);
   CHECK(load("{name: digits, file: " + dir + "/ok.csv}", DataPart::train)->size() == 2);
 }

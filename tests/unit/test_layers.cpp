@@ -1,8 +1,8 @@
 // Compressible layers against ATen: identical with no transforms, transform chains applied in
 // order with gradients flowing through them, transform parameters trained and named, and
 // materialize() baking the chain without changing the output.
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include "cli/app.h"
 #include "core/error.h"
@@ -31,7 +31,8 @@ TEST_CASE("layers without transforms are exactly the ATen ops on the raw weight"
   torch::manual_seed(0);
   sculpt::nn::Linear lin(7, 5);
   auto x = torch::randn({3, 7});
-  CHECK(torch::equal(lin.forward(x), torch::linear(x, lin.raw_weight(), lin.named_parameters()["bias"])));
+  CHECK(torch::equal(lin.forward(x),
+                     torch::linear(x, lin.raw_weight(), lin.named_parameters()["bias"])));
   CHECK(lin.effective_weight().data_ptr() == lin.raw_weight().data_ptr());  // no copy
 
   sculpt::nn::Conv2d conv(3, 4, 3, /*stride=*/2, /*padding=*/1);
@@ -72,14 +73,15 @@ TEST_CASE("input transforms change what the layer sees", "[nn]") {
   sculpt::nn::Linear lin(3, 2);
   auto x = torch::randn({4, 3});
   lin.add_input_transform("plus1", std::make_shared<AddOne>());
-  CHECK(torch::allclose(lin.forward(x), torch::linear(x + 1, lin.raw_weight(), lin.named_parameters()["bias"])));
+  CHECK(torch::allclose(lin.forward(x),
+                        torch::linear(x + 1, lin.raw_weight(), lin.named_parameters()["bias"])));
 }
 
 TEST_CASE("materialize bakes the chain into the weight and keeps the output", "[nn]") {
   torch::manual_seed(2);
   sculpt::nn::Conv2d conv(2, 3, 3);
-  conv.add_weight_transform("mask", std::make_shared<MaskTransform>(
-                                        (torch::rand({3, 2, 3, 3}) > 0.3).to(torch::kFloat)));
+  conv.add_weight_transform(
+      "mask", std::make_shared<MaskTransform>((torch::rand({3, 2, 3, 3}) > 0.3).to(torch::kFloat)));
   conv.add_weight_transform("scale", std::make_shared<ScaleTransform>());
   auto x = torch::randn({1, 2, 6, 6});
   auto before = conv.forward(x).detach();
@@ -87,14 +89,16 @@ TEST_CASE("materialize bakes the chain into the weight and keeps the output", "[
   CHECK_FALSE(conv.has_transforms());
   CHECK(conv.named_parameters().size() == 2);  // weight, bias: the transform's parameter is gone
   CHECK(torch::allclose(conv.forward(x), before, 1e-6, 1e-6));
-  CHECK_THROWS_WITH(conv.remove_weight_transform("mask"), Catch::Contains("has no weight transform 'mask'"));
+  CHECK_THROWS_WITH(conv.remove_weight_transform("mask"),
+                    Catch::Contains("has no weight transform 'mask'"));
 }
 
 TEST_CASE("models are built from compressible layers and expose named taps", "[nn][models]") {
   sculpt::cli::register_builtins();
   sculpt::config::ModelConfig mc;
   mc.name = "mlp";
-  auto model = sculpt::models::model_registry().create("mlp", mc, sculpt::data::DataSpec{{2, 4}, 3});
+  auto model =
+      sculpt::models::model_registry().create("mlp", mc, sculpt::data::DataSpec{{2, 4}, 3});
   auto layers = sculpt::nn::compressible_layers(*model);
   REQUIRE(layers.size() == 3);
   CHECK(layers[0].first == "hidden0.seq.0");
@@ -104,5 +108,6 @@ TEST_CASE("models are built from compressible layers and expose named taps", "[n
   CHECK(out.sizes() == torch::IntArrayRef({5, 3}));
   REQUIRE(model->tapped().count("hidden1") == 1);
   CHECK(model->tapped().at("hidden1").sizes() == torch::IntArrayRef({5, 256}));
-  CHECK_THROWS_WITH(model->set_taps({"hiden1"}), Catch::Contains("its blocks: flatten, hidden0, hidden1, head"));
+  CHECK_THROWS_WITH(model->set_taps({"hiden1"}),
+                    Catch::Contains("its blocks: flatten, hidden0, hidden1, head"));
 }

@@ -1,8 +1,8 @@
 // Built-in models: sizes against the same architectures built in PyTorch (golden numbers from
 // torch.nn in the venv: LeNet-5 61,706 parameters; CIFAR ResNet-20 272,474 and ResNet-56
 // 855,770 with 1x1-conv shortcuts), shapes, and their config errors.
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include "cli/app.h"
 #include "core/config/config.h"
@@ -56,7 +56,8 @@ TEST_CASE("synthetic_images is deterministic by seed and shaped by its options",
   auto make = [](const std::string& extra) {
     auto cfg = sculpt::config::Config::parse(
         "model: {name: mlp}\ndata: {name: synthetic_images, samples: 64, size: 12, channels: 3, "
-        "classes: 4" + extra + "}\n");
+        "classes: 4" +
+        extra + "}\n");
     return sculpt::data::dataset_registry().create("synthetic_images", cfg.data,
                                                    sculpt::data::DataPart::train);
   };
