@@ -15,6 +15,7 @@
 #include "core/optim/optimizers.h"
 #include "core/optim/schedules.h"
 #include "core/report/html_report.h"
+#include "core/report/progress.h"
 #include "core/run/interrupt.h"
 #include "core/tasks/task.h"
 #include "trainers/run_parts.h"
@@ -63,6 +64,7 @@ class StandardTrainer final : public Trainer {
               model->parameter_bytes(), " bytes; data ", c.data.name, ": ", split.train.size(),
               " train / ", split.val.size(), " val; ", total, " steps on ", ctx.device().str());
 
+    report::ProgressBar* progress_ptr = nullptr;  // set once the bar exists (evals clear it)
     // Resume: weights, optimizer, RNG and the position in the data, from a checkpoint.
     TrainState st;
     st.config_hash = c.hash();
@@ -87,6 +89,7 @@ class StandardTrainer final : public Trainer {
     auto save = [&](bool is_best) { return store.save(*model, *optimizer, st, is_best); };
     auto eval_and_record = [&]() {
       if (split.val.size() == 0) return std::map<std::string, double>{};
+      if (progress_ptr) progress_ptr->clear();
       auto m = evaluate(*model, *task, split.val, c.data.batch_size, ctx.device());
       nlohmann::json j = {{"step", st.step}, {"epoch", st.epoch}, {"split", "val"}};
       std::string line;
@@ -132,6 +135,8 @@ class StandardTrainer final : public Trainer {
     int64_t window_n = 0, window_samples = 0;
     auto window_t0 = Clock::now();
     bool early_stop = false;
+    report::ProgressBar progress(total, st.step);
+    progress_ptr = &progress;
     model->train();
     while (st.step < total && !early_stop) {
       loader.start_epoch(st.epoch);
@@ -199,6 +204,9 @@ class StandardTrainer final : public Trainer {
         }
         ++st.step;
         window_samples += samples;
+        progress.update(
+            st.step, loss_sum / static_cast<double>(micro),
+            static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0)));
         if (st.step % cfg_.log_every == 0 || st.step == total) {
           double rate =
               static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0));
@@ -210,8 +218,9 @@ class StandardTrainer final : public Trainer {
                   {"lr", lr},
                   {"samples_per_s", rate},
                   {"skipped_steps", skipped_steps}});
-          log::info("step ", st.step, "/", total, " epoch ", st.epoch, " loss ", mean_loss, " lr ",
-                    lr, " ", static_cast<int64_t>(rate), " samples/s");
+          if (!progress.active())
+            log::info("step ", st.step, "/", total, " epoch ", st.epoch, " loss ", mean_loss,
+                      " lr ", lr, " ", static_cast<int64_t>(rate), " samples/s");
           window_loss = 0;
           window_n = window_samples = 0;
           window_t0 = Clock::now();
