@@ -14,9 +14,31 @@
 
 namespace sculpt::data {
 
+// Token ids shared by every text dataset and sequence model.
+namespace token {
+constexpr int64_t pad = 0;  // padding; targets equal to pad are ignored by the losses
+constexpr int64_t unk = 1;  // a word outside the vocabulary
+constexpr int64_t bos = 2;  // starts every decoder input
+constexpr int64_t eos = 3;  // ends every target sequence
+constexpr int64_t first_word = 4;
+}  // namespace token
+
+// What a dataset holds, so models and tasks are sized from the data:
+// - images/tabular: inputs float [N, ...input_shape], targets int64 [N] (num_classes > 0) or
+//   float [N] / [N, D] for regression (num_classes == 0);
+// - token classification (jsonl text/label): inputs int64 [N, L] padded with token::pad,
+//   targets int64 [N], vocab_size > 0;
+// - language modelling (tokens): inputs int64 [N, T], targets int64 [N, T] (the next tokens),
+//   vocab_size > 0, num_classes == 0;
+// - seq2seq (jsonl query/target): inputs int64 [N, source_len + T] = the source padded to
+//   source_len, then the decoder input (token::bos + target, padded); targets int64 [N, T] =
+//   target + token::eos, padded with token::pad. source_len > 0 marks this kind.
 struct DataSpec {
-  std::vector<int64_t> input_shape;  // one sample, e.g. {16} or {1, 28, 28}
-  int64_t num_classes = 0;           // 0 for regression targets
+  std::vector<int64_t> input_shape;  // one sample, e.g. {16} or {1, 28, 28} or {T}
+  int64_t num_classes = 0;           // 0 for regression targets and token sequences
+  int64_t vocab_size = 0;            // token datasets: ids in [0, vocab_size)
+  int64_t source_len = 0;            // seq2seq: source positions at the front of each input
+  std::vector<std::string> vocab;    // text datasets: id -> word (decoding, reports); may be empty
 };
 
 class Dataset {
