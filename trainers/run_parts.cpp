@@ -6,6 +6,7 @@
 #include "core/error.h"
 
 namespace sculpt::trainers {
+using tasks::Forward;
 
 RunParts build_run_parts(const config::Config& c, c10::Device device) {
   auto all = data::dataset_registry().create(c.data.name, c.data, data::DataPart::train);
@@ -27,8 +28,8 @@ std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& 
   data::Loader loader(ds, batch_size, /*shuffle=*/false, /*drop_last=*/false, 0);
   tasks::MetricSums sums;
   data::Batch b;
-  while (loader.next(b))
-    task.accumulate(sums, model.forward(b.inputs.to(device)), b.targets.to(device));
+  const Forward forward = [&](const at::Tensor& x) { return model.forward(x); };
+  while (loader.next(b)) task.evaluate_batch(sums, forward, b.inputs.to(device), b.targets.to(device));
   model.train(was_training);
   return task.finish(sums);
 }

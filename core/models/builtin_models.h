@@ -7,4 +7,5 @@
 namespace sculpt::models {
 void add_lenet5(ModelRegistry& r);
 void add_resnet(ModelRegistry& r);
+void add_transformers(ModelRegistry& r);
 }  // namespace sculpt::models

@@ -129,9 +129,10 @@ std::unique_ptr<Model> make_mlp(const MlpOptions& o, const data::DataSpec& spec)
     model->add_block("hidden" + std::to_string(i), std::make_shared<SequentialBlock>(block));
     in = o.hidden[i];
   }
-  SCULPT_CHECK(spec.num_classes > 0, "model mlp: the dataset has no classes to predict");
-  model->add_block("head",
-                   seq({torch::nn::AnyModule(std::make_shared<nn::Linear>(in, spec.num_classes))}));
+  SCULPT_CHECK(spec.vocab_size == 0, "model mlp: token data needs a transformer model");
+  // Regression data (no classes): one output per row.
+  const int64_t out = spec.num_classes > 0 ? spec.num_classes : 1;
+  model->add_block("head", seq({torch::nn::AnyModule(std::make_shared<nn::Linear>(in, out))}));
   return model;
 }
 }  // namespace
@@ -139,6 +140,7 @@ std::unique_ptr<Model> make_mlp(const MlpOptions& o, const data::DataSpec& spec)
 void register_builtin_models(ModelRegistry& r) {
   add_lenet5(r);
   add_resnet(r);
+  add_transformers(r);
   r.add(
       "mlp", "multi-layer perceptron: flatten, hidden Linear+activation blocks, linear head",
       [](const config::ModelConfig& c, const data::DataSpec& spec) {

@@ -76,4 +76,18 @@ struct ResNetOptions : config::Section {
   void check(config::Checker& c) const override;
 };
 
+// transformer_encoder / transformer_lm / transformer_seq2seq (sequence lengths, vocabulary and
+// classes come from the data).
+struct TransformerOptions : config::Section {
+  int64_t d_model = 128;       // residual stream width, divisible by heads
+  int64_t heads = 4;           // attention heads
+  int64_t layers = 2;          // encoder layers (all layers of transformer_lm)
+  int64_t decoder_layers = 0;  // seq2seq decoder layers; 0: as many as `layers`
+  int64_t ff = 0;              // feed-forward hidden width; 0: 4 * d_model
+  double dropout = 0.0;        // on attention weights and residual branches
+  int64_t patch_size = 4;      // images: square patch side
+  void visit(config::Visitor& v) override;
+  void check(config::Checker& c) const override;
+};
+
 }  // namespace sculpt::models

@@ -8,6 +8,8 @@ namespace sculpt::tasks {
 void ClassificationOptions::visit(config::Visitor& v) {
   v.field("label_smoothing", label_smoothing, "classification: cross-entropy label smoothing",
           config::Range::half_open(0, 1));
+  v.field("top_k", top_k, "classification: also report topK_accuracy when there are more classes",
+          config::Range::at_least(1));
 }
 
 TaskRegistry& task_registry() {
@@ -15,12 +17,24 @@ TaskRegistry& task_registry() {
   return registry;
 }
 
+void Task::evaluate_batch(MetricSums& sums, const Forward& forward, const at::Tensor& inputs,
+                          const at::Tensor& targets) const {
+  accumulate(sums, forward(inputs), targets);
+}
+
+void register_builtin_tasks(TaskRegistry& r) {
+  add_classification(r);
+  add_regression(r);
+  add_sequence_tasks(r);
+}
+
 namespace {
 
-// Cross-entropy over classes; metrics: mean loss and top-1 accuracy.
+// Cross-entropy over classes; metrics: mean loss, top-1 and top-k accuracy.
 class Classification final : public Task {
  public:
-  explicit Classification(ClassificationOptions o) : o_(o) {}
+  Classification(ClassificationOptions o, int64_t classes)
+      : o_(o), top_k_(classes > o.top_k ? o.top_k : 0) {}
 
   at::Tensor loss(const at::Tensor& outputs, const at::Tensor& targets) const override {
     return at::cross_entropy_loss(outputs, targets, {}, at::Reduction::Mean, -100,
@@ -32,29 +46,42 @@ class Classification final : public Task {
     auto n = static_cast<double>(targets.size(0));
     sums["loss_sum"] += at::cross_entropy_loss(outputs, targets).item<double>() * n;
     sums["correct"] += outputs.argmax(1).eq(targets).sum().item<double>();
+    if (top_k_ > 0)
+      sums["correct_top_k"] += std::get<1>(outputs.topk(top_k_, 1))
+                                   .eq(targets.unsqueeze(1))
+                                   .any(1)
+                                   .sum()
+                                   .item<double>();
     sums["count"] += n;
   }
 
   std::map<std::string, double> finish(const MetricSums& sums) const override {
     double n = sums.count("count") ? sums.at("count") : 0.0;
     if (n == 0) return {};
-    return {{"loss", sums.at("loss_sum") / n}, {"accuracy", sums.at("correct") / n}};
+    std::map<std::string, double> m = {{"loss", sums.at("loss_sum") / n},
+                                       {"accuracy", sums.at("correct") / n}};
+    if (top_k_ > 0)
+      m["top" + std::to_string(top_k_) + "_accuracy"] = sums.at("correct_top_k") / n;
+    return m;
   }
 
  private:
   ClassificationOptions o_;
+  int64_t top_k_;  // 0: not reported
 };
 
 }  // namespace
 
-void register_builtin_tasks(TaskRegistry& r) {
+void add_classification(TaskRegistry& r) {
   r.add(
-      "classification", "cross-entropy (optional label smoothing); metrics loss, accuracy",
+      "classification",
+      "cross-entropy (optional label smoothing); metrics loss, accuracy, topK_accuracy",
       [](const config::TaskConfig& c, const data::DataSpec& spec) -> std::unique_ptr<Task> {
         SCULPT_CHECK(spec.num_classes > 0, "task classification: the dataset has no class labels");
         return std::make_unique<Classification>(
             c.options ? dynamic_cast<const ClassificationOptions&>(*c.options)
-                      : ClassificationOptions{});
+                      : ClassificationOptions{},
+            spec.num_classes);
       },
       [] { return std::make_shared<ClassificationOptions>(); });
 }

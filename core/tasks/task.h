@@ -4,8 +4,10 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/config/config.h"
 #include "core/data/dataset.h"
@@ -14,6 +16,8 @@
 namespace sculpt::tasks {
 
 using MetricSums = std::map<std::string, double>;
+// The model's forward pass (under the run's precision), for tasks that decode step by step.
+using Forward = std::function<at::Tensor(const at::Tensor&)>;
 
 class Task {
  public:
@@ -23,6 +27,9 @@ class Task {
   // Adds one batch (outputs without grad) to `sums`.
   virtual void accumulate(MetricSums& sums, const at::Tensor& outputs,
                           const at::Tensor& targets) const = 0;
+  // Adds one evaluation batch: by default accumulate(forward(inputs)); seq2seq also decodes.
+  virtual void evaluate_batch(MetricSums& sums, const Forward& forward, const at::Tensor& inputs,
+                              const at::Tensor& targets) const;
   // Metric values from the sums, e.g. {"loss": 0.31, "accuracy": 0.92}.
   virtual std::map<std::string, double> finish(const MetricSums& sums) const = 0;
 };
@@ -33,7 +40,22 @@ void register_builtin_tasks(TaskRegistry& r);
 
 struct ClassificationOptions : config::Section {
   double label_smoothing = 0.0;  // cross-entropy label smoothing, in [0, 1)
+  int64_t top_k = 5;             // also report top-k accuracy (when there are more classes)
   void visit(config::Visitor& v) override;
 };
+
+struct Seq2SeqOptions : config::Section {
+  double label_smoothing = 0.0;  // teacher-forced cross-entropy label smoothing, in [0, 1)
+  bool greedy = true;            // evaluation decodes greedily: exact_match
+  int64_t beam_size = 0;         // evaluation beam search of this width: hits@k; 0: off
+  std::vector<int64_t> hits_at;  // k of the hits@k metrics (<= beam_size); empty: 1, beam_size
+  void visit(config::Visitor& v) override;
+  void check(config::Checker& c) const override;
+};
+
+// Registration, one function per file (called from register_builtin_tasks: one list).
+void add_classification(TaskRegistry& r);
+void add_regression(TaskRegistry& r);
+void add_sequence_tasks(TaskRegistry& r);
 
 }  // namespace sculpt::tasks

@@ -1,0 +1,389 @@
+// Transformers made of Sculpt's compressible layers, each a sequence of named blocks
+// (pre-norm layers: x + attn(LN(x)), x + FFN(LN(x)); learned positions; GELU feed-forward):
+// - transformer_encoder: a classifier over token ids [B, L] or image patches (ViT-style);
+// - transformer_lm: decoder-only, causal, next-token logits [B, T, V];
+// - transformer_seq2seq: encoder-decoder over inputs [B, S + T] = source then decoder input
+//   (DataSpec), logits for the T decoder positions [B, T, V].
+// Between blocks the stream is one tensor [B, L, D + 1]: D features and, in the last channel,
+// 1 where a position may be attended to (0 for source padding). Carrying the mask inside the
+// stream keeps every block tensor -> tensor, so pipeline stages can cut anywhere and taps
+// see a complete state.
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+#include <torch/nn/modules/normalization.h>
+
+#include "core/error.h"
+#include "core/models/builtin_models.h"
+#include "core/nn/layers.h"
+
+namespace sculpt::models {
+
+void TransformerOptions::visit(config::Visitor& v) {
+  v.field("d_model", d_model, "transformer_*: width of the residual stream",
+          config::Range::at_least(1));
+  v.field("heads", heads, "transformer_*: attention heads (d_model divisible by heads)",
+          config::Range::at_least(1));
+  v.field("layers", layers, "transformer_*: encoder layers (decoder layers for transformer_lm)",
+          config::Range::at_least(1));
+  v.field("decoder_layers", decoder_layers,
+          "transformer_seq2seq: decoder layers; 0: as many as `layers`", config::Range::at_least(0));
+  v.field("ff", ff, "transformer_*: hidden width of the feed-forward blocks; 0: 4 * d_model",
+          config::Range::at_least(0));
+  v.field("dropout", dropout, "transformer_*: dropout on attention and residual branches",
+          config::Range::half_open(0, 1));
+  v.field("patch_size", patch_size,
+          "transformer_encoder on images: side of the square patches (divides the image size)",
+          config::Range::at_least(1));
+}
+
+void TransformerOptions::check(config::Checker& c) const {
+  if (heads > 0 && d_model % heads != 0)
+    c.error("d_model", "d_model " + std::to_string(d_model) + " is not divisible by heads " +
+                           std::to_string(heads));
+}
+
+namespace {
+
+at::Tensor features(const at::Tensor& x) {
+  return x.narrow(-1, 0, x.size(-1) - 1);
+}
+// [B, L] bool: which positions may be attended to.
+at::Tensor attendable(const at::Tensor& x) {
+  return x.select(-1, x.size(-1) - 1) > 0.5;
+}
+at::Tensor join(const at::Tensor& h, const at::Tensor& valid) {
+  return at::cat({h, valid.unsqueeze(-1).to(h.scalar_type())}, -1);
+}
+
+class Attention final : public torch::nn::Module {
+ public:
+  Attention(int64_t d, int64_t heads, double dropout) : heads_(heads), dropout_(dropout) {
+    q_ = register_module("q", std::make_shared<nn::Linear>(d, d));
+    k_ = register_module("k", std::make_shared<nn::Linear>(d, d));
+    v_ = register_module("v", std::make_shared<nn::Linear>(d, d));
+    o_ = register_module("o", std::make_shared<nn::Linear>(d, d));
+  }
+  // Queries from x [B, Lq, D], keys and values from mem [B, Lk, D]; key_ok [B, Lk] bool
+  // (undefined: all keys); causal: query i sees keys <= i (then key_ok must be undefined).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mem, const at::Tensor& key_ok,
+                     bool causal) {
+    auto heads = [&](const at::Tensor& t) {
+      return t.view({t.size(0), t.size(1), heads_, -1}).transpose(1, 2);
+    };
+    std::optional<at::Tensor> mask;
+    if (key_ok.defined()) mask = key_ok.view({key_ok.size(0), 1, 1, key_ok.size(1)});
+    auto y = at::scaled_dot_product_attention(heads(q_->forward(x)), heads(k_->forward(mem)),
+                                              heads(v_->forward(mem)), mask,
+                                              is_training() ? dropout_ : 0.0, causal);
+    return o_->forward(y.transpose(1, 2).reshape({x.size(0), x.size(1), -1}));
+  }
+
+ private:
+  int64_t heads_;
+  double dropout_;
+  std::shared_ptr<nn::Linear> q_, k_, v_, o_;
+};
+
+// One pre-norm layer: self-attention, optional cross-attention, feed-forward.
+class Layer final : public torch::nn::Module {
+ public:
+  Layer(const TransformerOptions& o, bool cross) : dropout_(o.dropout) {
+    const int64_t d = o.d_model, ff = o.ff > 0 ? o.ff : 4 * o.d_model;
+    ln1_ = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+    self_ = register_module("self_attn", std::make_shared<Attention>(d, o.heads, o.dropout));
+    if (cross) {
+      ln_cross_ =
+          register_module("ln_cross", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+      cross_ = register_module("cross_attn", std::make_shared<Attention>(d, o.heads, o.dropout));
+    }
+    ln2_ = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+    fc1_ = register_module("fc1", std::make_shared<nn::Linear>(d, ff));
+    fc2_ = register_module("fc2", std::make_shared<nn::Linear>(ff, d));
+  }
+  at::Tensor forward(at::Tensor h, const at::Tensor& key_ok, bool causal,
+                     const at::Tensor& mem = {}, const at::Tensor& mem_ok = {}) {
+    auto a = ln1_->forward(h);
+    h = h + drop(self_->forward(a, a, key_ok, causal));
+    if (cross_) h = h + drop(cross_->forward(ln_cross_->forward(h), mem, mem_ok, false));
+    return h + drop(fc2_->forward(at::gelu(fc1_->forward(ln2_->forward(h)))));
+  }
+
+ private:
+  at::Tensor drop(const at::Tensor& x) { return at::dropout(x, dropout_, is_training()); }
+  double dropout_;
+  torch::nn::LayerNorm ln1_{nullptr}, ln_cross_{nullptr}, ln2_{nullptr};
+  std::shared_ptr<Attention> self_, cross_;
+  std::shared_ptr<nn::Linear> fc1_, fc2_;
+};
+
+at::Tensor learned_positions(torch::nn::Module& m, int64_t n, int64_t d, const char* name) {
+  auto p = m.register_parameter(name, torch::empty({n, d}));
+  torch::NoGradGuard no_grad;
+  torch::nn::init::normal_(p, 0.0, 0.02);
+  return p;
+}
+
+// Token ids [B, L] -> stream [B, L, D + 1]; padding is not attendable when `mask_padding`.
+class TokenEmbed final : public Block {
+ public:
+  TokenEmbed(int64_t vocab, int64_t len, int64_t d, bool mask_padding) : mask_(mask_padding) {
+    emb_ = register_module("tokens", std::make_shared<nn::Embedding>(vocab, d));
+    pos_ = learned_positions(*this, len, d, "positions");
+  }
+  at::Tensor forward(const at::Tensor& ids) override {
+    const int64_t len = ids.size(1);
+    SCULPT_CHECK(len <= pos_.size(0), "sequence of ", len, " tokens; the model has ",
+                 pos_.size(0), " positions");
+    auto h = emb_->forward(ids) + pos_.narrow(0, 0, len);
+    auto ok = mask_ ? ids.ne(data::token::pad) : at::ones_like(ids, at::kBool);
+    if (mask_) ok.select(1, 0).fill_(true);  // an all-padding row still attends somewhere
+    return join(h, ok);
+  }
+
+ private:
+  bool mask_;
+  std::shared_ptr<nn::Embedding> emb_;
+  at::Tensor pos_;
+};
+
+// Images [B, C, H, W] -> non-overlapping p x p patches, linearly embedded: [B, N, D + 1].
+class PatchEmbed final : public Block {
+ public:
+  PatchEmbed(int64_t channels, int64_t patches, int64_t p, int64_t d) {
+    proj_ = register_module("proj", std::make_shared<nn::Conv2d>(channels, d, p, p));
+    pos_ = learned_positions(*this, patches, d, "positions");
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    auto h = proj_->forward(x).flatten(2).transpose(1, 2) + pos_;
+    return join(h, at::ones({h.size(0), h.size(1)}, x.options().dtype(at::kBool)));
+  }
+
+ private:
+  std::shared_ptr<nn::Conv2d> proj_;
+  at::Tensor pos_;
+};
+
+// A layer over the whole stream (encoder: key padding mask; decoder-only: causal).
+class StreamLayer final : public Block {
+ public:
+  StreamLayer(const TransformerOptions& o, bool causal) : causal_(causal) {
+    layer_ = register_module("layer", std::make_shared<Layer>(o, false));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    auto ok = attendable(x);
+    return join(layer_->forward(features(x), causal_ ? at::Tensor() : ok, causal_), ok);
+  }
+
+ private:
+  bool causal_;
+  std::shared_ptr<Layer> layer_;
+};
+
+// Classifier head: LayerNorm, mean over attendable positions, Linear -> [B, classes].
+class PoolHead final : public Block {
+ public:
+  PoolHead(int64_t d, int64_t classes) {
+    ln_ = register_module("ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+    fc_ = register_module("fc", std::make_shared<nn::Linear>(d, classes));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    auto w = attendable(x).unsqueeze(-1).to(x.scalar_type());
+    auto pooled = (ln_->forward(features(x)) * w).sum(1) / w.sum(1);
+    return fc_->forward(pooled);
+  }
+
+ private:
+  torch::nn::LayerNorm ln_{nullptr};
+  std::shared_ptr<nn::Linear> fc_;
+};
+
+// Token head: LayerNorm, Linear -> [B, L', V] over positions [from, end).
+class TokenHead final : public Block {
+ public:
+  TokenHead(int64_t d, int64_t vocab, int64_t from) : from_(from) {
+    ln_ = register_module("ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+    fc_ = register_module("fc", std::make_shared<nn::Linear>(d, vocab));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    auto h = features(x);
+    return fc_->forward(ln_->forward(h.narrow(1, from_, h.size(1) - from_)));
+  }
+
+ private:
+  int64_t from_;
+  torch::nn::LayerNorm ln_{nullptr};
+  std::shared_ptr<nn::Linear> fc_;
+};
+
+// Seq2seq embedding: source positions [0, S) and decoder positions [S, S + T) share the token
+// table and have their own learned positions. Source padding is not attendable.
+class Seq2SeqEmbed final : public Block {
+ public:
+  Seq2SeqEmbed(int64_t vocab, int64_t source_len, int64_t target_len, int64_t d)
+      : source_len_(source_len) {
+    emb_ = register_module("tokens", std::make_shared<nn::Embedding>(vocab, d));
+    src_pos_ = learned_positions(*this, source_len, d, "source_positions");
+    tgt_pos_ = learned_positions(*this, target_len, d, "target_positions");
+  }
+  at::Tensor forward(const at::Tensor& ids) override {
+    const int64_t t = ids.size(1) - source_len_;
+    SCULPT_CHECK(t >= 1 && t <= tgt_pos_.size(0), "seq2seq input of ", ids.size(1),
+                 " tokens: expected ", source_len_, " source tokens and 1 to ", tgt_pos_.size(0),
+                 " decoder tokens");
+    auto h = emb_->forward(ids) + at::cat({src_pos_, tgt_pos_.narrow(0, 0, t)}, 0);
+    auto ok = ids.ne(data::token::pad);
+    ok.narrow(1, source_len_, t).fill_(true);  // decoder positions are masked causally instead
+    ok.select(1, 0).fill_(true);
+    return join(h, ok);
+  }
+
+ private:
+  int64_t source_len_;
+  std::shared_ptr<nn::Embedding> emb_;
+  at::Tensor src_pos_, tgt_pos_;
+};
+
+// The stream with its source positions [0, s) replaced by f(those positions).
+template <class F>
+at::Tensor on_source(const at::Tensor& x, int64_t s, F&& f) {
+  return at::cat({f(x.narrow(1, 0, s)), x.narrow(1, s, x.size(1) - s)}, 1);
+}
+
+// Encoder layer of a seq2seq model: acts on the source positions, passes the rest through.
+class SourceLayer final : public Block {
+ public:
+  SourceLayer(const TransformerOptions& o, int64_t source_len) : source_len_(source_len) {
+    layer_ = register_module("layer", std::make_shared<Layer>(o, false));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    return on_source(x, source_len_, [&](const at::Tensor& src) {
+      auto ok = attendable(src);
+      return join(layer_->forward(features(src), ok, false), ok);
+    });
+  }
+
+ private:
+  int64_t source_len_;
+  std::shared_ptr<Layer> layer_;
+};
+
+// The encoder's final LayerNorm (on the source positions): what the decoder attends to.
+class SourceNorm final : public Block {
+ public:
+  SourceNorm(int64_t d, int64_t source_len) : source_len_(source_len) {
+    ln_ = register_module("ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    return on_source(x, source_len_, [&](const at::Tensor& src) {
+      return join(ln_->forward(features(src)), attendable(src));
+    });
+  }
+
+ private:
+  int64_t source_len_;
+  torch::nn::LayerNorm ln_{nullptr};
+};
+
+// Decoder layer: causal self-attention over the decoder positions, cross-attention to the
+// (normalized) source positions.
+class TargetLayer final : public Block {
+ public:
+  TargetLayer(const TransformerOptions& o, int64_t source_len) : source_len_(source_len) {
+    layer_ = register_module("layer", std::make_shared<Layer>(o, true));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    auto src = x.narrow(1, 0, source_len_);
+    auto tgt = x.narrow(1, source_len_, x.size(1) - source_len_);
+    auto h = layer_->forward(features(tgt), {}, true, features(src), attendable(src));
+    return at::cat({src, join(h, attendable(tgt))}, 1);
+  }
+
+ private:
+  int64_t source_len_;
+  std::shared_ptr<Layer> layer_;
+};
+
+const TransformerOptions& options_of(const config::ModelConfig& c) {
+  static const TransformerOptions defaults;
+  return c.options ? dynamic_cast<const TransformerOptions&>(*c.options) : defaults;
+}
+
+std::unique_ptr<Model> make_encoder(const TransformerOptions& o, const data::DataSpec& spec) {
+  SCULPT_CHECK(spec.num_classes > 0, "model transformer_encoder: the dataset has no classes");
+  auto m = std::make_unique<Model>("transformer_encoder");
+  if (spec.vocab_size > 0) {
+    SCULPT_CHECK(spec.input_shape.size() == 1 && spec.source_len == 0,
+                 "model transformer_encoder: needs token rows [L] or images [C, H, W]");
+    m->add_block("embed", std::make_shared<TokenEmbed>(spec.vocab_size, spec.input_shape[0],
+                                                       o.d_model, /*mask_padding=*/true));
+  } else {
+    SCULPT_CHECK(spec.input_shape.size() == 3,
+                 "model transformer_encoder: needs token rows [L] or images [C, H, W]");
+    const int64_t h = spec.input_shape[1], w = spec.input_shape[2], p = o.patch_size;
+    SCULPT_CHECK(h % p == 0 && w % p == 0, "model transformer_encoder: patch_size ", p,
+                 " does not divide the ", h, "x", w, " images");
+    m->add_block("embed", std::make_shared<PatchEmbed>(spec.input_shape[0], (h / p) * (w / p),
+                                                       p, o.d_model));
+  }
+  for (int64_t i = 0; i < o.layers; ++i)
+    m->add_block("layer" + std::to_string(i), std::make_shared<StreamLayer>(o, false));
+  m->add_block("head", std::make_shared<PoolHead>(o.d_model, spec.num_classes));
+  return m;
+}
+
+std::unique_ptr<Model> make_lm(const TransformerOptions& o, const data::DataSpec& spec) {
+  SCULPT_CHECK(spec.vocab_size > 0 && spec.input_shape.size() == 1 && spec.source_len == 0,
+               "model transformer_lm: needs a token dataset (e.g. tokens)");
+  auto m = std::make_unique<Model>("transformer_lm");
+  m->add_block("embed", std::make_shared<TokenEmbed>(spec.vocab_size, spec.input_shape[0],
+                                                     o.d_model, /*mask_padding=*/false));
+  for (int64_t i = 0; i < o.layers; ++i)
+    m->add_block("layer" + std::to_string(i), std::make_shared<StreamLayer>(o, true));
+  m->add_block("head", std::make_shared<TokenHead>(o.d_model, spec.vocab_size, 0));
+  return m;
+}
+
+std::unique_ptr<Model> make_seq2seq(const TransformerOptions& o, const data::DataSpec& spec) {
+  SCULPT_CHECK(spec.vocab_size > 0 && spec.source_len > 0 && spec.input_shape.size() == 1 &&
+                   spec.input_shape[0] > spec.source_len,
+               "model transformer_seq2seq: needs a seq2seq dataset (jsonl query/target)");
+  const int64_t s = spec.source_len, t = spec.input_shape[0] - s;
+  auto m = std::make_unique<Model>("transformer_seq2seq");
+  m->add_block("embed", std::make_shared<Seq2SeqEmbed>(spec.vocab_size, s, t, o.d_model));
+  for (int64_t i = 0; i < o.layers; ++i)
+    m->add_block("enc" + std::to_string(i), std::make_shared<SourceLayer>(o, s));
+  m->add_block("enc_norm", std::make_shared<SourceNorm>(o.d_model, s));
+  const int64_t dec = o.decoder_layers > 0 ? o.decoder_layers : o.layers;
+  for (int64_t i = 0; i < dec; ++i)
+    m->add_block("dec" + std::to_string(i), std::make_shared<TargetLayer>(o, s));
+  m->add_block("head", std::make_shared<TokenHead>(o.d_model, spec.vocab_size, s));
+  return m;
+}
+
+}  // namespace
+
+void add_transformers(ModelRegistry& r) {
+  auto options = [] { return std::make_shared<TransformerOptions>(); };
+  r.add(
+      "transformer_encoder",
+      "transformer classifier over token rows or image patches (ViT-style), mean-pooled",
+      [](const config::ModelConfig& c, const data::DataSpec& spec) {
+        return make_encoder(options_of(c), spec);
+      },
+      options);
+  r.add(
+      "transformer_lm", "decoder-only causal transformer: next-token logits [B, T, vocab]",
+      [](const config::ModelConfig& c, const data::DataSpec& spec) {
+        return make_lm(options_of(c), spec);
+      },
+      options);
+  r.add(
+      "transformer_seq2seq",
+      "encoder-decoder transformer: source + decoder input -> logits [B, T, vocab]",
+      [](const config::ModelConfig& c, const data::DataSpec& spec) {
+        return make_seq2seq(options_of(c), spec);
+      },
+      options);
+}
+
+}  // namespace sculpt::models

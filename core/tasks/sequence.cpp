@@ -1,0 +1,151 @@
+// Token-sequence tasks. language_model: next-token cross-entropy over every position; metrics
+// loss (per token), perplexity = exp(loss), accuracy (next token). seq2seq: teacher-forced
+// cross-entropy over the target tokens (padding ignored); metrics loss, token_accuracy and,
+// by decoding, exact_match (greedy) and hits@k (the target among the k best beams).
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/tasks/decoding.h"
+#include "core/tasks/task.h"
+
+namespace sculpt::tasks {
+
+void Seq2SeqOptions::visit(config::Visitor& v) {
+  v.field("label_smoothing", label_smoothing, "seq2seq: cross-entropy label smoothing",
+          config::Range::half_open(0, 1));
+  v.field("greedy", greedy, "seq2seq: evaluation decodes greedily and reports exact_match");
+  v.field("beam_size", beam_size, "seq2seq: evaluation beam search width for hits@k; 0: off",
+          config::Range::at_least(0));
+  v.field("hits_at", hits_at, "seq2seq: k of the hits@k metrics (each <= beam_size)",
+          config::Range::at_least(1));
+}
+
+void Seq2SeqOptions::check(config::Checker& c) const {
+  for (auto k : hits_at)
+    if (k > beam_size)
+      c.error("hits_at", "hits@" + std::to_string(k) + " needs beam_size >= " +
+                             std::to_string(k) + " (beam_size is " + std::to_string(beam_size) +
+                             ")");
+}
+
+namespace {
+
+at::Tensor flat_logits(const at::Tensor& outputs) {
+  return outputs.reshape({-1, outputs.size(-1)});
+}
+
+class LanguageModel final : public Task {
+ public:
+  at::Tensor loss(const at::Tensor& outputs, const at::Tensor& targets) const override {
+    return at::cross_entropy_loss(flat_logits(outputs), targets.reshape(-1));
+  }
+  void accumulate(MetricSums& sums, const at::Tensor& outputs,
+                  const at::Tensor& targets) const override {
+    const auto n = static_cast<double>(targets.numel());
+    sums["loss_sum"] += at::cross_entropy_loss(flat_logits(outputs).to(at::kFloat),
+                                               targets.reshape(-1))
+                            .item<double>() *
+                        n;
+    sums["correct"] += outputs.argmax(-1).eq(targets).sum().item<double>();
+    sums["count"] += n;
+  }
+  std::map<std::string, double> finish(const MetricSums& sums) const override {
+    const double n = sums.count("count") ? sums.at("count") : 0.0;
+    if (n == 0) return {};
+    const double loss = sums.at("loss_sum") / n;
+    return {{"loss", loss}, {"perplexity", std::exp(loss)}, {"accuracy", sums.at("correct") / n}};
+  }
+};
+
+class Seq2Seq final : public Task {
+ public:
+  Seq2Seq(Seq2SeqOptions o, int64_t source_len) : o_(std::move(o)), source_len_(source_len) {
+    if (o_.beam_size > 0 && o_.hits_at.empty()) o_.hits_at = {1, o_.beam_size};
+    std::sort(o_.hits_at.begin(), o_.hits_at.end());
+    o_.hits_at.erase(std::unique(o_.hits_at.begin(), o_.hits_at.end()), o_.hits_at.end());
+  }
+
+  at::Tensor loss(const at::Tensor& outputs, const at::Tensor& targets) const override {
+    return at::cross_entropy_loss(flat_logits(outputs), targets.reshape(-1), {},
+                                  at::Reduction::Mean, data::token::pad, o_.label_smoothing);
+  }
+
+  void accumulate(MetricSums& sums, const at::Tensor& outputs,
+                  const at::Tensor& targets) const override {
+    auto real = targets.ne(data::token::pad);
+    const double tokens = real.sum().item<double>();
+    sums["loss_sum"] +=
+        at::cross_entropy_loss(flat_logits(outputs).to(at::kFloat), targets.reshape(-1), {},
+                               at::Reduction::Sum, data::token::pad)
+            .item<double>();
+    sums["correct_tokens"] +=
+        outputs.argmax(-1).eq(targets).logical_and(real).sum().item<double>();
+    sums["tokens"] += tokens;
+    sums["count"] += static_cast<double>(targets.size(0));
+  }
+
+  void evaluate_batch(MetricSums& sums, const Forward& forward, const at::Tensor& inputs,
+                      const at::Tensor& targets) const override {
+    accumulate(sums, forward(inputs), targets);
+    auto source = inputs.narrow(1, 0, source_len_);
+    const int64_t max_len = targets.size(1);
+    if (o_.greedy)
+      sums["exact"] += greedy_decode(forward, source, max_len)
+                           .eq(targets)
+                           .all(1)
+                           .sum()
+                           .item<double>();
+    if (o_.beam_size > 0) {
+      auto beams = beam_search(forward, source, max_len, o_.beam_size);
+      auto match = beams.tokens.eq(targets.unsqueeze(1)).all(2);  // [B, K]
+      for (auto k : o_.hits_at)
+        sums["hits@" + std::to_string(k)] += match.narrow(1, 0, k).any(1).sum().item<double>();
+    }
+  }
+
+  std::map<std::string, double> finish(const MetricSums& sums) const override {
+    const double tokens = sums.count("tokens") ? sums.at("tokens") : 0.0;
+    const double n = sums.count("count") ? sums.at("count") : 0.0;
+    if (tokens == 0 || n == 0) return {};
+    std::map<std::string, double> m = {{"loss", sums.at("loss_sum") / tokens},
+                                       {"token_accuracy", sums.at("correct_tokens") / tokens}};
+    for (const auto& [key, value] : sums) {
+      if (key == "exact") m["exact_match"] = value / n;
+      if (key.rfind("hits@", 0) == 0) m[key] = value / n;
+    }
+    return m;
+  }
+
+ private:
+  Seq2SeqOptions o_;
+  int64_t source_len_;
+};
+
+}  // namespace
+
+void add_sequence_tasks(TaskRegistry& r) {
+  r.add("language_model",
+        "next-token cross-entropy over every position; metrics loss, perplexity, accuracy",
+        [](const config::TaskConfig&, const data::DataSpec& spec) -> std::unique_ptr<Task> {
+          SCULPT_CHECK(spec.vocab_size > 0 && spec.source_len == 0,
+                       "task language_model: needs a token dataset (e.g. tokens)");
+          return std::make_unique<LanguageModel>();
+        });
+  r.add(
+      "seq2seq",
+      "teacher-forced cross-entropy; metrics loss, token_accuracy, exact_match (greedy), "
+      "hits@k (beam search)",
+      [](const config::TaskConfig& c, const data::DataSpec& spec) -> std::unique_ptr<Task> {
+        SCULPT_CHECK(spec.vocab_size > 0 && spec.source_len > 0,
+                     "task seq2seq: needs a seq2seq dataset (jsonl with query/target)");
+        return std::make_unique<Seq2Seq>(
+            c.options ? dynamic_cast<const Seq2SeqOptions&>(*c.options) : Seq2SeqOptions{},
+            spec.source_len);
+      },
+      [] { return std::make_shared<Seq2SeqOptions>(); });
+}
+
+}  // namespace sculpt::tasks
