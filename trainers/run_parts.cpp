@@ -1,5 +1,6 @@
 #include "trainers/run_parts.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include "core/data/loader.h"
@@ -19,16 +20,39 @@ RunParts build_run_parts(const config::Config& c, c10::Device device) {
                   std::move(task)};
 }
 
+bool use_bf16(const std::string& precision, c10::Device device) {
+  return precision == "bf16" || (precision == "auto" && device.is_cuda());
+}
+
+Autocast::Autocast(c10::Device device, bool enabled) : type_(device.type()), enabled_(enabled) {
+  if (!enabled_) return;
+  was_enabled_ = at::autocast::is_autocast_enabled(type_);
+  was_dtype_ = at::autocast::get_autocast_dtype(type_);
+  at::autocast::set_autocast_enabled(type_, true);
+  at::autocast::set_autocast_dtype(type_, at::kBFloat16);
+  at::autocast::increment_nesting();
+}
+
+Autocast::~Autocast() {
+  if (!enabled_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(type_, was_enabled_);
+  at::autocast::set_autocast_dtype(type_, was_dtype_);
+}
+
 std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
                                        const data::Dataset& ds, int64_t batch_size,
-                                       c10::Device device) {
+                                       c10::Device device, bool bf16) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
   data::Loader loader(ds, batch_size, /*shuffle=*/false, /*drop_last=*/false, 0);
   tasks::MetricSums sums;
   data::Batch b;
-  const Forward forward = [&](const at::Tensor& x) { return model.forward(x); };
+  const Forward forward = [&](const at::Tensor& x) {
+    Autocast autocast(device, bf16);
+    return model.forward(x).to(at::kFloat);
+  };
   while (loader.next(b)) task.evaluate_batch(sums, forward, b.inputs.to(device), b.targets.to(device));
   model.train(was_training);
   return task.finish(sums);

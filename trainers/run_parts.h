@@ -25,9 +25,26 @@ struct RunParts {
 
 RunParts build_run_parts(const config::Config& c, c10::Device device);
 
-// Metrics of `model` over `ds` (eval mode, no grad), batched by `batch_size`.
+// Mixed precision: whether trainer.precision puts forward passes on `device` under bf16
+// autocast, and the guard that does it (restoring the previous state when it ends).
+bool use_bf16(const std::string& precision, c10::Device device);
+class Autocast {
+ public:
+  Autocast(c10::Device device, bool enabled);
+  ~Autocast();
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  c10::DeviceType type_;
+  bool enabled_, was_enabled_ = false;
+  c10::ScalarType was_dtype_ = c10::ScalarType::Float;
+};
+
+// Metrics of `model` over `ds` (eval mode, no grad), batched by `batch_size`; under bf16
+// autocast when `bf16`.
 std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
                                        const data::Dataset& ds, int64_t batch_size,
-                                       c10::Device device);
+                                       c10::Device device, bool bf16 = false);
 
 }  // namespace sculpt::trainers

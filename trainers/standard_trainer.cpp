@@ -60,9 +60,11 @@ class StandardTrainer final : public Trainer {
     const int64_t k = cfg_.grad_accumulation;
     const int64_t steps_per_epoch = (loader.batches_per_epoch() + k - 1) / k;
     const int64_t total = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * steps_per_epoch;
+    const bool bf16 = use_bf16(cfg_.precision, ctx.device());
     log::info("model ", c.model.name, ": ", model->parameter_count(), " parameters, ",
               model->parameter_bytes(), " bytes; data ", c.data.name, ": ", split.train.size(),
-              " train / ", split.val.size(), " val; ", total, " steps on ", ctx.device().str());
+              " train / ", split.val.size(), " val; ", total, " steps on ", ctx.device().str(),
+              bf16 ? " (bf16 autocast)" : "");
 
     report::ProgressBar* progress_ptr = nullptr;  // set once the bar exists (evals clear it)
     // Resume: weights, optimizer, RNG and the position in the data, from a checkpoint.
@@ -90,7 +92,7 @@ class StandardTrainer final : public Trainer {
     auto eval_and_record = [&]() {
       if (split.val.size() == 0) return std::map<std::string, double>{};
       if (progress_ptr) progress_ptr->clear();
-      auto m = evaluate(*model, *task, split.val, c.data.batch_size, ctx.device());
+      auto m = evaluate(*model, *task, split.val, c.data.batch_size, ctx.device(), bf16);
       nlohmann::json j = {{"step", st.step}, {"epoch", st.epoch}, {"split", "val"}};
       std::string line;
       for (const auto& [k, v] : m) {
@@ -156,7 +158,12 @@ class StandardTrainer final : public Trainer {
         data::Batch b;
         while (micro < k && loader.next(b)) {
           auto inputs = b.inputs.to(ctx.device());
-          auto out = model->forward(inputs);
+          at::Tensor out;
+          {
+            Autocast autocast(ctx.device(), bf16);
+            out = model->forward(inputs);
+          }
+          out = out.to(at::kFloat);  // the loss in fp32 whatever the forward ran in
           auto loss = task->loss(out, b.targets.to(ctx.device()));
           const double loss_v = loss.item<double>();
           if (!std::isfinite(loss_v) && nonfinite.empty()) {
@@ -260,9 +267,9 @@ class StandardTrainer final : public Trainer {
     result.final_metrics["val"] = final_val;
     if (parts.test)
       result.final_metrics["test"] =
-          evaluate(*model, *task, *parts.test, c.data.batch_size, ctx.device());
+          evaluate(*model, *task, *parts.test, c.data.batch_size, ctx.device(), bf16);
     result.final_metrics["train"] =
-        evaluate(*model, *task, split.train, c.data.batch_size, ctx.device());
+        evaluate(*model, *task, split.train, c.data.batch_size, ctx.device(), bf16);
     result.time_s = seconds_since(t0);
     nlohmann::json summary = {
         {"steps", step},

@@ -85,6 +85,8 @@ void TrainerConfig::visit(Visitor& v) {
           Range::at_least(1));
   v.choice("nonfinite", nonfinite, {"abort", "skip"},
            "on a NaN/Inf loss: abort with the step and values, or skip the step and count it");
+  v.choice("precision", precision, {"auto", "fp32", "bf16"},
+           "forward passes under bf16 autocast: auto (on CUDA only) | fp32 | bf16 (also on CPU)");
   v.field("early_stopping", early_stopping,
           "stop after this many evaluations without a new best trainer.best_metric; 0: off",
           Range::at_least(0));

@@ -81,6 +81,7 @@ struct TrainerConfig : Section {
   int64_t grad_accumulation = 1;         // micro-batches summed into one optimizer step, >= 1
   std::string nonfinite = "abort";       // on a NaN/Inf loss: abort (error) | skip (the step)
   int64_t early_stopping = 0;            // stop after this many evals without a new best; 0: off
+  std::string precision = "auto";        // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
   void visit(Visitor& v) override;
   void check(Checker& c) const override;
 };

@@ -11,6 +11,7 @@
 #include "cli/app.h"
 #include "core/config/config.h"
 #include "core/optim/optimizers.h"
+#include "trainers/run_parts.h"
 #include "tests/support/process.h"
 
 using sculpt::test::run_process;
@@ -108,4 +109,33 @@ TEST_CASE("weight decay skips biases and norm parameters by default", "[trainer]
   auto all = sculpt::split_for_weight_decay(named, false);
   CHECK(all.no_decay.empty());
   CHECK(all.decay.size() == 2);
+}
+
+TEST_CASE("trainer.precision=bf16 runs forward passes under bf16 autocast, on CPU too",
+          "[trainer]") {
+  {
+    auto a = torch::randn({4, 8}), b = torch::randn({8, 3});
+    sculpt::trainers::Autocast autocast(torch::kCPU, true);
+    CHECK(torch::mm(a, b).scalar_type() == torch::kBFloat16);
+  }
+  CHECK(torch::mm(torch::randn({4, 8}), torch::randn({8, 3})).scalar_type() == torch::kFloat);
+  CHECK(sculpt::trainers::use_bf16("auto", torch::Device("cuda:0")));
+  CHECK_FALSE(sculpt::trainers::use_bf16("auto", torch::kCPU));
+
+  std::string dir = sculpt::test::temp_dir("bf16");
+  std::string cfg = base(dir);
+  auto fp32 = run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/a");
+  auto bf16 = run_process(kSculpt + " train " + cfg + " trainer.precision=bf16 run.output_dir=" +
+                          dir + "/b");
+  REQUIRE(fp32.exit_code == 0);
+  REQUIRE(bf16.exit_code == 0);
+  CHECK((bf16.out + bf16.err).find("(bf16 autocast)") != std::string::npos);
+  CHECK((fp32.out + fp32.err).find("(bf16 autocast)") == std::string::npos);
+  const double acc_a = summary(dir + "/a")["final"]["val"]["accuracy"].get<double>();
+  const double acc_b = summary(dir + "/b")["final"]["val"]["accuracy"].get<double>();
+  CHECK(acc_b > 0.9);
+  // bf16 rounding makes the runs differ, but only a little.
+  CHECK(summary(dir + "/b")["final"]["train"]["loss"].get<double>() !=
+        summary(dir + "/a")["final"]["train"]["loss"].get<double>());
+  CHECK(std::abs(acc_a - acc_b) < 0.05);
 }
