@@ -16,6 +16,7 @@
 #include "core/optim/schedules.h"
 #include "core/report/html_report.h"
 #include "core/report/progress.h"
+#include "core/report/tensorboard.h"
 #include "core/run/interrupt.h"
 #include "core/tasks/task.h"
 #include "trainers/run_parts.h"
@@ -83,10 +84,19 @@ class StandardTrainer final : public Trainer {
     // A resumed run appends to its metrics; a fresh one starts them anew.
     std::ofstream metrics(ctx.dir() / "metrics.jsonl",
                           resume_from ? std::ios::app : std::ios::trunc);
+    std::unique_ptr<report::EventWriter> events;
+    if (cfg_.tensorboard)
+      events = std::make_unique<report::EventWriter>((ctx.dir() / "tensorboard").string());
     auto record = [&](nlohmann::json j) {
       j["elapsed_s"] = seconds_since(t0);
       metrics << j.dump() << "\n";
       metrics.flush();
+      if (!events) return;
+      const std::string prefix = j["split"].get<std::string>() + "/";
+      for (const auto& [key, value] : j.items())
+        if (value.is_number() && key != "step" && key != "epoch")
+          events->add_scalar(prefix + key, value.get<double>(), j["step"].get<int64_t>());
+      events->flush();
     };
     auto save = [&](bool is_best) { return store.save(*model, *optimizer, st, is_best); };
     auto eval_and_record = [&]() {

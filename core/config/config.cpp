@@ -87,6 +87,8 @@ void TrainerConfig::visit(Visitor& v) {
            "on a NaN/Inf loss: abort with the step and values, or skip the step and count it");
   v.choice("precision", precision, {"auto", "fp32", "bf16"},
            "forward passes under bf16 autocast: auto (on CUDA only) | fp32 | bf16 (also on CPU)");
+  v.field("tensorboard", tensorboard,
+          "also write every metric as a TensorBoard scalar <split>/<metric> in <run>/tensorboard");
   v.field("early_stopping", early_stopping,
           "stop after this many evaluations without a new best trainer.best_metric; 0: off",
           Range::at_least(0));

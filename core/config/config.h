@@ -82,6 +82,7 @@ struct TrainerConfig : Section {
   std::string nonfinite = "abort";       // on a NaN/Inf loss: abort (error) | skip (the step)
   int64_t early_stopping = 0;            // stop after this many evals without a new best; 0: off
   std::string precision = "auto";        // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+  bool tensorboard = true;               // also write metrics as TensorBoard scalars
   void visit(Visitor& v) override;
   void check(Checker& c) const override;
 };

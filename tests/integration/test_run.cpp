@@ -9,6 +9,7 @@
 
 #include "cli/app.h"
 #include "core/config/config.h"
+#include "core/report/tensorboard.h"
 #include "tests/support/process.h"
 
 using sculpt::test::run_process;
@@ -80,6 +81,24 @@ TEST_CASE("train writes the run directory: resolved config, log, metrics, summar
   }
   CHECK(train == 9);  // steps 5..45 and the last one (45 steps)
   CHECK(val == 3);
+  // The same records as TensorBoard scalars: one event file, tags <split>/<metric>.
+  std::vector<std::string> event_files;
+  for (const auto& e : fs::directory_iterator(run + "/tensorboard")) event_files.push_back(e.path());
+  REQUIRE(event_files.size() == 1);
+  CHECK_THAT(event_files[0], Catch::Contains("tfevents"));
+  auto events = sculpt::report::read_event_file(event_files[0]);
+  std::map<std::string, std::vector<int64_t>> steps;
+  float last_val_accuracy = -1;
+  for (const auto& e : events)
+    for (const auto& v : e.values) {
+      steps[v.tag].push_back(e.step);
+      if (v.tag == "val/accuracy") last_val_accuracy = v.simple_value;
+    }
+  CHECK(steps["train/loss"].size() == 9);
+  CHECK(steps["train/loss"].front() == 5);
+  CHECK(steps["train/lr"].size() == 9);
+  CHECK(steps["val/accuracy"] == std::vector<int64_t>{15, 30, 45});
+  CHECK(last_val_accuracy == static_cast<float>(s["final"]["val"]["accuracy"].get<double>()));
 }
 
 TEST_CASE("the same seed gives the same run, another seed a different one", "[run]") {
