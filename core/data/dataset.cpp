@@ -50,6 +50,7 @@ DatasetRegistry& dataset_registry() {
 void register_builtin_datasets(DatasetRegistry& r) {
   add_synthetic_datasets(r);
   add_file_datasets(r);
+  add_image_table_datasets(r);
 }
 
 }  // namespace sculpt::data

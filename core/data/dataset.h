@@ -107,8 +107,25 @@ struct DigitsOptions : config::Section {
   void visit(config::Visitor& v) override;
 };
 
-// Registration of the generated (synthetic.cpp) and file-backed (files.cpp) datasets.
+struct Cifar10Options : config::Section {
+  std::string dir;  // folder with data_batch_1..5.bin and test_batch.bin, or its parent
+  void visit(config::Visitor& v) override;
+};
+
+struct CsvDatasetOptions : config::Section {
+  std::string file;                       // training rows, .csv or .csv.gz, comma-separated
+  std::string test_file;                  // held-out rows (test part), same columns; "": none
+  std::string label_column;               // header name or 0-based index; "": the last column
+  bool header = true;                     // the first line holds the column names
+  std::string target = "classification";  // classification (integer labels) | regression
+  bool standardize = false;               // z-score features with the train file's mean/std
+  void visit(config::Visitor& v) override;
+};
+
+// Registration of the generated (synthetic.cpp) and file-backed (files.cpp: IDX and digits;
+// images_tables.cpp: cifar10 and csv) datasets.
 void add_synthetic_datasets(DatasetRegistry& r);
 void add_file_datasets(DatasetRegistry& r);
+void add_image_table_datasets(DatasetRegistry& r);
 
 }  // namespace sculpt::data
