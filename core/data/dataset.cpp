@@ -50,6 +50,8 @@ DatasetRegistry& dataset_registry() {
 void register_builtin_datasets(DatasetRegistry& r) {
   add_synthetic_datasets(r);
   add_file_datasets(r);
+  add_image_table_datasets(r);
+  add_text_datasets(r);
 }
 
 }  // namespace sculpt::data

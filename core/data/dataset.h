@@ -107,8 +107,52 @@ struct DigitsOptions : config::Section {
   void visit(config::Visitor& v) override;
 };
 
-// Registration of the generated (synthetic.cpp) and file-backed (files.cpp) datasets.
+struct Cifar10Options : config::Section {
+  std::string dir;  // folder with data_batch_1..5.bin and test_batch.bin, or its parent
+  void visit(config::Visitor& v) override;
+};
+
+struct CsvDatasetOptions : config::Section {
+  std::string file;                       // training rows, .csv or .csv.gz, comma-separated
+  std::string test_file;                  // held-out rows (test part), same columns; "": none
+  std::string label_column;               // header name or 0-based index; "": the last column
+  bool header = true;                     // the first line holds the column names
+  std::string target = "classification";  // classification (integer labels) | regression
+  bool standardize = false;               // z-score features with the train file's mean/std
+  void visit(config::Visitor& v) override;
+};
+
+struct TokenFileOptions : config::Section {
+  std::string file;              // flat little-endian token ids (.gz or raw)
+  std::string test_file;         // held-out token file (test part); "": none
+  std::string dtype = "uint16";  // uint16 | uint32
+  int64_t seq_len = 128;         // tokens per sample (inputs and targets), >= 1
+  int64_t vocab_size = 0;        // ids in [0, vocab_size); 0: max token of the train file + 1
+  void visit(config::Visitor& v) override;
+};
+
+struct JsonlOptions : config::Section {
+  std::string file;                // one JSON object per line: text/label or query/target
+  std::string test_file;           // held-out lines (test part); "": none
+  std::string tokenizer = "word";  // word | char (see split_words)
+  int64_t max_source_len = 0;      // text/query tokens kept; 0: the longest in the train file
+  int64_t max_target_len = 0;      // target tokens kept (seq2seq); 0: the longest in the train file
+  int64_t min_count = 1;           // rarer train-file words become token::unk, >= 1
+  std::string mode = "auto";       // auto (from the first line's keys) | classification | seq2seq
+  void visit(config::Visitor& v) override;
+};
+
+// The text datasets' tokenizer, so decoders split text the same way.
+//  word (chars = false): ASCII letters lowercased, split on whitespace, every ASCII punctuation
+//                        character a token of its own; other bytes (UTF-8) stay inside words.
+//  char (chars = true):  every UTF-8 character is a token, whitespace included, case kept.
+std::vector<std::string> split_words(const std::string& text, bool chars);
+
+// Registration of the generated (synthetic.cpp) and file-backed (files.cpp: IDX and digits;
+// images_tables.cpp: cifar10 and csv; text.cpp: tokens and jsonl) datasets.
 void add_synthetic_datasets(DatasetRegistry& r);
 void add_file_datasets(DatasetRegistry& r);
+void add_image_table_datasets(DatasetRegistry& r);
+void add_text_datasets(DatasetRegistry& r);
 
 }  // namespace sculpt::data

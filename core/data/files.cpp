@@ -2,14 +2,12 @@
 // digits (CSV, gzip or raw). Every malformed file is a UserError naming the file (and line).
 // Images become float [N, 1, H, W], standardized with the dataset's published mean/std.
 #include <ATen/ATen.h>
-#include <zlib.h>
 
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <sstream>
 
 #include "core/data/dataset.h"
+#include "core/data/file_input.h"
 #include "core/error.h"
 
 namespace sculpt::data {
@@ -25,31 +23,6 @@ void DigitsOptions::visit(config::Visitor& v) {
 }
 
 namespace {
-
-// The whole file, gunzipped when it is gzip (zlib reads plain files through as they are).
-std::string read_maybe_gz(const std::string& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  SCULPT_CHECK(f != nullptr, path, ": cannot open");
-  std::string out;
-  // gzip's trailer holds the uncompressed size mod 2^32: reserve it, so the buffer is not
-  // regrown (and briefly doubled) while reading tens of MB.
-  if (std::FILE* raw = std::fopen(path.c_str(), "rb")) {
-    unsigned char head[2] = {0, 0}, tail[4] = {0, 0, 0, 0};
-    if (std::fread(head, 1, 2, raw) == 2 && head[0] == 0x1f && head[1] == 0x8b &&
-        std::fseek(raw, -4, SEEK_END) == 0 && std::fread(tail, 1, 4, raw) == 4)
-      out.reserve(tail[0] | (tail[1] << 8) | (tail[2] << 16) | (size_t(tail[3]) << 24));
-    std::fclose(raw);
-  }
-  char buf[1 << 16];
-  int n = 0;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  int err = 0;
-  const char* msg = gzerror(f, &err);
-  std::string why = err != Z_OK && err != Z_STREAM_END ? msg : "";
-  gzclose(f);
-  SCULPT_CHECK(n == 0 && why.empty(), path, ": corrupt or truncated gzip data (", why, ")");
-  return out;
-}
 
 uint32_t be32(const std::string& b, size_t at) {
   return (uint32_t(uint8_t(b[at])) << 24) | (uint32_t(uint8_t(b[at + 1])) << 16) |
@@ -80,17 +53,9 @@ at::Tensor read_idx(const std::string& path, int64_t ndim) {
 
 std::unique_ptr<Dataset> load_idx(const IdxDatasetOptions& o, DataPart part, double mean,
                                   double stddev) {
-  namespace fs = std::filesystem;
   const std::string stem = part == DataPart::train ? "train" : "t10k";
-  auto find = [&](const std::string& name) {
-    for (const auto& candidate : {name + ".gz", name}) {
-      auto p = fs::path(o.dir) / candidate;
-      if (fs::exists(p)) return p.string();
-    }
-    throw UserError(o.dir + ": missing " + name + "(.gz)");
-  };
-  auto images = read_idx(find(stem + "-images-idx3-ubyte"), 3);
-  auto labels = read_idx(find(stem + "-labels-idx1-ubyte"), 1);
+  auto images = read_idx(find_maybe_gz(o.dir, stem + "-images-idx3-ubyte"), 3);
+  auto labels = read_idx(find_maybe_gz(o.dir, stem + "-labels-idx1-ubyte"), 1);
   SCULPT_CHECK(images.size(0) == labels.size(0), o.dir, ": ", images.size(0), " images but ",
                labels.size(0), " labels in the ", stem, " files");
   auto x = (images.to(at::kFloat).div_(255.0).sub_(mean).div_(stddev)).unsqueeze(1);
@@ -99,15 +64,10 @@ std::unique_ptr<Dataset> load_idx(const IdxDatasetOptions& o, DataPart part, dou
 }
 
 std::unique_ptr<Dataset> load_digits(const DigitsOptions& o) {
-  std::istringstream text(read_maybe_gz(o.file));
   std::vector<float> pixels;
   std::vector<int64_t> labels;
-  std::string line;
-  int64_t line_no = 0;
-  while (std::getline(text, line)) {
-    ++line_no;
-    if (line.empty()) continue;
-    std::istringstream fields(line);
+  for_each_line(read_maybe_gz(o.file), [&](std::string_view line, int64_t line_no) {
+    std::istringstream fields{std::string(line)};
     std::string field;
     int count = 0;
     while (std::getline(fields, field, ',')) {
@@ -125,18 +85,12 @@ std::unique_ptr<Dataset> load_digits(const DigitsOptions& o) {
                  ": expected 65 values (64 pixels and a label), got ", count);
     SCULPT_CHECK(labels.back() <= 9, o.file, ":", line_no, ": label ", labels.back(),
                  " is not a digit");
-  }
+  });
   const auto n = static_cast<int64_t>(labels.size());
   SCULPT_CHECK(n > 0, o.file, ": no rows");
   auto x = at::from_blob(pixels.data(), {n, 1, 8, 8}, at::kFloat).clone();
   auto y = at::from_blob(labels.data(), {n}, at::kLong).clone();
   return std::make_unique<Dataset>(x, y, DataSpec{{1, 8, 8}, 10});
-}
-
-template <class T>
-const T& options_of(const config::DataConfig& c) {
-  SCULPT_ASSERT(c.options, "dataset options missing");
-  return dynamic_cast<const T&>(*c.options);
 }
 
 }  // namespace

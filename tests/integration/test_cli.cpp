@@ -116,3 +116,17 @@ TEST_CASE("asking for CUDA where there is none is a clear error before any outpu
   CHECK_THAT(r.err, Catch::Contains("CUDA is not available"));
   CHECK_FALSE(fs::exists(dir + "/out"));
 }
+
+TEST_CASE("a malformed data file exits 2 naming the file and line", "[cli]") {
+  std::string dir = sculpt::test::temp_dir("cli");
+  sculpt::test::write_text(dir + "/ragged.csv", "a,b,label\n1,2,0\n3,1\n");
+  std::string path = dir + "/csv.yaml";
+  sculpt::test::write_text(path, "run:\n  name: csv\n  output_dir: " + dir +
+                                     "/out\n  device: cpu\nmodel: {name: mlp}\n"
+                                     "data:\n  name: csv\n  file: " +
+                                     dir + "/ragged.csv\n");
+  auto r = run_process(kSculpt + " train " + path);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains(dir + "/ragged.csv:3: expected 3 columns, got 2"));
+  CHECK_THAT(r.err, !Catch::Contains("terminate"));
+}

@@ -6,23 +6,18 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cli/app.h"
 #include "core/config/config.h"
 #include "core/config/errors.h"
 #include "core/data/dataset.h"
 #include "core/error.h"
+#include "tests/support/load_dataset.h"
 #include "tests/support/process.h"
 
 namespace fs = std::filesystem;
 using sculpt::data::DataPart;
+using sculpt::test::load_dataset;
 
 namespace {
-std::unique_ptr<sculpt::data::Dataset> load(const std::string& yaml, DataPart part) {
-  sculpt::cli::register_builtins();
-  auto cfg = sculpt::config::Config::parse("model: {name: mlp}\ndata: " + yaml + "\n");
-  return sculpt::data::dataset_registry().create(cfg.data.name, cfg.data, part);
-}
-
 const std::string kMnist = SCULPT_SHARED_DATA "/mnist";
 const std::string kDigits = SCULPT_SHARED_DATA "/digits/digits.csv.gz";
 
@@ -53,8 +48,8 @@ std::string tiny_idx(int n, int declared_labels) {
 TEST_CASE("mnist reads the real IDX files: 60000 train and 10000 test images", "[data][slow]") {
   if (!fs::exists(kMnist + "/train-images-idx3-ubyte.gz"))
     sculpt::test::skip_test(kMnist + " absent");
-  auto train = load("{name: mnist, dir: " + kMnist + "}", DataPart::train);
-  auto test = load("{name: mnist, dir: " + kMnist + "}", DataPart::test);
+  auto train = load_dataset("{name: mnist, dir: " + kMnist + "}", DataPart::train);
+  auto test = load_dataset("{name: mnist, dir: " + kMnist + "}", DataPart::test);
   CHECK(train->inputs().sizes() == torch::IntArrayRef({60000, 1, 28, 28}));
   CHECK(test->inputs().sizes() == torch::IntArrayRef({10000, 1, 28, 28}));
   // Published label counts of the training set: 5923 zeros, 6742 ones.
@@ -67,17 +62,17 @@ TEST_CASE("mnist reads the real IDX files: 60000 train and 10000 test images", "
 
 TEST_CASE("digits reads scikit-learn's CSV: 1797 8x8 images", "[data]") {
   if (!fs::exists(kDigits)) sculpt::test::skip_test(kDigits + " absent");
-  auto d = load("{name: digits, file: " + kDigits + "}", DataPart::train);
+  auto d = load_dataset("{name: digits, file: " + kDigits + "}", DataPart::train);
   CHECK(d->inputs().sizes() == torch::IntArrayRef({1797, 1, 8, 8}));
   CHECK(d->targets().eq(0).sum().item<int64_t>() == 178);  // class counts from the README
   CHECK(d->targets().eq(9).sum().item<int64_t>() == 180);
   CHECK(d->inputs().max().item<float>() == 1.0f);  // 16/16
-  CHECK(load("{name: digits, file: " + kDigits + "}", DataPart::test) == nullptr);
+  CHECK(load_dataset("{name: digits, file: " + kDigits + "}", DataPart::test) == nullptr);
 }
 
 TEST_CASE("IDX files are decoded pixel for pixel, gzip or raw", "[data]") {
   auto dir = tiny_idx(3, 3);
-  auto d = load("{name: mnist, dir: " + dir + "}", DataPart::train);
+  auto d = load_dataset("{name: mnist, dir: " + dir + "}", DataPart::train);
   REQUIRE(d->size() == 3);
   auto px = (d->inputs() * 0.3081 + 0.1307) * 255.0;                  // undo the standardization
   CHECK(px[2][0][1][2].item<float>() == Approx(25.0f).margin(1e-3));  // image 2, pixel 5
@@ -87,18 +82,18 @@ TEST_CASE("IDX files are decoded pixel for pixel, gzip or raw", "[data]") {
 TEST_CASE("malformed IDX files are named with what is wrong", "[data]") {
   auto dir = tiny_idx(3, 4);  // 4 labels declared, 3 present
   CHECK_THROWS_WITH(
-      load("{name: mnist, dir: " + dir + "}", DataPart::train),
+      load_dataset("{name: mnist, dir: " + dir + "}", DataPart::train),
       Catch::Contains(dir + "/train-labels-idx1-ubyte: truncated or oversized IDX file"));
   auto bad = tiny_idx(2, 2);
   write_bytes(bad + "/train-images-idx3-ubyte", be32(0x1234) + be32(0) + be32(0) + be32(0));
-  CHECK_THROWS_WITH(load("{name: mnist, dir: " + bad + "}", DataPart::train),
+  CHECK_THROWS_WITH(load_dataset("{name: mnist, dir: " + bad + "}", DataPart::train),
                     Catch::Contains(bad + "/train-images-idx3-ubyte: wrong IDX magic"));
   auto empty = sculpt::test::temp_dir("empty");
-  CHECK_THROWS_WITH(load("{name: mnist, dir: " + empty + "}", DataPart::train),
+  CHECK_THROWS_WITH(load_dataset("{name: mnist, dir: " + empty + "}", DataPart::train),
                     Catch::Contains("missing train-images-idx3-ubyte(.gz)"));
   // A directory that does not exist is a config error at the key.
   try {
-    load("{name: mnist, dir: /no/such/dir}", DataPart::train);
+    load_dataset("{name: mnist, dir: /no/such/dir}", DataPart::train);
     FAIL("no error");
   } catch (const sculpt::config::ConfigError& e) {
     CHECK(e.diagnostics().at(0).path == "data.dir");
@@ -113,7 +108,7 @@ TEST_CASE("a truncated gzip file is named", "[data]") {
   for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"})
     fs::copy_file(kMnist + "/" + std::string(f).replace(0, 5, "t10k"), dir + "/" + f);
   fs::resize_file(dir + "/train-labels-idx1-ubyte.gz", 2000);
-  CHECK_THROWS_WITH(load("{name: mnist, dir: " + dir + "}", DataPart::train),
+  CHECK_THROWS_WITH(load_dataset("{name: mnist, dir: " + dir + "}", DataPart::train),
                     Catch::Contains(dir + "/train-labels-idx1-ubyte.gz: "));
 }
 
@@ -123,12 +118,12 @@ TEST_CASE("a ragged or out-of-range digits CSV row is named by file and line", "
   for (int i = 0; i < 64; ++i) good += "1,";
   good += "3\n";
   write_bytes(dir + "/ragged.csv", good + good + "1,2,3\n");
-  CHECK_THROWS_WITH(load("{name: digits, file: " + dir + "/ragged.csv}", DataPart::train),
+  CHECK_THROWS_WITH(load_dataset("{name: digits, file: " + dir + "/ragged.csv}", DataPart::train),
                     Catch::Contains(dir + "/ragged.csv:3: expected 65 values"));
   write_bytes(dir + "/range.csv", good + "17," + good.substr(2));
   CHECK_THROWS_WITH(
-      load("{name: digits, file: " + dir + "/range.csv}", DataPart::train),
+      load_dataset("{name: digits, file: " + dir + "/range.csv}", DataPart::train),
       Catch::Contains(dir + "/range.csv:2: column 1: expected an integer in [0, 16], got '17'"));
   write_bytes(dir + "/ok.csv", good + good);
-  CHECK(load("{name: digits, file: " + dir + "/ok.csv}", DataPart::train)->size() == 2);
+  CHECK(load_dataset("{name: digits, file: " + dir + "/ok.csv}", DataPart::train)->size() == 2);
 }
