@@ -1,8 +1,8 @@
 // Token datasets, .gz or raw, laid out as the DataSpec comment in dataset.h says.
-//  tokens: a flat file of little-endian uint16/uint32 ids (language modelling). Sample k is the
-//          window k*(seq_len+1) .. (k+1)*(seq_len+1) - 1: inputs = its first seq_len tokens,
-//          targets = its last seq_len (the next tokens). Windows do not overlap; a tail
-//          shorter than a window is dropped.
+//  tokens: a flat file of little-endian uint16/uint32 ids (language modelling). Sample k has
+//          inputs = tokens [k*seq_len, (k+1)*seq_len) and targets = the same window shifted by
+//          one (the next tokens), so every token but the first is predicted exactly once; a
+//          tail shorter than a window is dropped.
 //  jsonl:  one JSON object per line, {"text", "label"} (classification) or {"query", "target"}
 //          (seq2seq), tokenized by split_words. The vocabulary, label ids and lengths always
 //          come from the train file, so both parts share them.
@@ -25,7 +25,7 @@ void TokenFileOptions::visit(config::Visitor& v) {
   v.file("test_file", test_file, "tokens: held-out token file (the test part)");
   v.choice("dtype", dtype, {"uint16", "uint32"}, "tokens: width of one token id in the files");
   v.field("seq_len", seq_len,
-          "tokens: tokens per sample; samples are non-overlapping windows of seq_len + 1",
+          "tokens: tokens per sample; sample k is tokens [k*seq_len, (k+1)*seq_len) and its targets the next ones",
           config::Range::at_least(1));
   v.field("vocab_size", vocab_size, "tokens: ids must be below it; 0: the train file's max + 1",
           config::Range::at_least(0));
@@ -131,14 +131,14 @@ std::unique_ptr<Dataset> load_tokens(const TokenFileOptions& o, DataPart part) {
     vocab_size = train.max().item<int64_t>() + 1;
   }
   check_tokens_below(path, tokens, vocab_size);
-  const int64_t window = o.seq_len + 1;
-  SCULPT_CHECK(tokens.size(0) >= window, path, ": ", tokens.size(0),
-               " tokens, fewer than seq_len + 1 = ", window);
-  const int64_t n = tokens.size(0) / window;
-  auto windows = tokens.slice(0, 0, n * window).view({n, window});
-  DataSpec spec{{o.seq_len}, 0, vocab_size};
-  return std::make_unique<Dataset>(windows.slice(1, 0, o.seq_len).contiguous(),
-                                   windows.slice(1, 1).contiguous(), spec);
+  const int64_t len = o.seq_len;
+  SCULPT_CHECK(tokens.size(0) >= len + 1, path, ": ", tokens.size(0),
+               " tokens, fewer than seq_len + 1 = ", len + 1);
+  const int64_t n = (tokens.size(0) - 1) / len;
+  DataSpec spec{{len}, 0, vocab_size};
+  return std::make_unique<Dataset>(tokens.slice(0, 0, n * len).view({n, len}).contiguous(),
+                                   tokens.slice(0, 1, n * len + 1).view({n, len}).contiguous(),
+                                   spec);
 }
 
 // ---- jsonl ----

@@ -40,20 +40,20 @@ std::string error_of(const std::string& yaml, DataPart part = DataPart::train) {
 }
 }  // namespace
 
-TEST_CASE("tokens cuts the file into non-overlapping windows of seq_len + 1", "[data][tokens]") {
+TEST_CASE("tokens cuts the file into windows of seq_len whose targets are the next tokens", "[data][tokens]") {
   auto dir = sculpt::test::temp_dir("tokens");
   std::vector<uint32_t> train(23), test{3, 1, 4, 1, 5, 9};
-  for (uint32_t i = 0; i < 23; ++i) train[i] = i;  // 4 windows of 5, 3 tokens left over
+  for (uint32_t i = 0; i < 23; ++i) train[i] = i;  // 5 windows of 4 (+1 target), 2 left
   write_text(dir + "/train.bin", token_bytes(train, 2));
   write_text(dir + "/test.bin", token_bytes(test, 2));
   const std::string yaml =
       "{name: tokens, seq_len: 4, file: " + dir + "/train.bin, test_file: " + dir + "/test.bin}";
   auto d = load_dataset(yaml, DataPart::train);
-  REQUIRE(d->inputs().sizes() == torch::IntArrayRef({4, 4}));
+  REQUIRE(d->inputs().sizes() == torch::IntArrayRef({5, 4}));
   CHECK(d->inputs().dtype() == torch::kLong);
-  CHECK(torch::equal(d->inputs()[1], ids({5, 6, 7, 8})));
-  CHECK(torch::equal(d->targets()[1], ids({6, 7, 8, 9})));
-  CHECK(torch::equal(d->targets()[3], ids({16, 17, 18, 19})));
+  CHECK(torch::equal(d->inputs()[1], ids({4, 5, 6, 7})));
+  CHECK(torch::equal(d->targets()[1], ids({5, 6, 7, 8})));
+  CHECK(torch::equal(d->targets()[4], ids({17, 18, 19, 20})));
   CHECK(d->spec().vocab_size == 23);  // max token + 1
   CHECK(d->spec().num_classes == 0);
   CHECK(d->spec().input_shape == std::vector<int64_t>{4});
@@ -75,8 +75,8 @@ TEST_CASE("tokens reads uint32 ids, gzip or raw", "[data][tokens]") {
         "{name: tokens, dtype: uint32, seq_len: 2, vocab_size: 100000, file: " + dir + file + "}",
         DataPart::train);
     REQUIRE(d->size() == 2);
-    CHECK(torch::equal(d->inputs(), ids({70000, 1, 65536, 99999}).view({2, 2})));
-    CHECK(torch::equal(d->targets(), ids({1, 2, 99999, 0}).view({2, 2})));
+    CHECK(torch::equal(d->inputs(), ids({70000, 1, 2, 65536}).view({2, 2})));
+    CHECK(torch::equal(d->targets(), ids({1, 2, 65536, 99999}).view({2, 2})));
     CHECK(d->spec().vocab_size == 100000);
   }
 }
