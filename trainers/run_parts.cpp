@@ -19,12 +19,12 @@ RunParts build_run_parts(const config::Config& c, c10::Device device) {
 }
 
 std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
-                                       const data::Dataset& ds, int64_t batch_size,
+                                       const data::Dataset& ds, const config::DataConfig& data,
                                        c10::Device device) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  data::Loader loader(ds, batch_size, /*shuffle=*/false, /*drop_last=*/false, 0);
+  data::Loader loader(ds, data.batch_size, data::LoaderOptions::for_evaluation(data));
   tasks::MetricSums sums;
   data::Batch b;
   while (loader.next(b))

@@ -25,9 +25,10 @@ struct RunParts {
 
 RunParts build_run_parts(const config::Config& c, c10::Device device);
 
-// Metrics of `model` over `ds` (eval mode, no grad), batched by `batch_size`.
+// Metrics of `model` over `ds` (eval mode, no grad), batched by data.batch_size, inputs
+// normalized as data.normalize_* say and never augmented.
 std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
-                                       const data::Dataset& ds, int64_t batch_size,
+                                       const data::Dataset& ds, const config::DataConfig& data,
                                        c10::Device device);
 
 }  // namespace sculpt::trainers
