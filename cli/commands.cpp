@@ -63,7 +63,7 @@ int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
         {"val", &parts.split.val},
         {"test", parts.test.get()}}) {
     if (!ds || ds->size() == 0) continue;
-    auto m = trainers::evaluate(*parts.model, *parts.task, *ds, cfg.data.batch_size, device,
+    auto m = trainers::evaluate(*parts.model, *parts.task, *ds, cfg.data, device,
                                 trainers::use_bf16(cfg.trainer.precision, device));
     std::cout << sep << "\"" << split << "\": {";
     const char* sep2 = "";

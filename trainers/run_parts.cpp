@@ -41,12 +41,12 @@ Autocast::~Autocast() {
 }
 
 std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
-                                       const data::Dataset& ds, int64_t batch_size,
+                                       const data::Dataset& ds, const config::DataConfig& data,
                                        c10::Device device, bool bf16) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  data::Loader loader(ds, batch_size, /*shuffle=*/false, /*drop_last=*/false, 0);
+  data::Loader loader(ds, data.batch_size, data::LoaderOptions::for_evaluation(data));
   tasks::MetricSums sums;
   data::Batch b;
   const Forward forward = [&](const at::Tensor& x) {

@@ -41,10 +41,10 @@ class Autocast {
   c10::ScalarType was_dtype_ = c10::ScalarType::Float;
 };
 
-// Metrics of `model` over `ds` (eval mode, no grad), batched by `batch_size`; under bf16
-// autocast when `bf16`.
+// Metrics of `model` over `ds` (eval mode, no grad), batched by data.batch_size, inputs
+// normalized as data.normalize_* say and never augmented; under bf16 autocast when `bf16`.
 std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
-                                       const data::Dataset& ds, int64_t batch_size,
+                                       const data::Dataset& ds, const config::DataConfig& data,
                                        c10::Device device, bool bf16 = false);
 
 }  // namespace sculpt::trainers

@@ -53,8 +53,9 @@ class StandardTrainer final : public Trainer {
         c.optimizer.name, split_for_weight_decay(named, c.optimizer.no_decay_bias_norm),
         c.optimizer);
     auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
-    data::Loader loader(split.train, c.data.batch_size, c.data.shuffle, c.data.drop_last,
-                        static_cast<uint64_t>(c.run.seed));
+    data::Loader loader(
+        split.train, c.data.batch_size,
+        data::LoaderOptions::for_training(c.data, static_cast<uint64_t>(c.run.seed)));
     SCULPT_CHECK(loader.batches_per_epoch() > 0, "data: the training split has ",
                  split.train.size(), " samples, fewer than one batch of ", c.data.batch_size,
                  " with data.drop_last=true");
@@ -102,7 +103,7 @@ class StandardTrainer final : public Trainer {
     auto eval_and_record = [&]() {
       if (split.val.size() == 0) return std::map<std::string, double>{};
       if (progress_ptr) progress_ptr->clear();
-      auto m = evaluate(*model, *task, split.val, c.data.batch_size, ctx.device(), bf16);
+      auto m = evaluate(*model, *task, split.val, c.data, ctx.device(), bf16);
       nlohmann::json j = {{"step", st.step}, {"epoch", st.epoch}, {"split", "val"}};
       std::string line;
       for (const auto& [k, v] : m) {
@@ -277,9 +278,9 @@ class StandardTrainer final : public Trainer {
     result.final_metrics["val"] = final_val;
     if (parts.test)
       result.final_metrics["test"] =
-          evaluate(*model, *task, *parts.test, c.data.batch_size, ctx.device(), bf16);
+          evaluate(*model, *task, *parts.test, c.data, ctx.device(), bf16);
     result.final_metrics["train"] =
-        evaluate(*model, *task, split.train, c.data.batch_size, ctx.device(), bf16);
+        evaluate(*model, *task, split.train, c.data, ctx.device(), bf16);
     result.time_s = seconds_since(t0);
     nlohmann::json summary = {
         {"steps", step},

@@ -38,6 +38,27 @@ void DataConfig::visit(Visitor& v) {
   v.field("split_seed", split_seed, "seed of the train/validation split", Range::at_least(0));
   v.field("shuffle", shuffle, "reshuffle the training set every epoch");
   v.field("drop_last", drop_last, "drop the last incomplete batch of every epoch");
+  v.field("normalize_mean", normalize_mean,
+          "per-channel mean subtracted from float inputs of every split; empty: no normalization");
+  v.field("normalize_std", normalize_std,
+          "per-channel standard deviation that inputs are divided by; as long as normalize_mean",
+          Range::above(0));
+  v.field("random_crop_padding", random_crop_padding,
+          "training images: zero-pad by this many pixels per side, crop back at a random offset; "
+          "0: off",
+          Range::at_least(0));
+  v.field("hflip", hflip, "training images: flip horizontally with probability 0.5");
+  v.field("prefetch", prefetch,
+          "batches prepared ahead on a background thread; 0: on the training thread",
+          Range::at_least(0));
+}
+
+void DataConfig::check(Checker& c) const {
+  if (normalize_mean.size() != normalize_std.size())
+    c.error(normalize_mean.empty() ? "normalize_mean" : "normalize_std",
+            "normalize_mean and normalize_std need the same number of channels; got " +
+                std::to_string(normalize_mean.size()) + " means and " +
+                std::to_string(normalize_std.size()) + " standard deviations");
 }
 
 void ModelConfig::visit(Visitor& v) {
@@ -138,8 +159,10 @@ std::string Config::dump() const {
 }
 
 std::string Config::hash() const {
-  Config what = *this;  // where to resume from does not change what is trained
+  // Where to resume from and how far to prefetch do not change what is trained.
+  Config what = *this;
   what.run.resume.clear();
+  what.data.prefetch = 0;
   uint64_t h = 1469598103934665603ull;
   for (unsigned char ch : what.dump()) {
     h ^= ch;

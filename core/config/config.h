@@ -28,14 +28,20 @@ struct LoggingConfig : Section {
 };
 
 struct DataConfig : Section {
-  std::string name;                  // registered dataset
-  std::shared_ptr<Section> options;  // the dataset's own keys, beside `name`
-  int64_t batch_size = 64;           // samples per step (per rank), >= 1
-  double val_fraction = 0.1;         // share held out for validation, in [0, 1)
-  int64_t split_seed = 0;            // seed of the train/val split
-  bool shuffle = true;               // reshuffle the training set every epoch
-  bool drop_last = false;            // drop the last incomplete batch of an epoch
+  std::string name;                    // registered dataset
+  std::shared_ptr<Section> options;    // the dataset's own keys, beside `name`
+  int64_t batch_size = 64;             // samples per step (per rank), >= 1
+  double val_fraction = 0.1;           // share held out for validation, in [0, 1)
+  int64_t split_seed = 0;              // seed of the train/val split
+  bool shuffle = true;                 // reshuffle the training set every epoch
+  bool drop_last = false;              // drop the last incomplete batch of an epoch
+  std::vector<double> normalize_mean;  // per-channel mean subtracted from inputs; empty: off
+  std::vector<double> normalize_std;   // per-channel divisor (> 0), as long as normalize_mean
+  int64_t random_crop_padding = 0;     // train images: zero-pad by P, random crop back; 0: off
+  bool hflip = false;                  // train images: horizontal flip with probability 0.5
+  int64_t prefetch = 2;                // batches prepared ahead on a thread, >= 0; 0: inline
   void visit(Visitor& v) override;
+  void check(Checker& c) const override;
 };
 
 struct ModelConfig : Section {
