@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--sculpt", default=os.path.join(ROOT, "build", "bin", "sculpt"))
+    ap.add_argument("overrides", nargs="*", help="extra key=value overrides for Sculpt (e.g. data.prefetch=0)")
     args = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     cases = [("mlp", "configs/mnist_mlp.yaml", 64, 1000), ("lenet5", "configs/mnist_lenet5.yaml", 128, 500)]
@@ -37,7 +38,7 @@ def main():
                               f"data.batch_size={batch}", f"trainer.max_steps={steps}", "data.val_fraction=0",
                               "scheduler.name=constant", "scheduler.warmup_steps=0", "optimizer.weight_decay=0",
                               "optimizer.lr=0.05", f"trainer.log_every={steps}", f"run.output_dir={run_dir}",
-                              "--log-level", "warn"], env)
+                              "--log-level", "warn"] + args.overrides, env)
             with open(os.path.join(run_dir, "summary.json")) as f:
                 s = json.load(f)
         out, rss_p = timed([sys.executable, os.path.join(ROOT, "bench", "train_loop_ref.py"), model, args.data,
