@@ -26,6 +26,10 @@ int run_sculpt(int argc, char** argv) {
       app.add_subcommand("validate", "load and check a config, print it resolved; nothing else");
   validate->add_option("config", config_path, "YAML run config")->required();
   validate->add_option("overrides", overrides, "key.path=value overrides");
+  bool explain = false;
+  validate->add_flag("--explain", explain,
+                     "also print the recipe's per-layer plan: which pass touches which layer, "
+                     "with what settings");
 
   auto* train = app.add_subcommand("train", "train (and compress) a model from a YAML config");
   train->add_option("config", config_path, "YAML run config")->required();
@@ -58,7 +62,7 @@ int run_sculpt(int argc, char** argv) {
     register_builtins();
     app.parse(argc, argv);
     if (!log_level.empty()) log::set_level(log::parse_level(log_level));
-    if (*validate) return cmd_validate(config_path, overrides);
+    if (*validate) return cmd_validate(config_path, overrides, explain);
     if (*list) return cmd_list(kind, markdown);
     if (!resume.empty()) overrides.push_back("run.resume=" + resume);
     if (*train) return cmd_train(config_path, overrides, log_level);

@@ -13,14 +13,17 @@
 #include "core/run/run_context.h"
 #include "core/version.h"
 #include "distributed/world.h"
+#include "compression/pass.h"
 #include "trainers/run_parts.h"
 #include "trainers/trainer.h"
 
 namespace sculpt::cli {
 
-int cmd_validate(const std::string& path, const std::vector<std::string>& overrides) {
+int cmd_validate(const std::string& path, const std::vector<std::string>& overrides,
+                 bool explain) {
   auto cfg = config::Config::load(path, overrides);
   std::cout << cfg.dump();
+  if (explain) std::cout << "\n# plan\n" << compression::explain_recipe(cfg);
   return 0;
 }
 
@@ -34,7 +37,8 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
   auto trainer = trainers::trainer_registry().create(cfg.trainer.name, cfg.trainer);
   auto ctx = RunContext::create(cfg, world.rank, world.world_size);
   log::info(version_string(), "; run directory ", ctx.dir().string());
-  auto result = trainer->fit(ctx);
+  auto recipe = compression::build_recipe(cfg);
+  auto result = trainer->fit(ctx, recipe);
   if (result.interrupted) {
     std::cerr << "sculpt: stopped at step " << result.steps << "; continue with: sculpt train "
               << path << " run.resume=auto (and the same overrides)\n";

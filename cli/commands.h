@@ -6,7 +6,8 @@
 
 namespace sculpt::cli {
 
-int cmd_validate(const std::string& path, const std::vector<std::string>& overrides);
+int cmd_validate(const std::string& path, const std::vector<std::string>& overrides,
+                 bool explain = false);
 int cmd_train(const std::string& path, const std::vector<std::string>& overrides,
               const std::string& log_level);
 int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,

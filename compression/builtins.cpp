@@ -1,8 +1,14 @@
 #include "compression/compression.h"
+#include "compression/pass.h"
 
 namespace sculpt::compression {
 
-// No built-in passes yet: the pass registry is created with the pass API (issue 4).
-void register_compression_builtins() {}
+void register_builtin_passes(PassRegistry& /*r*/) {
+  // Built-in passes are added here, one line each, as they land.
+}
+
+void register_compression_builtins() {
+  register_builtin_passes(pass_registry());
+}
 
 }  // namespace sculpt::compression

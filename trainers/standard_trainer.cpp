@@ -19,6 +19,7 @@
 #include "core/report/tensorboard.h"
 #include "core/run/interrupt.h"
 #include "core/tasks/task.h"
+#include "trainers/callback_state.h"
 #include "trainers/run_parts.h"
 #include "trainers/trainer.h"
 
@@ -40,13 +41,23 @@ class StandardTrainer final : public Trainer {
  public:
   explicit StandardTrainer(const config::TrainerConfig& c) : cfg_(c) {}
 
-  FitResult fit(RunContext& ctx) override {
+  FitResult fit(RunContext& ctx, const Callbacks& callbacks) override {
     const auto& c = ctx.config();
     const auto t0 = Clock::now();
     auto parts = build_run_parts(c, ctx.device());
     auto& split = parts.split;
     auto& model = parts.model;
     auto& task = parts.task;
+    TrainState st;
+    // What every hook may read; batch, outputs and loss are set inside the step.
+    StepContext hook;
+    hook.device = ctx.device();
+    hook.rank = ctx.rank();
+    hook.world_size = ctx.world_size();
+    hook.run = &ctx;
+    // Passes attach before the optimizer exists, so parameters they add are trained.
+    for (const auto& cb : callbacks) cb->attach(*model, hook);
+    if (!callbacks.empty()) model->to(ctx.device());
     std::vector<std::pair<std::string, at::Tensor>> named;
     for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
     auto optimizer = optimizer_registry().create(
@@ -62,6 +73,7 @@ class StandardTrainer final : public Trainer {
     const int64_t k = cfg_.grad_accumulation;
     const int64_t steps_per_epoch = (loader.batches_per_epoch() + k - 1) / k;
     const int64_t total = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * steps_per_epoch;
+    hook.total_steps = total;
     const bool bf16 = use_bf16(cfg_.precision, ctx.device());
     log::info("model ", c.model.name, ": ", model->parameter_count(), " parameters, ",
               model->parameter_bytes(), " bytes; data ", c.data.name, ": ", split.train.size(),
@@ -69,13 +81,13 @@ class StandardTrainer final : public Trainer {
               bf16 ? " (bf16 autocast)" : "");
 
     report::ProgressBar* progress_ptr = nullptr;  // set once the bar exists (evals clear it)
-    // Resume: weights, optimizer, RNG and the position in the data, from a checkpoint.
-    TrainState st;
+    // Resume: weights, optimizer, RNG, pass state and the position in the data.
     st.config_hash = c.hash();
     CheckpointStore store(ctx.dir(), cfg_.keep_checkpoints);
     const auto resume_from = resolve_resume(c.run.resume, ctx.dir());
     if (resume_from) {
       st = CheckpointStore::load(*resume_from, *model, *optimizer);
+      load_callback_states(callbacks, *resume_from);
       if (st.config_hash != c.hash())
         log::warn("resuming from a checkpoint written with another config (hash ", st.config_hash,
                   ", now ", c.hash(), ")");
@@ -99,7 +111,11 @@ class StandardTrainer final : public Trainer {
           events->add_scalar(prefix + key, value.get<double>(), j["step"].get<int64_t>());
       events->flush();
     };
-    auto save = [&](bool is_best) { return store.save(*model, *optimizer, st, is_best); };
+    auto save = [&](bool is_best) {
+      return store.save(*model, *optimizer, st, is_best, [&](const std::filesystem::path& dir) {
+        save_callback_states(callbacks, dir);
+      });
+    };
     auto eval_and_record = [&]() {
       if (split.val.size() == 0) return std::map<std::string, double>{};
       if (progress_ptr) progress_ptr->clear();
@@ -167,15 +183,29 @@ class StandardTrainer final : public Trainer {
         double loss_sum = 0;
         std::string nonfinite;
         data::Batch b;
+        hook.step = step;
+        hook.epoch = st.epoch;
         while (micro < k && loader.next(b)) {
-          auto inputs = b.inputs.to(ctx.device());
+          b.inputs = b.inputs.to(ctx.device());
+          b.targets = b.targets.to(ctx.device());
+          hook.batch = &b;
+          for (const auto& cb : callbacks) cb->on_batch(b, hook);
+          const auto& inputs = b.inputs;
           at::Tensor out;
           {
             Autocast autocast(ctx.device(), bf16);
             out = model->forward(inputs);
           }
           out = out.to(at::kFloat);  // the loss in fp32 whatever the forward ran in
-          auto loss = task->loss(out, b.targets.to(ctx.device()));
+          auto loss = task->loss(out, b.targets);
+          hook.outputs = &out;
+          hook.loss = &loss;
+          for (const auto& cb : callbacks) {
+            auto extra = cb->extra_loss(*model, hook);
+            if (extra.defined()) loss = loss + extra.to(at::kFloat);
+          }
+          hook.outputs = hook.loss = nullptr;
+          hook.batch = nullptr;
           const double loss_v = loss.item<double>();
           if (!std::isfinite(loss_v) && nonfinite.empty()) {
             nonfinite = detail::concat(
@@ -208,6 +238,7 @@ class StandardTrainer final : public Trainer {
           log::warn("skipping step: ", nonfinite);
           ++skipped_steps;
         } else {
+          for (const auto& cb : callbacks) cb->after_backward(*model, hook);
           if (cfg_.grad_clip_norm > 0)
             torch::nn::utils::clip_grad_norm_(model->parameters(), cfg_.grad_clip_norm);
           optimizer->step();
@@ -221,6 +252,9 @@ class StandardTrainer final : public Trainer {
           ++timed_steps;
         }
         ++st.step;
+        hook.step = st.step;
+        if (nonfinite.empty())
+          for (const auto& cb : callbacks) cb->after_step(*model, hook);
         window_samples += samples;
         progress.update(
             st.step, loss_sum / static_cast<double>(micro),
@@ -270,6 +304,9 @@ class StandardTrainer final : public Trainer {
       if (cfg_.checkpoint_every == 0) save(false);
     }
     const int64_t step = st.step;
+    hook.step = step;
+    hook.epoch = st.epoch;
+    for (const auto& cb : callbacks) cb->finalize(*model, hook);
     auto final_val = eval_and_track(improved);
     if (!improved) save(false);  // the final state is always the latest checkpoint
 
@@ -293,6 +330,11 @@ class StandardTrainer final : public Trainer {
         {"mean_step_s", timed_steps ? timed_step_s / static_cast<double>(timed_steps) : 0.0}};
     for (const auto& [split_name, m] : result.final_metrics)
       for (const auto& [k, v] : m) summary["final"][split_name][k] = v;
+    if (!callbacks.empty()) {
+      summary["compression"] = nlohmann::json::array();
+      for (const auto& cb : callbacks)
+        summary["compression"].push_back({{"pass", cb->name()}, {"summary", cb->summary()}});
+    }
     io::save_safetensors((ctx.dir() / "model.safetensors").string(), model->state_tensors(),
                          {{"sculpt_config_hash", c.hash()}, {"sculpt_model", c.model.name}});
     io::write_file_atomic((ctx.dir() / "summary.json").string(), summary.dump(2) + "\n");

@@ -9,6 +9,7 @@
 #include "core/config/config.h"
 #include "core/registry/registry.h"
 #include "core/run/run_context.h"
+#include "trainers/callback.h"
 
 namespace sculpt::trainers {
 
@@ -22,7 +23,8 @@ struct FitResult {
 class Trainer {
  public:
   virtual ~Trainer() = default;
-  virtual FitResult fit(RunContext& ctx) = 0;
+  // Trains; `callbacks` (the compression recipe, in order) are called at every hook.
+  virtual FitResult fit(RunContext& ctx, const Callbacks& callbacks) = 0;
 };
 
 using TrainerRegistry = Registry<Trainer, const config::TrainerConfig&>;

@@ -68,7 +68,8 @@ CheckpointStore::CheckpointStore(const fs::path& run_dir, int64_t keep_last)
     : dir_(run_dir / "checkpoints"), keep_last_(std::max<int64_t>(1, keep_last)) {}
 
 fs::path CheckpointStore::save(models::Model& model, torch::optim::Optimizer& optimizer,
-                               const TrainState& state, bool is_best) {
+                               const TrainState& state, bool is_best,
+                               const std::function<void(const fs::path&)>& extra) {
   fs::create_directories(dir_);
   const std::string name = "step_" + std::to_string(state.step);
   const fs::path tmp = dir_ / (name + ".tmp"), final_dir = dir_ / name;
@@ -90,6 +91,7 @@ fs::path CheckpointStore::save(models::Model& model, torch::optim::Optimizer& op
                       {"evals_since_best", state.evals_since_best},
                       {"config_hash", state.config_hash}};
   io::write_file_atomic((tmp / "trainer.json").string(), j.dump(2) + "\n");
+  if (extra) extra(tmp);
   fsync_path(tmp, true);
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);

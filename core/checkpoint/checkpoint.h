@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -38,8 +39,10 @@ class CheckpointStore {
   CheckpointStore(const std::filesystem::path& run_dir, int64_t keep_last);
 
   // Saves and returns the checkpoint folder. `is_best` moves the `best` pointer to it.
-  std::filesystem::path save(models::Model& model, torch::optim::Optimizer& optimizer,
-                             const TrainState& state, bool is_best);
+  // `extra` writes more files (callback state) into the folder before it is renamed into place.
+  std::filesystem::path save(
+      models::Model& model, torch::optim::Optimizer& optimizer, const TrainState& state,
+      bool is_best, const std::function<void(const std::filesystem::path&)>& extra = {});
 
   // The folder `latest` points to, if any.
   std::optional<std::filesystem::path> latest() const;

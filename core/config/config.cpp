@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "core/config/visitors.h"
+#include "core/registry/registry.h"
 
 namespace sculpt::config {
 
@@ -120,6 +121,55 @@ void TrainerConfig::check(Checker& c) const {
     c.error("max_steps", "training would do nothing: set trainer.epochs or trainer.max_steps");
 }
 
+void LayerOverride::visit(Visitor& v) {
+  v.field("layers", layers, "regex over layer names this override applies to", Need::required);
+  if (options) options->visit(v);
+}
+
+namespace {
+// The overrides list of one pass: every new item starts as a copy of the pass's options, so an
+// item only restates the keys it changes.
+class OverrideList final : public SectionList {
+ public:
+  OverrideList(std::vector<LayerOverride>& items, const std::string& pass,
+               const std::shared_ptr<Section>& base)
+      : items_(items), pass_(pass), base_(base) {}
+  size_t size() const override { return items_.size(); }
+  void resize(size_t n) override {
+    const size_t old = items_.size();
+    items_.resize(n);
+    for (size_t i = old; i < n; ++i) items_[i].options = copy_of_base();
+  }
+  Section& at(size_t i) override { return items_[i]; }
+
+ private:
+  // A new options section of the pass (from its registry entry) holding the base's values.
+  std::shared_ptr<Section> copy_of_base() const {
+    const RegistryBase* reg = find_registry("passes");
+    const RegistryBase::Info* info = reg ? reg->find(pass_) : nullptr;
+    if (!base_ || !info || !info->options) return nullptr;
+    auto copy = info->options();
+    std::vector<Diagnostic> errors;
+    read_section(parse_yaml_text(dump_yaml(*base_), Source{"<pass options>", 0, 0, ""}), *copy,
+                 Source{}, errors);
+    return copy;
+  }
+  std::vector<LayerOverride>& items_;
+  const std::string& pass_;
+  const std::shared_ptr<Section>& base_;
+};
+}  // namespace
+
+void PassConfig::visit(Visitor& v) {
+  v.named("name", name, options, "passes", "compression pass (sculpt list passes)",
+          Need::required);
+  v.field("include", include, "layer-name regexes the pass acts on; empty: every layer");
+  v.field("exclude", exclude, "layer-name regexes left out of `include`");
+  v.field("strict", strict, "a pattern that matches no layer is an error, not a warning");
+  OverrideList view(overrides, name, options);
+  v.list("overrides", view, "per-layer values: [{layers: REGEX, <pass keys>...}]; last match wins");
+}
+
 void Config::visit(Visitor& v) {
   v.section("run", run, "run identity, seed, device, output directory");
   v.section("logging", logging, "logging");
@@ -129,6 +179,9 @@ void Config::visit(Visitor& v) {
   v.section("optimizer", optimizer, "optimizer");
   v.section("scheduler", scheduler, "learning-rate schedule");
   v.section("trainer", trainer, "the training loop");
+  v.list("compression", compression,
+         "the recipe: compression passes in order, all acting in the same run");
+  v.field("plugins", plugins, "shared libraries (.so) that register more passes");
 }
 
 namespace {

@@ -93,6 +93,25 @@ struct TrainerConfig : Section {
   void check(Checker& c) const override;
 };
 
+// One `overrides:` item of a pass: the layers it applies to and the pass's own keys for them
+// (keys not written keep the pass's values).
+struct LayerOverride : Section {
+  std::string layers;                // regex over layer names ("fc2", "blocks\\.conv.*")
+  std::shared_ptr<Section> options;  // a copy of the pass's options with this item's keys read
+  void visit(Visitor& v) override;
+};
+
+// One step of the `compression:` recipe: a registered pass, the layers it acts on, its keys.
+struct PassConfig : Section {
+  std::string name;                    // registered pass
+  std::shared_ptr<Section> options;    // the pass's own keys, beside `name`
+  std::vector<std::string> include;    // layer-name regexes; empty: every compressible layer
+  std::vector<std::string> exclude;    // layer-name regexes taken out of `include`
+  bool strict = false;                 // a pattern that matches no layer is an error
+  std::vector<LayerOverride> overrides;  // per-layer values of the pass's keys; last match wins
+  void visit(Visitor& v) override;
+};
+
 struct Config : Section {
   RunConfig run;
   LoggingConfig logging;
@@ -102,6 +121,8 @@ struct Config : Section {
   OptimizerConfig optimizer;
   SchedulerConfig scheduler;
   TrainerConfig trainer;
+  std::vector<PassConfig> compression;  // the recipe: passes in the order they act
+  std::vector<std::string> plugins;     // shared libraries that register more passes
 
   std::string source_file;  // the YAML file it came from (not a key)
 

@@ -127,6 +127,12 @@ void write_html_report(const std::string& run_dir, const std::string& title) {
   } else {
     html << "<p>No summary.json yet (the run is unfinished or was interrupted).</p>";
   }
+  if (summary.contains("compression")) {
+    html << "<h2>Compression</h2>";
+    for (const auto& item : summary["compression"])
+      html << "<h3>" << escape(item.value("pass", "")) << "</h3><pre>"
+           << escape(item.contains("summary") ? item["summary"].dump(2) : "{}") << "</pre>";
+  }
   html << "<h2>Over steps</h2><div class='charts'>";
   for (const auto& [name, s] : series)
     if (!s.empty() && name.find("samples_per_s") == std::string::npos &&

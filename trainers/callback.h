@@ -1,0 +1,83 @@
+// Callbacks: what a trainer calls around each step, in the order of the run's recipe. A
+// compression pass (compression/pass.h) is a Callback; trainers know only this interface and
+// never a pass by name (DESIGN.md §3, §5). Every hook has a default that does nothing.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "core/io/safetensors.h"
+
+namespace sculpt {
+class RunContext;
+namespace models {
+class Model;
+}
+namespace data {
+class Dataset;
+struct Batch;
+}  // namespace data
+}  // namespace sculpt
+
+namespace sculpt::trainers {
+
+// What a hook may read. The pointers are valid during the hook only; `batch` and `outputs` are
+// set from on_batch / extra_loss on (null in attach and finalize).
+struct StepContext {
+  int64_t step = 0;         // optimizer steps already done (the step being made is step + 1)
+  int64_t epoch = 0;
+  int64_t increment = 0;    // continual learning: the current increment (0 otherwise)
+  int64_t total_steps = 0;  // steps this fit() will make in all
+  c10::Device device = c10::Device(c10::kCPU);
+  int rank = 0;
+  int world_size = 1;
+  const data::Batch* batch = nullptr;   // the current batch, on `device`
+  const at::Tensor* outputs = nullptr;  // the model's outputs for `batch`
+  const at::Tensor* loss = nullptr;     // the task's loss for `batch` (extra_loss and later)
+  const RunContext* run = nullptr;      // config, run directory; log with sculpt::log
+};
+
+// Everything a callback needs to continue exactly after a resume: tensors (saved in
+// safetensors) and a JSON object (counters, schedule positions, RNG seeds).
+struct CallbackState {
+  io::NamedTensors tensors;
+  nlohmann::json meta = nlohmann::json::object();
+};
+
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  // A short name for logs, checkpoints and summaries ("prune", "freeze").
+  virtual std::string name() const = 0;
+  // Before training: add transforms to layers, load a teacher, allocate state. Runs before the
+  // optimizer is built, so parameters a pass adds are trained.
+  virtual void attach(models::Model& /*model*/, const StepContext& /*ctx*/) {}
+  // The batch before the forward pass (e.g. mix replay samples in).
+  virtual void on_batch(data::Batch& /*batch*/, const StepContext& /*ctx*/) {}
+  // A term added to the task loss (e.g. distillation, EWC); undefined: none.
+  virtual at::Tensor extra_loss(models::Model& /*model*/, const StepContext& /*ctx*/) {
+    return {};
+  }
+  // After backward, before the optimizer step (e.g. mask or freeze gradients).
+  virtual void after_backward(models::Model& /*model*/, const StepContext& /*ctx*/) {}
+  // After the optimizer step; ctx.step counts it already (e.g. advance a sparsity schedule).
+  virtual void after_step(models::Model& /*model*/, const StepContext& /*ctx*/) {}
+  // Continual learning: the end of an increment, with the data it trained on.
+  virtual void on_increment_end(models::Model& /*model*/, const data::Dataset& /*seen*/,
+                                const StepContext& /*ctx*/) {}
+  // After the last step, before the final evaluation (e.g. bake masks, remove channels).
+  virtual void finalize(models::Model& /*model*/, const StepContext& /*ctx*/) {}
+  virtual CallbackState state_dict() const { return {}; }
+  virtual void load_state_dict(const CallbackState& /*state*/) {}
+  // What it did, for summary.json and report.html (sparsity per layer, bit widths, ...).
+  virtual nlohmann::json summary() const { return nlohmann::json::object(); }
+};
+
+using Callbacks = std::vector<std::shared_ptr<Callback>>;
+
+}  // namespace sculpt::trainers
