@@ -22,6 +22,13 @@ int run_sculpt(int argc, char** argv) {
 
   std::string config_path;
   std::vector<std::string> overrides;
+  std::vector<std::string> plugins;
+  auto add_plugin_option = [&plugins](CLI::App* sub) {
+    sub->add_option("--plugin", plugins,
+                    "shared library with more passes (repeatable); loaded with the config's "
+                    "`plugins:` before the config is read")
+        ->allow_extra_args(false);  // one path per --plugin: later words stay overrides
+  };
   auto* validate =
       app.add_subcommand("validate", "load and check a config, print it resolved; nothing else");
   validate->add_option("config", config_path, "YAML run config")->required();
@@ -30,6 +37,7 @@ int run_sculpt(int argc, char** argv) {
   validate->add_flag("--explain", explain,
                      "also print the recipe's per-layer plan: which pass touches which layer, "
                      "with what settings");
+  add_plugin_option(validate);
 
   auto* train = app.add_subcommand("train", "train (and compress) a model from a YAML config");
   train->add_option("config", config_path, "YAML run config")->required();
@@ -37,6 +45,7 @@ int run_sculpt(int argc, char** argv) {
   std::string resume;
   train->add_option("--resume", resume,
                     "same as run.resume=VALUE: auto, or a checkpoint/run folder");
+  add_plugin_option(train);
 
   std::string weights;
   auto* eval = app.add_subcommand("eval", "evaluate trained weights on the config's data");
@@ -44,6 +53,7 @@ int run_sculpt(int argc, char** argv) {
   eval->add_option("overrides", overrides, "key.path=value overrides");
   eval->add_option("--weights", weights,
                    "safetensors weights (default: <run dir>/model.safetensors)");
+  add_plugin_option(eval);
 
   std::string file;
   auto* inspect = app.add_subcommand("inspect", "print what a weights/checkpoint file holds");
@@ -57,16 +67,17 @@ int run_sculpt(int argc, char** argv) {
   list->add_option(
       "kind", kind,
       "one kind: models, datasets, tasks, optimizers, schedulers, trainers, passes, keys");
+  add_plugin_option(list);
 
   try {
     register_builtins();
     app.parse(argc, argv);
     if (!log_level.empty()) log::set_level(log::parse_level(log_level));
-    if (*validate) return cmd_validate(config_path, overrides, explain);
-    if (*list) return cmd_list(kind, markdown);
+    if (*validate) return cmd_validate(config_path, overrides, plugins, explain);
+    if (*list) return cmd_list(kind, plugins, markdown);
     if (!resume.empty()) overrides.push_back("run.resume=" + resume);
-    if (*train) return cmd_train(config_path, overrides, log_level);
-    if (*eval) return cmd_eval(config_path, overrides, weights);
+    if (*train) return cmd_train(config_path, overrides, plugins, log_level);
+    if (*eval) return cmd_eval(config_path, overrides, plugins, weights);
     if (*inspect) return cmd_inspect(file);
     return 2;
   } catch (const CLI::CallForHelp& e) {

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "compression/pass.h"
+#include "compression/plugin.h"
 #include "core/config/config.h"
 #include "core/config/visitors.h"
 #include "core/io/safetensors.h"
@@ -13,23 +15,31 @@
 #include "core/run/run_context.h"
 #include "core/version.h"
 #include "distributed/world.h"
-#include "compression/pass.h"
 #include "trainers/run_parts.h"
 #include "trainers/trainer.h"
 
 namespace sculpt::cli {
 
+namespace {
+// Plugins first: the config reader checks pass options against the registered passes.
+config::Config load_config(const std::string& path, const std::vector<std::string>& overrides,
+                           const std::vector<std::string>& plugins) {
+  compression::load_config_plugins(plugins, path, overrides);
+  return config::Config::load(path, overrides);
+}
+}  // namespace
+
 int cmd_validate(const std::string& path, const std::vector<std::string>& overrides,
-                 bool explain) {
-  auto cfg = config::Config::load(path, overrides);
+                 const std::vector<std::string>& plugins, bool explain) {
+  auto cfg = load_config(path, overrides, plugins);
   std::cout << cfg.dump();
   if (explain) std::cout << "\n# plan\n" << compression::explain_recipe(cfg);
   return 0;
 }
 
 int cmd_train(const std::string& path, const std::vector<std::string>& overrides,
-              const std::string& log_level) {
-  auto cfg = config::Config::load(path, overrides);
+              const std::vector<std::string>& plugins, const std::string& log_level) {
+  auto cfg = load_config(path, overrides, plugins);
   if (log_level.empty()) log::set_level(log::parse_level(cfg.logging.level));
   auto world = distributed::world_from_env();
   SCULPT_CHECK(world.world_size == 1, world.source, " asks for ", world.world_size,
@@ -52,8 +62,8 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
 }
 
 int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
-             std::string weights) {
-  auto cfg = config::Config::load(path, overrides);
+             const std::vector<std::string>& plugins, std::string weights) {
+  auto cfg = load_config(path, overrides, plugins);
   if (weights.empty()) weights = (RunContext::dir_for(cfg) / "model.safetensors").string();
   SCULPT_CHECK(std::filesystem::exists(weights), weights,
                ": no such weights file (train first, or pass --weights FILE)");
@@ -120,7 +130,8 @@ int cmd_inspect(const std::string& file) {
   return 0;
 }
 
-int cmd_list(const std::string& kind, bool markdown) {
+int cmd_list(const std::string& kind, const std::vector<std::string>& plugins, bool markdown) {
+  compression::load_config_plugins(plugins, "", {});
   if (kind == "keys") {
     config::Config cfg;
     if (markdown) std::cout << "| key | type | default | meaning |\n|---|---|---|---|\n";

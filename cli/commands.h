@@ -6,13 +6,15 @@
 
 namespace sculpt::cli {
 
+// `plugins`: the --plugin paths; they and the config's `plugins:` list are loaded before the
+// config is read.
 int cmd_validate(const std::string& path, const std::vector<std::string>& overrides,
-                 bool explain = false);
+                 const std::vector<std::string>& plugins, bool explain = false);
 int cmd_train(const std::string& path, const std::vector<std::string>& overrides,
-              const std::string& log_level);
+              const std::vector<std::string>& plugins, const std::string& log_level);
 int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
-             std::string weights);
+             const std::vector<std::string>& plugins, std::string weights);
 int cmd_inspect(const std::string& file);
-int cmd_list(const std::string& kind, bool markdown);
+int cmd_list(const std::string& kind, const std::vector<std::string>& plugins, bool markdown);
 
 }  // namespace sculpt::cli

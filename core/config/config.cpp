@@ -181,7 +181,9 @@ void Config::visit(Visitor& v) {
   v.section("trainer", trainer, "the training loop");
   v.list("compression", compression,
          "the recipe: compression passes in order, all acting in the same run");
-  v.field("plugins", plugins, "shared libraries (.so) that register more passes");
+  v.field("plugins", plugins,
+          "shared libraries (.so) that register more passes, loaded before the rest is read; "
+          "relative to the YAML file naming them (docs/writing-a-pass.md)");
 }
 
 namespace {

@@ -48,7 +48,9 @@ const RegistryBase::Info* RegistryBase::find(const std::string& name) const {
 }
 
 std::string RegistryBase::noun() const {
-  if (kind_.size() > 1 && kind_.back() == 's') return kind_.substr(0, kind_.size() - 1);
+  const auto n = kind_.size();
+  if (n > 4 && kind_.compare(n - 4, 4, "sses") == 0) return kind_.substr(0, n - 2);  // passes
+  if (n > 1 && kind_.back() == 's') return kind_.substr(0, n - 1);
   return kind_;
 }
 
