@@ -48,7 +48,12 @@ const RegistryBase::Info* RegistryBase::find(const std::string& name) const {
 }
 
 std::string RegistryBase::noun() const {
-  if (kind_.size() > 1 && kind_.back() == 's') return kind_.substr(0, kind_.size() - 1);
+  auto ends_with = [&](const std::string& end) {
+    return kind_.size() > end.size() &&
+           kind_.compare(kind_.size() - end.size(), end.size(), end) == 0;
+  };
+  if (ends_with("sses")) return kind_.substr(0, kind_.size() - 2);  // passes -> pass
+  if (ends_with("s")) return kind_.substr(0, kind_.size() - 1);
   return kind_;
 }
 
