@@ -165,9 +165,16 @@ int cmd_list(const std::string& kind, const std::vector<std::string>& plugins, b
     if (entries.empty()) std::cout << "  (none registered)\n";
     size_t width = 0;
     for (const auto& e : entries) width = std::max(width, e.name.size());
-    for (const auto& e : entries)
+    for (const auto& e : entries) {
       std::cout << "  " << e.name << std::string(width + 2 - e.name.size(), ' ') << e.description
                 << "\n";
+      if (!e.options) continue;
+      auto options = e.options();  // the entry's own keys, beside `name`
+      for (const auto& k : config::list_keys(*options))
+        std::cout << "      " << k.path << " (" << k.type
+                  << (k.default_value.empty() ? "" : ", default " + k.default_value) << ")  "
+                  << k.help << "\n";
+    }
   }
   return 0;
 }

@@ -1,6 +1,6 @@
-// The compression family's registration list. The CompressionPass API and the built-in passes
-// (distill, quantize, prune, continual, lowrank) arrive with their issues; until then this
-// library only anchors the layering core <- trainers <- compression <- cli.
+// The compression family's registration list: the built-in passes (compression/passes/),
+// registered by register_builtin_passes() in builtins.cpp. More (distill, quantize, prune,
+// continual, lowrank) arrive with their issues.
 #pragma once
 
 namespace sculpt::compression {

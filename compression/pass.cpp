@@ -110,7 +110,7 @@ std::string explain_recipe(const config::Config& cfg) {
        << layers.size() << " layers\n";
     for (const auto& t : targets) {
       const std::string how = pass.describe(t);
-      os << "  " << t.name << " [" << t.layer->raw_weight().sizes() << "]"
+      os << "  " << t.name << " " << t.layer->raw_weight().sizes()  // prints as [16, 8]
          << (how.empty() ? "" : ": " + how) << "\n";
     }
   }

@@ -48,9 +48,12 @@ const RegistryBase::Info* RegistryBase::find(const std::string& name) const {
 }
 
 std::string RegistryBase::noun() const {
-  const auto n = kind_.size();
-  if (n > 4 && kind_.compare(n - 4, 4, "sses") == 0) return kind_.substr(0, n - 2);  // passes
-  if (n > 1 && kind_.back() == 's') return kind_.substr(0, n - 1);
+  auto ends_with = [&](const std::string& end) {
+    return kind_.size() > end.size() &&
+           kind_.compare(kind_.size() - end.size(), end.size(), end) == 0;
+  };
+  if (ends_with("sses")) return kind_.substr(0, kind_.size() - 2);  // passes -> pass
+  if (ends_with("s")) return kind_.substr(0, kind_.size() - 1);
   return kind_;
 }
 
