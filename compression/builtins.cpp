@@ -1,10 +1,11 @@
 #include "compression/compression.h"
 #include "compression/pass.h"
+#include "compression/passes/distill.h"
 
 namespace sculpt::compression {
 
-void register_builtin_passes(PassRegistry& /*r*/) {
-  // Built-in passes are added here, one line each, as they land.
+void register_builtin_passes(PassRegistry& r) {
+  add_distill(r);
 }
 
 void register_compression_builtins() {
