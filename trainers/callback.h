@@ -43,6 +43,8 @@ struct StepContext {
   const at::Tensor* loss = nullptr;     // the task's loss for `batch` (extra_loss and later)
   const RunContext* run = nullptr;      // config, run directory; log with sculpt::log
   const data::DataSpec* data = nullptr;  // what the training data holds (shapes, classes, vocab)
+  const data::Dataset* train = nullptr;  // the training split (batch.rows index into it)
+  bool augmented = false;                // the loader crops/flips: rows do not fix the inputs
 };
 
 // Everything a callback needs to continue exactly after a resume: tensors (saved in

@@ -56,6 +56,8 @@ class StandardTrainer final : public Trainer {
     hook.world_size = ctx.world_size();
     hook.run = &ctx;
     hook.data = &split.train.spec();
+    hook.train = &split.train;
+    hook.augmented = c.data.random_crop_padding > 0 || c.data.hflip;
     // Passes attach before the optimizer exists, so parameters they add are trained; they see
     // a sample of the training rows for shapes and calibration.
     if (!callbacks.empty()) {
@@ -63,6 +65,7 @@ class StandardTrainer final : public Trainer {
       auto rows = at::arange(std::min<int64_t>(split.train.size(), 4), at::kLong);
       sample.inputs = split.train.input_rows(rows).to(ctx.device());
       sample.targets = split.train.target_rows(rows).to(ctx.device());
+      sample.rows = rows;
       hook.batch = &sample;
       for (const auto& cb : callbacks) cb->attach(*model, hook);
       hook.batch = nullptr;

@@ -8,10 +8,17 @@
 //              projection when the widths differ;
 //   relational distances and angles within the batch (RKD);
 //   ranking    pairwise margin loss keeping the teacher's order of its top candidates.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <torch/script.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 
 #include "compression/passes/distill.h"
 #include "compression/passes/distill_losses.h"
@@ -61,6 +68,12 @@ void DistillOptions::visit(config::Visitor& v) {
           config::Range::at_least(0));
   v.choice("mask_padding", mask_padding, {"auto", "on", "off"},
            "distill: per-token KD skips positions whose target is padding (auto: seq2seq)");
+  v.field("offline", offline,
+          "distill: compute the teachers' outputs once into <run>/distill_cache (memory-mapped, "
+          "checksummed) instead of every step");
+  v.field("offline_top_k", offline_top_k,
+          "distill offline: keep the k largest teacher logits per row (the rest count as 0 "
+          "probability); 0: all", config::Range::at_least(0));
 }
 
 void DistillOptions::check(config::Checker& c) const {
@@ -73,6 +86,9 @@ void DistillOptions::check(config::Checker& c) const {
     if (!pair_ok(f)) c.error("features", "'" + f + "' is not 'student_block:teacher_block'");
   if (!relational_tap.empty() && !pair_ok(relational_tap))
     c.error("relational_tap", "'" + relational_tap + "' is not 'student_block:teacher_block'");
+  if (offline && (!features.empty() || !relational_tap.empty()))
+    c.error("offline", "an offline teacher keeps outputs only: features and relational_tap "
+                       "need the online teacher");
 }
 
 namespace {
@@ -194,6 +210,138 @@ int64_t width_of(const at::Tensor& x) {
   return x.dim() == 4 ? x.size(1) : x.size(-1);
 }
 
+// FNV-1a 64 over bytes, chained.
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+uint64_t hash_file(const fs::path& p, uint64_t h) {
+  std::ifstream in(p, std::ios::binary);
+  std::vector<char> buf(1 << 16);
+  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0)
+    h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()), h);
+  return h;
+}
+
+// The teachers' outputs for every training row, computed once and memory-mapped from
+// <run>/distill_cache/<key>.bin. The key hashes the training inputs, the normalization, the
+// teachers' files and the cache settings, so a changed dataset or teacher never reads a stale
+// cache. File: header {"SCULPTKD", rows, values per row, k (0: full rows), key} (5 x 8 bytes),
+// then float32 values [rows, per_row] (k > 0: top-k values, then their int32 class indices).
+class OfflineCache {
+ public:
+  ~OfflineCache() {
+    if (map_ && map_ != MAP_FAILED) ::munmap(map_, size_);
+  }
+  static std::unique_ptr<OfflineCache> open_or_build(
+      const fs::path& dir, uint64_t key, const std::vector<int64_t>& row_shape, int64_t k,
+      const std::function<at::Tensor(const at::Tensor& rows)>& teacher_rows, int64_t rows) {
+    auto cache = std::unique_ptr<OfflineCache>(new OfflineCache());
+    cache->shape_ = row_shape;
+    cache->k_ = k;
+    const int64_t classes = row_shape.back();
+    int64_t per_row = 1;
+    for (auto d : row_shape) per_row *= d;
+    cache->per_row_ = k > 0 ? per_row / classes * k : per_row;
+    cache->rows_ = rows;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    char name[32];
+    std::snprintf(name, sizeof name, "%016llx.bin", static_cast<unsigned long long>(key));
+    const fs::path file = dir / name;
+    if (cache->map(file, key)) {
+      log::info("distill: reusing the offline teacher outputs in ", file.string());
+      return cache;
+    }
+    log::info("distill: computing the teachers' outputs for ", rows, " rows into ",
+              file.string());
+    const fs::path tmp = file.string() + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      SCULPT_CHECK(out.good(), tmp.string(), ": cannot write the distillation cache");
+      const uint64_t header[5] = {0x444b54504c554353ull, static_cast<uint64_t>(rows),
+                                  static_cast<uint64_t>(cache->per_row_),
+                                  static_cast<uint64_t>(k), key};
+      out.write(reinterpret_cast<const char*>(header), sizeof header);
+      std::vector<at::Tensor> indices;
+      constexpr int64_t kChunk = 256;
+      for (int64_t r = 0; r < rows; r += kChunk) {
+        auto ids = at::arange(r, std::min(rows, r + kChunk), at::kLong);
+        auto logits = teacher_rows(ids).to(at::kCPU).to(at::kFloat).contiguous();
+        if (k > 0) {
+          auto [values, idx] = logits.topk(k, -1);
+          logits = values.contiguous();
+          indices.push_back(idx.to(at::kInt).contiguous());
+        }
+        out.write(static_cast<const char*>(logits.data_ptr()),
+                  static_cast<std::streamsize>(logits.numel() * 4));
+      }
+      for (const auto& idx : indices)
+        out.write(static_cast<const char*>(idx.data_ptr()),
+                  static_cast<std::streamsize>(idx.numel() * 4));
+      out.flush();
+      SCULPT_CHECK(out.good(), tmp.string(), ": writing the distillation cache failed");
+    }
+    fs::rename(tmp, file);
+    SCULPT_CHECK(cache->map(file, key), file.string(), ": cannot read back the cache just written");
+    return cache;
+  }
+
+  // Teacher outputs for dataset rows `rows` [B], shaped [B, row_shape...].
+  at::Tensor logits(const at::Tensor& rows, c10::Device device) const {
+    auto values = values_.index_select(0, rows.to(at::kCPU));
+    std::vector<int64_t> shape = {rows.size(0)};
+    shape.insert(shape.end(), shape_.begin(), shape_.end());
+    if (k_ == 0) return values.view(shape).to(device);
+    std::vector<int64_t> top_shape = shape;
+    top_shape.back() = k_;
+    auto idx = indices_.index_select(0, rows.to(at::kCPU)).to(at::kLong).view(top_shape);
+    // Classes outside the top k get a logit so low their probability is 0.
+    auto full = at::full(shape, -1e9, at::kFloat);
+    full.scatter_(-1, idx, values.view(top_shape));
+    return full.to(device);
+  }
+
+ private:
+  OfflineCache() = default;
+  bool map(const fs::path& file, uint64_t key) {
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st{};
+    const bool sized = ::fstat(fd, &st) == 0;
+    const size_t want = 40 + static_cast<size_t>(rows_ * per_row_) * (k_ > 0 ? 8 : 4);
+    if (!sized || static_cast<size_t>(st.st_size) != want) {
+      ::close(fd);
+      return false;
+    }
+    void* m = ::mmap(nullptr, want, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (m == MAP_FAILED) return false;
+    uint64_t header[5];
+    std::memcpy(header, m, sizeof header);
+    if (header[0] != 0x444b54504c554353ull || header[1] != static_cast<uint64_t>(rows_) ||
+        header[2] != static_cast<uint64_t>(per_row_) || header[3] != static_cast<uint64_t>(k_) ||
+        header[4] != key) {
+      ::munmap(m, want);
+      return false;
+    }
+    map_ = m;
+    size_ = want;
+    auto* base = static_cast<char*>(m) + 40;
+    values_ = at::from_blob(base, {rows_, per_row_}, at::kFloat);
+    if (k_ > 0)
+      indices_ = at::from_blob(base + rows_ * per_row_ * 4, {rows_, per_row_}, at::kInt);
+    return true;
+  }
+  void* map_ = nullptr;
+  size_t size_ = 0;
+  int64_t rows_ = 0, per_row_ = 0, k_ = 0;
+  std::vector<int64_t> shape_;
+  at::Tensor values_, indices_;
+};
+
 class Distill final : public CompressionPass {
  public:
   explicit Distill(const config::PassConfig& c)
@@ -254,6 +402,7 @@ class Distill final : public CompressionPass {
                    sf.sizes(), " and teacher ", tf.sizes(), " differ beyond their width");
       projections_.push_back(proj);
     }
+    if (o_.offline) build_cache(ctx, student_out);
   }
 
   std::vector<at::Tensor> parameters() const override {
@@ -266,12 +415,8 @@ class Distill final : public CompressionPass {
 
   at::Tensor extra_loss(models::Model& model, const StepContext& ctx) override {
     const auto& student = *ctx.outputs;
-    at::Tensor teacher;
-    for (auto& t : teachers_) {
-      auto out = t->forward(ctx.batch->inputs);
-      teacher = teacher.defined() ? teacher + out : out;
-    }
-    teacher = teacher / static_cast<double>(teachers_.size());
+    at::Tensor teacher = cache_ ? cache_->logits(ctx.batch->rows, ctx.device)
+                                : teacher_outputs(ctx.batch->inputs);
     at::Tensor keep;
     if (mask_padding_ && student.dim() == 3 && ctx.batch->targets.sizes() ==
                                                    student.sizes().slice(0, 2))
@@ -362,6 +507,47 @@ class Distill final : public CompressionPass {
   }
 
  private:
+  // The teachers' mean output for `inputs`.
+  at::Tensor teacher_outputs(const at::Tensor& inputs) {
+    at::Tensor sum;
+    for (auto& t : teachers_) {
+      auto out = t->forward(inputs);
+      sum = sum.defined() ? sum + out : out;
+    }
+    return sum / static_cast<double>(teachers_.size());
+  }
+
+  void build_cache(const StepContext& ctx, const at::Tensor& sample_out) {
+    SCULPT_CHECK(ctx.train && ctx.run, "distill offline: needs the training split");
+    SCULPT_CHECK(!ctx.augmented, "distill offline: data.random_crop_padding / data.hflip change "
+                                 "the inputs every epoch; an offline teacher needs fixed inputs");
+    const auto& data_cfg = ctx.run->config().data;
+    const int64_t classes = sample_out.size(-1);
+    SCULPT_CHECK(o_.offline_top_k <= classes, "distill offline_top_k ", o_.offline_top_k,
+                 " exceeds the ", classes, " outputs per position");
+    // Key: training inputs, normalization, teachers' files, settings.
+    auto inputs = ctx.train->inputs().contiguous();
+    uint64_t key = fnv1a(inputs.data_ptr(), static_cast<size_t>(inputs.nbytes()));
+    for (double m : data_cfg.normalize_mean) key = fnv1a(&m, sizeof m, key);
+    for (double v : data_cfg.normalize_std) key = fnv1a(&v, sizeof v, key);
+    for (const auto& path : o_.teachers)
+      key = hash_file(fs::is_directory(path) ? fs::path(path) / "model.safetensors" : fs::path(path), key);
+    const int64_t settings[2] = {o_.offline_top_k, o_.teacher_bf16 ? 1 : 0};
+    key = fnv1a(settings, sizeof settings, key);
+    data::Loader loader(*ctx.train, 256, data::LoaderOptions::for_evaluation(data_cfg));
+    std::vector<int64_t> row_shape(sample_out.sizes().begin() + 1, sample_out.sizes().end());
+    cache_ = OfflineCache::open_or_build(
+        ctx.run->dir() / "distill_cache", key, row_shape, o_.offline_top_k,
+        [&](const at::Tensor& rows) {
+          data::Batch b;
+          // Rows come in order, one chunk per call: read the loader's next batch of them.
+          SCULPT_CHECK(loader.next(b) && b.size() == rows.size(0), "distill offline: loader "
+                                                                   "out of step");
+          return teacher_outputs(b.inputs.to(ctx.device));
+        },
+        ctx.train->size());
+  }
+
   template <class F>
   static void wrap_tap_error(const char* side, F&& f) {
     try {
@@ -374,6 +560,7 @@ class Distill final : public CompressionPass {
   DistillOptions o_;
   std::vector<std::unique_ptr<Teacher>> teachers_;
   std::vector<torch::nn::Linear> projections_;
+  std::unique_ptr<OfflineCache> cache_;
   bool mask_padding_ = false;
   int64_t student_params_ = 0, student_bytes_ = 0;
   double agree_ = 0, seen_ = 0, tau_ = 0;

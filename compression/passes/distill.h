@@ -24,6 +24,8 @@ struct DistillOptions : config::Section {
   int64_t ranking_top = 10;
   double ranking_margin = 0;
   std::string mask_padding = "auto";  // auto (seq2seq) | on | off
+  bool offline = false;               // precompute teacher outputs once into the run dir
+  int64_t offline_top_k = 0;          // offline: keep only the k largest logits per row; 0: all
   void visit(config::Visitor& v) override;
   void check(config::Checker& c) const override;
 };

@@ -2,7 +2,9 @@
 // venv's PyTorch, the summary, and the bad-input errors (exit 2, naming what is wrong).
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "tests/support/process.h"
 
@@ -135,4 +137,44 @@ TEST_CASE("distill errors name the teacher, the shapes and the taps", "[distill]
   r = run("none", "", "{name: distill}");
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Catch::Contains("distill needs at least one teacher"));
+}
+
+TEST_CASE("an offline teacher cache gives the online teacher's losses and is never stale",
+          "[distill]") {
+  const std::string dir = sculpt::test::temp_dir("distill-offline");
+  const std::string t = teacher(dir);
+  auto losses = [&](const std::string& name, const std::string& extra) {
+    auto cfg = write(dir, name,
+                     "model: {name: mlp, hidden: [8]}\ntrainer: {epochs: 2, log_every: 1}\n"
+                     "compression:\n  - {name: distill, teachers: [" +
+                         t + "], alpha: 0.2" + extra + "}\n");
+    auto r = run_process(kSculpt + " train " + cfg);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    std::vector<double> out;
+    std::istringstream lines(sculpt::test::read_text(dir + "/" + name + "/metrics.jsonl"));
+    for (std::string line; std::getline(lines, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j["split"] == "train") out.push_back(j["loss"].get<double>());
+    }
+    return std::make_pair(out, r.err);
+  };
+  auto [online, log0] = losses("online", "");
+  auto [offline, log1] = losses("offline", ", offline: true");
+  REQUIRE(online.size() == offline.size());
+  REQUIRE(online.size() >= 30);
+  for (size_t i = 0; i < online.size(); ++i) CHECK(offline[i] == Approx(online[i]).epsilon(1e-5));
+  CHECK_THAT(log1, Catch::Contains("computing the teachers' outputs for"));
+  // Top-k logits only: a different cache file, a slightly different (still finite) loss.
+  auto [top2, log2] = losses("top2", ", offline: true, offline_top_k: 2");
+  CHECK(top2.size() == online.size());
+  CHECK(std::isfinite(top2.back()));
+  // The same run directory again reuses its cache; other data builds a new one.
+  auto cfg = dir + "/offline.yaml";
+  auto again = run_process(kSculpt + " train " + cfg);
+  CHECK_THAT(again.err, Catch::Contains("reusing the offline teacher outputs"));
+  auto other = run_process(kSculpt + " train " + cfg + " data.samples=900");
+  CHECK_THAT(other.err, Catch::Contains("computing the teachers' outputs for"));
+  auto augmented = run_process(kSculpt + " train " + cfg + " data.hflip=true");
+  CHECK(augmented.exit_code == 2);
 }
