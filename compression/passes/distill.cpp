@@ -54,6 +54,11 @@ void DistillOptions::visit(config::Visitor& v) {
   v.field("feature_weight_end", feature_weight_end,
           "distill: feature_weight at the last step (linear); -1: constant",
           config::Range::at_least(-1));
+  v.field("attention", attention,
+          "distill: 'student_module:teacher_module' attention pairs (e.g. "
+          "layer0.layer.self_attn), matched by KL of the head-averaged attention maps");
+  v.field("attention_weight", attention_weight, "distill: weight of the attention-map terms",
+          config::Range::at_least(0));
   v.field("relational_weight", relational_weight,
           "distill: weight of relational KD (batch distances and angles); 0: off",
           config::Range::at_least(0));
@@ -84,11 +89,13 @@ void DistillOptions::check(config::Checker& c) const {
   };
   for (const auto& f : features)
     if (!pair_ok(f)) c.error("features", "'" + f + "' is not 'student_block:teacher_block'");
+  for (const auto& a : attention)
+    if (!pair_ok(a)) c.error("attention", "'" + a + "' is not 'student_module:teacher_module'");
   if (!relational_tap.empty() && !pair_ok(relational_tap))
     c.error("relational_tap", "'" + relational_tap + "' is not 'student_block:teacher_block'");
-  if (offline && (!features.empty() || !relational_tap.empty()))
-    c.error("offline", "an offline teacher keeps outputs only: features and relational_tap "
-                       "need the online teacher");
+  if (offline && (!features.empty() || !relational_tap.empty() || !attention.empty()))
+    c.error("offline", "an offline teacher keeps outputs only: features, attention and "
+                       "relational_tap need the online teacher");
 }
 
 namespace {
@@ -208,6 +215,30 @@ at::Tensor project(torch::nn::Linear& proj, const at::Tensor& x) {
 
 int64_t width_of(const at::Tensor& x) {
   return x.dim() == 4 ? x.size(1) : x.size(-1);
+}
+
+// The attention-recording module `name` of `model` (e.g. "layer0.layer.self_attn"); the
+// error lists the ones there are.
+models::AttentionRecorder* attention_module(torch::nn::Module& model, const std::string& name,
+                                            const char* side) {
+  std::string known;
+  for (const auto& m : model.named_modules("", /*include_self=*/false)) {
+    auto* rec = dynamic_cast<models::AttentionRecorder*>(m.value().get());
+    if (!rec) continue;
+    if (m.key() == name) return rec;
+    known += (known.empty() ? "" : ", ") + m.key();
+  }
+  throw UserError(std::string("distill attention: the ") + side + " has no attention module '" +
+                  name + "'; " + (known.empty() ? "it has none" : "its attention modules: " + known));
+}
+
+// KL(teacher ‖ student) between head-averaged attention maps [B, H, Lq, Lk], per query row.
+at::Tensor attention_loss(const at::Tensor& student, const at::Tensor& teacher) {
+  auto s = student.to(at::kFloat).mean(1), t = teacher.to(at::kFloat).mean(1);
+  SCULPT_CHECK(s.sizes() == t.sizes(), "distill attention: student maps ", student.sizes(),
+               " and teacher maps ", teacher.sizes(), " cover different positions");
+  constexpr double kEps = 1e-8;
+  return (t * ((t + kEps).log() - (s + kEps).log())).sum(-1).mean();
 }
 
 // FNV-1a 64 over bytes, chained.
@@ -369,6 +400,15 @@ class Distill final : public CompressionPass {
       teacher_taps.push_back(t);
     }
     models::Model* tm = teachers_.front()->model();
+    for (const auto& a : o_.attention) {
+      SCULPT_CHECK(tm, "distill: attention pairs need a Sculpt teacher first in `teachers`");
+      auto [s, t] = split_pair(a);
+      auto* sr = attention_module(model, s, "student");
+      auto* tr = attention_module(*tm, t, "teacher");
+      sr->record_attention(true);
+      tr->record_attention(true);
+      attention_.emplace_back(sr, tr);
+    }
     if (!student_taps.empty()) {
       SCULPT_CHECK(tm, "distill: features and relational_tap need a Sculpt teacher first in "
                        "`teachers` (", teachers_.front()->source, " is TorchScript)");
@@ -405,6 +445,14 @@ class Distill final : public CompressionPass {
     if (o_.offline) build_cache(ctx, student_out);
   }
 
+  // Evaluation and export need no attention maps: back to the fused kernel.
+  void finalize(models::Model& /*model*/, const StepContext& /*ctx*/) override {
+    for (auto& [s, t] : attention_) {
+      s->record_attention(false);
+      t->record_attention(false);
+    }
+  }
+
   std::vector<at::Tensor> parameters() const override {
     std::vector<at::Tensor> out;
     for (const auto& p : projections_)
@@ -438,6 +486,11 @@ class Distill final : public CompressionPass {
       auto l = feature_loss(projected, tm->tapped().at(t));
       terms_["feature:" + o_.features[i]] = l.item<double>();
       extra = extra + wf * l;
+    }
+    for (size_t i = 0; i < attention_.size(); ++i) {
+      auto l = attention_loss(attention_[i].first->attention(), attention_[i].second->attention());
+      terms_["attention:" + o_.attention[i]] = l.item<double>();
+      extra = extra + o_.attention_weight * l;
     }
     if (o_.relational_weight > 0) {
       at::Tensor s = student, t = teacher;
@@ -561,6 +614,7 @@ class Distill final : public CompressionPass {
   std::vector<std::unique_ptr<Teacher>> teachers_;
   std::vector<torch::nn::Linear> projections_;
   std::unique_ptr<OfflineCache> cache_;
+  std::vector<std::pair<models::AttentionRecorder*, models::AttentionRecorder*>> attention_;
   bool mask_padding_ = false;
   int64_t student_params_ = 0, student_bytes_ = 0;
   double agree_ = 0, seen_ = 0, tau_ = 0;

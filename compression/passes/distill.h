@@ -18,6 +18,8 @@ struct DistillOptions : config::Section {
   std::vector<std::string> features;  // "student_block:teacher_block" pairs (MSE)
   double feature_weight = 1.0;
   double feature_weight_end = -1;
+  std::vector<std::string> attention;  // "student_module:teacher_module" attention-map pairs
+  double attention_weight = 1.0;
   double relational_weight = 0;  // RKD distances + angles; 0: off
   std::string relational_tap;    // "student_block:teacher_block"; empty: the outputs
   double ranking_weight = 0;     // pairwise ranking distillation; 0: off

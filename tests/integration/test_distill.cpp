@@ -16,10 +16,11 @@ const std::string kSculpt = SCULPT_BIN;
 const std::string kData =
     "data: {name: synthetic_blobs, samples: 1024, features: 16, classes: 4, spread: 2.5}\n";
 
-std::string write(const std::string& dir, const std::string& name, const std::string& yaml) {
+std::string write(const std::string& dir, const std::string& name, const std::string& yaml,
+                  const std::string& data = kData) {
   const std::string path = dir + "/" + name + ".yaml";
   sculpt::test::write_text(path, "run: {device: cpu, seed: 3, output_dir: " + dir + "/" + name +
-                                     "}\n" + kData + yaml);
+                                     "}\n" + data + yaml);
   return path;
 }
 
@@ -177,4 +178,35 @@ TEST_CASE("an offline teacher cache gives the online teacher's losses and is nev
   CHECK_THAT(other.err, Catch::Contains("computing the teachers' outputs for"));
   auto augmented = run_process(kSculpt + " train " + cfg + " data.hflip=true");
   CHECK(augmented.exit_code == 2);
+}
+
+TEST_CASE("attention maps of a transformer teacher are distilled into a smaller student",
+          "[distill]") {
+  const std::string dir = sculpt::test::temp_dir("distill-attention");
+  const std::string images =
+      "data: {name: synthetic_images, samples: 600, size: 8, classes: 4, noise: 0.3}\n";
+  auto tcfg = write(dir, "vit",
+                    "model: {name: transformer_encoder, d_model: 16, heads: 2, layers: 2, "
+                    "patch_size: 2}\noptimizer: {name: adam, lr: 0.003}\ntrainer: {epochs: 2}\n",
+                    images);
+  REQUIRE(run_process(kSculpt + " train " + tcfg + " --log-level warn").exit_code == 0);
+  const std::string student =
+      "model: {name: transformer_encoder, d_model: 8, heads: 2, layers: 1, patch_size: 2}\n"
+      "optimizer: {name: adam, lr: 0.003}\ntrainer: {epochs: 2}\n"
+      "compression:\n  - {name: distill, teachers: [" +
+      dir + "/vit], attention: ['layer0.layer.self_attn:layer1.layer.self_attn'], "
+            "features: ['layer0:layer1']}\n";
+  auto r = run_process(kSculpt + " train " + write(dir, "small", student, images) +
+                       " --log-level warn");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto d = summary(dir + "/small")["compression"][0]["summary"];
+  const double kl = d["final_terms"]["attention:layer0.layer.self_attn:layer1.layer.self_attn"];
+  CHECK(std::isfinite(kl));
+  CHECK(kl >= 0.0);
+  auto bad = run_process(kSculpt + " train " + write(dir, "bad", student, images) +
+                         " compression[0].attention=['layer0.attn:layer1.layer.self_attn']");
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("the student has no attention module 'layer0.attn'; its "
+                                      "attention modules: layer0.layer.self_attn"));
 }

@@ -2,7 +2,11 @@
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
+#include "cli/app.h"
 #include "compression/passes/distill_losses.h"
+#include "core/config/config.h"
+#include "core/data/dataset.h"
+#include "core/models/model.h"
 
 using namespace sculpt::compression;
 
@@ -59,4 +63,29 @@ TEST_CASE("relational KD ignores the scale of the embedding space", "[distill]")
   CHECK(relational_loss(torch::randn({6, 5}), t).item<double>() > 1e-3);
   CHECK(feature_loss(t, t).item<double>() == 0.0);
   CHECK_THROWS_WITH(feature_loss(torch::randn({6, 4}), t), Catch::Contains("differ in size"));
+}
+
+TEST_CASE("recorded attention maps equal what the fused kernel computes", "[distill]") {
+  sculpt::cli::register_builtins();
+  auto cfg = sculpt::config::Config::parse(
+      "data: {name: synthetic_blobs}\nmodel: {name: transformer_lm, d_model: 16, heads: 2}\n");
+  sculpt::data::DataSpec spec;
+  spec.input_shape = {6};
+  spec.vocab_size = 9;
+  auto m = sculpt::models::model_registry().create(cfg.model.name, cfg.model, spec);
+  m->eval();
+  auto ids = torch::randint(0, 9, {3, 6}, torch::kLong);
+  auto fused = m->forward(ids);
+  sculpt::models::AttentionRecorder* rec = nullptr;
+  for (const auto& mod : m->named_modules("", /*include_self=*/false))
+    if (mod.key() == "layer1.layer.self_attn")
+      rec = dynamic_cast<sculpt::models::AttentionRecorder*>(mod.value().get());
+  REQUIRE(rec != nullptr);
+  rec->record_attention(true);
+  auto explicit_out = m->forward(ids);
+  CHECK(torch::allclose(explicit_out, fused, 1e-5, 1e-5));
+  const auto& maps = rec->attention();
+  REQUIRE(maps.sizes() == torch::IntArrayRef({3, 2, 6, 6}));
+  CHECK(torch::allclose(maps.sum(-1), torch::ones({3, 2, 6}), 1e-6, 1e-6));
+  CHECK(maps.triu(1).abs().max().item<double>() == 0.0);  // causal: nothing above the diagonal
 }
