@@ -2,10 +2,12 @@
 #include "compression/pass.h"
 #include "compression/passes/freeze.h"
 #include "compression/passes/l2sp.h"
+#include "compression/passes/distill.h"
 
 namespace sculpt::compression {
 
 void register_builtin_passes(PassRegistry& r) {
+  add_distill(r);
   r.add("freeze", "keeps the chosen layers' weights fixed until step unfreeze_at (0: whole run)",
         make_freeze_pass, [] { return std::make_shared<FreezeOptions>(); });
   r.add("l2sp", "pulls the chosen layers toward their initial weights: alpha/2 * sum((w - w0)^2)",

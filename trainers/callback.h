@@ -21,13 +21,15 @@ class Model;
 namespace data {
 class Dataset;
 struct Batch;
+struct DataSpec;
 }  // namespace data
 }  // namespace sculpt
 
 namespace sculpt::trainers {
 
-// What a hook may read. The pointers are valid during the hook only; `batch` and `outputs` are
-// set from on_batch / extra_loss on (null in attach and finalize).
+// What a hook may read. The pointers are valid during the hook only. `batch` is the current
+// batch from on_batch on; in attach it is a sample of a few training rows (for shapes and
+// calibration); null in finalize. `outputs` and `loss` are set in extra_loss.
 struct StepContext {
   int64_t step = 0;         // optimizer steps already done (the step being made is step + 1)
   int64_t epoch = 0;
@@ -40,6 +42,9 @@ struct StepContext {
   const at::Tensor* outputs = nullptr;  // the model's outputs for `batch`
   const at::Tensor* loss = nullptr;     // the task's loss for `batch` (extra_loss and later)
   const RunContext* run = nullptr;      // config, run directory; log with sculpt::log
+  const data::DataSpec* data = nullptr;  // what the training data holds (shapes, classes, vocab)
+  const data::Dataset* train = nullptr;  // the training split (batch.rows index into it)
+  bool augmented = false;                // the loader crops/flips: rows do not fix the inputs
 };
 
 // Everything a callback needs to continue exactly after a resume: tensors (saved in
@@ -72,6 +77,9 @@ class Callback {
                                 const StepContext& /*ctx*/) {}
   // After the last step, before the final evaluation (e.g. bake masks, remove channels).
   virtual void finalize(models::Model& /*model*/, const StepContext& /*ctx*/) {}
+  // Parameters the callback trains itself (e.g. a distillation projector); the trainer adds
+  // them to the optimizer after attach. Save them in state_dict() to resume exactly.
+  virtual std::vector<at::Tensor> parameters() const { return {}; }
   virtual CallbackState state_dict() const { return {}; }
   virtual void load_state_dict(const CallbackState& /*state*/) {}
   // What it did, for summary.json and report.html (sparsity per layer, bit widths, ...).

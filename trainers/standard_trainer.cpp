@@ -55,11 +55,30 @@ class StandardTrainer final : public Trainer {
     hook.rank = ctx.rank();
     hook.world_size = ctx.world_size();
     hook.run = &ctx;
-    // Passes attach before the optimizer exists, so parameters they add are trained.
-    for (const auto& cb : callbacks) cb->attach(*model, hook);
-    if (!callbacks.empty()) model->to(ctx.device());
+    hook.data = &split.train.spec();
+    hook.train = &split.train;
+    hook.augmented = c.data.random_crop_padding > 0 || c.data.hflip;
+    // Passes attach before the optimizer exists, so parameters they add are trained; they see
+    // a sample of the training rows for shapes and calibration.
+    if (!callbacks.empty()) {
+      data::Batch sample;
+      auto rows = at::arange(std::min<int64_t>(split.train.size(), 4), at::kLong);
+      sample.inputs = split.train.input_rows(rows).to(ctx.device());
+      sample.targets = split.train.target_rows(rows).to(ctx.device());
+      sample.rows = rows;
+      hook.batch = &sample;
+      for (const auto& cb : callbacks) cb->attach(*model, hook);
+      hook.batch = nullptr;
+      model->to(ctx.device());
+    }
     std::vector<std::pair<std::string, at::Tensor>> named;
     for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
+    for (size_t i = 0; i < callbacks.size(); ++i) {
+      const auto extra = callbacks[i]->parameters();
+      for (size_t j = 0; j < extra.size(); ++j)
+        named.emplace_back(callbacks[i]->name() + "." + std::to_string(i) + "." + std::to_string(j),
+                           extra[j]);
+    }
     auto optimizer = optimizer_registry().create(
         c.optimizer.name, split_for_weight_decay(named, c.optimizer.no_decay_bias_norm),
         c.optimizer);

@@ -152,7 +152,7 @@ void Loader::restart_pipeline() {
 Batch Loader::make_batch(const at::Tensor& order, int64_t epoch, int64_t k) const {
   const int64_t begin = k * batch_size_;
   auto idx = order.slice(0, begin, std::min(data_.size(), begin + batch_size_));
-  Batch b{data_.input_rows(idx), data_.target_rows(idx)};
+  Batch b{data_.input_rows(idx), data_.target_rows(idx), idx};
   if (opt_.crop_padding > 0 || opt_.hflip) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(batch_seed(opt_.seed, epoch, k));
     b.inputs = crop_and_flip(b.inputs, opt_.crop_padding,

@@ -24,6 +24,7 @@ namespace sculpt::data {
 struct Batch {
   at::Tensor inputs;
   at::Tensor targets;
+  at::Tensor rows;  // int64 [B]: the rows' positions in the dataset the loader reads
   int64_t size() const { return inputs.size(0); }
 };
 

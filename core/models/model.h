@@ -33,6 +33,16 @@ class SequentialBlock final : public Block {
   torch::nn::Sequential seq_;
 };
 
+// A module that can keep the attention probabilities of its last forward, [B, heads, Lq, Lk]
+// (attention-map distillation). While recording it computes attention explicitly instead of
+// with the fused kernel, so leave it off otherwise.
+class AttentionRecorder {
+ public:
+  virtual ~AttentionRecorder() = default;
+  virtual void record_attention(bool on) = 0;
+  virtual const at::Tensor& attention() const = 0;
+};
+
 class Model : public torch::nn::Module {
  public:
   explicit Model(std::string name) : torch::nn::Module(std::move(name)) {}

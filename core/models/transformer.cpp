@@ -12,6 +12,8 @@
 #include <torch/nn/init.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "core/models/builtin_models.h"
 #include "core/nn/layers.h"
@@ -55,7 +57,7 @@ at::Tensor join(const at::Tensor& h, const at::Tensor& valid) {
   return at::cat({h, valid.unsqueeze(-1).to(h.scalar_type())}, -1);
 }
 
-class Attention final : public torch::nn::Module {
+class Attention final : public torch::nn::Module, public AttentionRecorder {
  public:
   Attention(int64_t d, int64_t heads, double dropout) : heads_(heads), dropout_(dropout) {
     q_ = register_module("q", std::make_shared<nn::Linear>(d, d));
@@ -70,17 +72,37 @@ class Attention final : public torch::nn::Module {
     auto heads = [&](const at::Tensor& t) {
       return t.view({t.size(0), t.size(1), heads_, -1}).transpose(1, 2);
     };
-    std::optional<at::Tensor> mask;
-    if (key_ok.defined()) mask = key_ok.view({key_ok.size(0), 1, 1, key_ok.size(1)});
-    auto y = at::scaled_dot_product_attention(heads(q_->forward(x)), heads(k_->forward(mem)),
-                                              heads(v_->forward(mem)), mask,
-                                              is_training() ? dropout_ : 0.0, causal);
+    auto q = heads(q_->forward(x)), k = heads(k_->forward(mem)), v = heads(v_->forward(mem));
+    const double p = is_training() ? dropout_ : 0.0;
+    at::Tensor y;
+    if (record_) {
+      auto scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(-1)));
+      if (key_ok.defined())
+        scores = scores.masked_fill(key_ok.logical_not().view({key_ok.size(0), 1, 1, -1}),
+                                    -INFINITY);
+      if (causal)
+        scores = scores.masked_fill(
+            at::ones({q.size(2), k.size(2)}, x.options().dtype(at::kBool)).triu(1), -INFINITY);
+      probs_ = scores.softmax(-1);
+      y = at::matmul(at::dropout(probs_, p, is_training()), v);
+    } else {
+      std::optional<at::Tensor> mask;
+      if (key_ok.defined()) mask = key_ok.view({key_ok.size(0), 1, 1, key_ok.size(1)});
+      y = at::scaled_dot_product_attention(q, k, v, mask, p, causal);
+    }
     return o_->forward(y.transpose(1, 2).reshape({x.size(0), x.size(1), -1}));
   }
+  void record_attention(bool on) override {
+    record_ = on;
+    if (!on) probs_ = at::Tensor();
+  }
+  const at::Tensor& attention() const override { return probs_; }
 
  private:
   int64_t heads_;
   double dropout_;
+  bool record_ = false;
+  at::Tensor probs_;
   std::shared_ptr<nn::Linear> q_, k_, v_, o_;
 };
 

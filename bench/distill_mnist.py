@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Knowledge distillation on MNIST (issue 5's measured result): a LeNet-5 teacher trained with
+Sculpt, then students MLP 784-H-10 trained with and without the distill pass, same steps, three
+seeds each. Prints mean +- std test error and the ratio KD / plain (target <= 0.85).
+
+    $SCULPT_PYTHON bench/distill_mnist.py --data ../shared/data/mnist [--hidden 100 30]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def train(sculpt, config, out, overrides):
+    subprocess.run([sculpt, "train", os.path.join(ROOT, config), f"run.output_dir={out}", "--log-level", "warn"]
+                   + overrides, check=True)
+    with open(os.path.join(out, "summary.json")) as f:
+        return json.load(f)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
+    ap.add_argument("--sculpt", default=os.path.join(ROOT, "build", "bin", "sculpt"))
+    ap.add_argument("--hidden", type=int, nargs="+", default=[100])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--alpha", type=float, default=0.1)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="sculpt-kd-")
+    teacher = os.path.join(work, "teacher")
+    t = train(args.sculpt, "configs/mnist_lenet5.yaml", teacher, [f"data.dir={args.data}"])
+    t_err = 1 - t["final"]["test"]["accuracy"]
+    print(f"teacher LeNet-5: test error {100 * t_err:.2f}% ({t['model']['params']} parameters)\n")
+    print(f"students: {args.epochs} epochs, SGD 0.05 momentum 0.9, cosine; KD: alpha {args.alpha}, "
+          f"temperature {args.temperature}; {args.seeds} seeds\n")
+    print("| student | plain test error % (mean ± std) | KD test error % (mean ± std) | ratio KD/plain |")
+    print("|---|---|---|---|")
+    for h in args.hidden:
+        errs = {"plain": [], "kd": []}
+        for seed in range(args.seeds):
+            base = [f"data.dir={args.data}", f"model.hidden=[{h}]", f"run.seed={seed}",
+                    f"trainer.epochs={args.epochs}", "optimizer.weight_decay=0"]
+            for kind in ("plain", "kd"):
+                extra = []
+                if kind == "kd":
+                    extra = [f"compression=[{{name: distill, teachers: [{teacher}], alpha: {args.alpha}, "
+                             f"temperature: {args.temperature}}}]"]
+                s = train(args.sculpt, "configs/mnist_mlp.yaml", os.path.join(work, f"{kind}-{h}-{seed}"),
+                          base + extra)
+                errs[kind].append(100 * (1 - s["final"]["test"]["accuracy"]))
+        p, k = errs["plain"], errs["kd"]
+        print(f"| MLP 784-{h}-10 | {statistics.mean(p):.2f} ± {statistics.stdev(p):.2f} "
+              f"| {statistics.mean(k):.2f} ± {statistics.stdev(k):.2f} "
+              f"| {statistics.mean(k) / statistics.mean(p):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
