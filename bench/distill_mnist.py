@@ -31,21 +31,28 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.1)
+    ap.add_argument("--teacher", help="a trained teacher run directory to reuse")
+    ap.add_argument("overrides", nargs="*", help="extra overrides for both students")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="sculpt-kd-")
-    teacher = os.path.join(work, "teacher")
-    t = train(args.sculpt, "configs/mnist_lenet5.yaml", teacher, [f"data.dir={args.data}"])
+    if args.teacher:
+        teacher = args.teacher
+        with open(os.path.join(teacher, "summary.json")) as f:
+            t = json.load(f)
+    else:
+        teacher = os.path.join(work, "teacher")
+        t = train(args.sculpt, "configs/mnist_lenet5.yaml", teacher, [f"data.dir={args.data}"])
     t_err = 1 - t["final"]["test"]["accuracy"]
     print(f"teacher LeNet-5: test error {100 * t_err:.2f}% ({t['model']['params']} parameters)\n")
     print(f"students: {args.epochs} epochs, SGD 0.05 momentum 0.9, cosine; KD: alpha {args.alpha}, "
-          f"temperature {args.temperature}; {args.seeds} seeds\n")
+          f"temperature {args.temperature}; {args.seeds} seeds; overrides {args.overrides}\n")
     print("| student | plain test error % (mean ± std) | KD test error % (mean ± std) | ratio KD/plain |")
     print("|---|---|---|---|")
     for h in args.hidden:
         errs = {"plain": [], "kd": []}
         for seed in range(args.seeds):
             base = [f"data.dir={args.data}", f"model.hidden=[{h}]", f"run.seed={seed}",
-                    f"trainer.epochs={args.epochs}", "optimizer.weight_decay=0"]
+                    f"trainer.epochs={args.epochs}", "optimizer.weight_decay=0"] + args.overrides
             for kind in ("plain", "kd"):
                 extra = []
                 if kind == "kd":
