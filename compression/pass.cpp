@@ -55,12 +55,15 @@ std::vector<Target> CompressionPass::select_layers(torch::nn::Module& model) con
     auto hit = matching(p, "exclude");
     for (size_t i = 0; i < layers.size(); ++i) chosen[i] = chosen[i] && !hit[i];
   }
-  std::vector<const config::Section*> options(layers.size(), cfg_.options.get());
+  // Overrides are rules: the first item whose pattern matches a layer decides its options.
+  std::vector<const config::Section*> options(layers.size(), nullptr);
   for (const auto& o : cfg_.overrides) {
     auto hit = matching(o.layers, "overrides.layers");
     for (size_t i = 0; i < layers.size(); ++i)
-      if (hit[i]) options[i] = o.options.get();
+      if (hit[i] && !options[i]) options[i] = o.options.get();
   }
+  for (auto& o : options)
+    if (!o) o = cfg_.options.get();
   std::vector<Target> out;
   for (size_t i = 0; i < layers.size(); ++i)
     if (chosen[i]) out.push_back({layers[i].first, layers[i].second, options[i]});

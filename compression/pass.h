@@ -20,7 +20,7 @@ namespace sculpt::compression {
 using trainers::CallbackState;
 using trainers::StepContext;
 
-// A layer a pass acts on, with the options that apply to it (the pass's own, or the last
+// A layer a pass acts on, with the options that apply to it (the pass's own, or the first
 // matching override's).
 struct Target {
   std::string name;  // dotted layer name, e.g. "layer0.layer.fc1"

@@ -3,6 +3,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include <filesystem>
+
 #include "core/data/loader.h"
 #include "core/error.h"
 
@@ -13,6 +15,15 @@ RunParts build_run_parts(const config::Config& c, c10::Device device) {
   auto all = data::dataset_registry().create(c.data.name, c.data, data::DataPart::train);
   auto split = data::split_dataset(*all, c.data.val_fraction, c.data.split_seed);
   auto model = models::model_registry().create(c.model.name, c.model, all->spec());
+  if (!c.model.init.empty()) {
+    std::filesystem::path init = c.model.init;
+    if (std::filesystem::is_directory(init)) init /= "model.safetensors";
+    SCULPT_CHECK(std::filesystem::exists(init), c.source_file, ": model.init: ", init.string(),
+                 " does not exist (give a .safetensors file, or a run or checkpoint folder "
+                 "holding model.safetensors)");
+    model->load_state_tensors(io::load_safetensors(init.string()),
+                              "model.init " + init.string());
+  }
   model->to(device);
   auto task = tasks::task_registry().create(c.task.name, c.task, all->spec());
   auto test = data::dataset_registry().create(c.data.name, c.data, data::DataPart::test);

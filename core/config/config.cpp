@@ -64,6 +64,9 @@ void DataConfig::check(Checker& c) const {
 
 void ModelConfig::visit(Visitor& v) {
   v.named("name", name, options, "models", "model architecture", Need::required);
+  v.field("init", init,
+          "initial weights (fine-tuning, compressing a trained model): a .safetensors file, or "
+          "a run or checkpoint folder holding model.safetensors; empty: random init");
 }
 
 void TaskConfig::visit(Visitor& v) {
@@ -167,7 +170,7 @@ void PassConfig::visit(Visitor& v) {
   v.field("exclude", exclude, "layer-name regexes left out of `include`");
   v.field("strict", strict, "a pattern that matches no layer is an error, not a warning");
   OverrideList view(overrides, name, options);
-  v.list("overrides", view, "per-layer values: [{layers: REGEX, <pass keys>...}]; last match wins");
+  v.list("overrides", view, "per-layer values: [{layers: REGEX, <pass keys>...}]; first match wins");
 }
 
 void Config::visit(Visitor& v) {

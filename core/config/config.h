@@ -47,6 +47,7 @@ struct DataConfig : Section {
 struct ModelConfig : Section {
   std::string name;                  // registered model
   std::shared_ptr<Section> options;  // the model's own keys, beside `name`
+  std::string init;  // start from these weights: a .safetensors file, a run or checkpoint folder
   void visit(Visitor& v) override;
 };
 
@@ -108,7 +109,7 @@ struct PassConfig : Section {
   std::vector<std::string> include;    // layer-name regexes; empty: every compressible layer
   std::vector<std::string> exclude;    // layer-name regexes taken out of `include`
   bool strict = false;                 // a pattern that matches no layer is an error
-  std::vector<LayerOverride> overrides;  // per-layer values of the pass's keys; last match wins
+  std::vector<LayerOverride> overrides;  // per-layer values of the pass's keys; first match wins
   void visit(Visitor& v) override;
 };
 

@@ -80,6 +80,10 @@ void Model::load_state_tensors(const io::NamedTensors& state, const std::string&
                "' does not belong to this model");
 }
 
+void Model::add_norm_pair(const std::string& layer, const std::string& norm) {
+  norm_pairs_.emplace_back(layer, norm);
+}
+
 int64_t Model::parameter_count() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();

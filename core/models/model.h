@@ -59,6 +59,11 @@ class Model : public torch::nn::Module {
   // Copies `state` into the model. UserError naming `source` and the tensor on a missing,
   // extra or mis-shaped tensor (weights of another model).
   void load_state_tensors(const io::NamedTensors& state, const std::string& source);
+  // A normalization layer that directly follows a compressible layer on every path (conv1 ->
+  // bn1), by dotted module names from the model root: BN folding (quantization) and channel
+  // removal (pruning) treat the two together. Built-in models declare theirs.
+  void add_norm_pair(const std::string& layer, const std::string& norm);
+  const std::vector<std::pair<std::string, std::string>>& norm_pairs() const { return norm_pairs_; }
   int64_t parameter_count() const;
   int64_t parameter_bytes() const;
 
@@ -66,6 +71,7 @@ class Model : public torch::nn::Module {
   std::vector<std::pair<std::string, std::shared_ptr<Block>>> blocks_;
   std::vector<bool> tap_;  // per block
   std::map<std::string, at::Tensor> tapped_;
+  std::vector<std::pair<std::string, std::string>> norm_pairs_;
 };
 
 using ModelRegistry = Registry<Model, const config::ModelConfig&, const data::DataSpec&>;

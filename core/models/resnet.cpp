@@ -27,6 +27,12 @@ class BasicBlock final : public Block {
       down_bn_ = register_module("down_bn", torch::nn::BatchNorm2d(out));
     }
   }
+  // conv -> BN pairs inside the block (relative names).
+  std::vector<std::pair<std::string, std::string>> norm_pairs() const {
+    std::vector<std::pair<std::string, std::string>> p{{"conv1", "bn1"}, {"conv2", "bn2"}};
+    if (down_) p.emplace_back("down", "down_bn");
+    return p;
+  }
   at::Tensor forward(const at::Tensor& x) override {
     auto y = at::relu(bn1_->forward(conv1_->forward(x)));
     y = bn2_->forward(conv2_->forward(y));
@@ -89,13 +95,17 @@ void add_resnet(ModelRegistry& r) {
         auto ch = [&](int64_t base) { return std::max<int64_t>(1, std::llround(base * o.width)); };
         auto m = std::make_unique<Model>("resnet" + std::to_string(o.depth));
         m->add_block("stem", std::make_shared<Stem>(spec.input_shape[0], ch(16)));
+        m->add_norm_pair("stem.conv", "stem.bn");
         int64_t in = ch(16);
         for (int stage = 0; stage < 3; ++stage) {
           const int64_t out = ch(16 << stage);
           for (int64_t i = 0; i < n; ++i) {
             const int64_t stride = (stage > 0 && i == 0) ? 2 : 1;
-            m->add_block("stage" + std::to_string(stage + 1) + "_" + std::to_string(i),
-                         std::make_shared<BasicBlock>(in, out, stride));
+            const std::string name = "stage" + std::to_string(stage + 1) + "_" + std::to_string(i);
+            auto block = std::make_shared<BasicBlock>(in, out, stride);
+            m->add_block(name, block);
+            for (const auto& [conv, bn] : block->norm_pairs())
+              m->add_norm_pair(name + "." + conv, name + "." + bn);
             in = out;
           }
         }

@@ -70,6 +70,12 @@ std::shared_ptr<WeightTransform> Compressible::weight_transform(const std::strin
   return nullptr;
 }
 
+void Compressible::set_runtime(std::shared_ptr<LayerRuntime> rt) {
+  if (runtime_) unregister_module("runtime");
+  runtime_ = std::move(rt);
+  if (runtime_) register_module("runtime", runtime_);
+}
+
 at::Tensor Compressible::effective_weight() const {
   if (weight_chain_.empty()) return weight_;
   at::Tensor w = weight_;
@@ -99,6 +105,7 @@ Linear::Linear(int64_t in, int64_t out, bool bias)
 }
 
 at::Tensor Linear::forward(const at::Tensor& x) {
+  if (runtime_) return runtime_->forward(x);
   return torch::nn::functional::linear(transform_input(x), effective_weight(), bias_);
 }
 
@@ -118,6 +125,7 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, bool bi
 }
 
 at::Tensor Conv2d::forward(const at::Tensor& x) {
+  if (runtime_) return runtime_->forward(x);
   return at::conv2d(transform_input(x), effective_weight(), bias_, {stride, stride},
                     {padding, padding}, {1, 1}, groups);
 }
@@ -129,6 +137,7 @@ Embedding::Embedding(int64_t n, int64_t d) : Compressible("Embedding"), num_embe
 }
 
 at::Tensor Embedding::forward(const at::Tensor& indices) {
+  if (runtime_) return runtime_->forward(indices);
   return at::embedding(effective_weight(), indices);  // indices are not activations: no input chain
 }
 

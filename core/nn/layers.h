@@ -28,6 +28,16 @@ class ActivationTransform : public torch::nn::Module {
   virtual at::Tensor forward(const at::Tensor& input) = 0;
 };
 
+// An exported runtime that computes a layer in place of its float path (int8 GEMM from the
+// quantization export, block-sparse GEMM from the pruning export). It receives the layer's raw
+// input (the input chain is not applied: what it simulated is now real) and returns the output,
+// bias included. A Module, so its packed tensors move with the layer.
+class LayerRuntime : public torch::nn::Module {
+ public:
+  virtual at::Tensor forward(const at::Tensor& input) = 0;
+  virtual std::string describe() const = 0;  // one line for logs ("int8 per-channel, 4.1 KB")
+};
+
 // The transform chains shared by every compressible layer.
 class Compressible : public torch::nn::Module {
  public:
@@ -43,7 +53,12 @@ class Compressible : public torch::nn::Module {
   std::shared_ptr<WeightTransform> weight_transform(const std::string& name) const;
   bool has_transforms() const { return !weight_chain_.empty() || !input_chain_.empty(); }
 
+  // Runs `rt` instead of the float path from now on (null: back to the float path).
+  void set_runtime(std::shared_ptr<LayerRuntime> rt);
+  const std::shared_ptr<LayerRuntime>& runtime() const { return runtime_; }
+
   const at::Tensor& raw_weight() const { return weight_; }
+  const at::Tensor& bias() const { return bias_; }
   // The raw weight through the chain (the raw tensor itself when the chain is empty).
   at::Tensor effective_weight() const;
   // weight <- effective_weight(), then drops both chains. Input transforms are dropped too:
@@ -58,6 +73,9 @@ class Compressible : public torch::nn::Module {
  private:
   std::vector<std::pair<std::string, std::shared_ptr<WeightTransform>>> weight_chain_;
   std::vector<std::pair<std::string, std::shared_ptr<ActivationTransform>>> input_chain_;
+
+ protected:
+  std::shared_ptr<LayerRuntime> runtime_;
 };
 
 class Linear : public Compressible {

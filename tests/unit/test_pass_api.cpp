@@ -1,5 +1,5 @@
 // The pass API's layer selection: include/exclude regexes, per-layer overrides that only
-// restate what they change (last match wins), strict patterns, bad regexes; the recipe's
+// restate what they change (first match wins), strict patterns, bad regexes; the recipe's
 // config round trip.
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
@@ -73,10 +73,11 @@ TEST_CASE("passes select layers by regex; overrides restate only what they chang
   const auto& h = CompressionPass::options_of<ProbeOptions>(targets[0]);
   CHECK(h.factor == 3.0);
   CHECK(h.bits == 4);
-  // head: both match, the last wins as a whole item: its factor 3 and, unwritten there, bits 4.
+  // head: both match, the first wins as a whole item: its bits 2 and, unwritten there, the
+  // pass's factor 0.5 (nothing of the second item).
   const auto& head = CompressionPass::options_of<ProbeOptions>(targets[1]);
-  CHECK(head.factor == 3.0);
-  CHECK(head.bits == 4);
+  CHECK(head.factor == 0.5);
+  CHECK(head.bits == 2);
   CHECK(pass.describe(targets[0]) == "factor: 3.0, bits: 4");
   // The recipe survives the resolved-YAML round trip.
   auto again = sculpt::config::Config::parse(cfg.dump());
