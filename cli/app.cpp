@@ -53,6 +53,11 @@ int run_sculpt(int argc, char** argv) {
   eval->add_option("overrides", overrides, "key.path=value overrides");
   eval->add_option("--weights", weights,
                    "safetensors weights (default: <run dir>/model.safetensors)");
+  std::string quantized_dir;
+  auto* quantized = eval->add_option("--quantized", quantized_dir,
+                                     "evaluate the integer model a quantize pass exported "
+                                     "(default folder: <run dir>/quantized)")
+                        ->expected(0, 1);
   add_plugin_option(eval);
 
   std::string file;
@@ -77,7 +82,9 @@ int run_sculpt(int argc, char** argv) {
     if (*list) return cmd_list(kind, plugins, markdown);
     if (!resume.empty()) overrides.push_back("run.resume=" + resume);
     if (*train) return cmd_train(config_path, overrides, plugins, log_level);
-    if (*eval) return cmd_eval(config_path, overrides, plugins, weights);
+    if (*eval)
+      return cmd_eval(config_path, overrides, plugins, weights, quantized->count() > 0,
+                      quantized_dir);
     if (*inspect) return cmd_inspect(file);
     return 2;
   } catch (const CLI::CallForHelp& e) {

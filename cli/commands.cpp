@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "compression/pass.h"
+#include "compression/passes/quantize/int8_model.h"
 #include "compression/plugin.h"
 #include "core/config/config.h"
 #include "core/config/visitors.h"
@@ -62,16 +63,30 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
 }
 
 int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
-             const std::vector<std::string>& plugins, std::string weights) {
+             const std::vector<std::string>& plugins, std::string weights, bool quantized,
+             std::string quantized_dir) {
   auto cfg = load_config(path, overrides, plugins);
-  if (weights.empty()) weights = (RunContext::dir_for(cfg) / "model.safetensors").string();
-  SCULPT_CHECK(std::filesystem::exists(weights), weights,
-               ": no such weights file (train first, or pass --weights FILE)");
   auto device = resolve_device(cfg.run.device);
-  auto parts = trainers::build_run_parts(cfg, device);
-  parts.model->load_state_tensors(io::load_safetensors(weights), weights);
   std::cout << "{";
   const char* sep = "";
+  if (quantized) device = c10::Device(c10::kCPU);  // the integer runtime is a CPU one for now
+  auto parts = trainers::build_run_parts(cfg, device);
+  if (quantized) {
+    if (quantized_dir.empty()) quantized_dir = (RunContext::dir_for(cfg) / "quantized").string();
+    const auto manifest = quant::load_quantized(*parts.model, quantized_dir);
+    for (const auto& [name, layer] : nn::compressible_layers(*parts.model))
+      if (layer->runtime()) log::info("eval: ", name, ": ", layer->runtime()->describe());
+    const auto bytes = manifest.at("bytes").get<int64_t>();
+    const auto fp32 = manifest.at("fp32_bytes").get<int64_t>();
+    std::cout << "\"bytes\": {\"quantized\": " << bytes << ", \"fp32\": " << fp32
+              << ", \"ratio\": " << config::format_double(static_cast<double>(bytes) / fp32) << "}";
+    sep = ", ";
+  } else {
+    if (weights.empty()) weights = (RunContext::dir_for(cfg) / "model.safetensors").string();
+    SCULPT_CHECK(std::filesystem::exists(weights), weights,
+                 ": no such weights file (train first, or pass --weights FILE)");
+    parts.model->load_state_tensors(io::load_safetensors(weights), weights);
+  }
   for (const auto& [split, ds] :
        {std::pair<const char*, const data::Dataset*>{"train", &parts.split.train},
         {"val", &parts.split.val},

@@ -12,8 +12,11 @@ int cmd_validate(const std::string& path, const std::vector<std::string>& overri
                  const std::vector<std::string>& plugins, bool explain = false);
 int cmd_train(const std::string& path, const std::vector<std::string>& overrides,
               const std::vector<std::string>& plugins, const std::string& log_level);
+// `quantized`: evaluate the integer model exported by a quantize pass (`quantized_dir`, default
+// <run dir>/quantized) instead of float weights.
 int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
-             const std::vector<std::string>& plugins, std::string weights);
+             const std::vector<std::string>& plugins, std::string weights, bool quantized = false,
+             std::string quantized_dir = "");
 int cmd_inspect(const std::string& file);
 int cmd_list(const std::string& kind, const std::vector<std::string>& plugins, bool markdown);
 

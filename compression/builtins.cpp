@@ -3,11 +3,13 @@
 #include "compression/passes/freeze.h"
 #include "compression/passes/l2sp.h"
 #include "compression/passes/distill.h"
+#include "compression/passes/quantize/quantize.h"
 
 namespace sculpt::compression {
 
 void register_builtin_passes(PassRegistry& r) {
   add_distill(r);
+  add_quantize(r);
   r.add("freeze", "keeps the chosen layers' weights fixed until step unfreeze_at (0: whole run)",
         make_freeze_pass, [] { return std::make_shared<FreezeOptions>(); });
   r.add("l2sp", "pulls the chosen layers toward their initial weights: alpha/2 * sum((w - w0)^2)",

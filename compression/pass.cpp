@@ -1,5 +1,6 @@
 #include "compression/pass.h"
 
+#include <cmath>
 #include <regex>
 #include <sstream>
 
@@ -68,6 +69,26 @@ std::vector<Target> CompressionPass::select_layers(torch::nn::Module& model) con
   for (size_t i = 0; i < layers.size(); ++i)
     if (chosen[i]) out.push_back({layers[i].first, layers[i].second, options[i]});
   return out;
+}
+
+namespace {
+// "<digits>" steps or "<number>e" epochs.
+const std::regex& step_spec_re() {
+  static const std::regex re(R"(^\s*([0-9]+)\s*$|^\s*([0-9]*\.?[0-9]+)\s*e(p|pochs?)?\s*$)");
+  return re;
+}
+}  // namespace
+
+bool is_step_spec(const std::string& spec) { return std::regex_match(spec, step_spec_re()); }
+
+int64_t resolve_step(const std::string& spec, const StepContext& ctx, const std::string& key) {
+  std::smatch m;
+  SCULPT_CHECK(std::regex_match(spec, m, step_spec_re()), key, ": '", spec,
+               "' is not a step count (500) or a number of epochs (2e, 1.5e)");
+  if (m[1].matched) return std::stoll(m[1].str());
+  SCULPT_CHECK(ctx.steps_per_epoch > 0, key, ": '", spec,
+               "' is given in epochs but the trainer did not say how many steps an epoch has");
+  return std::llround(std::stod(m[2].str()) * static_cast<double>(ctx.steps_per_epoch));
 }
 
 std::string CompressionPass::describe(const Target& target) const {

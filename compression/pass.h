@@ -13,7 +13,7 @@
 #include "core/registry/registry.h"
 #include "trainers/callback.h"
 
-#define SCULPT_PASS_API_VERSION 1
+#define SCULPT_PASS_API_VERSION 2
 
 namespace sculpt::compression {
 
@@ -53,8 +53,24 @@ class CompressionPass : public trainers::Callback {
   config::PassConfig cfg_;
 };
 
+// A point in training, as a pass option gives it: steps ("500") or epochs ("2e", "1.5e", resolved
+// with ctx.steps_per_epoch and rounded). UserError naming `key` on anything else.
+int64_t resolve_step(const std::string& spec, const StepContext& ctx, const std::string& key);
+// Whether `spec` has that form (for an options check() before training).
+bool is_step_spec(const std::string& spec);
+
 using PassRegistry = Registry<CompressionPass, const config::PassConfig&>;
 PassRegistry& pass_registry();
+// Registers pass class P (built from its PassConfig) whose options are an O.
+template <class P, class O>
+void register_pass(PassRegistry& r, const std::string& name, const std::string& help) {
+  r.add(
+      name, help,
+      [](const config::PassConfig& c) -> std::unique_ptr<CompressionPass> {
+        return std::make_unique<P>(c);
+      },
+      [] { return std::make_shared<O>(); });
+}
 // The built-in passes, one explicit list (no linker can drop a registration).
 void register_builtin_passes(PassRegistry& r);
 

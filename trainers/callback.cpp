@@ -36,12 +36,7 @@ void load_callback_states(const Callbacks& callbacks, const fs::path& dir) {
   SCULPT_CHECK(fs::exists(json_path) && fs::exists(tensor_path), dir.string(),
                ": no compression state (callbacks.json); it was written by a run with another "
                "recipe");
-  nlohmann::json meta;
-  try {
-    meta = nlohmann::json::parse(io::read_file(json_path.string()));
-  } catch (const nlohmann::json::exception& e) {
-    throw UserError(json_path.string() + ": not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json meta = io::read_json_file(json_path.string());
   SCULPT_CHECK(meta.is_array() && meta.size() == callbacks.size(), json_path.string(),
                ": holds the state of ", meta.is_array() ? meta.size() : 0,
                " passes, the recipe has ", callbacks.size());

@@ -35,6 +35,7 @@ struct StepContext {
   int64_t epoch = 0;
   int64_t increment = 0;    // continual learning: the current increment (0 otherwise)
   int64_t total_steps = 0;  // steps this fit() will make in all
+  int64_t steps_per_epoch = 0;  // optimizer steps in one pass over the training split
   c10::Device device = c10::Device(c10::kCPU);
   int rank = 0;
   int world_size = 1;

@@ -58,6 +58,17 @@ class StandardTrainer final : public Trainer {
     hook.data = &split.train.spec();
     hook.train = &split.train;
     hook.augmented = c.data.random_crop_padding > 0 || c.data.hflip;
+    data::Loader loader(
+        split.train, c.data.batch_size,
+        data::LoaderOptions::for_training(c.data, static_cast<uint64_t>(c.run.seed)));
+    SCULPT_CHECK(loader.batches_per_epoch() > 0, "data: the training split has ",
+                 split.train.size(), " samples, fewer than one batch of ", c.data.batch_size,
+                 " with data.drop_last=true");
+    const int64_t k = cfg_.grad_accumulation;
+    const int64_t steps_per_epoch = (loader.batches_per_epoch() + k - 1) / k;
+    const int64_t total = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * steps_per_epoch;
+    hook.total_steps = total;
+    hook.steps_per_epoch = steps_per_epoch;
     // Passes attach before the optimizer exists, so parameters they add are trained; they see
     // a sample of the training rows for shapes and calibration.
     if (!callbacks.empty()) {
@@ -83,16 +94,6 @@ class StandardTrainer final : public Trainer {
         c.optimizer.name, split_for_weight_decay(named, c.optimizer.no_decay_bias_norm),
         c.optimizer);
     auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
-    data::Loader loader(
-        split.train, c.data.batch_size,
-        data::LoaderOptions::for_training(c.data, static_cast<uint64_t>(c.run.seed)));
-    SCULPT_CHECK(loader.batches_per_epoch() > 0, "data: the training split has ",
-                 split.train.size(), " samples, fewer than one batch of ", c.data.batch_size,
-                 " with data.drop_last=true");
-    const int64_t k = cfg_.grad_accumulation;
-    const int64_t steps_per_epoch = (loader.batches_per_epoch() + k - 1) / k;
-    const int64_t total = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * steps_per_epoch;
-    hook.total_steps = total;
     const bool bf16 = use_bf16(cfg_.precision, ctx.device());
     log::info("model ", c.model.name, ": ", model->parameter_count(), " parameters, ",
               model->parameter_bytes(), " bytes; data ", c.data.name, ": ", split.train.size(),

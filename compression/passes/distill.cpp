@@ -624,14 +624,10 @@ class Distill final : public CompressionPass {
 }  // namespace
 
 void add_distill(PassRegistry& r) {
-  r.add(
-      "distill",
+  register_pass<Distill, DistillOptions>(
+      r, "distill",
       "knowledge distillation from Sculpt or TorchScript teachers: logit/per-token KD, "
-      "features, relational, ranking",
-      [](const config::PassConfig& c) -> std::unique_ptr<CompressionPass> {
-        return std::make_unique<Distill>(c);
-      },
-      [] { return std::make_shared<DistillOptions>(); });
+      "features, relational, ranking");
 }
 
 }  // namespace sculpt::compression

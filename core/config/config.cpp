@@ -119,10 +119,6 @@ void TrainerConfig::visit(Visitor& v) {
           Range::at_least(0));
 }
 
-void TrainerConfig::check(Checker& c) const {
-  if (epochs == 0 && max_steps == 0)
-    c.error("max_steps", "training would do nothing: set trainer.epochs or trainer.max_steps");
-}
 
 void LayerOverride::visit(Visitor& v) {
   v.field("layers", layers, "regex over layer names this override applies to", Need::required);
@@ -187,6 +183,15 @@ void Config::visit(Visitor& v) {
   v.field("plugins", plugins,
           "shared libraries (.so) that register more passes, loaded before the rest is read; "
           "relative to the YAML file naming them (docs/writing-a-pass.md)");
+}
+
+void Config::check(Checker& c) const {
+  // No training steps is a run only for post-training passes (quantize mode: ptq), which
+  // calibrate and export without an optimizer step.
+  if (trainer.epochs == 0 && trainer.max_steps == 0 && compression.empty())
+    c.error("trainer.max_steps",
+            "training would do nothing: set trainer.epochs or trainer.max_steps (0 steps only "
+            "with a post-training compression recipe, e.g. quantize mode: ptq)");
 }
 
 namespace {

@@ -91,7 +91,7 @@ struct TrainerConfig : Section {
   std::string precision = "auto";        // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
   bool tensorboard = true;               // also write metrics as TensorBoard scalars
   void visit(Visitor& v) override;
-  void check(Checker& c) const override;
+  
 };
 
 // One `overrides:` item of a pass: the layers it applies to and the pass's own keys for them
@@ -128,6 +128,7 @@ struct Config : Section {
   std::string source_file;  // the YAML file it came from (not a key)
 
   void visit(Visitor& v) override;
+  void check(Checker& c) const override;
 
   // YAML file + `extends` + `key.path=value` overrides -> validated config. Throws ConfigError.
   static Config load(const std::string& path, const std::vector<std::string>& overrides = {});

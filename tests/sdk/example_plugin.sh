@@ -52,7 +52,9 @@ compression:
     lambda: 0.0
     threshold: 0.02
 YAML
-"$sculpt" list passes --plugin "$plugin" | grep -q "group_lasso" || fail "list passes --plugin"
+# Captured first: grep -q stops reading at the match, and under pipefail sculpt's SIGPIPE fails.
+listing="$("$sculpt" list passes --plugin "$plugin")" || fail "list passes --plugin"
+grep -q "group_lasso" <<<"$listing" || fail "list passes --plugin: no group_lasso"
 for lambda in 0.0 0.05; do
   "$sculpt" train "$work/runs/base.yaml" "compression[0].lambda=$lambda" \
     "run.output_dir=$work/runs/lambda_$lambda" >"$work/runs/train_$lambda.log" 2>&1 ||

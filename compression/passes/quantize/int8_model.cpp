@@ -1,0 +1,400 @@
+#include "compression/passes/quantize/int8_model.h"
+
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+#include "core/io/atomic_file.h"
+#include "core/io/safetensors.h"
+#include "core/logging/logging.h"
+
+namespace sculpt::quant {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFormat = "sculpt-quantized";
+
+Granularity granularity_of(const std::string& g) {
+  if (g == "per_tensor") return Granularity::per_tensor;
+  if (g == "per_channel") return Granularity::per_channel;
+  if (g == "per_group") return Granularity::per_group;
+  throw UserError("quantized manifest: unknown granularity '" + g + "'");
+}
+
+const char* granularity_name(Granularity g) {
+  switch (g) {
+    case Granularity::per_tensor: return "per_tensor";
+    case Granularity::per_channel: return "per_channel";
+    case Granularity::per_group: return "per_group";
+  }
+  return "?";
+}
+
+nlohmann::json spec_json(const QSpec& s) {
+  return {{"bits", s.bits},           {"symmetric", s.symmetric},
+          {"signed", s.is_signed},    {"granularity", granularity_name(s.granularity)},
+          {"axis", s.axis},           {"group_size", s.group_size}};
+}
+
+QSpec spec_from(const nlohmann::json& j) {
+  QSpec s;
+  s.bits = j.at("bits").get<int>();
+  s.symmetric = j.at("symmetric").get<bool>();
+  s.is_signed = j.at("signed").get<bool>();
+  s.granularity = granularity_of(j.at("granularity").get<std::string>());
+  s.axis = j.at("axis").get<int64_t>();
+  s.group_size = j.at("group_size").get<int64_t>();
+  return s;
+}
+
+// Grid values as stored: int8 (unsigned grids shifted by -128 so they fit), or for bits <= 4
+// two values per byte (low nibble first) after the same shift to 0..15.
+int64_t storage_offset(const QSpec& s) { return s.qmin() < 0 ? 0 : (s.bits == 8 ? 128 : 0); }
+
+at::Tensor pack_int4(const at::Tensor& q, const QSpec& s) {
+  // q in [qmin, qmax] with qmax - qmin <= 15: store q - qmin.
+  at::Tensor u = (q.flatten() - s.qmin()).to(at::kByte);
+  if (u.numel() % 2) u = at::cat({u, at::zeros({1}, u.options())});
+  u = u.reshape({-1, 2});
+  return u.select(1, 0).bitwise_or(u.select(1, 1).bitwise_left_shift(4));
+}
+
+at::Tensor unpack_int4(const at::Tensor& packed, const QSpec& s, at::IntArrayRef shape) {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  const at::Tensor lo = packed.bitwise_and(15), hi = packed.bitwise_right_shift(4);
+  return at::stack({lo, hi}, 1).flatten().slice(0, 0, n).to(at::kInt).add(s.qmin()).reshape(shape);
+}
+
+// int8 GEMM of quantized rows x [M, K] (float) against a stored weight, with zero points.
+class Int8Gemm {
+ public:
+  Int8Gemm(const at::Tensor& q_weight /*[N, K] int32 grid*/, const QParams& w, const QParams& a) {
+    SCULPT_CHECK(q_weight.dim() == 2, "Int8Gemm: weight must be [N, K]");
+    w_off_ = storage_offset(w.spec);
+    a_off_ = storage_offset(a.spec);
+    a_qmin_ = a.spec.qmin();
+    a_qmax_ = a.spec.qmax();
+    wt_ = (q_weight - w_off_).to(at::kChar).t().contiguous();  // [K, N]
+    w_zp_ = (w.zero_point.flatten() - static_cast<double>(w_off_)).to(at::kInt);  // [N] or [1]
+    colsum_ = wt_.to(at::kInt).sum(0);                                          // [N]
+    a_scale_ = a.scale.flatten().to(at::kFloat);
+    a_inv_ = at::reciprocal(a_scale_);
+    a_zp_ = a.zero_point.flatten().to(at::kFloat);
+    out_scale_ = (a_scale_ * w.scale.flatten().to(at::kFloat));  // [N] or [1]
+    k_ = wt_.size(0);
+    w_asym_ = w_zp_.ne(0).any().item<bool>();
+  }
+  // x: [M, K] float -> [M, N] float (before bias).
+  at::Tensor run(const at::Tensor& x) const {
+    // The grid value exactly as fake_quantize computes it, then the storage shift.
+    at::Tensor q = at::round(x * a_inv_).add_(a_zp_).clamp_(a_qmin_, a_qmax_);
+    const at::Tensor xq = q.sub_(static_cast<double>(a_off_)).to(at::kChar);
+    at::Tensor acc = at::_int_mm(xq, wt_);  // [M, N] int32
+    // sum_k (x - zx)(w - zw) = acc - zx * colsum(w) - zw * rowsum(x) + K zx zw
+    const at::Tensor zx = (a_zp_ - static_cast<double>(a_off_)).to(at::kInt);
+    acc = acc - zx * colsum_;
+    if (w_asym_) {
+      const at::Tensor rowsum = xq.to(at::kInt).sum(1, true);
+      acc = acc - rowsum * w_zp_ + zx * w_zp_ * k_;
+    }
+    return acc.to(at::kFloat) * out_scale_;
+  }
+
+ private:
+  int64_t w_off_ = 0, a_off_ = 0, a_qmin_ = 0, a_qmax_ = 0, k_ = 0;
+  bool w_asym_ = false;
+  at::Tensor wt_, w_zp_, colsum_, a_scale_, a_inv_, a_zp_, out_scale_;
+};
+
+class Int8LinearRuntime final : public nn::LayerRuntime {
+ public:
+  Int8LinearRuntime(const at::Tensor& q, const QParams& w, const QParams& a, at::Tensor bias)
+      : gemm_(q, w, a), bias_(std::move(bias)), out_(q.size(0)) {}
+  at::Tensor forward(const at::Tensor& x) override {
+    auto shape = x.sizes().vec();
+    at::Tensor y = gemm_.run(x.reshape({-1, x.size(-1)}).to(at::kFloat));
+    if (bias_.defined()) y += bias_;
+    shape.back() = out_;
+    return y.reshape(shape);
+  }
+  std::string describe() const override { return "int8 GEMM (at::_int_mm)"; }
+
+ private:
+  Int8Gemm gemm_;
+  at::Tensor bias_;
+  int64_t out_;
+};
+
+class Int8ConvRuntime final : public nn::LayerRuntime {
+ public:
+  Int8ConvRuntime(const nn::Conv2d& conv, const at::Tensor& q, const QParams& w, const QParams& a,
+                  at::Tensor bias)
+      : gemm_(q.reshape({q.size(0), -1}), w, a),
+        bias_(std::move(bias)),
+        out_(q.size(0)),
+        k_(conv.kernel_size),
+        s_(conv.stride),
+        p_(conv.padding) {}
+  at::Tensor forward(const at::Tensor& x) override {
+    const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
+    const int64_t ho = (h + 2 * p_ - k_) / s_ + 1, wo = (w + 2 * p_ - k_) / s_ + 1;
+    const at::Tensor cols = at::im2col(x.to(at::kFloat), {k_, k_}, {1, 1}, {p_, p_}, {s_, s_});
+    at::Tensor y = gemm_.run(cols.transpose(1, 2).reshape({b * ho * wo, cols.size(1)}));
+    if (bias_.defined()) y += bias_;
+    return y.reshape({b, ho, wo, out_}).permute({0, 3, 1, 2}).contiguous();
+  }
+  std::string describe() const override { return "int8 conv (im2col + at::_int_mm)"; }
+
+ private:
+  Int8Gemm gemm_;
+  at::Tensor bias_;
+  int64_t out_, k_, s_, p_;
+};
+
+class Int8EmbeddingRuntime final : public nn::LayerRuntime {
+ public:
+  Int8EmbeddingRuntime(const at::Tensor& q, const QParams& w)
+      : q_(q.to(at::kChar)), scale_(w.scale.flatten()), zp_(w.zero_point.flatten()) {}
+  at::Tensor forward(const at::Tensor& idx) override {
+    at::Tensor rows = q_.index_select(0, idx.flatten()).to(at::kFloat);
+    if (scale_.numel() > 1) {
+      const at::Tensor i = idx.flatten();
+      rows = (rows - zp_.index_select(0, i).unsqueeze(1)) * scale_.index_select(0, i).unsqueeze(1);
+    } else {
+      rows = (rows - zp_) * scale_;
+    }
+    auto shape = idx.sizes().vec();
+    shape.push_back(q_.size(1));
+    return rows.reshape(shape);
+  }
+  std::string describe() const override { return "int8 embedding rows"; }
+
+ private:
+  at::Tensor q_, scale_, zp_;
+};
+
+// Dequantized once at load: the float path with the exported weight.
+class DequantRuntime final : public nn::LayerRuntime {
+ public:
+  DequantRuntime(std::function<at::Tensor(const at::Tensor&, const at::Tensor&)> f, at::Tensor w,
+                 std::string why)
+      : f_(std::move(f)), w_(std::move(w)), why_(std::move(why)) {}
+  at::Tensor forward(const at::Tensor& x) override { return f_(x, w_); }
+  std::string describe() const override { return "float after dequantize-on-load (" + why_ + ")"; }
+
+ private:
+  std::function<at::Tensor(const at::Tensor&, const at::Tensor&)> f_;
+  at::Tensor w_;
+  std::string why_;
+};
+
+std::string kind_of(const nn::Compressible& l) {
+  if (dynamic_cast<const nn::Linear*>(&l)) return "linear";
+  if (dynamic_cast<const nn::Conv2d*>(&l)) return "conv2d";
+  if (dynamic_cast<const nn::Embedding*>(&l)) return "embedding";
+  return "unknown";
+}
+
+std::map<std::string, std::shared_ptr<torch::nn::Module>> modules_by_name(models::Model& model) {
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> out;
+  for (const auto& item : model.named_modules("", false)) out[item.key()] = item.value();
+  return out;
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> fold_batchnorm(const at::Tensor& w, const at::Tensor& b,
+                                                 const torch::nn::BatchNorm2dImpl& bn) {
+  at::NoGradGuard no_grad;
+  const at::Tensor f = bn.weight / at::sqrt(bn.running_var + bn.options.eps());
+  std::vector<int64_t> shape(w.dim(), 1);
+  shape[0] = -1;
+  const at::Tensor b0 = b.defined() ? b : at::zeros_like(bn.running_mean);
+  return {w * f.reshape(shape), bn.bias + (b0 - bn.running_mean) * f};
+}
+
+nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLayer>& layers,
+                                const std::string& dir) {
+  at::NoGradGuard no_grad;
+  io::NamedTensors out;
+  nlohmann::json manifest = {{"format", kFormat}, {"version", 1}};
+  std::set<std::string> skip;  // model tensors the quantized layers replace
+  for (const auto& l : layers) {
+    skip.insert(l.name + ".weight");
+    skip.insert(l.name + ".bias");
+    if (!l.folded_norm.empty())
+      for (const char* t : {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"})
+        skip.insert(l.folded_norm + "." + t);
+    const at::Tensor q = quantize_to_int(l.folded_weight, l.weight).cpu();
+    nlohmann::json j = {{"kind", kind_of(*l.layer)},
+                        {"weight", spec_json(l.weight.spec)},
+                        {"shape", l.folded_weight.sizes().vec()},
+                        {"folded_norm", l.folded_norm},
+                        {"act", l.act.defined() ? spec_json(l.act.spec) : nlohmann::json()}};
+    if (l.weight.spec.bits <= 4) {
+      out.emplace_back(l.name + ".qweight_packed", pack_int4(q, l.weight.spec));
+      j["packed"] = "int4";
+    } else {
+      out.emplace_back(l.name + ".qweight", (q - storage_offset(l.weight.spec)).to(at::kChar));
+      j["packed"] = "int8";
+    }
+    out.emplace_back(l.name + ".w_scale", l.weight.scale.to(at::kFloat).cpu().contiguous());
+    out.emplace_back(l.name + ".w_zero_point", l.weight.zero_point.to(at::kInt).cpu().contiguous());
+    if (l.bias.defined()) out.emplace_back(l.name + ".bias_q", l.bias.to(at::kFloat).cpu().contiguous());
+    if (l.act.defined()) {
+      out.emplace_back(l.name + ".a_scale", l.act.scale.to(at::kFloat).cpu().reshape({1}));
+      out.emplace_back(l.name + ".a_zero_point", l.act.zero_point.to(at::kInt).cpu().reshape({1}));
+    }
+    manifest["layers"][l.name] = j;
+  }
+  int64_t fp32_bytes = 0;
+  for (const auto& [name, t] : model.state_tensors()) {
+    if (t.is_floating_point()) fp32_bytes += t.numel() * 4;
+    if (skip.count(name)) continue;
+    out.emplace_back(name, t.detach().cpu().contiguous());
+  }
+  manifest["fp32_bytes"] = fp32_bytes;
+
+  const fs::path target(dir);
+  const fs::path tmp = target.string() + ".tmp";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  io::save_safetensors((tmp / "model.safetensors").string(), out, {{"format", kFormat}});
+  manifest["bytes"] = static_cast<int64_t>(fs::file_size(tmp / "model.safetensors"));
+  io::write_file_atomic((tmp / "manifest.json").string(), manifest.dump(2) + "\n");
+  const fs::path old = target.string() + ".old";
+  fs::remove_all(old);
+  if (fs::exists(target)) fs::rename(target, old);
+  fs::rename(tmp, target);
+  fs::remove_all(old);
+  return manifest;
+}
+
+int64_t export_bytes(const std::string& dir) {
+  return static_cast<int64_t>(fs::file_size(fs::path(dir) / "model.safetensors"));
+}
+
+nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
+  at::NoGradGuard no_grad;
+  const fs::path mpath = fs::path(dir) / "manifest.json", tpath = fs::path(dir) / "model.safetensors";
+  SCULPT_CHECK(fs::exists(mpath) && fs::exists(tpath), dir,
+               ": not a quantized export (expected manifest.json and model.safetensors; a "
+               "quantize pass writes <run>/quantized when training ends)");
+  const nlohmann::json manifest = io::read_json_file(mpath.string());
+  SCULPT_CHECK(manifest.value("format", "") == kFormat, mpath.string(), ": format is not ",
+               kFormat);
+  std::map<std::string, at::Tensor> file;
+  for (auto& [n, t] : io::load_safetensors(tpath.string())) file[n] = t;
+  auto take = [&](const std::string& n) {
+    auto it = file.find(n);
+    SCULPT_CHECK(it != file.end(), tpath.string(), ": tensor '", n, "' is missing");
+    at::Tensor t = it->second;
+    file.erase(it);
+    return t;
+  };
+  auto mods = modules_by_name(model);
+  std::set<std::string> replaced;
+  const auto device = model.parameters().empty() ? c10::Device(c10::kCPU)
+                                                  : model.parameters().front().device();
+  SCULPT_CHECK(device.is_cpu(), "quantized models run on the CPU (the int8 CUDA kernels come with "
+                                "the kernels issue)");
+  for (const auto& [name, j] : manifest.at("layers").items()) {
+    auto it = mods.find(name);
+    SCULPT_CHECK(it != mods.end(), mpath.string(), ": layer '", name, "' is not in the model");
+    auto layer = std::dynamic_pointer_cast<nn::Compressible>(it->second);
+    SCULPT_CHECK(layer, mpath.string(), ": '", name, "' is not a compressible layer");
+    const auto shape = j.at("shape").get<std::vector<int64_t>>();
+    SCULPT_CHECK(at::IntArrayRef(shape) == layer->raw_weight().sizes(), mpath.string(), ": layer ",
+                 name, " has shape ", at::IntArrayRef(shape), " but the model's is ",
+                 layer->raw_weight().sizes());
+    QParams w;
+    w.spec = spec_from(j.at("weight"));
+    w.scale = take(name + ".w_scale").to(at::kFloat);
+    w.zero_point = take(name + ".w_zero_point").to(at::kFloat);
+    at::Tensor q = j.value("packed", "int8") == "int4"
+                       ? unpack_int4(take(name + ".qweight_packed"), w.spec, shape)
+                       : take(name + ".qweight").to(at::kInt) + storage_offset(w.spec);
+    at::Tensor bias = file.count(name + ".bias_q") ? take(name + ".bias_q") : at::Tensor();
+    QParams a;
+    if (!j.at("act").is_null()) {
+      a.spec = spec_from(j.at("act"));
+      a.scale = take(name + ".a_scale").to(at::kFloat).reshape({});
+      a.zero_point = take(name + ".a_zero_point").to(at::kFloat).reshape({});
+    }
+    const std::string kind = j.at("kind").get<std::string>();
+    const bool int_weight = w.spec.granularity == Granularity::per_tensor ||
+                            (w.spec.granularity == Granularity::per_channel && w.spec.axis == 0);
+    std::shared_ptr<nn::LayerRuntime> rt;
+    std::string why;
+    if (kind == "embedding") {
+      if (int_weight) rt = std::make_shared<Int8EmbeddingRuntime>(q, w);
+      else why = "per-group embedding rows";
+    } else if (!a.defined()) {
+      why = "weight-only quantization: the input stays float";
+    } else if (!int_weight) {
+      why = "per-group weights";
+    } else if (kind == "linear") {
+      rt = std::make_shared<Int8LinearRuntime>(q, w, a, bias);
+    } else if (kind == "conv2d") {
+      auto conv = std::dynamic_pointer_cast<nn::Conv2d>(layer);
+      if (conv->groups == 1) rt = std::make_shared<Int8ConvRuntime>(*conv, q, w, a, bias);
+      else why = "grouped convolution";
+    }
+    if (!rt) {
+      const at::Tensor wf = dequantize(q, w, shape);
+      std::function<at::Tensor(const at::Tensor&, const at::Tensor&)> f;
+      if (kind == "linear") {
+        f = [bias, a](const at::Tensor& x, const at::Tensor& wt) {
+          return at::linear(a.defined() ? fake_quantize(x, a) : x, wt, bias);
+        };
+      } else if (kind == "conv2d") {
+        auto conv = std::dynamic_pointer_cast<nn::Conv2d>(layer);
+        const int64_t s = conv->stride, p = conv->padding, g = conv->groups;
+        f = [bias, a, s, p, g](const at::Tensor& x, const at::Tensor& wt) {
+          return at::conv2d(a.defined() ? fake_quantize(x, a) : x, wt, bias, {s, s}, {p, p}, {1, 1},
+                            g);
+        };
+      } else {
+        f = [](const at::Tensor& x, const at::Tensor& wt) { return at::embedding(wt, x); };
+      }
+      rt = std::make_shared<DequantRuntime>(f, wf, why);
+      log::warn("quantized ", name, ": ", rt->describe());
+    }
+    layer->clear_transforms();
+    layer->set_runtime(rt);
+    replaced.insert(name + ".weight");
+    replaced.insert(name + ".bias");
+    const std::string norm = j.value("folded_norm", "");
+    if (!norm.empty()) {
+      auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(mods.at(norm));
+      SCULPT_CHECK(bn, mpath.string(), ": folded norm '", norm, "' is not a BatchNorm2d");
+      // An exact identity: (x - 0) / sqrt(1 + 0) * 1 + 0.
+      bn->running_mean.zero_();
+      bn->running_var.fill_(1);
+      bn->weight.fill_(1);
+      bn->bias.zero_();
+      bn->options.eps(0.0);
+      for (const char* t : {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"})
+        replaced.insert(norm + "." + t);
+    }
+  }
+  for (auto& [name, t] : model.state_tensors()) {
+    if (replaced.count(name)) continue;
+    at::Tensor v = take(name);
+    SCULPT_CHECK(v.sizes() == t.sizes(), tpath.string(), ": tensor '", name, "' has shape ",
+                 v.sizes(), " but the model expects ", t.sizes());
+    t.copy_(v);
+  }
+  SCULPT_CHECK(file.empty(), tpath.string(), ": tensor '", file.begin()->first,
+               "' belongs to no layer of this model (an export of another model?)");
+  return manifest;
+}
+
+}  // namespace sculpt::quant

@@ -1,0 +1,658 @@
+// quantize. Each chosen layer gets a weight transform and (act_bits > 0) an input transform
+// named "quant". Schedule, in steps (or epochs, "2e"):
+//   [0, warmup)                    float: the transforms pass values through
+//   [warmup, freeze_observers_at)  observers update, fake quantization on
+//   freeze_bn_at                   BatchNorms after quantized convs stop updating their
+//                                  statistics and are folded into the conv for the quantized
+//                                  forward: w -> Q(w * g / sigma) * sigma / g, then the (eval)
+//                                  BN, which equals conv(x, Q(w_fold)) + b_fold exactly
+//   freeze_observers_at on         qparams fixed (LSQ scales keep learning)
+// mode ptq: no training; attach runs calibration_batches batches through the model, and the
+// run (trainer.epochs: 0) goes straight to the export.
+// finalize: exports <run>/quantized, loads it into a fresh model with the integer runtime and
+// fails if its outputs differ from the fake-quant model's by more than one quantization step
+// of the outputs (the output range / 255) anywhere.
+// Transform state (observers, qparams, LSQ/PACT parameters) lives in the pass, not in
+// registered module tensors, so model.safetensors keeps the plain float weights.
+#include "compression/passes/quantize/quantize.h"
+
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include "compression/passes/quantize/int8_model.h"
+#include "compression/passes/quantize/observers.h"
+#include "core/data/dataset.h"
+#include "core/data/loader.h"
+#include "core/error.h"
+#include "core/logging/logging.h"
+#include "core/models/model.h"
+#include "core/run/run_context.h"
+
+namespace sculpt::compression {
+
+using quant::Granularity;
+using quant::QParams;
+using quant::QSpec;
+
+void QuantizeOptions::visit(config::Visitor& v) {
+  v.choice("mode", mode, {"qat", "ptq"},
+           "quantize: qat (fake-quant training) or ptq (calibrate, no training: trainer.epochs 0)");
+  v.field("enabled", enabled, "quantize: false keeps the layer in float (use in overrides)");
+  v.field("weight_bits", weight_bits, "quantize: weight bits, 2..8", config::Range::closed(2, 8));
+  v.choice("weight_scheme", weight_scheme, {"symmetric", "asymmetric"},
+           "quantize: weight grid (symmetric: narrow signed range, zero point 0)");
+  v.choice("weight_granularity", weight_granularity, {"per_tensor", "per_channel", "per_group"},
+           "quantize: one weight scale per tensor, per channel (weight_axis) or per group");
+  v.field("weight_axis", weight_axis, "quantize: per_channel axis of the weight (0: outputs)",
+          config::Range::at_least(0));
+  v.field("group_size", group_size,
+          "quantize: per_group: consecutive input-dimension elements sharing a scale",
+          config::Range::at_least(0));
+  v.choice("weight_observer", weight_observer, {"minmax", "moving_average", "percentile", "mse", "entropy"},
+           "quantize: weight range (computed from the current weights)");
+  v.field("act_bits", act_bits, "quantize: input activation bits, 2..8; 0: inputs stay float",
+          config::Range::closed(0, 8));
+  v.choice("act_scheme", act_scheme, {"symmetric", "asymmetric"},
+           "quantize: activation grid (asymmetric: 0..2^b-1 with a zero point)");
+  v.field("act_signed", act_signed,
+          "quantize: symmetric activation grids only: false uses 0..2^b-1 for inputs >= 0");
+  v.choice("act_observer", act_observer, {"minmax", "moving_average", "percentile", "mse", "entropy"},
+           "quantize: activation range observer (per tensor)");
+  v.field("observer_momentum", observer_momentum, "quantize: moving_average weight of a batch",
+          config::Range::half_open(0, 1));
+  v.field("percentile", percentile, "quantize: percentile observer's p, in (0, 100]",
+          config::Range::half_open(0, 100));
+  v.field("lsq", lsq, "quantize: learn the step sizes (LSQ, gradient scale 1/sqrt(N*qmax))");
+  v.field("pact", pact, "quantize: clip inputs at a learned alpha (PACT) on a 0..2^b-1 grid");
+  v.field("pact_init", pact_init, "quantize: initial PACT alpha", config::Range::above(0));
+  v.field("warmup", warmup, "quantize: float steps before fake quantization (500 or 2e)");
+  v.field("freeze_observers_at", freeze_observers_at,
+          "quantize: step (or 2e) from which qparams stay fixed; 0: observe to the end");
+  v.field("freeze_bn_at", freeze_bn_at,
+          "quantize: step (or 2e) from which BatchNorm statistics freeze and fold into the conv "
+          "(late in training, at a low learning rate: frozen statistics of near-dead channels "
+          "amplify ~300x); 0: never");
+  v.field("calibration_batches", calibration_batches, "quantize: ptq: batches to calibrate on",
+          config::Range::at_least(1));
+  v.field("export", export_model, "quantize: write the integer model to <run>/quantized");
+  v.field("verify", verify,
+          "quantize: check the integer model against the fake-quant model at the end");
+}
+
+void QuantizeOptions::check(config::Checker& c) const {
+  if (act_bits == 1) c.error("act_bits", "act_bits must be 0 (float) or 2..8; got 1");
+  for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"warmup", &warmup},
+                                   {"freeze_observers_at", &freeze_observers_at},
+                                   {"freeze_bn_at", &freeze_bn_at}})
+    if (!is_step_spec(*value))
+      c.error(key, "expected a step count (500) or epochs (2e); got '" + *value + "'");
+  if (weight_granularity == "per_group" && group_size <= 0)
+    c.error("group_size", "weight_granularity per_group needs group_size > 0");
+  if (weight_observer == "entropy" && weight_granularity != "per_tensor")
+    c.error("weight_observer", "entropy calibration works per tensor only; use minmax, "
+                               "percentile or mse with " + weight_granularity);
+  if (pact && act_bits == 0) c.error("pact", "pact clips quantized inputs: set act_bits");
+}
+
+QSpec QuantizeOptions::weight_spec() const {
+  QSpec s;
+  s.bits = static_cast<int>(weight_bits);
+  s.symmetric = weight_scheme == "symmetric";
+  s.granularity = weight_granularity == "per_tensor"    ? Granularity::per_tensor
+                  : weight_granularity == "per_channel" ? Granularity::per_channel
+                                                        : Granularity::per_group;
+  s.axis = weight_axis;
+  s.group_size = group_size;
+  return s;
+}
+
+QSpec QuantizeOptions::act_spec() const {
+  QSpec s;
+  s.bits = static_cast<int>(act_bits);
+  s.symmetric = pact || act_scheme == "symmetric";
+  s.is_signed = !pact && act_signed;
+  return s;
+}
+
+namespace {
+
+quant::ObserverOptions observer_options(const QuantizeOptions& o, const std::string& kind) {
+  quant::ObserverOptions obs;
+  obs.kind = quant::observer_kind(kind);
+  obs.momentum = o.observer_momentum;
+  obs.percentile = o.percentile;
+  return obs;
+}
+
+// What the pass switches on and off for every transform.
+struct Phase {
+  bool active = false;       // fake quantization on
+  bool observing = false;    // observers update
+  bool calibrating = false;  // ptq: observe in eval mode too
+};
+
+class QuantWeight final : public nn::WeightTransform {
+ public:
+  QuantWeight(QSpec spec, quant::ObserverOptions obs, bool lsq, const Phase* phase)
+      : spec_(spec), obs_(obs), lsq_(lsq), phase_(phase) {}
+
+  at::Tensor forward(const at::Tensor& w) override {
+    if (!phase_->active) return w;
+    at::Tensor f;  // BN fold factor, [out, 1, 1, 1]
+    at::Tensor wf = w;
+    if (fold_) {
+      // Detached: gamma is trained by the BN's own forward (whose output this undoes the
+      // scaling for); through the fold its gradient has a (w f - Q(w f)) / f^2 term that
+      // explodes for small gamma (seen: NaN within 30 steps at lr 0.05 without clipping).
+      f = fold_factor().reshape({-1, 1, 1, 1});
+      wf = w * f;
+    }
+    if (!qp_.defined() || (phase_->observing && dirty_)) refresh(wf);
+    at::Tensor y;
+    if (lsq_) {
+      const double g = 1.0 / std::sqrt(static_cast<double>(
+                                 quant::elements_per_scale(wf.sizes(), spec_)) *
+                             static_cast<double>(spec_.qmax()));
+      y = quant::fake_quantize_lsq(wf, scale_, qp_.zero_point, spec_, g);
+    } else {
+      y = quant::fake_quantize(wf, qp_);
+    }
+    return fold_ ? y / f : y;
+  }
+
+  // qparams from the current (folded) weight; LSQ scales start there.
+  void refresh(const at::Tensor& wf) {
+    auto [lo, hi] = quant::weight_range(wf, spec_, obs_);
+    qp_ = quant::qparams_from_range(lo, hi, spec_);
+    dirty_ = false;
+    if (lsq_ && !scale_init_) {
+      at::NoGradGuard no_grad;
+      scale_.copy_(qp_.scale.reshape(scale_.sizes()));
+      scale_init_ = true;
+    }
+  }
+  void mark_dirty() { dirty_ = true; }
+  // The qparams the export uses (the learned scale under LSQ).
+  QParams qparams() const {
+    QParams q = qp_;
+    if (lsq_ && scale_init_) q.scale = scale_.detach().clone();
+    return q;
+  }
+  void set_fold(std::shared_ptr<torch::nn::BatchNorm2dImpl> bn) { bn_ = std::move(bn); }
+  bool can_fold() const { return bn_ != nullptr; }
+  void fold_on() {
+    if (fold_ || !bn_) return;
+    fold_ = true;
+    dirty_ = true;
+    scale_init_ = false;  // the folded weight has another range: LSQ starts again from it
+    qp_ = QParams();
+  }
+  bool folded() const { return fold_; }
+  at::Tensor fold_factor() const {
+    return fold_ ? (bn_->weight / at::sqrt(bn_->running_var + bn_->options.eps())).detach()
+                 : at::Tensor();
+  }
+  const std::shared_ptr<torch::nn::BatchNorm2dImpl>& bn() const { return bn_; }
+
+  QSpec spec_;
+  quant::ObserverOptions obs_;
+  bool lsq_;
+  const Phase* phase_;
+  QParams qp_;
+  bool dirty_ = true, fold_ = false, scale_init_ = false;
+  at::Tensor scale_ = at::zeros({}, at::kFloat).set_requires_grad(true);  // LSQ
+  std::shared_ptr<torch::nn::BatchNorm2dImpl> bn_;
+};
+
+class QuantInput final : public nn::ActivationTransform {
+ public:
+  QuantInput(QSpec spec, quant::ObserverOptions obs, bool lsq, bool pact, double pact_init,
+             const Phase* phase)
+      : spec_(spec), observer_(spec, obs), lsq_(lsq), pact_(pact), phase_(phase) {
+    alpha_ = at::full({}, pact_init, at::kFloat).set_requires_grad(true);
+  }
+
+  at::Tensor forward(const at::Tensor& x) override {
+    if (record_) recorded_ = x.detach();
+    if (!phase_->active) return x;
+    if (phase_->observing && (is_training() || phase_->calibrating) && !pact_) {
+      observer_.observe(x);
+      dirty_ = true;
+    }
+    if (pact_) {
+      // y = min(relu(x), alpha): d y / d alpha = 1 where x >= alpha (PACT with STE).
+      const at::Tensor y = at::minimum(at::relu(x), alpha_);
+      return quant::fake_quantize(y, pact_qparams());
+    }
+    // Histogram observers cost more to turn into a range: every 10th batch while observing.
+    if (dirty_ && (!qp_.defined() || !uses_hist_ || !phase_->observing ||
+                   observer_.batches() % 10 == 1))
+      refresh();
+    SCULPT_CHECK(qp_.defined(), "quantize: an input observer has no data yet");
+    if (lsq_) {
+      const double g = 1.0 / std::sqrt(static_cast<double>(x[0].numel()) *
+                                       static_cast<double>(spec_.qmax()));
+      return quant::fake_quantize_lsq(x, scale_, qp_.zero_point, spec_, g);
+    }
+    return quant::fake_quantize(x, qp_);
+  }
+
+  void refresh() {
+    if (!observer_.seen()) return;
+    qp_ = observer_.qparams();
+    dirty_ = false;
+    if (lsq_ && !scale_init_) {
+      at::NoGradGuard no_grad;
+      scale_.copy_(qp_.scale);
+      scale_init_ = true;
+    }
+  }
+  QParams pact_qparams() const {
+    QParams q;
+    q.spec = spec_;
+    q.scale = (alpha_.detach().clamp_min(1e-6) / static_cast<double>(spec_.qmax()));
+    q.zero_point = at::zeros({}, at::kFloat);
+    return q;
+  }
+  QParams qparams() const {
+    if (pact_) return pact_qparams();
+    QParams q = qp_;
+    if (q.defined() && lsq_ && scale_init_) q.scale = scale_.detach().clone();
+    return q;
+  }
+  bool ready() const { return pact_ || qp_.defined() || observer_.seen(); }
+
+  QSpec spec_;
+  quant::ActivationObserver observer_;
+  bool lsq_, pact_;
+  bool uses_hist_ = false;
+  const Phase* phase_;
+  QParams qp_;
+  bool dirty_ = false, scale_init_ = false;
+  at::Tensor scale_ = at::zeros({}, at::kFloat).set_requires_grad(true);
+  at::Tensor alpha_;
+  bool record_ = false;
+  at::Tensor recorded_;
+};
+
+class QuantizePass final : public CompressionPass {
+ public:
+  using CompressionPass::CompressionPass;
+
+  void attach(models::Model& model, const StepContext& ctx) override {
+    static const QuantizeOptions defaults;
+    const auto& top = config().options ? dynamic_cast<const QuantizeOptions&>(*config().options)
+                                       : defaults;
+    mode_ = top.mode;
+    warmup_ = resolve_step(top.warmup, ctx, "compression quantize: warmup");
+    freeze_obs_ = resolve_step(top.freeze_observers_at, ctx, "compression quantize: freeze_observers_at");
+    freeze_bn_ = resolve_step(top.freeze_bn_at, ctx, "compression quantize: freeze_bn_at");
+    verify_ = top.verify;
+    export_ = top.export_model;
+    SCULPT_CHECK(mode_ != "qat" || ctx.total_steps > 0,
+                 "compression quantize: mode qat needs training steps; for calibration without "
+                 "training use mode: ptq");
+    SCULPT_CHECK(freeze_obs_ == 0 || freeze_obs_ > warmup_,
+                 "compression quantize: freeze_observers_at (step ", freeze_obs_,
+                 ") must come after warmup (step ", warmup_, "): observers would see no data");
+    SCULPT_CHECK(mode_ != "ptq" || ctx.total_steps == 0,
+                 "compression quantize: mode ptq calibrates without training, but the trainer "
+                 "will make ", ctx.total_steps, " steps: set trainer.epochs: 0 (or use mode: qat)");
+    std::map<std::string, std::shared_ptr<torch::nn::BatchNorm2dImpl>> norms;
+    {
+      std::map<std::string, std::shared_ptr<torch::nn::Module>> mods;
+      for (const auto& item : model.named_modules("", false)) mods[item.key()] = item.value();
+      for (const auto& [layer, norm] : model.norm_pairs())
+        if (auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(mods[norm]))
+          norms[layer] = bn;
+    }
+    layers_.clear();
+    for (const auto& t : select_layers(model)) {
+      const auto& o = t.options ? options_of<QuantizeOptions>(t) : defaults;
+      if (!o.enabled) continue;
+      Layer l;
+      l.name = t.name;
+      l.layer = t.layer;
+      const QSpec ws = o.weight_spec();
+      ws.check(t.layer->raw_weight().sizes(),
+               "compression quantize, layer " + t.name + ", weight_bits/weight_axis/group_size");
+      l.weight = std::make_shared<QuantWeight>(ws, observer_options(o, o.weight_observer), o.lsq,
+                                               &phase_);
+      // Learned tensors live on the run's device before the optimizer takes them.
+      l.weight->scale_ =
+          at::zeros(quant::qparam_shape(t.layer->raw_weight().sizes(), ws),
+                    at::TensorOptions(at::kFloat).device(ctx.device))
+              .set_requires_grad(true);
+      if (norms.count(t.name) && top.freeze_bn_at != "0") l.weight->set_fold(norms[t.name]);
+      t.layer->add_weight_transform("quant", l.weight);
+      const bool is_embedding = dynamic_cast<nn::Embedding*>(t.layer.get()) != nullptr;
+      if (o.act_bits > 0 && !is_embedding) {
+        l.input = std::make_shared<QuantInput>(o.act_spec(), observer_options(o, o.act_observer),
+                                               o.lsq, o.pact, o.pact_init, &phase_);
+        l.input->uses_hist_ = o.act_observer == "percentile" || o.act_observer == "mse" ||
+                              o.act_observer == "entropy";
+        l.input->scale_ = at::zeros({}, at::TensorOptions(at::kFloat).device(ctx.device))
+                              .set_requires_grad(true);
+        l.input->alpha_ = l.input->alpha_.detach().to(ctx.device).set_requires_grad(true);
+        t.layer->add_input_transform("quant", l.input);
+      }
+      layers_.push_back(std::move(l));
+    }
+    if (mode_ == "ptq") calibrate(model, ctx, top.calibration_batches);
+    set_phase(0);
+  }
+
+  std::vector<at::Tensor> parameters() const override {
+    std::vector<at::Tensor> out;
+    for (const auto& l : layers_) {
+      if (l.weight->lsq_) out.push_back(l.weight->scale_);
+      if (l.input && l.input->lsq_ && !l.input->pact_) out.push_back(l.input->scale_);
+      if (l.input && l.input->pact_) out.push_back(l.input->alpha_);
+    }
+    return out;
+  }
+
+  void on_batch(data::Batch& /*batch*/, const StepContext& ctx) override {
+    set_phase(ctx.step);
+    if (freeze_bn_ > 0 && ctx.step >= freeze_bn_) {
+      for (auto& l : layers_) {
+        if (!l.weight->can_fold()) continue;
+        l.weight->bn()->eval();
+        if (!l.weight->folded()) {
+          l.weight->fold_on();
+          log::info("quantize: ", l.name, " BatchNorm frozen and folded from step ", ctx.step + 1);
+        }
+      }
+    }
+  }
+
+  void after_step(models::Model& /*model*/, const StepContext& ctx) override {
+    steps_ = ctx.step;
+    for (auto& l : layers_) l.weight->mark_dirty();
+  }
+
+  void finalize(models::Model& model, const StepContext& ctx) override {
+    phase_.observing = false;
+    phase_.active = true;
+    for (auto& l : layers_)
+      SCULPT_CHECK(!l.input || l.input->ready(), "compression quantize: layer ", l.name,
+                   ": exporting before its input observer has seen data (warmup longer than the "
+                   "run? mode ptq with no calibration batches?)");
+    for (auto& l : layers_)
+      if (l.input) l.input->refresh();
+    // Weight qparams from the final weights (LSQ scales are learned, not observed).
+    for (auto& l : layers_)
+      if (!l.weight->lsq_ && (l.weight->dirty_ || !l.weight->qp_.defined())) {
+        l.weight->mark_dirty();
+        l.weight->qp_ = QParams();
+      }
+    sample_ = first_batch(ctx);
+    at::Tensor sample = sample_.defined() ? sample_.to(ctx.device) : at::Tensor();
+    // Activation SNR from the sample batch through the fake-quant model.
+    if (sample.defined()) {
+      at::NoGradGuard no_grad;
+      model.eval();
+      for (auto& l : layers_)
+        if (l.input) l.input->record_ = true;
+      reference_ = model.forward(sample).detach();
+      for (auto& l : layers_)
+        if (l.input) {
+          l.input->record_ = false;
+          l.act_snr = quant::quantization_snr_db(l.input->recorded_, l.input->qparams());
+          l.input->recorded_ = at::Tensor();
+        }
+    }
+    std::vector<quant::ExportLayer> ex;
+    fp32_bytes_ = 0;
+    for (const auto& [n, t] : model.state_tensors())
+      if (t.is_floating_point()) fp32_bytes_ += t.numel() * 4;
+    for (auto& l : layers_) {
+      at::NoGradGuard no_grad;
+      quant::ExportLayer e;
+      e.name = l.name;
+      e.layer = l.layer;
+      at::Tensor w = l.layer->raw_weight().detach();
+      at::Tensor bias = l.layer->bias().defined() ? l.layer->bias().detach() : at::Tensor();
+      if (l.weight->folded()) {
+        std::tie(w, bias) = quant::fold_batchnorm(w, bias, *l.weight->bn());
+        e.folded_norm = norm_name(model, l.weight->bn());
+      }
+      if (!l.weight->qp_.defined()) l.weight->refresh(w);
+      e.weight = l.weight->qparams();
+      e.folded_weight = w;
+      e.bias = bias;
+      if (l.input) e.act = l.input->qparams();
+      l.weight_snr = quant::quantization_snr_db(w, e.weight);
+      l.scale_min = e.weight.scale.min().item<double>();
+      l.scale_max = e.weight.scale.max().item<double>();
+      l.spec = e.weight.spec.describe();
+      if (e.act.defined()) l.act_spec = e.act.spec.describe();
+      ex.push_back(std::move(e));
+    }
+    if (!export_ || !ctx.run) return;
+    const std::string dir = (ctx.run->dir() / "quantized").string();
+    const auto manifest = quant::export_quantized(model, ex, dir);
+    export_bytes_ = manifest.at("bytes").get<int64_t>();
+    export_dir_ = dir;
+    log::info("quantize: integer model in ", dir, ": ", export_bytes_, " bytes (FP32 ",
+              fp32_bytes_, ", ", static_cast<double>(export_bytes_) / static_cast<double>(fp32_bytes_),
+              "x)");
+    if (verify_ && sample.defined() && ctx.data) verify(ctx, dir);
+  }
+
+  CallbackState state_dict() const override {
+    CallbackState s;
+    s.meta["step"] = steps_;
+    for (const auto& l : layers_) {
+      auto& m = s.meta["layers"][l.name];
+      m["folded"] = l.weight->folded();
+      if (l.weight->lsq_) {
+        m["lsq_init"] = l.weight->scale_init_;
+        s.tensors.emplace_back(l.name + ".w_lsq_scale", l.weight->scale_.detach());
+      }
+      if (l.input) {
+        m["act_batches"] = l.input->observer_.batches();
+        l.input->observer_.save(s.tensors, l.name + ".act_observer");
+        if (l.input->qp_.defined()) {
+          s.tensors.emplace_back(l.name + ".act_scale", l.input->qp_.scale);
+          s.tensors.emplace_back(l.name + ".act_zero_point", l.input->qp_.zero_point);
+        }
+        if (l.input->lsq_) {
+          m["act_lsq_init"] = l.input->scale_init_;
+          s.tensors.emplace_back(l.name + ".a_lsq_scale", l.input->scale_.detach());
+        }
+        if (l.input->pact_) s.tensors.emplace_back(l.name + ".pact_alpha", l.input->alpha_.detach());
+      }
+      if (l.weight->qp_.defined()) {
+        s.tensors.emplace_back(l.name + ".w_scale", l.weight->qp_.scale);
+        s.tensors.emplace_back(l.name + ".w_zero_point", l.weight->qp_.zero_point);
+      }
+    }
+    return s;
+  }
+
+  void load_state_dict(const CallbackState& state) override {
+    SCULPT_CHECK(state.meta.contains("step"), "compression quantize: the saved state has no step");
+    steps_ = state.meta["step"].get<int64_t>();
+    std::map<std::string, at::Tensor> t(state.tensors.begin(), state.tensors.end());
+    auto copy_into = [&](at::Tensor& dst, const std::string& key) {
+      at::NoGradGuard no_grad;
+      auto it = t.find(key);
+      SCULPT_CHECK(it != t.end(), "compression quantize: the saved state has no ", key);
+      SCULPT_CHECK(dst.sizes() == it->second.sizes(), "compression quantize: saved ", key,
+                   " has shape ", it->second.sizes(), ", expected ", dst.sizes());
+      dst.copy_(it->second);
+    };
+    for (auto& l : layers_) {
+      SCULPT_CHECK(state.meta.contains("layers") && state.meta["layers"].contains(l.name),
+                   "compression quantize: the saved state has no layer ", l.name);
+      const auto& m = state.meta["layers"][l.name];
+      if (m.value("folded", false)) l.weight->fold_on();
+      if (t.count(l.name + ".w_scale")) {
+        l.weight->qp_.spec = l.weight->spec_;
+        l.weight->qp_.scale = t[l.name + ".w_scale"].clone();
+        l.weight->qp_.zero_point = t[l.name + ".w_zero_point"].clone();
+        l.weight->dirty_ = true;  // while observing, recomputed from the restored weights
+      }
+      if (l.weight->lsq_) {
+        copy_into(l.weight->scale_, l.name + ".w_lsq_scale");
+        l.weight->scale_init_ = m.value("lsq_init", false);
+      }
+      if (!l.input) continue;
+      l.input->observer_.load(t, l.name + ".act_observer", m.value("act_batches", int64_t{0}));
+      if (t.count(l.name + ".act_scale")) {
+        l.input->qp_.spec = l.input->spec_;
+        l.input->qp_.scale = t[l.name + ".act_scale"].clone();
+        l.input->qp_.zero_point = t[l.name + ".act_zero_point"].clone();
+      }
+      if (l.input->lsq_) {
+        copy_into(l.input->scale_, l.name + ".a_lsq_scale");
+        l.input->scale_init_ = m.value("act_lsq_init", false);
+      }
+      if (l.input->pact_) copy_into(l.input->alpha_, l.name + ".pact_alpha");
+    }
+  }
+
+  nlohmann::json summary() const override {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : layers_) {
+      nlohmann::json j = {{"name", l.name},
+                          {"weight", l.spec},
+                          {"act", l.act_spec.empty() ? "float" : l.act_spec},
+                          {"scale_min", l.scale_min},
+                          {"scale_max", l.scale_max},
+                          {"weight_snr_db", finite_or_null(l.weight_snr)},
+                          {"act_snr_db", finite_or_null(l.act_snr)},
+                          {"bn_folded", l.weight->folded()}};
+      layers.push_back(j);
+    }
+    nlohmann::json s = {{"mode", mode_}, {"layers", layers}, {"steps", steps_},
+                        {"fp32_bytes", fp32_bytes_}};
+    if (export_bytes_ > 0) {
+      s["export_dir"] = export_dir_;
+      s["quantized_bytes"] = export_bytes_;
+      s["size_ratio"] = static_cast<double>(export_bytes_) / static_cast<double>(fp32_bytes_);
+    }
+    if (verified_) s["verify_max_abs_diff"] = verify_diff_, s["verify_tolerance"] = verify_tol_;
+    return s;
+  }
+
+  std::string describe(const Target& t) const override {
+    static const QuantizeOptions defaults;
+    const auto& o = t.options ? dynamic_cast<const QuantizeOptions&>(*t.options) : defaults;
+    if (!o.enabled) return "float (enabled: false)";
+    return "weights " + o.weight_spec().describe() + " (" + o.weight_observer + "), inputs " +
+           (o.act_bits ? o.act_spec().describe() + " (" + (o.pact ? std::string("pact") : o.act_observer) + ")"
+                       : std::string("float")) +
+           (o.lsq ? ", lsq" : "");
+  }
+
+ private:
+  struct Layer {
+    std::string name;
+    std::shared_ptr<nn::Compressible> layer;
+    std::shared_ptr<QuantWeight> weight;
+    std::shared_ptr<QuantInput> input;
+    std::string spec, act_spec;
+    double weight_snr = std::numeric_limits<double>::quiet_NaN();
+    double act_snr = std::numeric_limits<double>::quiet_NaN();
+    double scale_min = 0, scale_max = 0;
+  };
+
+  static nlohmann::json finite_or_null(double v) {
+    if (std::isnan(v)) return nullptr;
+    if (std::isinf(v)) return 999.0;  // exact
+    return v;
+  }
+
+  static std::string norm_name(models::Model& model,
+                               const std::shared_ptr<torch::nn::BatchNorm2dImpl>& bn) {
+    for (const auto& item : model.named_modules("", false))
+      if (item.value().get() == bn.get()) return item.key();
+    return "";
+  }
+
+  void set_phase(int64_t step) {
+    if (mode_ == "ptq") {
+      phase_.active = true;
+      phase_.observing = false;
+      return;
+    }
+    phase_.active = step >= warmup_;
+    phase_.observing = phase_.active && (freeze_obs_ == 0 || step < freeze_obs_);
+  }
+
+  // One batch of training inputs as the trainer's evaluation sees them (normalized).
+  static at::Tensor first_batch(const StepContext& ctx) {
+    if (!ctx.train || !ctx.run) return {};
+    const auto& data_cfg = ctx.run->config().data;
+    data::Loader loader(*ctx.train, std::min<int64_t>(data_cfg.batch_size, 256),
+                        data::LoaderOptions::for_evaluation(data_cfg));
+    data::Batch b;
+    return loader.next(b) ? b.inputs : at::Tensor();
+  }
+
+  void calibrate(models::Model& model, const StepContext& ctx, int64_t batches) {
+    SCULPT_CHECK(ctx.train && ctx.run, "compression quantize: ptq needs the training split");
+    const auto& data_cfg = ctx.run->config().data;
+    data::Loader loader(*ctx.train, data_cfg.batch_size,
+                        data::LoaderOptions::for_evaluation(data_cfg));
+    at::NoGradGuard no_grad;
+    model.eval();
+    phase_ = {true, true, true};
+    data::Batch b;
+    int64_t n = 0;
+    while (n < batches && loader.next(b)) {
+      model.forward(b.inputs.to(ctx.device));
+      for (auto& l : layers_) l.weight->mark_dirty();
+      ++n;
+    }
+    for (auto& l : layers_)
+      if (l.input) l.input->refresh();
+    phase_ = {true, false, false};
+    log::info("quantize: calibrated on ", n, " batches");
+  }
+
+  void verify(const StepContext& ctx, const std::string& dir) {
+    const auto& cfg = ctx.run->config();
+    auto fresh = models::model_registry().create(cfg.model.name, cfg.model, *ctx.data);
+    quant::load_quantized(*fresh, dir);
+    fresh->eval();
+    at::NoGradGuard no_grad;
+    const at::Tensor out = fresh->forward(sample_.cpu()).to(at::kFloat);
+    const at::Tensor ref = reference_.cpu().to(at::kFloat);
+    verify_tol_ = (ref.max() - ref.min()).item<double>() / 255.0;
+    verify_diff_ = (out - ref).abs().max().item<double>();
+    verified_ = true;
+    SCULPT_CHECK(verify_diff_ <= verify_tol_, "compression quantize: export verifier: the integer "
+                 "model in ", dir, " differs from the fake-quant model by ", verify_diff_,
+                 " (more than one output quantization step, ", verify_tol_, ")");
+    log::info("quantize: export verified: max |int8 - fake-quant| = ", verify_diff_,
+              " <= one output step ", verify_tol_);
+  }
+
+  Phase phase_;
+  std::vector<Layer> layers_;
+  std::string mode_ = "qat";
+  int64_t warmup_ = 0, freeze_obs_ = 0, freeze_bn_ = 0, steps_ = 0;
+  bool verify_ = true, export_ = true, verified_ = false;
+  at::Tensor sample_, reference_;
+  int64_t fp32_bytes_ = 0, export_bytes_ = 0;
+  std::string export_dir_;
+  double verify_diff_ = 0, verify_tol_ = 0;
+};
+
+}  // namespace
+
+constexpr const char* kQuantizeHelp =
+    "QAT / PTQ: fake-quant weights and inputs (2-8 bits, per tensor/channel/group, LSQ, PACT, "
+    "BN folding), exports a verified int8 model to <run>/quantized";
+void add_quantize(PassRegistry& r) {
+  register_pass<QuantizePass, QuantizeOptions>(r, "quantize", kQuantizeHelp);
+}
+
+}  // namespace sculpt::compression
