@@ -64,6 +64,25 @@ int run_sculpt(int argc, char** argv) {
   auto* inspect = app.add_subcommand("inspect", "print what a weights/checkpoint file holds");
   inspect->add_option("file", file, "a .safetensors file")->required();
 
+  SensitivityArgs sens;
+  auto* qs = app.add_subcommand(
+      "quant-sensitivity",
+      "quantize one layer at a time (PTQ) and report the validation metric drop per layer; "
+      "optionally write the 8-bit rules that meet a size budget");
+  qs->add_option("config", config_path, "YAML run config (its quantize item sets the bits)")
+      ->required();
+  qs->add_option("overrides", overrides, "key.path=value overrides");
+  qs->add_option("--weights", weights, "safetensors weights (default: <run dir>/model.safetensors)");
+  qs->add_option("--batches", sens.batches, "calibration batches per layer")
+      ->check(CLI::PositiveNumber);
+  qs->add_option("--metric", sens.metric, "validation metric (default: trainer.best_metric)");
+  qs->add_option("--budget", sens.budget,
+                 "weight-size budget as a fraction of the FP32 weight bytes (e.g. 0.15)")
+      ->check(CLI::Range(0.0, 1.0));
+  qs->add_option("--write-rules", sens.rules_file,
+                 "with --budget: write the overrides (8-bit layers) to this YAML file");
+  add_plugin_option(qs);
+
   std::string kind;
   auto* list =
       app.add_subcommand("list", "list registered models, datasets, passes... (or `keys`)");
@@ -86,6 +105,7 @@ int run_sculpt(int argc, char** argv) {
       return cmd_eval(config_path, overrides, plugins, weights, quantized->count() > 0,
                       quantized_dir);
     if (*inspect) return cmd_inspect(file);
+    if (*qs) return cmd_quant_sensitivity(config_path, overrides, plugins, weights, sens);
     return 2;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e) == 0 ? 0 : 2;

@@ -1,6 +1,7 @@
 // The subcommands of `sculpt`. Each returns the exit code; user mistakes throw UserError.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,15 @@ int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
              const std::vector<std::string>& plugins, std::string weights, bool quantized = false,
              std::string quantized_dir = "");
 int cmd_inspect(const std::string& file);
+struct SensitivityArgs {
+  int64_t batches = 8;
+  std::string metric;       // empty: trainer.best_metric
+  double budget = 0;        // fraction of the FP32 weight bytes; 0: no rules
+  std::string rules_file;
+};
+int cmd_quant_sensitivity(const std::string& path, const std::vector<std::string>& overrides,
+                          const std::vector<std::string>& plugins, std::string weights,
+                          const SensitivityArgs& args);
 int cmd_list(const std::string& kind, const std::vector<std::string>& plugins, bool markdown);
 
 }  // namespace sculpt::cli

@@ -4,7 +4,9 @@
 // the pass conformance suite.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/pass_conformance.h"
@@ -176,4 +178,39 @@ TEST_CASE("quantize with PACT and a histogram observer passes the conformance su
   sculpt::test::run_pass_conformance(
       "{name: quantize, pact: true, weight_bits: 4, weight_observer: mse, "
       "overrides: [{layers: 'head.*', act_bits: 8, pact: false, act_observer: percentile}]}");
+}
+
+TEST_CASE("quant-sensitivity reports each layer's drop and writes rules that meet a budget",
+          "[quantize][cli]") {
+  const std::string dir = sculpt::test::temp_dir("quant-sens");
+  const auto cfg = blobs_config(dir, "fp", "{epochs: 3, tensorboard: false}",
+                                "[{name: quantize, weight_bits: 2}]");
+  // Train float first (the quantize item only sets the bits for the tool).
+  REQUIRE(run_process(kSculpt + " train " + cfg + " compression=[] --log-level warn").exit_code == 0);
+  const std::string rules = dir + "/rules.yaml";
+  auto r = run_process(kSculpt + " quant-sensitivity " + cfg + " --budget 0.2 --write-rules " +
+                       rules + " --log-level warn");
+  REQUIRE(r.exit_code == 0);
+  for (const char* layer : {"hidden0.seq.0", "hidden1.seq.0", "head.seq.0"})
+    CHECK_THAT(r.out, Catch::Contains(layer));
+  CHECK_THAT(r.out, Catch::Contains("int2 sym per_channel"));
+  // Weights 8x32 + 32x16 + 16x3 = 816 elements: 3264 FP32 bytes, budget 652; all at 2 bits
+  // take 204, all at 8 bits 816: some layers, not all, stay at 8 bits.
+  const std::string text = sculpt::test::read_text(rules);
+  REQUIRE_THAT(text, Catch::Contains("overrides:"));
+  const auto kept = std::count(text.begin(), text.end(), '{');
+  CHECK(kept >= 1);
+  CHECK(kept <= 2);
+  // The rules paste under the quantize item and the recipe validates.
+  std::string item = "[{name: quantize, weight_bits: 2, overrides: [";
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.find("- {") != std::string::npos) item += line.substr(line.find('{')) + ",";
+  item.back() = ']';
+  item += "}]";
+  CHECK(run_process(kSculpt + " validate " + blobs_config(dir, "ruled", "{epochs: 1}", item))
+            .exit_code == 0);
+  auto bad = run_process(kSculpt + " quant-sensitivity " + cfg + " --budget 0.01");
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("over the budget"));
 }

@@ -22,6 +22,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <set>
 
 #include "compression/passes/quantize/int8_model.h"
 #include "compression/passes/quantize/observers.h"
@@ -31,6 +32,7 @@
 #include "core/logging/logging.h"
 #include "core/models/model.h"
 #include "core/run/run_context.h"
+#include "trainers/run_parts.h"
 
 namespace sculpt::compression {
 
@@ -279,6 +281,70 @@ class QuantInput final : public nn::ActivationTransform {
   at::Tensor recorded_;
 };
 
+// A quantized layer: its transforms and what the summary reports.
+struct Layer {
+  std::string name;
+  std::shared_ptr<nn::Compressible> layer;
+  std::shared_ptr<QuantWeight> weight;
+  std::shared_ptr<QuantInput> input;
+  std::string spec, act_spec;
+  double weight_snr = std::numeric_limits<double>::quiet_NaN();
+  double act_snr = std::numeric_limits<double>::quiet_NaN();
+  double scale_min = 0, scale_max = 0;
+};
+
+
+// Attaches the weight transform (and the input transform when act_bits > 0) to `layer`.
+Layer attach_layer(const std::string& name, const std::shared_ptr<nn::Compressible>& layer,
+                   const QuantizeOptions& o, const Phase* phase, c10::Device device) {
+  Layer l;
+  l.name = name;
+  l.layer = layer;
+  const QSpec ws = o.weight_spec();
+  ws.check(layer->raw_weight().sizes(),
+           "compression quantize, layer " + name + ", weight_bits/weight_axis/group_size");
+  l.weight = std::make_shared<QuantWeight>(ws, observer_options(o, o.weight_observer), o.lsq, phase);
+  // Learned tensors live on the run's device before the optimizer takes them.
+  l.weight->scale_ = at::zeros(quant::qparam_shape(layer->raw_weight().sizes(), ws),
+                               at::TensorOptions(at::kFloat).device(device))
+                         .set_requires_grad(true);
+  layer->add_weight_transform("quant", l.weight);
+  const bool is_embedding = dynamic_cast<nn::Embedding*>(layer.get()) != nullptr;
+  if (o.act_bits > 0 && !is_embedding) {
+    l.input = std::make_shared<QuantInput>(o.act_spec(), observer_options(o, o.act_observer), o.lsq,
+                                           o.pact, o.pact_init, phase);
+    l.input->uses_hist_ = o.act_observer == "percentile" || o.act_observer == "mse" ||
+                          o.act_observer == "entropy";
+    l.input->scale_ =
+        at::zeros({}, at::TensorOptions(at::kFloat).device(device)).set_requires_grad(true);
+    l.input->alpha_ = l.input->alpha_.detach().to(device).set_requires_grad(true);
+    layer->add_input_transform("quant", l.input);
+  }
+  return l;
+}
+
+// PTQ calibration: `batches` batches of `ds` (normalized as evaluation sees them) through the
+// model in eval mode with every observer on; then observers off, qparams from what they saw.
+int64_t calibrate_layers(models::Model& model, std::vector<Layer>& layers, Phase& phase,
+                         const data::Dataset& ds, const config::DataConfig& data_cfg,
+                         int64_t batches, c10::Device device) {
+  data::Loader loader(ds, data_cfg.batch_size, data::LoaderOptions::for_evaluation(data_cfg));
+  at::NoGradGuard no_grad;
+  model.eval();
+  phase = {true, true, true};
+  data::Batch b;
+  int64_t n = 0;
+  while (n < batches && loader.next(b)) {
+    model.forward(b.inputs.to(device));
+    for (auto& l : layers) l.weight->mark_dirty();
+    ++n;
+  }
+  for (auto& l : layers)
+    if (l.input) l.input->refresh();
+  phase = {true, false, false};
+  return n;
+}
+
 class QuantizePass final : public CompressionPass {
  public:
   using CompressionPass::CompressionPass;
@@ -314,32 +380,8 @@ class QuantizePass final : public CompressionPass {
     for (const auto& t : select_layers(model)) {
       const auto& o = t.options ? options_of<QuantizeOptions>(t) : defaults;
       if (!o.enabled) continue;
-      Layer l;
-      l.name = t.name;
-      l.layer = t.layer;
-      const QSpec ws = o.weight_spec();
-      ws.check(t.layer->raw_weight().sizes(),
-               "compression quantize, layer " + t.name + ", weight_bits/weight_axis/group_size");
-      l.weight = std::make_shared<QuantWeight>(ws, observer_options(o, o.weight_observer), o.lsq,
-                                               &phase_);
-      // Learned tensors live on the run's device before the optimizer takes them.
-      l.weight->scale_ =
-          at::zeros(quant::qparam_shape(t.layer->raw_weight().sizes(), ws),
-                    at::TensorOptions(at::kFloat).device(ctx.device))
-              .set_requires_grad(true);
+      Layer l = attach_layer(t.name, t.layer, o, &phase_, ctx.device);
       if (norms.count(t.name) && top.freeze_bn_at != "0") l.weight->set_fold(norms[t.name]);
-      t.layer->add_weight_transform("quant", l.weight);
-      const bool is_embedding = dynamic_cast<nn::Embedding*>(t.layer.get()) != nullptr;
-      if (o.act_bits > 0 && !is_embedding) {
-        l.input = std::make_shared<QuantInput>(o.act_spec(), observer_options(o, o.act_observer),
-                                               o.lsq, o.pact, o.pact_init, &phase_);
-        l.input->uses_hist_ = o.act_observer == "percentile" || o.act_observer == "mse" ||
-                              o.act_observer == "entropy";
-        l.input->scale_ = at::zeros({}, at::TensorOptions(at::kFloat).device(ctx.device))
-                              .set_requires_grad(true);
-        l.input->alpha_ = l.input->alpha_.detach().to(ctx.device).set_requires_grad(true);
-        t.layer->add_input_transform("quant", l.input);
-      }
       layers_.push_back(std::move(l));
     }
     if (mode_ == "ptq") calibrate(model, ctx, top.calibration_batches);
@@ -552,17 +594,6 @@ class QuantizePass final : public CompressionPass {
   }
 
  private:
-  struct Layer {
-    std::string name;
-    std::shared_ptr<nn::Compressible> layer;
-    std::shared_ptr<QuantWeight> weight;
-    std::shared_ptr<QuantInput> input;
-    std::string spec, act_spec;
-    double weight_snr = std::numeric_limits<double>::quiet_NaN();
-    double act_snr = std::numeric_limits<double>::quiet_NaN();
-    double scale_min = 0, scale_max = 0;
-  };
-
   static nlohmann::json finite_or_null(double v) {
     if (std::isnan(v)) return nullptr;
     if (std::isinf(v)) return 999.0;  // exact
@@ -598,22 +629,8 @@ class QuantizePass final : public CompressionPass {
 
   void calibrate(models::Model& model, const StepContext& ctx, int64_t batches) {
     SCULPT_CHECK(ctx.train && ctx.run, "compression quantize: ptq needs the training split");
-    const auto& data_cfg = ctx.run->config().data;
-    data::Loader loader(*ctx.train, data_cfg.batch_size,
-                        data::LoaderOptions::for_evaluation(data_cfg));
-    at::NoGradGuard no_grad;
-    model.eval();
-    phase_ = {true, true, true};
-    data::Batch b;
-    int64_t n = 0;
-    while (n < batches && loader.next(b)) {
-      model.forward(b.inputs.to(ctx.device));
-      for (auto& l : layers_) l.weight->mark_dirty();
-      ++n;
-    }
-    for (auto& l : layers_)
-      if (l.input) l.input->refresh();
-    phase_ = {true, false, false};
+    const int64_t n = calibrate_layers(model, layers_, phase_, *ctx.train,
+                                       ctx.run->config().data, batches, ctx.device);
     log::info("quantize: calibrated on ", n, " batches");
   }
 
@@ -647,6 +664,65 @@ class QuantizePass final : public CompressionPass {
 };
 
 }  // namespace
+
+std::vector<LayerSensitivity> quant_sensitivity(models::Model& model, const tasks::Task& task,
+                                                const data::Dataset& calib,
+                                                const data::Dataset& val,
+                                                const config::DataConfig& data,
+                                                const QuantizeOptions& o, int64_t batches,
+                                                const std::string& metric, c10::Device device,
+                                                double& baseline) {
+  auto value = [&] {
+    const auto m = trainers::evaluate(model, task, val, data, device);
+    auto it = m.find(metric);
+    SCULPT_CHECK(it != m.end(), "quant-sensitivity: the task has no metric '", metric, "'");
+    return it->second;
+  };
+  // Losses and perplexities fall when the model is better; everything else rises.
+  const bool lower_better =
+      metric.find("loss") != std::string::npos || metric.find("perplexity") != std::string::npos;
+  baseline = value();
+  std::vector<LayerSensitivity> out;
+  for (const auto& [name, layer] : nn::compressible_layers(model)) {
+    Phase phase;
+    std::vector<Layer> one{attach_layer(name, layer, o, &phase, device)};
+    calibrate_layers(model, one, phase, calib, data, batches, device);
+    LayerSensitivity s{name, layer->raw_weight().numel(), value(), 0};
+    s.drop = lower_better ? s.metric - baseline : baseline - s.metric;
+    layer->clear_transforms();
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<std::string> keep_at_8_bits(const std::vector<LayerSensitivity>& layers, int low_bits,
+                                        int64_t budget_bytes) {
+  auto bytes = [](int64_t n, int bits) { return (n * bits + 7) / 8; };
+  int64_t total = 0, all_low = 0;
+  for (const auto& l : layers) {
+    total += bytes(l.weights, 8);
+    all_low += bytes(l.weights, low_bits);
+  }
+  SCULPT_CHECK(all_low <= budget_bytes, "quant-sensitivity: even with every layer at ", low_bits,
+               " bits the weights take ", all_low, " bytes, over the budget of ", budget_bytes);
+  std::vector<const LayerSensitivity*> order;
+  for (const auto& l : layers) order.push_back(&l);
+  std::sort(order.begin(), order.end(), [&](const auto* a, const auto* b) {
+    const double sa = static_cast<double>(bytes(a->weights, 8) - bytes(a->weights, low_bits));
+    const double sb = static_cast<double>(bytes(b->weights, 8) - bytes(b->weights, low_bits));
+    return std::max(a->drop, 0.0) / sa < std::max(b->drop, 0.0) / sb;
+  });
+  std::set<std::string> low;
+  for (const auto* l : order) {
+    if (total <= budget_bytes) break;
+    total -= bytes(l->weights, 8) - bytes(l->weights, low_bits);
+    low.insert(l->name);
+  }
+  std::vector<std::string> keep;
+  for (const auto& l : layers)
+    if (!low.count(l.name)) keep.push_back(l.name);
+  return keep;
+}
 
 constexpr const char* kQuantizeHelp =
     "QAT / PTQ: fake-quant weights and inputs (2-8 bits, per tensor/channel/group, LSQ, PACT, "

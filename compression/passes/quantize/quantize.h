@@ -8,6 +8,7 @@
 
 #include "compression/pass.h"
 #include "compression/passes/quantize/qparams.h"
+#include "core/tasks/task.h"
 
 namespace sculpt::compression {
 
@@ -43,5 +44,26 @@ struct QuantizeOptions : config::Section {
 };
 
 void add_quantize(PassRegistry& r);
+
+// `sculpt quant-sensitivity`: PTQ of one layer at a time (the others float) with the options'
+// bits, calibrated on `batches` batches of `calib`; the drop of `metric` on `val` per layer.
+struct LayerSensitivity {
+  std::string name;
+  int64_t weights = 0;  // elements of the layer's weight
+  double metric = 0, drop = 0;
+};
+std::vector<LayerSensitivity> quant_sensitivity(models::Model& model, const tasks::Task& task,
+                                                const data::Dataset& calib,
+                                                const data::Dataset& val,
+                                                const config::DataConfig& data,
+                                                const QuantizeOptions& o, int64_t batches,
+                                                const std::string& metric, c10::Device device,
+                                                double& baseline);
+// Bytes of the layers' weights when `eight` (by name) are at 8 bits and the rest at low_bits.
+// The layers that stay at 8 bits so that the weights fit `budget_bytes` with the least summed
+// drop (greedy: the least drop per byte saved goes low first); UserError when even all at
+// low_bits do not fit.
+std::vector<std::string> keep_at_8_bits(const std::vector<LayerSensitivity>& layers, int low_bits,
+                                        int64_t budget_bytes);
 
 }  // namespace sculpt::compression
