@@ -9,24 +9,11 @@
 #include <functional>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "core/nn/layers.h"
 
 namespace {
-// Median over `reps` runs of `iters` calls, in microseconds per call.
-double time_us(const std::function<void()>& fn, int iters, int reps = 7) {
-  for (int i = 0; i < iters / 10 + 1; ++i) fn();  // warm-up
-  std::vector<double> runs;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < iters; ++i) fn();
-    runs.push_back(
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
-        iters);
-  }
-  std::sort(runs.begin(), runs.end());
-  return runs[runs.size() / 2];
-}
-
+using sculpt::bench::time_us;
 void row(const char* what, double sculpt_us, double torch_us) {
   std::printf("| %s | %.1f | %.1f | %.3f |\n", what, sculpt_us, torch_us, sculpt_us / torch_us);
 }

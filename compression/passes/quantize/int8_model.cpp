@@ -246,7 +246,9 @@ nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLa
       j["packed"] = "int8";
     }
     out.emplace_back(l.name + ".w_scale", l.weight.scale.to(at::kFloat).cpu().contiguous());
-    out.emplace_back(l.name + ".w_zero_point", l.weight.zero_point.to(at::kInt).cpu().contiguous());
+    // Symmetric grids have zero points 0 by definition: not stored.
+    if (!l.weight.spec.symmetric)
+      out.emplace_back(l.name + ".w_zero_point", l.weight.zero_point.to(at::kInt).cpu().contiguous());
     if (l.bias.defined()) out.emplace_back(l.name + ".bias_q", l.bias.to(at::kFloat).cpu().contiguous());
     if (l.act.defined()) {
       out.emplace_back(l.name + ".a_scale", l.act.scale.to(at::kFloat).cpu().reshape({1}));
@@ -317,7 +319,8 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
     QParams w;
     w.spec = spec_from(j.at("weight"));
     w.scale = take(name + ".w_scale").to(at::kFloat);
-    w.zero_point = take(name + ".w_zero_point").to(at::kFloat);
+    w.zero_point = w.spec.symmetric ? at::zeros_like(w.scale)
+                                    : take(name + ".w_zero_point").to(at::kFloat);
     at::Tensor q = j.value("packed", "int8") == "int4"
                        ? unpack_int4(take(name + ".qweight_packed"), w.spec, shape)
                        : take(name + ".qweight").to(at::kInt) + storage_offset(w.spec);

@@ -1,11 +1,11 @@
 // The exported quantized model and the integer runtime that runs it.
 //
 // <dir>/model.safetensors holds, per quantized layer L: `L.qweight` (int8 grid values, or two
-// 4-bit values per byte in `L.qweight_packed` for bits <= 4), `L.w_scale`, `L.w_zero_point`,
-// `L.bias` (with a folded BatchNorm already in it), and `L.a_scale` / `L.a_zero_point` when
-// the layer's input is quantized; every other float tensor of the model under its own name
-// (folded BatchNorms are left out). <dir>/manifest.json: format, per layer its kind, weight and
-// activation QSpec, shapes, folded norm; sizes.
+// 4-bit values per byte in `L.qweight_packed` for bits <= 4), `L.w_scale`, `L.w_zero_point`
+// (asymmetric grids only), `L.bias_q` (with a folded BatchNorm already in it), and `L.a_scale`
+// / `L.a_zero_point` when the layer's input is quantized; every other float tensor of the
+// model under its own name (folded BatchNorms are left out). <dir>/manifest.json: format, per
+// layer its kind, weight and activation QSpec, shapes, folded norm; sizes.
 //
 // Runtime: Linear and Conv2d with a quantized input and a per-tensor or per-channel (axis 0)
 // weight run as int8 x int8 -> int32 GEMMs (at::_int_mm; a conv through im2col) with the
