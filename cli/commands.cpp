@@ -7,6 +7,7 @@
 
 #include "compression/pass.h"
 #include "compression/plugin.h"
+#include "compression/runtimes.h"
 #include "core/config/config.h"
 #include "core/config/visitors.h"
 #include "core/io/safetensors.h"
@@ -70,6 +71,7 @@ int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
   auto device = resolve_device(cfg.run.device);
   auto parts = trainers::build_run_parts(cfg, device);
   parts.model->load_state_tensors(io::load_safetensors(weights), weights);
+  compression::install_runtimes(cfg, *parts.model);  // e.g. block-sparse layers of prune
   std::cout << "{";
   const char* sep = "";
   for (const auto& [split, ds] :

@@ -82,6 +82,7 @@ class StandardTrainer final : public Trainer {
     auto optimizer = optimizer_registry().create(
         c.optimizer.name, split_for_weight_decay(named, c.optimizer.no_decay_bias_norm),
         c.optimizer);
+    hook.optimizer = optimizer.get();
     auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
     data::Loader loader(
         split.train, c.data.batch_size,
