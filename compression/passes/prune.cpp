@@ -27,6 +27,7 @@
 #include "compression/passes/prune_removal.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"
+#include "core/data/loader.h"
 #include "core/error.h"
 #include "core/logging/logging.h"
 #include "core/models/model.h"
@@ -559,7 +560,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
         std::vector<double> lo, hi;
         for (auto* l : members) {
           sizes.push_back(l->sizes);
-          lo.push_back(l->o.min_sparsity);
+          lo.push_back(std::min(l->o.min_sparsity, target));  // a floor, never above the plan
           hi.push_back(l->o.max_sparsity);
         }
         share = prune::allocate_global(unit_scores, sizes, target, lo, hi);
