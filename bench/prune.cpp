@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   std::printf("## BSR Linear vs dense, 90%% block sparsity, %d thread(s)\n\n", threads);
   std::printf("| layer | block | batch | dense (ms) | BSR (ms) | speedup |\n|---|---|---|---|---|---|\n");
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{2048, 784}, {2048, 2048}};
-  for (int64_t b : {16, 32}) {
+  for (int64_t b : {8, 16}) {
     for (int64_t batch : {64, 256}) {
       std::vector<at::Tensor> ws;
       std::vector<prune::Bsr> ms;

@@ -5,6 +5,10 @@
 
 #include <sstream>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 #include "core/error.h"
 
 namespace sculpt::compression::prune {
@@ -46,48 +50,94 @@ at::Tensor bsr_to_dense(const Bsr& m) {
   return out.permute({0, 2, 1, 3}).reshape({m.rows, m.cols});
 }
 
+namespace {
+
+// Columns of the batch handled together: one tile of y^T rows stays in L1 (and, with AVX-512,
+// four registers per output row) while the blocks of a block row stream by.
+constexpr int64_t kTile = 64;
+
+struct Args {
+  const float* xt;  // [cols, np], np a multiple of kTile
+  float* yt;        // [rows, np], holding the bias
+  const int64_t* crow;
+  const int64_t* col;
+  const float* vals;
+  int64_t b, np;
+};
+
+// Block rows [begin, end): y^T[r b + i, t] += sum_k sum_j V_k[i][j] x^T[c_k b + j, t].
+void rows_generic(const Args& a, int64_t begin, int64_t end) {
+  const int64_t b = a.b;
+  for (int64_t r = begin; r < end; ++r)
+    for (int64_t t0 = 0; t0 < a.np; t0 += kTile)
+      for (int64_t k = a.crow[r]; k < a.crow[r + 1]; ++k) {
+        const float* v = a.vals + k * b * b;
+        const float* xb = a.xt + a.col[k] * b * a.np + t0;
+        for (int64_t i = 0; i < b; ++i) {
+          float* __restrict y = a.yt + (r * b + i) * a.np + t0;
+          for (int64_t j = 0; j < b; ++j) {
+            const float vij = v[i * b + j];
+            const float* __restrict x = xb + j * a.np;
+            for (int64_t t = 0; t < kTile; ++t) y[t] += vij * x[t];
+          }
+        }
+      }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) void rows_avx512(const Args& a, int64_t begin, int64_t end) {
+  const int64_t b = a.b;
+  for (int64_t r = begin; r < end; ++r)
+    for (int64_t t0 = 0; t0 < a.np; t0 += kTile)
+      for (int64_t i = 0; i < b; ++i) {
+        float* y = a.yt + (r * b + i) * a.np + t0;
+        __m512 acc0 = _mm512_loadu_ps(y), acc1 = _mm512_loadu_ps(y + 16),
+               acc2 = _mm512_loadu_ps(y + 32), acc3 = _mm512_loadu_ps(y + 48);
+        for (int64_t k = a.crow[r]; k < a.crow[r + 1]; ++k) {
+          const float* v = a.vals + (k * b + i) * b;
+          const float* xb = a.xt + a.col[k] * b * a.np + t0;
+          for (int64_t j = 0; j < b; ++j) {
+            const __m512 vij = _mm512_set1_ps(v[j]);
+            const float* x = xb + j * a.np;
+            acc0 = _mm512_fmadd_ps(vij, _mm512_loadu_ps(x), acc0);
+            acc1 = _mm512_fmadd_ps(vij, _mm512_loadu_ps(x + 16), acc1);
+            acc2 = _mm512_fmadd_ps(vij, _mm512_loadu_ps(x + 32), acc2);
+            acc3 = _mm512_fmadd_ps(vij, _mm512_loadu_ps(x + 48), acc3);
+          }
+        }
+        _mm512_storeu_ps(y, acc0);
+        _mm512_storeu_ps(y + 16, acc1);
+        _mm512_storeu_ps(y + 32, acc2);
+        _mm512_storeu_ps(y + 48, acc3);
+      }
+}
+bool has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+#endif
+
+}  // namespace
+
 at::Tensor bsr_linear(const at::Tensor& x, const Bsr& m, const at::Tensor& bias) {
   SCULPT_CHECK(x.size(-1) == m.cols, "BSR linear: input has ", x.size(-1), " features, the weight ",
                m.cols);
   auto shape = x.sizes().vec();
   auto x2 = x.reshape({-1, m.cols}).to(at::kFloat);
-  const int64_t n = x2.size(0), b = m.block;
-  auto xt = x2.t().contiguous();  // [cols, n]
-  auto yt = bias.defined() ? bias.to(at::kFloat).unsqueeze(1).expand({m.rows, n}).contiguous()
-                           : at::zeros({m.rows, n});
-  const float* xs = xt.data_ptr<float>();
-  float* ys = yt.data_ptr<float>();
-  const int64_t* crow = m.crow.data_ptr<int64_t>();
-  const int64_t* col = m.col.data_ptr<int64_t>();
-  const float* vals = m.values.data_ptr<float>();
+  const int64_t n = x2.size(0), b = m.block, np = (n + kTile - 1) / kTile * kTile;
+  auto xt = at::constant_pad_nd(x2.t(), {0, np - n}, 0).contiguous();  // [cols, np]
+  auto yt = bias.defined() ? bias.to(at::kFloat).unsqueeze(1).expand({m.rows, np}).contiguous()
+                           : at::zeros({m.rows, np});
+  const Args args{xt.data_ptr<float>(), yt.data_ptr<float>(), m.crow.data_ptr<int64_t>(),
+                  m.col.data_ptr<int64_t>(), m.values.data_ptr<float>(), b, np};
   at::parallel_for(0, m.rows / b, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
-        const float* v = vals + k * b * b;
-        const float* xb = xs + col[k] * b * n;
-        for (int64_t i = 0; i < b; ++i) {
-          float* __restrict y = ys + (r * b + i) * n;
-          const float* vi = v + i * b;
-          int64_t j = 0;
-          for (; j + 4 <= b; j += 4) {
-            const float v0 = vi[j], v1 = vi[j + 1], v2 = vi[j + 2], v3 = vi[j + 3];
-            const float* __restrict x0 = xb + j * n;
-            const float* __restrict x1 = x0 + n;
-            const float* __restrict x2p = x1 + n;
-            const float* __restrict x3 = x2p + n;
-            for (int64_t t = 0; t < n; ++t) y[t] += v0 * x0[t] + v1 * x1[t] + v2 * x2p[t] + v3 * x3[t];
-          }
-          for (; j < b; ++j) {
-            const float vj = vi[j];
-            const float* __restrict x0 = xb + j * n;
-            for (int64_t t = 0; t < n; ++t) y[t] += vj * x0[t];
-          }
-        }
-      }
-    }
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (has_avx512()) return rows_avx512(args, begin, end);
+#endif
+    rows_generic(args, begin, end);
   });
   shape.back() = m.rows;
-  return yt.t().contiguous().view(shape).to(x.scalar_type());
+  return yt.slice(1, 0, n).t().contiguous().view(shape).to(x.scalar_type());
 }
 
 BsrLinearRuntime::BsrLinearRuntime(Bsr m, at::Tensor bias) : m_(std::move(m)), bias_(std::move(bias)) {

@@ -71,7 +71,7 @@ void PruneOptions::visit(config::Visitor& v) {
           config::Range::closed(0, 1));
   v.choice("runtime", runtime, {"auto", "bsr", "dense"},
            "prune block: at the end, Linear layers run block-sparse (BSR) on CPU: auto when at "
-           "most 30% of the blocks remain, bsr always, dense never");
+           "most 25% of the blocks remain, bsr always, dense never");
   v.field("remove", remove,
           "prune channel: remove pruned channels at the end (mlp, lenet5): a smaller dense model");
 }
@@ -622,7 +622,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
   nlohmann::json removed_;  // physical removal: what was cut
   nlohmann::json runtimes_ = nlohmann::json::object();  // layer -> its BSR runtime
   // Above this block density the CPU BSR kernel is slower than dense (bench/prune_bsr).
-  static constexpr double kBsrMaxDensity = 0.3;
+  static constexpr double kBsrMaxDensity = 0.25;
 };
 
 }  // namespace

@@ -1,9 +1,14 @@
 // The prune pass through real fits: the conformance suite (hooks in order, exact resume in the
 // middle of the schedule with masks, scores and the curve restored) for each pattern, scorer and
 // schedule family.
+#include <torch/torch.h>
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include "core/io/safetensors.h"
 #include "tests/support/pass_conformance.h"
+#include "tests/support/process.h"
 
 TEST_CASE("prune (agp, unstructured, magnitude) passes the conformance suite",
           "[passes][conformance][prune]") {
@@ -39,4 +44,78 @@ TEST_CASE("lora passes the conformance suite", "[passes][conformance][lora]") {
 
 TEST_CASE("lowrank passes the conformance suite", "[passes][conformance][lowrank]") {
   sculpt::test::run_pass_conformance("{name: lowrank, energy: 0.7, exclude: ['head.*']}");
+}
+
+namespace {
+// A trained tiny run with `pass` (one compression item) in `dir`; its config path.
+std::string train_tiny(const std::string& dir, const std::string& pass) {
+  const std::string path = dir + "/run.yaml";
+  sculpt::test::write_text(
+      path, "run: {name: prune, output_dir: " + dir +
+                "/out, device: cpu, seed: 2}\n"
+                "model: {name: mlp, hidden: [32, 32]}\n"
+                "data: {name: synthetic_blobs, samples: 512, features: 16, classes: 4, "
+                "batch_size: 32}\n"
+                "trainer: {max_steps: 60, log_every: 20, tensorboard: false}\n"
+                "compression: [" +
+                pass + "]\n");
+  auto r = sculpt::test::run_process(std::string(SCULPT_BIN) + " train " + path);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  return path;
+}
+
+double summary_val_accuracy(const std::string& dir) {
+  auto s = nlohmann::json::parse(sculpt::test::read_text(dir + "/out/summary.json"));
+  return s["final"]["val"]["accuracy"].get<double>();
+}
+}  // namespace
+
+TEST_CASE("sculpt eval loads a channel-removed model and runs block-sparse layers",
+          "[prune][cli]") {
+  SECTION("channels: the weights file is smaller and evaluates like the run's final model") {
+    const std::string dir = sculpt::test::temp_dir("prune-eval-channels");
+    const auto cfg = train_tiny(dir,
+                                "{name: prune, pattern: channel, schedule: agp, sparsity: 0.5, "
+                                "start: 5, end: 40, every: 5, include: ['hidden.*']}");
+    const auto weights = sculpt::io::load_safetensors(dir + "/out/model.safetensors");
+    for (const auto& [name, t] : weights)
+      if (name == "hidden0.seq.0.weight") CHECK(t.sizes() == torch::IntArrayRef({16, 16}));
+    auto r = sculpt::test::run_process(std::string(SCULPT_BIN) + " eval " + cfg);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    auto m = nlohmann::json::parse(r.out);
+    CHECK(m["val"]["accuracy"].get<double>() == summary_val_accuracy(dir));
+  }
+  SECTION("blocks: BSR runtimes in eval, named in the log") {
+    const std::string dir = sculpt::test::temp_dir("prune-eval-blocks");
+    const auto cfg = train_tiny(dir,
+                                "{name: prune, pattern: block, block: 8, runtime: bsr, "
+                                "sparsity: 0.75, start: 5, end: 40, every: 5, "
+                                "include: ['hidden.*']}");
+    auto r = sculpt::test::run_process(std::string(SCULPT_BIN) + " eval " + cfg);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.err, Catch::Contains("prune: hidden1.seq.0 runs block-sparse: BSR 8x8"));
+    auto m = nlohmann::json::parse(r.out);
+    CHECK(m["val"]["accuracy"].get<double>() == Approx(summary_val_accuracy(dir)).margin(1e-9));
+    auto s = nlohmann::json::parse(sculpt::test::read_text(dir + "/out/summary.json"));
+    CHECK(s["compression"][0]["summary"]["runtimes"].contains("hidden0.seq.0"));
+  }
+  SECTION("validate --explain prints each layer's planned sparsity") {
+    const std::string dir = sculpt::test::temp_dir("prune-explain");
+    const std::string path = dir + "/run.yaml";
+    sculpt::test::write_text(path,
+                             "model: {name: mlp, hidden: [32]}\n"
+                             "data: {name: synthetic_blobs, features: 16, classes: 4}\n"
+                             "compression: [{name: prune, sparsity: 0.9, start: 100, end: 500, "
+                             "every: 100, overrides: [{layers: 'head.*', pattern: 'n:m'}]}]\n");
+    auto r = sculpt::test::run_process(std::string(SCULPT_BIN) + " validate --explain " + path);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("hidden0.seq.0 [32, 16]: unstructured, magnitude, agp to "
+                                      "0.9; planned sparsity: s(0)=0 s(100)=0 s(300)=0.788 "
+                                      "s(500)=0.9 s(1000)=0.9"));
+    CHECK_THAT(r.out, Catch::Contains("head.seq.0 [4, 32]: 2:4, magnitude, agp to 0.5"));
+  }
 }
