@@ -47,6 +47,14 @@ TEST_CASE("lowrank passes the conformance suite", "[passes][conformance][lowrank
 }
 
 namespace {
+// `sculpt <command> <cfg>`, which must succeed.
+sculpt::test::ProcessResult sculpt_ok(const std::string& command, const std::string& cfg) {
+  auto r = sculpt::test::run_process(std::string(SCULPT_BIN) + " " + command + " " + cfg);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  return r;
+}
+
 // A trained tiny run with `pass` (one compression item) in `dir`; its config path.
 std::string train_tiny(const std::string& dir, const std::string& pass) {
   const std::string path = dir + "/run.yaml";
@@ -59,9 +67,7 @@ std::string train_tiny(const std::string& dir, const std::string& pass) {
                 "trainer: {max_steps: 60, log_every: 20, tensorboard: false}\n"
                 "compression: [" +
                 pass + "]\n");
-  auto r = sculpt::test::run_process(std::string(SCULPT_BIN) + " train " + path);
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
+  sculpt_ok("train", path);
   return path;
 }
 
@@ -81,10 +87,7 @@ TEST_CASE("sculpt eval loads a channel-removed model and runs block-sparse layer
     const auto weights = sculpt::io::load_safetensors(dir + "/out/model.safetensors");
     for (const auto& [name, t] : weights)
       if (name == "hidden0.seq.0.weight") CHECK(t.sizes() == torch::IntArrayRef({16, 16}));
-    auto r = sculpt::test::run_process(std::string(SCULPT_BIN) + " eval " + cfg);
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
-    auto m = nlohmann::json::parse(r.out);
+    auto m = nlohmann::json::parse(sculpt_ok("eval", cfg).out);
     CHECK(m["val"]["accuracy"].get<double>() == summary_val_accuracy(dir));
   }
   SECTION("blocks: BSR runtimes in eval, named in the log") {
@@ -93,9 +96,7 @@ TEST_CASE("sculpt eval loads a channel-removed model and runs block-sparse layer
                                 "{name: prune, pattern: block, block: 8, runtime: bsr, "
                                 "sparsity: 0.75, start: 5, end: 40, every: 5, "
                                 "include: ['hidden.*']}");
-    auto r = sculpt::test::run_process(std::string(SCULPT_BIN) + " eval " + cfg);
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
+    auto r = sculpt_ok("eval", cfg);
     CHECK_THAT(r.err, Catch::Contains("prune: hidden1.seq.0 runs block-sparse: BSR 8x8"));
     auto m = nlohmann::json::parse(r.out);
     CHECK(m["val"]["accuracy"].get<double>() == Approx(summary_val_accuracy(dir)).margin(1e-9));
@@ -110,9 +111,7 @@ TEST_CASE("sculpt eval loads a channel-removed model and runs block-sparse layer
                              "data: {name: synthetic_blobs, features: 16, classes: 4}\n"
                              "compression: [{name: prune, sparsity: 0.9, start: 100, end: 500, "
                              "every: 100, overrides: [{layers: 'head.*', pattern: 'n:m'}]}]\n");
-    auto r = sculpt::test::run_process(std::string(SCULPT_BIN) + " validate --explain " + path);
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
+    auto r = sculpt_ok("validate --explain", path);
     CHECK_THAT(r.out, Catch::Contains("hidden0.seq.0 [32, 16]: unstructured, magnitude, agp to "
                                       "0.9; planned sparsity: s(0)=0 s(100)=0 s(300)=0.788 "
                                       "s(500)=0.9 s(1000)=0.9"));
