@@ -353,7 +353,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
                           {"sparsity", params > 0 ? 1 - kept / params : 0.0},
                           {"flops", flops},
                           {"remaining_flops", kept_flops},
-                          {"curve", curve_}};
+                          {"charts", charts()}};
     if (!removed_.is_null()) out["removed"] = removed_;
     if (!runtimes_.empty()) out["runtimes"] = runtimes_;
     return out;
@@ -605,6 +605,18 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     set_mask(l, keep.view(mask.sizes()), ctx);
   }
 
+  // The planned and actual sparsity (all chosen layers) at each mask update, as report.html
+  // charts: {"<name>": [[step, value], ...]}.
+  nlohmann::json charts() const {
+    nlohmann::json planned = nlohmann::json::array(), actual = nlohmann::json::array();
+    for (const auto& c : curve_) {
+      planned.push_back({c[0], c[1]});
+      actual.push_back({c[0], c[2]});
+    }
+    return {{"planned sparsity", planned}, {"actual sparsity", actual}};
+  }
+
+  // curve_: [step, planned, actual] at every mask update.
   void record_curve(int64_t t) {
     double n = 0, planned = 0, actual = 0;
     for (const auto& l : layers_) {
@@ -613,7 +625,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
       planned += w * prune::planned_sparsity(l.sched, t);
       actual += w * sparsity(l);
     }
-    if (n > 0) curve_.push_back({{"step", t}, {"planned", planned / n}, {"actual", actual / n}});
+    if (n > 0) curve_.push_back({t, planned / n, actual / n});
   }
 
   std::vector<Layer> layers_;

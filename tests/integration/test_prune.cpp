@@ -89,6 +89,10 @@ TEST_CASE("sculpt eval loads a channel-removed model and runs block-sparse layer
       if (name == "hidden0.seq.0.weight") CHECK(t.sizes() == torch::IntArrayRef({16, 16}));
     auto m = nlohmann::json::parse(sculpt_ok("eval", cfg).out);
     CHECK(m["val"]["accuracy"].get<double>() == summary_val_accuracy(dir));
+    // The planned vs actual sparsity as charts in report.html.
+    const auto html = sculpt::test::read_text(dir + "/out/report.html");
+    CHECK_THAT(html, Catch::Contains("prune planned sparsity"));
+    CHECK_THAT(html, Catch::Contains("prune actual sparsity"));
   }
   SECTION("blocks: BSR runtimes in eval, named in the log") {
     const std::string dir = sculpt::test::temp_dir("prune-eval-blocks");

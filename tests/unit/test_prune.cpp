@@ -233,7 +233,11 @@ TEST_CASE("pruned weights and their SGD momentum / Adam moments stay zero", "[pr
     const auto summary = pass->summary();
     CHECK(summary["layers"].size() == 2);
     CHECK(summary["layers"][0]["sparsity"].get<double>() == Approx(0.8).margin(0.01));
-    CHECK(summary["curve"].size() == 3);  // updates at steps 2, 4, 6
+    const auto& planned = summary["charts"]["planned sparsity"];
+    REQUIRE(planned.size() == 3);  // updates at steps 2, 4, 6
+    CHECK(planned[0] == nlohmann::json::array({2, 0.0}));
+    CHECK(planned[2] == nlohmann::json::array({6, 0.8}));
+    CHECK(summary["charts"]["actual sparsity"][2][1].get<double>() == Approx(0.8).margin(0.01));
   }
 }
 
