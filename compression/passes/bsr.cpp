@@ -57,48 +57,54 @@ namespace {
 constexpr int64_t kTile = 64;
 
 struct Args {
-  const float* xt;  // [cols, np], np a multiple of kTile
-  float* yt;        // [rows, np], holding the bias
+  const float* xt;  // [tiles, cols, kTile]: x^T cut into tiles of kTile batch columns
+  float* yt;        // [tiles, rows, kTile], holding the bias
   const int64_t* crow;
   const int64_t* col;
   const float* vals;
-  int64_t b, np;
+  int64_t b, rows, cols, tiles;
 };
 
-// Block rows [begin, end): y^T[r b + i, t] += sum_k sum_j V_k[i][j] x^T[c_k b + j, t].
+// Block rows [begin, end): y^T[r b + i, t] += sum_k sum_j V_k[i][j] x^T[c_k b + j, t]. Tile-major:
+// one contiguous tile of x^T stays in L2 while every block row of the range uses it.
 void rows_generic(const Args& a, int64_t begin, int64_t end) {
   const int64_t b = a.b;
-  for (int64_t r = begin; r < end; ++r)
-    for (int64_t t0 = 0; t0 < a.np; t0 += kTile)
+  for (int64_t tile = 0; tile < a.tiles; ++tile) {
+    const float* xtile = a.xt + tile * a.cols * kTile;
+    float* ytile = a.yt + tile * a.rows * kTile;
+    for (int64_t r = begin; r < end; ++r)
       for (int64_t k = a.crow[r]; k < a.crow[r + 1]; ++k) {
         const float* v = a.vals + k * b * b;
-        const float* xb = a.xt + a.col[k] * b * a.np + t0;
+        const float* xb = xtile + a.col[k] * b * kTile;
         for (int64_t i = 0; i < b; ++i) {
-          float* __restrict y = a.yt + (r * b + i) * a.np + t0;
+          float* __restrict y = ytile + (r * b + i) * kTile;
           for (int64_t j = 0; j < b; ++j) {
             const float vij = v[i * b + j];
-            const float* __restrict x = xb + j * a.np;
+            const float* __restrict x = xb + j * kTile;
             for (int64_t t = 0; t < kTile; ++t) y[t] += vij * x[t];
           }
         }
       }
+  }
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx512f"))) void rows_avx512(const Args& a, int64_t begin, int64_t end) {
   const int64_t b = a.b;
-  for (int64_t r = begin; r < end; ++r)
-    for (int64_t t0 = 0; t0 < a.np; t0 += kTile)
+  for (int64_t tile = 0; tile < a.tiles; ++tile) {
+    const float* xtile = a.xt + tile * a.cols * kTile;
+    float* ytile = a.yt + tile * a.rows * kTile;
+    for (int64_t r = begin; r < end; ++r)
       for (int64_t i = 0; i < b; ++i) {
-        float* y = a.yt + (r * b + i) * a.np + t0;
+        float* y = ytile + (r * b + i) * kTile;
         __m512 acc0 = _mm512_loadu_ps(y), acc1 = _mm512_loadu_ps(y + 16),
                acc2 = _mm512_loadu_ps(y + 32), acc3 = _mm512_loadu_ps(y + 48);
         for (int64_t k = a.crow[r]; k < a.crow[r + 1]; ++k) {
           const float* v = a.vals + (k * b + i) * b;
-          const float* xb = a.xt + a.col[k] * b * a.np + t0;
+          const float* xb = xtile + a.col[k] * b * kTile;
           for (int64_t j = 0; j < b; ++j) {
             const __m512 vij = _mm512_set1_ps(v[j]);
-            const float* x = xb + j * a.np;
+            const float* x = xb + j * kTile;
             acc0 = _mm512_fmadd_ps(vij, _mm512_loadu_ps(x), acc0);
             acc1 = _mm512_fmadd_ps(vij, _mm512_loadu_ps(x + 16), acc1);
             acc2 = _mm512_fmadd_ps(vij, _mm512_loadu_ps(x + 32), acc2);
@@ -110,6 +116,7 @@ __attribute__((target("avx512f"))) void rows_avx512(const Args& a, int64_t begin
         _mm512_storeu_ps(y + 32, acc2);
         _mm512_storeu_ps(y + 48, acc3);
       }
+  }
 }
 bool has_avx512() {
   static const bool yes = __builtin_cpu_supports("avx512f");
@@ -124,12 +131,17 @@ at::Tensor bsr_linear(const at::Tensor& x, const Bsr& m, const at::Tensor& bias)
                m.cols);
   auto shape = x.sizes().vec();
   auto x2 = x.reshape({-1, m.cols}).to(at::kFloat);
-  const int64_t n = x2.size(0), b = m.block, np = (n + kTile - 1) / kTile * kTile;
-  auto xt = at::constant_pad_nd(x2.t(), {0, np - n}, 0).contiguous();  // [cols, np]
-  auto yt = bias.defined() ? bias.to(at::kFloat).unsqueeze(1).expand({m.rows, np}).contiguous()
-                           : at::zeros({m.rows, np});
+  const int64_t n = x2.size(0), b = m.block, tiles = (n + kTile - 1) / kTile;
+  // [tiles * kTile, cols] -> [tiles, cols, kTile]
+  auto xt = at::constant_pad_nd(x2, {0, 0, 0, tiles * kTile - n}, 0)
+                .view({tiles, kTile, m.cols})
+                .permute({0, 2, 1})
+                .contiguous();
+  auto yt = bias.defined() ? bias.to(at::kFloat).view({1, m.rows, 1}).expand({tiles, m.rows, kTile})
+                                 .contiguous()
+                           : at::zeros({tiles, m.rows, kTile});
   const Args args{xt.data_ptr<float>(), yt.data_ptr<float>(), m.crow.data_ptr<int64_t>(),
-                  m.col.data_ptr<int64_t>(), m.values.data_ptr<float>(), b, np};
+                  m.col.data_ptr<int64_t>(), m.values.data_ptr<float>(), b, m.rows, m.cols, tiles};
   at::parallel_for(0, m.rows / b, 1, [&](int64_t begin, int64_t end) {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (has_avx512()) return rows_avx512(args, begin, end);
@@ -137,7 +149,9 @@ at::Tensor bsr_linear(const at::Tensor& x, const Bsr& m, const at::Tensor& bias)
     rows_generic(args, begin, end);
   });
   shape.back() = m.rows;
-  return yt.slice(1, 0, n).t().contiguous().view(shape).to(x.scalar_type());
+  // [tiles, rows, kTile] -> [tiles * kTile, rows] -> the first n rows
+  return yt.permute({0, 2, 1}).reshape({tiles * kTile, m.rows}).slice(0, 0, n).reshape(shape).to(
+      x.scalar_type());
 }
 
 BsrLinearRuntime::BsrLinearRuntime(Bsr m, at::Tensor bias) : m_(std::move(m)), bias_(std::move(bias)) {
