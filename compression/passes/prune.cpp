@@ -195,6 +195,13 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
                      t.name, "; exclude it");
       l.sched = resolve(l.o, ctx.total_steps, per_epoch, t.name);
       l.sizes = prune::unit_sizes(l.rows, l.cols, l.pattern);
+      if (l.o.pattern == "channel")
+        for (const auto& [layer, norm] : model.norm_pairs())
+          if (layer == t.name) {
+            l.norm = norm;
+            for (const auto& p : model.named_modules("", false)[norm]->named_parameters(false))
+              l.norm_params.push_back(p.value());
+          }
       l.mask = std::make_shared<MaskTransform>(l.pattern, l.rows, l.cols);
       t.layer->add_weight_transform("prune", l.mask);
       layers_.push_back(std::move(l));
@@ -252,7 +259,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     std::vector<prune::ChannelCut> cuts;
     for (auto& l : layers_)
       if (l.o.pattern == "channel" && l.o.remove && l.mask->unit_mask().defined())
-        cuts.push_back({l.name, l.mask->unit_mask().to(at::kCPU)});
+        cuts.push_back({l.name, l.norm, l.mask->unit_mask().to(at::kCPU)});
     if (!cuts.empty()) removed_ = prune::remove_channels(model, cuts, name());
     install_runtimes(model);
   }
@@ -323,7 +330,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
 
   nlohmann::json summary() const override {
     nlohmann::json layers = nlohmann::json::array();
-    double params = 0, kept = 0, flops = 0, kept_flops = 0;
+    double params = 0, kept = 0, flops = 0, kept_flops = 0, bytes = 0;
     for (const auto& l : layers_) {
       const double n = static_cast<double>(l.rows * l.cols);
       const double s = sparsity(l);
@@ -338,9 +345,11 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
                           {"params", n},
                           {"remaining_params", n * (1 - s)},
                           {"flops", f},
-                          {"remaining_flops", f * (1 - s)}};
+                          {"remaining_flops", f * (1 - s)},
+                          {"sparse_bytes", sparse_bytes(l)}};
       if (!l.o.group.empty()) j["group"] = l.o.group;
       layers.push_back(j);
+      bytes += sparse_bytes(l);
       params += n;
       kept += n * (1 - s);
       flops += f;
@@ -353,6 +362,8 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
                           {"sparsity", params > 0 ? 1 - kept / params : 0.0},
                           {"flops", flops},
                           {"remaining_flops", kept_flops},
+                          {"dense_bytes", params * 4},
+                          {"sparse_bytes", bytes},
                           {"charts", charts()}};
     if (!removed_.is_null()) out["removed"] = removed_;
     if (!runtimes_.empty()) out["runtimes"] = runtimes_;
@@ -393,6 +404,8 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     at::Tensor acc;  // taylor/movement scores summed since the last update, [rows, cols]
     int64_t acc_steps = 0;
     int64_t positions = 1;  // output positions per sample (FLOPs)
+    std::string norm;                    // channel: the norm layer that follows (norm_pairs)
+    std::vector<at::Tensor> norm_params;  // its weight and bias
   };
 
   static std::string pattern_name(const PruneOptions& o) {
@@ -498,8 +511,13 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     const auto& w = l.layer->raw_weight();
     const auto drop = l.mask->full(w).logical_not();
     std::vector<std::pair<at::Tensor, at::Tensor>> fixed = {{w, drop}};
-    if (l.o.pattern == "channel" && l.layer->bias().defined())
-      fixed.emplace_back(l.layer->bias(), l.mask->unit_mask().to(w.device()).logical_not());
+    if (l.o.pattern == "channel") {
+      // The channel's bias and its norm's scale and shift too: a pruned channel outputs exactly
+      // zero after the norm, which is what removing it computes.
+      const auto gone = l.mask->unit_mask().to(w.device()).logical_not();
+      if (l.layer->bias().defined()) fixed.emplace_back(l.layer->bias(), gone);
+      for (const auto& p : l.norm_params) fixed.emplace_back(p, gone);
+    }
     for (auto& [p, d] : fixed) {
       const_cast<at::Tensor&>(p).masked_fill_(d, 0);
       if (!optimizer) continue;
@@ -603,6 +621,18 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     keep.index_fill_(0, dropped, false);
     keep.index_fill_(0, grown, true);
     set_mask(l, keep.view(mask.sizes()), ctx);
+  }
+
+  // Bytes of the layer's weight stored sparse in fp32: bitmask + kept values (unstructured,
+  // n:m), BSR values + block indices (block), the smaller dense matrix (channel).
+  double sparse_bytes(const Layer& l) const {
+    const double n = static_cast<double>(l.rows * l.cols), kept = n * (1 - sparsity(l));
+    if (l.o.pattern == "channel") return kept * 4;
+    if (l.o.pattern == "block") {
+      const double b = static_cast<double>(l.o.block), blocks = std::ceil(kept / (b * b));
+      return kept * 4 + blocks * 8 + (std::ceil(static_cast<double>(l.rows) / b) + 1) * 8;
+    }
+    return std::ceil(n / 8) + kept * 4;
   }
 
   // The planned and actual sparsity (all chosen layers) at each mask update, as report.html

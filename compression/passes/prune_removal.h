@@ -2,8 +2,9 @@
 // rows, the next layer the matching inputs (through a flatten: the matching feature columns),
 // biases follow, so the model is a smaller dense model with the same outputs as the masked one.
 // Implemented for chain models (mlp, lenet5), where each layer's outputs feed only the next
-// compressible layer. Residual models (resnet: adds couple channels across blocks) keep the zeroed
-// channels; TODO: use Model::norm_pairs() and dependency groups for them.
+// compressible layer, and for the inner conv of ResNet basic blocks (<block>.conv1 -> bn1 ->
+// <block>.conv2; the norm of Model::norm_pairs() shrinks too). Channels on a residual path
+// (stem, conv2, down: added together) keep their zeros; TODO: dependency groups for them.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -20,6 +21,7 @@ namespace sculpt::compression::prune {
 
 struct ChannelCut {
   std::string layer;  // dotted layer name
+  std::string norm;   // the norm layer after it (Model::norm_pairs), or empty
   at::Tensor keep;    // bool [out channels], true = kept
 };
 

@@ -152,11 +152,19 @@ std::unique_ptr<sculpt::models::Model> model_for(const Config& cfg,
   return sculpt::models::model_registry().create(cfg.model.name, cfg.model, spec);
 }
 
-sculpt::data::DataSpec blobs_spec() {
+sculpt::data::DataSpec spec_of(std::vector<int64_t> input_shape, int64_t classes) {
   sculpt::data::DataSpec spec;
-  spec.input_shape = {8};
-  spec.num_classes = 3;
+  spec.input_shape = std::move(input_shape);
+  spec.num_classes = classes;
   return spec;
+}
+sculpt::data::DataSpec blobs_spec() { return spec_of({8}, 3); }
+
+// The config of `yaml`, with the built-ins registered and torch's RNG at `seed`.
+Config seeded(uint64_t seed, const std::string& yaml) {
+  sculpt::cli::register_builtins();
+  torch::manual_seed(seed);
+  return Config::parse(yaml);
 }
 
 std::shared_ptr<sculpt::trainers::Callback> the_pass(const Config& cfg) {
@@ -274,9 +282,7 @@ TEST_CASE("channel pruning removes neurons and filters: same outputs, smaller mo
     std::string model, include;
     sculpt::data::DataSpec spec;
   };
-  sculpt::data::DataSpec image;
-  image.input_shape = {1, 28, 28};
-  image.num_classes = 10;
+  const auto image = spec_of({1, 28, 28}, 10);
   for (const auto& c : {Case{"{name: mlp, hidden: [16, 12]}", "'hidden.*'", blobs_spec()},
                         Case{"{name: lenet5}", "'conv.*', 'fc1.*'", image}}) {
     INFO("model " << c.model);
@@ -388,15 +394,12 @@ TEST_CASE("LoRA: the merged model computes what the adapted one did", "[lora]") 
 }
 
 TEST_CASE("lowrank keeps the energy asked for and runs as two thin GEMMs", "[lowrank]") {
-  sculpt::cli::register_builtins();
-  torch::manual_seed(7);
-  const auto cfg = Config::parse(
+  const auto cfg = seeded(
+      7,
       "model: {name: mlp, hidden: [64]}\n"
       "data: {name: synthetic_blobs, samples: 64, features: 48, classes: 3}\n"
       "compression: [{name: lowrank, energy: 0.8, include: ['hidden0.*']}]\n");
-  sculpt::data::DataSpec spec;
-  spec.input_shape = {48};
-  spec.num_classes = 3;
+  const auto spec = spec_of({48}, 3);
   auto model = model_for(cfg, spec);
   auto lin = sculpt::nn::compressible_layers(*model)[0].second;
   const auto w = lin->raw_weight().detach().clone();
@@ -418,4 +421,41 @@ TEST_CASE("lowrank keeps the energy asked for and runs as two thin GEMMs", "[low
   CHECK_FALSE(lin->has_transforms());
   CHECK(torch::allclose(model->forward(x), factored, 1e-4, 1e-5));
   CHECK(static_cast<bool>(lin->runtime()) == (k * (64 + 48) < 64 * 48));
+}
+
+TEST_CASE("resnet: a basic block's inner channels are removed with their BN; residual ones stay",
+          "[prune]") {
+  const auto cfg = seeded(
+      8,
+      "model: {name: resnet, depth: 8, width: 0.5}\ndata: {name: synthetic_blobs}\n"
+      "compression: [{name: prune, pattern: channel, schedule: one_shot, sparsity: 0.5, "
+      "include: ['stage.*conv1', 'stem.conv']}]\n");
+  const auto spec = spec_of({3, 16, 16}, 10);
+  auto model = model_for(cfg, spec);
+  {
+    torch::NoGradGuard no_grad;  // BN statistics and affine parameters that are not trivial
+    for (auto& b : model->named_buffers())
+      if (b.key().find("running") != std::string::npos) b.value().uniform_(0.5, 1.5);
+    for (auto& p : model->named_parameters())
+      if (p.key().find("bn") != std::string::npos) p.value().normal_();
+  }
+  model->eval();
+  const int64_t before = model->parameter_count();
+  auto pass = the_pass(cfg);
+  sculpt::trainers::StepContext ctx;
+  ctx.total_steps = 10;
+  pass->attach(*model, ctx);
+  const auto x = torch::randn({4, 3, 16, 16});
+  const auto masked = model->forward(x).detach();
+  pass->finalize(*model, ctx);
+  CHECK(torch::allclose(model->forward(x), masked, 1e-5, 1e-5));
+  CHECK(model->parameter_count() < before);
+  const auto removed = pass->summary()["removed"];
+  CHECK(removed["kept_as_zeros"] == nlohmann::json::array({"stem.conv"}));
+  REQUIRE(removed["layers"].size() == 3);  // stage1_0, stage2_0, stage3_0
+  CHECK(removed["layers"][0]["channels"] == 4);
+  auto fresh = model_for(cfg, spec);
+  fresh->eval();
+  fresh->load_state_tensors(model->state_tensors(), "pruned");
+  CHECK(torch::allclose(fresh->forward(x), masked, 1e-5, 1e-5));
 }
