@@ -36,12 +36,15 @@
 namespace sculpt::compression {
 
 void PruneOptions::visit(config::Visitor& v) {
-  v.choice("pattern", pattern, {"unstructured", "n:m", "block", "channel"},
-           "prune: what is removed: single weights, n of every m, b x b blocks, or output "
-           "channels (conv filters, Linear neurons)");
+  v.choice("pattern", pattern, {"unstructured", "n:m", "block", "channel", "head"},
+           "prune: what is removed: single weights, n of every m, b x b blocks, output "
+           "channels (conv filters, Linear neurons, FFN neurons), or attention heads (groups of "
+           "an output projection's inputs, e.g. layers '.*attn\\.o')");
   v.field("n", n, "prune n:m: weights kept in every group of m", config::Range::at_least(1));
   v.field("m", m, "prune n:m: group size along the input dimension", config::Range::at_least(2));
   v.field("block", block, "prune block: side of the square blocks", config::Range::at_least(1));
+  v.field("heads", heads, "prune head: attention heads of the chosen layers (their inputs split "
+          "into this many groups)", config::Range::at_least(0));
   v.choice("scorer", scorer, {"magnitude", "taylor", "movement"},
            "prune: importance of a weight: |w|, |w * grad| or -w * grad summed since the last "
            "mask update");
@@ -87,6 +90,7 @@ void PruneOptions::check(config::Checker& c) const {
       c.error("initial_sparsity", "is above sparsity " + std::to_string(sparsity));
   }
   if (pattern == "n:m" && n >= m) c.error("n", "n:m needs n < m");
+  if (pattern == "head" && heads < 1) c.error("heads", "pattern head needs heads >= 1");
   if (min_sparsity > max_sparsity) c.error("min_sparsity", "is above max_sparsity");
   if (end > 0 && end <= start && schedule != "one_shot")
     c.error("end", "must be after start (or 0: three quarters of the run)");
@@ -184,7 +188,11 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
       const auto& w = t.layer->raw_weight();
       l.rows = w.size(0);
       l.cols = w.numel() / std::max<int64_t>(1, w.size(0));
-      l.pattern = {l.o.pattern, l.o.n, l.o.m, l.o.block};
+      l.pattern = {l.o.pattern, l.o.n, l.o.m, l.o.block, l.o.heads};
+      if (l.o.pattern == "head")
+        SCULPT_CHECK(l.cols % l.o.heads == 0, "compression pass ", name(), ": layer ", t.name,
+                     " has ", l.cols, " inputs, not divisible into heads = ", l.o.heads,
+                     " groups (pattern head)");
       if (l.o.pattern == "n:m")
         SCULPT_CHECK(l.cols % l.o.m == 0, "compression pass ", name(), ": layer ", t.name,
                      " has ", l.cols, " inputs per output, not a multiple of m = ", l.o.m,
@@ -412,6 +420,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     if (o.pattern == "n:m") return std::to_string(o.n) + ":" + std::to_string(o.m);
     if (o.pattern == "block")
       return "block " + std::to_string(o.block) + "x" + std::to_string(o.block);
+    if (o.pattern == "head") return std::to_string(o.heads) + " heads";
     return o.pattern;
   }
   static std::string pattern_name(const Layer& l) { return pattern_name(l.o); }

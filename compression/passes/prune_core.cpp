@@ -67,6 +67,8 @@ int64_t blocks(int64_t n, int64_t b) { return (n + b - 1) / b; }
 at::Tensor unit_scores(const at::Tensor& scores2d, const Pattern& p) {
   const int64_t r = scores2d.size(0), c = scores2d.size(1);
   if (p.kind == "channel") return scores2d.mean(1);
+  if (p.kind == "head")
+    return scores2d.reshape({r, p.heads, c / p.heads}).mean(at::IntArrayRef{0, 2});
   if (p.kind != "block") return scores2d;
   const int64_t b = p.block, rb = blocks(r, b), cb = blocks(c, b);
   auto padded = at::constant_pad_nd(scores2d, {0, cb * b - c, 0, rb * b - r}, 0.0);
@@ -77,6 +79,7 @@ at::Tensor unit_scores(const at::Tensor& scores2d, const Pattern& p) {
 at::Tensor unit_sizes(int64_t rows, int64_t cols, const Pattern& p) {
   auto opts = at::TensorOptions().dtype(at::kLong);
   if (p.kind == "channel") return at::full({rows}, cols, opts);
+  if (p.kind == "head") return at::full({p.heads}, rows * cols / p.heads, opts);
   if (p.kind != "block") return at::ones({rows, cols}, opts);
   const int64_t b = p.block;
   auto side = [&](int64_t n) {
@@ -89,6 +92,8 @@ at::Tensor unit_sizes(int64_t rows, int64_t cols, const Pattern& p) {
 
 at::Tensor expand_mask(const at::Tensor& unit_mask, int64_t rows, int64_t cols, const Pattern& p) {
   if (p.kind == "channel") return unit_mask.unsqueeze(1).expand({rows, cols});
+  if (p.kind == "head")
+    return unit_mask.repeat_interleave(cols / p.heads).unsqueeze(0).expand({rows, cols});
   if (p.kind != "block") return unit_mask;
   const int64_t b = p.block;
   return unit_mask.repeat_interleave(b, 0)

@@ -46,12 +46,15 @@ double rigl_drop_fraction(const Schedule& s, int64_t t);
 // ---- Mask patterns ---------------------------------------------------------------------------
 // A weight is handled as a matrix [rows, cols]: Linear [out, in]; Conv2d [out, in/g * k * k];
 // Embedding [num, dim]. A mask is stored per *unit*: one bool per weight (unstructured, n:m),
-// per b x b block ([ceil(rows/b), ceil(cols/b)]), or per row (channel: output channels of a
-// conv, neurons of a Linear). true = kept.
+// per b x b block ([ceil(rows/b), ceil(cols/b)]), per row (channel: output channels of a
+// conv, neurons of a Linear) or per head ([heads]). true = kept.
+// head: the cols split into `heads` equal groups (an attention output projection's inputs, one
+// group per head: zeroing a group removes that head's contribution); one bool per head.
 struct Pattern {
-  std::string kind = "unstructured";  // unstructured | n:m | block | channel
+  std::string kind = "unstructured";  // unstructured | n:m | block | channel | head
   int64_t n = 2, m = 4;               // n:m: keep n of every m consecutive weights along cols
   int64_t block = 4;                  // block: b
+  int64_t heads = 0;                  // head: number of heads
 };
 
 // Unit scores from element scores [rows, cols]: the mean over each unit (mean, so that the

@@ -111,6 +111,19 @@ TEST_CASE("n:m, block and channel masks have exactly their pattern", "[prune]") 
                                     0.5, p);
     CHECK(torch::equal(unit, torch::tensor({0, 0, 0, 0, 1, 1, 1, 1}).to(torch::kBool)));
   }
+  SECTION("heads: whole groups of input columns go") {
+    prune::Pattern p{"head", 2, 4, 4, 3};
+    auto scores = torch::rand({8, 12});
+    scores.narrow(1, 4, 4).mul_(0.01);  // head 1 is the weakest
+    auto sizes = prune::unit_sizes(8, 12, p);
+    CHECK(torch::equal(sizes, torch::full({3}, 32, torch::kLong)));
+    auto unit = prune::select_units(prune::unit_scores(scores, p), sizes, 0.4, p);
+    CHECK(torch::equal(unit, torch::tensor({1, 0, 1}).to(torch::kBool)));
+    auto full = prune::expand_mask(unit, 8, 12, p);
+    CHECK_FALSE(full.narrow(1, 4, 4).any().item<bool>());
+    CHECK(full.narrow(1, 0, 4).all().item<bool>());
+    CHECK(full.narrow(1, 8, 4).all().item<bool>());
+  }
   SECTION("unstructured removes exactly floor(s * n)") {
     prune::Pattern p;
     auto scores = torch::rand({7, 9});
