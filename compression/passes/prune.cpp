@@ -281,6 +281,11 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
       auto* lin = dynamic_cast<nn::Linear*>(t.layer.get());
       if (o.pattern != "block" || o.runtime == "dense" || !lin) continue;
       const auto& w = lin->raw_weight();
+      if (!w.device().is_cpu()) {
+        log::info("prune: ", t.name, " runs dense: the block-sparse kernel is CPU-only, the layer "
+                  "is on ", w.device().str());
+        continue;
+      }
       if (w.size(0) % o.block || w.size(1) % o.block) {
         log::info("prune: ", t.name, " runs dense: ", w.sizes(), " does not split into ", o.block,
                   "x", o.block, " blocks");
@@ -386,15 +391,25 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
        << (o.pattern == "n:m" ? 1.0 - static_cast<double>(o.n) / static_cast<double>(o.m)
                               : o.sparsity);
     if (!o.group.empty()) os << " (budget shared by group " << o.group << ")";
-    // The plan at a few points of a 1000-step run when end is relative (0).
-    const int64_t total = 1000;
-    const double per_epoch = 100;  // shown for a run of 10 epochs of 100 steps
+    // The plan at a few points: in the schedule's unit; a relative end (0) is shown for a run of
+    // 1000 steps (the run's length is not known here).
+    const bool epochs = o.unit == "epochs";
+    const double per_epoch = 100;  // epochs are resolved at 100 steps and shown back in epochs
+    const int64_t total =
+        o.end > 0 ? static_cast<int64_t>(std::llround(o.end * (epochs ? per_epoch : 1.0) * 1.25))
+                  : 1000;
     Schedule s = resolve_with(o, total, per_epoch);
     os << "; planned sparsity";
-    if (o.end == 0 || o.unit == "epochs") os << " (a run of 1000 steps, 100 per epoch)";
+    if (o.end == 0) os << " (in a run of 1000 " << (epochs ? "steps, 100 per epoch" : "steps") << ")";
     os << ":";
-    for (int64_t at : {int64_t{0}, s.start, (s.start + s.end) / 2, s.end, total})
-      os << " s(" << at << ")=" << std::round(prune::planned_sparsity(s, at) * 1000) / 1000;
+    for (int64_t at : {int64_t{0}, s.start, (s.start + s.end) / 2, s.end}) {
+      os << " s(";
+      if (epochs && o.end > 0)
+        os << "epoch " << static_cast<double>(at) / per_epoch;
+      else
+        os << at;
+      os << ")=" << std::round(prune::planned_sparsity(s, at) * 1000) / 1000;
+    }
     return os.str();
   }
 
