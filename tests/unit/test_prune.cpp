@@ -241,6 +241,32 @@ TEST_CASE("rigl keeps the density and moves the mask: weak weights out, large gr
   CHECK(a.pass->summary()["charts"]["actual sparsity"].size() == 4);
 }
 
+TEST_CASE("taylor keeps the weights with the largest |w * grad| summed since the last update",
+          "[prune]") {
+  torch::manual_seed(10);
+  auto a = attach(
+      "{name: prune, scorer: taylor, schedule: one_shot, sparsity: 0.5, start: 2, "
+      "include: ['hidden0.*']}");
+  auto& w = const_cast<at::Tensor&>(sculpt::nn::compressible_layers(*a.model)[0].second->raw_weight());
+  torch::optim::SGD optim(a.model->parameters(), torch::optim::SGDOptions(0.0));  // w stays put
+  at::Tensor score = torch::zeros_like(w);
+  for (int64_t step = 0; step < 2; ++step) {
+    a.ctx.step = step;
+    a.ctx.optimizer = &optim;
+    optim.zero_grad();
+    a.model->forward(torch::randn({16, 8})).pow(2).mean().backward();
+    a.pass->after_backward(*a.model, a.ctx);
+    score += (w.detach() * w.grad()).abs();
+    optim.step();
+    a.ctx.step = step + 1;
+    a.pass->after_step(*a.model, a.ctx);
+  }
+  const auto kept = (w != 0);
+  CHECK(kept.to(torch::kDouble).mean().item<double>() == 0.5);
+  CHECK(score.masked_select(kept).min().item<float>() >=
+        score.masked_select(~kept).max().item<float>());
+}
+
 TEST_CASE("pruned weights and their SGD momentum / Adam moments stay zero", "[prune]") {
   sculpt::cli::register_builtins();
   for (const std::string opt : {"sgd", "adam"}) {
