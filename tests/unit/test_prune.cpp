@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <functional>
 
 #include "cli/app.h"
 #include "compression/pass.h"
@@ -202,8 +203,10 @@ Attached attach(const std::string& item) {
   return a;
 }
 
-// One optimizer step on a random batch, the hooks in the trainer's order.
-void step_once(Attached& a, torch::optim::Optimizer& optim, int64_t step) {
+// One optimizer step on a random batch, the hooks in the trainer's order; `before_step` runs
+// between after_backward and the optimizer step (gradients in place).
+void step_once(Attached& a, torch::optim::Optimizer& optim, int64_t step,
+               const std::function<void()>& before_step = {}) {
   a.ctx.step = step;
   a.ctx.optimizer = &optim;
   sculpt::data::Batch batch;
@@ -211,6 +214,7 @@ void step_once(Attached& a, torch::optim::Optimizer& optim, int64_t step) {
   optim.zero_grad();
   a.model->forward(torch::randn({16, 8})).pow(2).mean().backward();
   a.pass->after_backward(*a.model, a.ctx);
+  if (before_step) before_step();
   optim.step();
   a.ctx.step = step + 1;
   a.pass->after_step(*a.model, a.ctx);
@@ -250,17 +254,8 @@ TEST_CASE("taylor keeps the weights with the largest |w * grad| summed since the
   auto& w = const_cast<at::Tensor&>(sculpt::nn::compressible_layers(*a.model)[0].second->raw_weight());
   torch::optim::SGD optim(a.model->parameters(), torch::optim::SGDOptions(0.0));  // w stays put
   at::Tensor score = torch::zeros_like(w);
-  for (int64_t step = 0; step < 2; ++step) {
-    a.ctx.step = step;
-    a.ctx.optimizer = &optim;
-    optim.zero_grad();
-    a.model->forward(torch::randn({16, 8})).pow(2).mean().backward();
-    a.pass->after_backward(*a.model, a.ctx);
-    score += (w.detach() * w.grad()).abs();
-    optim.step();
-    a.ctx.step = step + 1;
-    a.pass->after_step(*a.model, a.ctx);
-  }
+  for (int64_t step = 0; step < 2; ++step)
+    step_once(a, optim, step, [&] { score += (w.detach() * w.grad()).abs(); });
   const auto kept = (w != 0);
   CHECK(kept.to(torch::kDouble).mean().item<double>() == 0.5);
   CHECK(score.masked_select(kept).min().item<float>() >=
