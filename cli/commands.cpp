@@ -10,6 +10,7 @@
 #include "compression/passes/quantize/quantize.h"
 #include "core/io/atomic_file.h"
 #include "compression/plugin.h"
+#include "compression/runtimes.h"
 #include "core/config/config.h"
 #include "core/config/visitors.h"
 #include "core/io/safetensors.h"
@@ -88,6 +89,7 @@ int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
     SCULPT_CHECK(std::filesystem::exists(weights), weights,
                  ": no such weights file (train first, or pass --weights FILE)");
     parts.model->load_state_tensors(io::load_safetensors(weights), weights);
+    compression::install_runtimes(cfg, *parts.model);  // e.g. block-sparse layers of prune
   }
   for (const auto& [split, ds] :
        {std::pair<const char*, const data::Dataset*>{"train", &parts.split.train},

@@ -2,6 +2,8 @@
 #include "compression/pass.h"
 #include "compression/passes/freeze.h"
 #include "compression/passes/l2sp.h"
+#include "compression/passes/lowrank.h"
+#include "compression/passes/prune.h"
 #include "compression/passes/distill.h"
 #include "compression/passes/quantize/quantize.h"
 
@@ -14,6 +16,12 @@ void register_builtin_passes(PassRegistry& r) {
         make_freeze_pass, [] { return std::make_shared<FreezeOptions>(); });
   r.add("l2sp", "pulls the chosen layers toward their initial weights: alpha/2 * sum((w - w0)^2)",
         make_l2sp_pass, [] { return std::make_shared<L2spOptions>(); });
+  r.add("prune", "gradual pruning: unstructured, n:m, blocks or channels on a schedule (agp, ...)",
+        make_prune_pass, [] { return std::make_shared<PruneOptions>(); });
+  r.add("lora", "LoRA adapters W + (alpha/r) B A on the chosen layers, merged into W at the end",
+        make_lora_pass, [] { return std::make_shared<LoraOptions>(); });
+  r.add("lowrank", "SVD factorization of Linear layers (fixed rank or energy), fine-tuned",
+        make_lowrank_pass, [] { return std::make_shared<LowRankOptions>(); });
 }
 
 void register_compression_builtins() {

@@ -13,6 +13,10 @@
 
 #include "core/io/safetensors.h"
 
+namespace torch::optim {
+class Optimizer;
+}
+
 namespace sculpt {
 class RunContext;
 namespace models {
@@ -46,6 +50,10 @@ struct StepContext {
   const data::DataSpec* data = nullptr;  // what the training data holds (shapes, classes, vocab)
   const data::Dataset* train = nullptr;  // the training split (batch.rows index into it)
   bool augmented = false;                // the loader crops/flips: rows do not fix the inputs
+  // The run's optimizer, from on_batch on (null in attach, which runs before it exists). A pass
+  // that fixes parameter entries (pruning masks) zeroes their optimizer state (momentum, Adam
+  // moments) through it, in after_step, so they do not regrow.
+  torch::optim::Optimizer* optimizer = nullptr;
 };
 
 // Everything a callback needs to continue exactly after a resume: tensors (saved in

@@ -93,6 +93,7 @@ class StandardTrainer final : public Trainer {
     auto optimizer = optimizer_registry().create(
         c.optimizer.name, split_for_weight_decay(named, c.optimizer.no_decay_bias_norm),
         c.optimizer);
+    hook.optimizer = optimizer.get();
     auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
     const bool bf16 = use_bf16(cfg_.precision, ctx.device());
     log::info("model ", c.model.name, ": ", model->parameter_count(), " parameters, ",

@@ -60,17 +60,28 @@ io::NamedTensors Model::state_tensors() {
   io::NamedTensors out;
   for (const auto& p : named_parameters()) out.emplace_back(p.key(), p.value());
   for (const auto& b : named_buffers()) out.emplace_back(b.key(), b.value());
+  if (resized_) out.emplace_back(kResizedKey, at::ones({1}));
   return out;
 }
 
 void Model::load_state_tensors(const io::NamedTensors& state, const std::string& source) {
   std::map<std::string, at::Tensor> given(state.begin(), state.end());
   torch::NoGradGuard no_grad;
+  if (given.erase(kResizedKey)) resized_ = true;
   auto mine = state_tensors();
   for (auto& [n, target] : mine) {
+    if (n == kResizedKey) continue;
     auto it = given.find(n);
     SCULPT_CHECK(it != given.end(), source, ": tensor '", n,
                  "' of the model is missing (weights of another model?)");
+    bool smaller = resized_ && it->second.dim() == target.dim();
+    for (int64_t d = 0; smaller && d < target.dim(); ++d)
+      smaller = it->second.size(d) <= target.size(d);
+    if (smaller && it->second.sizes() != target.sizes()) {
+      target.set_data(it->second.to(target.device(), target.scalar_type()).contiguous());
+      given.erase(it);
+      continue;
+    }
     SCULPT_CHECK(it->second.sizes() == target.sizes(), source, ": tensor '", n, "' has shape ",
                  it->second.sizes(), " but the model expects ", target.sizes());
     target.copy_(it->second);

@@ -64,6 +64,14 @@ class Model : public torch::nn::Module {
   // removal (pruning) treat the two together. Built-in models declare theirs.
   void add_norm_pair(const std::string& layer, const std::string& norm);
   const std::vector<std::pair<std::string, std::string>>& norm_pairs() const { return norm_pairs_; }
+  // A physically pruned model (channel removal in pruning's finalize) is smaller than the one its
+  // config builds. mark_resized() adds a marker tensor (kResizedKey) to state_tensors(), so its
+  // weights file says so; load_state_tensors() of such a file then takes each tensor's shape
+  // from the file where it is smaller in some dimensions (same rank, never larger), resizing
+  // the model's parameter in place. Without the marker a mis-shaped tensor stays an error.
+  void mark_resized() { resized_ = true; }
+  bool resized() const { return resized_; }
+  static constexpr const char* kResizedKey = "sculpt_resized";
   int64_t parameter_count() const;
   int64_t parameter_bytes() const;
 
@@ -72,6 +80,7 @@ class Model : public torch::nn::Module {
   std::vector<bool> tap_;  // per block
   std::map<std::string, at::Tensor> tapped_;
   std::vector<std::pair<std::string, std::string>> norm_pairs_;
+  bool resized_ = false;
 };
 
 using ModelRegistry = Registry<Model, const config::ModelConfig&, const data::DataSpec&>;

@@ -134,6 +134,18 @@ void write_html_report(const std::string& run_dir, const std::string& title) {
            << escape(item.contains("summary") ? item["summary"].dump(2) : "{}") << "</pre>";
   }
   html << "<h2>Over steps</h2><div class='charts'>";
+  // A pass may chart series of its own: summary "charts": {"<name>": [[step, value], ...]}.
+  if (summary.contains("compression"))
+    for (const auto& item : summary["compression"]) {
+      if (!item.contains("summary") || !item["summary"].contains("charts")) continue;
+      for (const auto& [name, points] : item["summary"]["charts"].items()) {
+        Series s;
+        for (const auto& p : points)
+          if (p.is_array() && p.size() == 2 && p[0].is_number() && p[1].is_number())
+            s.emplace_back(p[0].get<double>(), p[1].get<double>());
+        if (!s.empty()) html << svg_chart(item.value("pass", "") + " " + name, s);
+      }
+    }
   for (const auto& [name, s] : series)
     if (!s.empty() && name.find("samples_per_s") == std::string::npos &&
         name.find("skipped_steps") == std::string::npos)

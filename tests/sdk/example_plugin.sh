@@ -52,9 +52,10 @@ compression:
     lambda: 0.0
     threshold: 0.02
 YAML
-# Captured first: grep -q stops reading at the match, and under pipefail sculpt's SIGPIPE fails.
-listing="$("$sculpt" list passes --plugin "$plugin")" || fail "list passes --plugin"
-grep -q "group_lasso" <<<"$listing" || fail "list passes --plugin: no group_lasso"
+# Through a file, not a pipe: grep -q would stop reading at the match and, under pipefail, a
+# SIGPIPE in sculpt (whose listing is longer than one write) would fail the check.
+"$sculpt" list passes --plugin "$plugin" >"$work/passes.txt" || fail "list passes --plugin"
+grep -q "group_lasso" "$work/passes.txt" || fail "list passes --plugin: no group_lasso"
 for lambda in 0.0 0.05; do
   "$sculpt" train "$work/runs/base.yaml" "compression[0].lambda=$lambda" \
     "run.output_dir=$work/runs/lambda_$lambda" >"$work/runs/train_$lambda.log" 2>&1 ||

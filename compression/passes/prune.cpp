@@ -1,0 +1,700 @@
+// prune. Per chosen layer: a Schedule (steps, resolved from epochs at attach), a Pattern and a
+// MaskTransform holding the unit mask. Mask updates run in attach (t = 0) and after_step; the
+// scores come from the raw weights (magnitude) or from gradients summed since the last update
+// (taylor |w g|, movement -w g); pruned units score -inf so that masks only grow, except under
+// rigl, which drops the weakest active weights and regrows those with the largest dense
+// gradient. Fisher scores are left to the EWC pass (issue on continual learning), which owns the
+// Fisher estimate.
+//
+// TODO(issue 9): under data parallelism every rank must hold the same mask: all-reduce the
+// accumulated scores before selection (or select on rank 0 and broadcast). Multi-process
+// training does not exist yet, so nothing here synchronizes.
+#include "compression/passes/prune.h"
+
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/optimizer.h>
+#include <torch/optim/sgd.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "compression/passes/bsr.h"
+#include "compression/passes/prune_core.h"
+#include "compression/runtimes.h"
+#include "compression/passes/prune_removal.h"
+#include "core/config/config.h"
+#include "core/data/dataset.h"
+#include "core/data/loader.h"
+#include "core/error.h"
+#include "core/logging/logging.h"
+#include "core/models/model.h"
+#include "core/run/run_context.h"
+
+namespace sculpt::compression {
+
+void PruneOptions::visit(config::Visitor& v) {
+  v.choice("pattern", pattern, {"unstructured", "n:m", "block", "channel", "head"},
+           "prune: what is removed: single weights, n of every m, b x b blocks, output "
+           "channels (conv filters, Linear neurons, FFN neurons), or attention heads (groups of "
+           "an output projection's inputs, e.g. layers '.*attn\\.o')");
+  v.field("n", n, "prune n:m: weights kept in every group of m", config::Range::at_least(1));
+  v.field("m", m, "prune n:m: group size along the input dimension", config::Range::at_least(2));
+  v.field("block", block, "prune block: side of the square blocks", config::Range::at_least(1));
+  v.field("heads", heads, "prune head: attention heads of the chosen layers (their inputs split "
+          "into this many groups)", config::Range::at_least(0));
+  v.choice("scorer", scorer, {"magnitude", "taylor", "movement"},
+           "prune: importance of a weight: |w|, |w * grad| or -w * grad summed since the last "
+           "mask update");
+  v.choice("schedule", schedule, {"one_shot", "agp", "iterative", "exponential", "rigl"},
+           "prune: how the sparsity reaches its target (see docs: formulas)");
+  v.field("sparsity", sparsity, "prune: final fraction of weights removed (n:m: 1 - n/m)",
+          config::Range::half_open(0, 1));
+  v.field("initial_sparsity", initial_sparsity,
+          "prune: sparsity at start, a number in [0, 1), or from_weights (keep the zeros of the "
+          "starting weights, e.g. a pruned model.init)");
+  v.choice("unit", unit, {"steps", "epochs"}, "prune: unit of start, end and every");
+  v.field("start", start, "prune: first mask update (t0)", config::Range::at_least(0));
+  v.field("end", end, "prune: last mask update; 0: three quarters of the run",
+          config::Range::at_least(0));
+  v.field("every", every, "prune: distance between mask updates; 0: (end - start) / 10",
+          config::Range::at_least(0));
+  v.field("cycles", cycles, "prune iterative: prune -> fine-tune cycles",
+          config::Range::at_least(1));
+  v.field("rigl_alpha", rigl_alpha, "prune rigl: fraction of active weights swapped at first",
+          config::Range::closed(0, 1));
+  v.field("group", group,
+          "prune: layers naming the same group share one sparsity budget (global ranking of "
+          "scores); empty: the layer has its own target");
+  v.field("min_sparsity", min_sparsity, "prune: lower bound of a layer's share of a group budget",
+          config::Range::closed(0, 1));
+  v.field("max_sparsity", max_sparsity, "prune: upper bound of a layer's share of a group budget",
+          config::Range::closed(0, 1));
+  v.choice("runtime", runtime, {"auto", "bsr", "dense"},
+           "prune block: at the end, Linear layers run block-sparse (BSR) on CPU: auto when at "
+           "most 25% of the blocks remain, bsr always, dense never");
+  v.field("remove", remove,
+          "prune channel: remove pruned channels at the end (mlp, lenet5): a smaller dense model");
+}
+
+void PruneOptions::check(config::Checker& c) const {
+  if (initial_sparsity != "from_weights") {
+    char* rest = nullptr;
+    const double v = std::strtod(initial_sparsity.c_str(), &rest);
+    if (rest == initial_sparsity.c_str() || *rest != '\0' || !(v >= 0 && v < 1))
+      c.error("initial_sparsity", "must be a number in [0, 1) or from_weights, not '" +
+                                      initial_sparsity + "'");
+    else if (v > sparsity && pattern != "n:m")
+      c.error("initial_sparsity", "is above sparsity " + std::to_string(sparsity));
+  }
+  if (pattern == "n:m" && n >= m) c.error("n", "n:m needs n < m");
+  if (pattern == "head" && heads < 1) c.error("heads", "pattern head needs heads >= 1");
+  if (min_sparsity > max_sparsity) c.error("min_sparsity", "is above max_sparsity");
+  if (end > 0 && end <= start && schedule != "one_shot")
+    c.error("end", "must be after start (or 0: three quarters of the run)");
+}
+
+namespace {
+
+using prune::Pattern;
+using prune::Schedule;
+
+// w -> w * mask, the mask kept as one bool per unit and expanded (cached, bool) on w's device.
+class MaskTransform final : public nn::WeightTransform {
+ public:
+  MaskTransform(Pattern p, int64_t rows, int64_t cols) : p_(std::move(p)), rows_(rows), cols_(cols) {}
+  at::Tensor forward(const at::Tensor& w) override {
+    if (!unit_mask_.defined()) return w;
+    auto out = w * full(w);
+    if (capture_ && out.requires_grad()) {
+      out.retain_grad();
+      last_ = out;
+    }
+    return out;
+  }
+  void set_mask(const at::Tensor& unit_mask) {
+    unit_mask_ = unit_mask;
+    full_ = at::Tensor();
+  }
+  const at::Tensor& unit_mask() const { return unit_mask_; }
+  // The mask over the whole weight, shaped like it.
+  const at::Tensor& full(const at::Tensor& like) {
+    if (!full_.defined() || full_.device() != like.device())
+      full_ = prune::expand_mask(unit_mask_.to(like.device()), rows_, cols_, p_)
+                  .reshape(like.sizes())
+                  .contiguous();
+    return full_;
+  }
+  // rigl: keep the gradient of the masked weight (dense, also at pruned entries).
+  void capture(bool on) {
+    capture_ = on;
+    if (!on) last_ = at::Tensor();
+  }
+  at::Tensor dense_grad() const { return last_.defined() ? last_.grad() : at::Tensor(); }
+
+ private:
+  Pattern p_;
+  int64_t rows_, cols_;
+  at::Tensor unit_mask_, full_, last_;
+  bool capture_ = false;
+};
+
+// Records how many output positions a layer computes per sample (FLOPs), then computes it.
+class PositionProbe final : public nn::LayerRuntime {
+ public:
+  explicit PositionProbe(nn::Compressible* layer) : layer_(layer) {}
+  at::Tensor forward(const at::Tensor& x) override {
+    at::Tensor y;
+    if (auto* conv = dynamic_cast<nn::Conv2d*>(layer_)) {
+      y = at::conv2d(x, conv->effective_weight(), conv->bias(), {conv->stride, conv->stride},
+                     {conv->padding, conv->padding}, {1, 1}, conv->groups);
+      positions = y.size(-1) * y.size(-2);
+    } else if (dynamic_cast<nn::Linear*>(layer_)) {
+      y = at::linear(x, layer_->effective_weight(), layer_->bias());
+      positions = x.size(-1) ? x.numel() / x.size(-1) / std::max<int64_t>(1, x.size(0)) : 1;
+    } else {
+      y = at::embedding(layer_->effective_weight(), x);
+      positions = 0;  // a lookup: no multiply-adds
+    }
+    return y;
+  }
+  std::string describe() const override { return "probe"; }
+  int64_t positions = 1;
+
+ private:
+  nn::Compressible* layer_;
+};
+
+double number(const std::string& s) { return std::strtod(s.c_str(), nullptr); }
+
+class PrunePass final : public CompressionPass, public RuntimeProvider {
+ public:
+  using CompressionPass::CompressionPass;
+
+  void attach(models::Model& model, const StepContext& ctx) override {
+    static const PruneOptions defaults;
+    layers_.clear();
+    curve_ = nlohmann::json::array();
+    const auto targets = select_layers(model);
+    const int64_t per_epoch = steps_per_epoch(ctx);
+    const auto all_layers = nn::compressible_layers(model);
+    for (const auto& t : targets) {
+      Layer l;
+      l.name = t.name;
+      l.layer = t.layer;
+      l.o = t.options ? options_of<PruneOptions>(t) : defaults;
+      const auto& w = t.layer->raw_weight();
+      l.rows = w.size(0);
+      l.cols = w.numel() / std::max<int64_t>(1, w.size(0));
+      l.pattern = {l.o.pattern, l.o.n, l.o.m, l.o.block, l.o.heads};
+      if (l.o.pattern == "head")
+        SCULPT_CHECK(l.cols % l.o.heads == 0, "compression pass ", name(), ": layer ", t.name,
+                     " has ", l.cols, " inputs, not divisible into heads = ", l.o.heads,
+                     " groups (pattern head)");
+      if (l.o.pattern == "n:m")
+        SCULPT_CHECK(l.cols % l.o.m == 0, "compression pass ", name(), ": layer ", t.name,
+                     " has ", l.cols, " inputs per output, not a multiple of m = ", l.o.m,
+                     " (pattern n:m); exclude it or use another m");
+      if (l.o.pattern == "channel")
+        SCULPT_CHECK(t.name != all_layers.back().first, "compression pass ", name(),
+                     ": pattern channel cannot remove the outputs of the model's last layer ",
+                     t.name, "; exclude it");
+      l.sched = resolve(l.o, ctx.total_steps, per_epoch, t.name);
+      l.sizes = prune::unit_sizes(l.rows, l.cols, l.pattern);
+      if (l.o.pattern == "channel")
+        for (const auto& [layer, norm] : model.norm_pairs())
+          if (layer == t.name) {
+            l.norm = norm;
+            for (const auto& p : model.named_modules("", false)[norm]->named_parameters(false))
+              l.norm_params.push_back(p.value());
+          }
+      l.mask = std::make_shared<MaskTransform>(l.pattern, l.rows, l.cols);
+      t.layer->add_weight_transform("prune", l.mask);
+      layers_.push_back(std::move(l));
+    }
+    measure_positions(model, ctx);
+    // from_weights: the zeros of the starting weights stay pruned, and are the schedule's s_i.
+    for (auto& l : layers_) {
+      if (l.o.initial_sparsity != "from_weights") continue;
+      torch::NoGradGuard no_grad;
+      auto unit = prune::unit_scores(weight2d(l).abs(), l.pattern).gt(0);
+      set_mask(l, unit, ctx);
+      l.sched.initial = prune::mask_sparsity(unit, l.sizes.to(unit.device()));
+      log::info("prune: ", l.name, " starts ", l.sched.initial * 100, "% sparse (from_weights)");
+    }
+    step_ = 0;
+    update(0, ctx);
+  }
+
+  void on_batch(data::Batch& /*batch*/, const StepContext& ctx) override {
+    // rigl needs the dense gradient of the step that precedes an update.
+    for (auto& l : layers_)
+      if (l.o.schedule == "rigl")
+        l.mask->capture(ctx.step + 1 > l.sched.start && prune::update_due(l.sched, ctx.step + 1));
+  }
+
+  void after_backward(models::Model& /*model*/, const StepContext& /*ctx*/) override {
+    torch::NoGradGuard no_grad;
+    for (auto& l : layers_) {
+      if (l.o.scorer == "magnitude") continue;
+      const auto& g = l.layer->raw_weight().grad();
+      if (!g.defined()) continue;
+      auto wg = (l.layer->raw_weight() * g).reshape({l.rows, l.cols}).to(at::kFloat);
+      auto s = l.o.scorer == "taylor" ? wg.abs() : -wg;
+      l.acc = l.acc.defined() ? l.acc.add_(s) : s.clone();
+      ++l.acc_steps;
+    }
+  }
+
+  void after_step(models::Model& /*model*/, const StepContext& ctx) override {
+    step_ = ctx.step;
+    update(ctx.step, ctx);
+    for (auto& l : layers_) {
+      enforce(l, ctx.optimizer);
+      if (l.o.schedule == "rigl") l.mask->capture(false);
+    }
+  }
+
+  void finalize(models::Model& model, const StepContext& /*ctx*/) override {
+    torch::NoGradGuard no_grad;
+    // Bake each mask into its raw weight and drop the transform.
+    for (auto& l : layers_) {
+      enforce(l, nullptr);
+      l.layer->remove_weight_transform("prune");
+    }
+    std::vector<prune::ChannelCut> cuts;
+    for (auto& l : layers_)
+      if (l.o.pattern == "channel" && l.o.remove && l.mask->unit_mask().defined())
+        cuts.push_back({l.name, l.norm, l.mask->unit_mask().to(at::kCPU)});
+    if (!cuts.empty()) removed_ = prune::remove_channels(model, cuts, name());
+    install_runtimes(model);
+  }
+
+  // Block-pruned Linear layers compute through the BSR kernel (CPU) where it pays.
+  void install_runtimes(models::Model& model) override {
+    static const PruneOptions defaults;
+    runtimes_ = nlohmann::json::object();
+    for (const auto& t : select_layers(model)) {
+      const auto& o = t.options ? options_of<PruneOptions>(t) : defaults;
+      auto* lin = dynamic_cast<nn::Linear*>(t.layer.get());
+      if (o.pattern != "block" || o.runtime == "dense" || !lin) continue;
+      const auto& w = lin->raw_weight();
+      if (!w.device().is_cpu()) {
+        log::info("prune: ", t.name, " runs dense: the block-sparse kernel is CPU-only, the layer "
+                  "is on ", w.device().str());
+        continue;
+      }
+      if (w.size(0) % o.block || w.size(1) % o.block) {
+        log::info("prune: ", t.name, " runs dense: ", w.sizes(), " does not split into ", o.block,
+                  "x", o.block, " blocks");
+        continue;
+      }
+      auto m = prune::to_bsr(w, o.block);
+      if (o.runtime == "auto" && m.density() > kBsrMaxDensity) {
+        log::info("prune: ", t.name, " runs dense: ", m.density() * 100,
+                  "% of its blocks remain, above the ", kBsrMaxDensity * 100,
+                  "% where the CPU block-sparse kernel stops being faster");
+        continue;
+      }
+      auto rt = std::make_shared<prune::BsrLinearRuntime>(std::move(m), lin->bias());
+      log::info("prune: ", t.name, " runs block-sparse: ", rt->describe());
+      runtimes_[t.name] = rt->describe();
+      t.layer->set_runtime(rt);
+    }
+  }
+
+  CallbackState state_dict() const override {
+    CallbackState s;
+    s.meta["step"] = step_;
+    s.meta["curve"] = curve_;
+    for (const auto& l : layers_) {
+      if (l.mask->unit_mask().defined())
+        s.tensors.emplace_back(l.name + ".mask", prune::pack_bits(l.mask->unit_mask()));
+      if (l.acc.defined()) s.tensors.emplace_back(l.name + ".score", l.acc.to(at::kCPU));
+      s.meta["layers"][l.name] = {{"acc_steps", l.acc_steps}, {"initial", l.sched.initial}};
+    }
+    return s;
+  }
+
+  void load_state_dict(const CallbackState& state) override {
+    SCULPT_CHECK(state.meta.contains("step") && state.meta["step"].is_number_integer(),
+                 "compression pass ", name(), ": the saved state has no integer 'step'");
+    step_ = state.meta["step"].get<int64_t>();
+    curve_ = state.meta.value("curve", nlohmann::json::array());
+    std::map<std::string, at::Tensor> saved(state.tensors.begin(), state.tensors.end());
+    for (auto& l : layers_) {
+      SCULPT_CHECK(state.meta.contains("layers") && state.meta["layers"].contains(l.name),
+                   "compression pass ", name(), ": the saved state has no layer ", l.name,
+                   " (was the checkpoint written with other include/exclude patterns?)");
+      const auto& m = state.meta["layers"][l.name];
+      l.acc_steps = m["acc_steps"].get<int64_t>();
+      l.sched.initial = m["initial"].get<double>();
+      const auto dev = l.layer->raw_weight().device();
+      auto mit = saved.find(l.name + ".mask");
+      l.mask->set_mask(mit == saved.end()
+                           ? at::Tensor()
+                           : prune::unpack_bits(mit->second, l.sizes.sizes()).to(dev));
+      auto sit = saved.find(l.name + ".score");
+      l.acc = sit == saved.end() ? at::Tensor() : sit->second.to(dev, at::kFloat).clone();
+    }
+  }
+
+  nlohmann::json summary() const override {
+    nlohmann::json layers = nlohmann::json::array();
+    double params = 0, kept = 0, flops = 0, kept_flops = 0, bytes = 0;
+    for (const auto& l : layers_) {
+      const double n = static_cast<double>(l.rows * l.cols);
+      const double s = sparsity(l);
+      const double f = 2.0 * n * static_cast<double>(l.positions);
+      nlohmann::json j = {{"name", l.name},
+                          {"pattern", pattern_name(l)},
+                          {"shape", l.layer_shape},
+                          {"schedule", l.o.schedule},
+                          {"scorer", l.o.scorer},
+                          {"target", final_target(l)},
+                          {"sparsity", s},
+                          {"params", n},
+                          {"remaining_params", n * (1 - s)},
+                          {"flops", f},
+                          {"remaining_flops", f * (1 - s)},
+                          {"sparse_bytes", sparse_bytes(l)}};
+      if (!l.o.group.empty()) j["group"] = l.o.group;
+      layers.push_back(j);
+      bytes += sparse_bytes(l);
+      params += n;
+      kept += n * (1 - s);
+      flops += f;
+      kept_flops += f * (1 - s);
+    }
+    nlohmann::json out = {{"layers", layers},
+                          {"steps", step_},
+                          {"params", params},
+                          {"remaining_params", kept},
+                          {"sparsity", params > 0 ? 1 - kept / params : 0.0},
+                          {"flops", flops},
+                          {"remaining_flops", kept_flops},
+                          {"dense_bytes", params * 4},
+                          {"sparse_bytes", bytes},
+                          {"charts", charts()}};
+    if (!removed_.is_null()) out["removed"] = removed_;
+    if (!runtimes_.empty()) out["runtimes"] = runtimes_;
+    return out;
+  }
+
+  std::string describe(const Target& t) const override {
+    static const PruneOptions defaults;
+    const auto& o = t.options ? options_of<PruneOptions>(t) : defaults;
+    std::ostringstream os;
+    os << pattern_name(o) << ", " << o.scorer << ", " << o.schedule << " to "
+       << (o.pattern == "n:m" ? 1.0 - static_cast<double>(o.n) / static_cast<double>(o.m)
+                              : o.sparsity);
+    if (!o.group.empty()) os << " (budget shared by group " << o.group << ")";
+    // The plan at a few points: in the schedule's unit; a relative end (0) is shown for a run of
+    // 1000 steps (the run's length is not known here).
+    const bool epochs = o.unit == "epochs";
+    const double per_epoch = 100;  // epochs are resolved at 100 steps and shown back in epochs
+    const int64_t total =
+        o.end > 0 ? static_cast<int64_t>(std::llround(o.end * (epochs ? per_epoch : 1.0) * 1.25))
+                  : 1000;
+    Schedule s = resolve_with(o, total, per_epoch);
+    os << "; planned sparsity";
+    if (o.end == 0) os << " (in a run of 1000 " << (epochs ? "steps, 100 per epoch" : "steps") << ")";
+    os << ":";
+    for (int64_t at : {int64_t{0}, s.start, (s.start + s.end) / 2, s.end}) {
+      os << " s(";
+      if (epochs && o.end > 0)
+        os << "epoch " << static_cast<double>(at) / per_epoch;
+      else
+        os << at;
+      os << ")=" << std::round(prune::planned_sparsity(s, at) * 1000) / 1000;
+    }
+    return os.str();
+  }
+
+ private:
+  struct Layer {
+    std::string name;
+    std::shared_ptr<nn::Compressible> layer;
+    PruneOptions o;
+    Schedule sched;
+    Pattern pattern;
+    int64_t rows = 0, cols = 0;
+    std::vector<int64_t> layer_shape;
+    at::Tensor sizes;  // unit sizes (CPU, long)
+    std::shared_ptr<MaskTransform> mask;
+    at::Tensor acc;  // taylor/movement scores summed since the last update, [rows, cols]
+    int64_t acc_steps = 0;
+    int64_t positions = 1;  // output positions per sample (FLOPs)
+    std::string norm;                    // channel: the norm layer that follows (norm_pairs)
+    std::vector<at::Tensor> norm_params;  // its weight and bias
+  };
+
+  static std::string pattern_name(const PruneOptions& o) {
+    if (o.pattern == "n:m") return std::to_string(o.n) + ":" + std::to_string(o.m);
+    if (o.pattern == "block")
+      return "block " + std::to_string(o.block) + "x" + std::to_string(o.block);
+    if (o.pattern == "head") return std::to_string(o.heads) + " heads";
+    return o.pattern;
+  }
+  static std::string pattern_name(const Layer& l) { return pattern_name(l.o); }
+  static double final_target(const Layer& l) {
+    if (l.o.pattern == "n:m") return 1.0 - static_cast<double>(l.o.n) / static_cast<double>(l.o.m);
+    return l.o.sparsity;
+  }
+
+  static int64_t steps_per_epoch(const StepContext& ctx) {
+    if (!ctx.run || !ctx.train) return 0;
+    const auto& c = ctx.run->config();
+    const int64_t n = ctx.train->size(), bs = std::max<int64_t>(1, c.data.batch_size);
+    const int64_t batches = c.data.drop_last ? n / bs : (n + bs - 1) / bs;
+    const int64_t k = std::max<int64_t>(1, c.trainer.grad_accumulation);
+    return (batches + k - 1) / k;
+  }
+
+  static Schedule resolve_with(const PruneOptions& o, int64_t total, double per_epoch) {
+    const double scale = o.unit == "epochs" ? per_epoch : 1.0;
+    auto steps = [&](double v) { return static_cast<int64_t>(std::llround(v * scale)); };
+    Schedule s;
+    s.kind = o.schedule;
+    s.initial = o.initial_sparsity == "from_weights" ? 0.0 : number(o.initial_sparsity);
+    s.final = o.pattern == "n:m" ? 1.0 - static_cast<double>(o.n) / static_cast<double>(o.m)
+                                 : o.sparsity;
+    s.start = steps(o.start);
+    s.end = o.end > 0 ? steps(o.end) : std::max<int64_t>(s.start + 1, total * 3 / 4);
+    if (s.end <= s.start) s.end = s.start + 1;
+    s.every = o.every > 0 ? std::max<int64_t>(1, steps(o.every))
+                          : std::max<int64_t>(1, (s.end - s.start) / 10);
+    s.cycles = o.cycles;
+    s.rigl_alpha = o.rigl_alpha;
+    return s;
+  }
+
+  Schedule resolve(const PruneOptions& o, int64_t total, int64_t per_epoch,
+                   const std::string& layer) const {
+    SCULPT_CHECK(o.unit != "epochs" || per_epoch > 0, "compression pass ", name(), ": layer ",
+                 layer, ": unit epochs needs the training data's size");
+    auto s = resolve_with(o, total, static_cast<double>(per_epoch));
+    if (total > 0 && s.start > total)
+      log::warn("compression pass ", name(), ": layer ", layer, " starts pruning at step ",
+                s.start, ", after the run's ", total, " steps: it stays dense");
+    return s;
+  }
+
+  at::Tensor weight2d(const Layer& l) const {
+    return l.layer->raw_weight().detach().reshape({l.rows, l.cols});
+  }
+
+  void measure_positions(models::Model& model, const StepContext& ctx) {
+    for (auto& l : layers_) l.layer_shape = l.layer->raw_weight().sizes().vec();
+    if (!ctx.batch || !ctx.batch->inputs.defined() || layers_.empty()) return;
+    std::vector<std::shared_ptr<PositionProbe>> probes;
+    for (auto& l : layers_) {
+      probes.push_back(std::make_shared<PositionProbe>(l.layer.get()));
+      l.layer->set_runtime(probes.back());
+    }
+    const bool training = model.is_training();
+    model.eval();
+    {
+      torch::NoGradGuard no_grad;
+      try {
+        model.forward(ctx.batch->inputs.to(device()));
+      } catch (const std::exception& e) {
+        log::warn("compression pass ", name(), ": could not measure FLOPs (", e.what(), ")");
+      }
+    }
+    model.train(training);
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      layers_[i].layer->set_runtime(nullptr);
+      layers_[i].positions = probes[i]->positions;
+    }
+  }
+  c10::Device device() const { return layers_.front().layer->raw_weight().device(); }
+
+  double sparsity(const Layer& l) const {
+    const auto& m = l.mask->unit_mask();
+    return m.defined() ? prune::mask_sparsity(m, l.sizes) : 0.0;
+  }
+
+  // The layer's element scores, [rows, cols] (higher = keep).
+  at::Tensor scores(const Layer& l) const {
+    if (l.o.scorer != "magnitude" && l.acc.defined() && l.acc_steps > 0) return l.acc;
+    return weight2d(l).abs().to(at::kFloat);
+  }
+
+  void set_mask(Layer& l, const at::Tensor& unit, const StepContext& ctx) {
+    l.mask->set_mask(unit.to(l.layer->raw_weight().device()));
+    enforce(l, ctx.optimizer);
+  }
+
+  // Zeroes the pruned raw weights (biases of pruned channels too) and their optimizer state.
+  static void enforce(Layer& l, torch::optim::Optimizer* optimizer) {
+    if (!l.mask->unit_mask().defined()) return;
+    torch::NoGradGuard no_grad;
+    const auto& w = l.layer->raw_weight();
+    const auto drop = l.mask->full(w).logical_not();
+    std::vector<std::pair<at::Tensor, at::Tensor>> fixed = {{w, drop}};
+    if (l.o.pattern == "channel") {
+      // The channel's bias and its norm's scale and shift too: a pruned channel outputs exactly
+      // zero after the norm, which is what removing it computes.
+      const auto gone = l.mask->unit_mask().to(w.device()).logical_not();
+      if (l.layer->bias().defined()) fixed.emplace_back(l.layer->bias(), gone);
+      for (const auto& p : l.norm_params) fixed.emplace_back(p, gone);
+    }
+    for (auto& [p, d] : fixed) {
+      const_cast<at::Tensor&>(p).masked_fill_(d, 0);
+      if (!optimizer) continue;
+      auto it = optimizer->state().find(p.unsafeGetTensorImpl());
+      if (it == optimizer->state().end()) continue;
+      auto zero = [&](const at::Tensor& t) {
+        if (t.defined() && t.sizes() == p.sizes()) const_cast<at::Tensor&>(t).masked_fill_(d, 0);
+      };
+      if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
+        zero(sgd->momentum_buffer());
+      } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
+        zero(adam->exp_avg());
+        zero(adam->exp_avg_sq());
+        zero(adam->max_exp_avg_sq());
+      } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
+        zero(adamw->exp_avg());
+        zero(adamw->exp_avg_sq());
+        zero(adamw->max_exp_avg_sq());
+      }
+    }
+  }
+
+  // Recomputes the masks due after t steps.
+  void update(int64_t t, const StepContext& ctx) {
+    torch::NoGradGuard no_grad;
+    bool any = false;
+    // Layers sharing a group are updated together, with the schedule of the group's first one.
+    std::map<std::string, std::vector<Layer*>> groups;
+    std::vector<std::vector<Layer*>> batches;
+    for (auto& l : layers_) {
+      if (!prune::update_due(l.sched, t)) continue;
+      if (l.o.group.empty()) {
+        batches.push_back({&l});
+      } else {
+        groups[l.o.group].push_back(&l);
+      }
+    }
+    for (auto& [g, members] : groups) batches.push_back(members);
+    for (auto& members : batches) {
+      any = true;
+      Layer& lead = *members.front();
+      if (lead.o.schedule == "rigl" && t > lead.sched.start) {
+        for (auto* l : members) rigl_update(*l, t, ctx);
+        continue;
+      }
+      const double target = prune::planned_sparsity(lead.sched, t);
+      std::vector<at::Tensor> unit_scores;
+      for (auto* l : members) {
+        auto u = prune::unit_scores(scores(*l), l->pattern).to(at::kCPU, at::kDouble);
+        const auto& m = l->mask->unit_mask();
+        if (m.defined()) u = u.masked_fill(m.to(at::kCPU).logical_not(),
+                                           -std::numeric_limits<double>::infinity());
+        unit_scores.push_back(u);
+      }
+      std::vector<double> share(members.size(), target);
+      if (members.size() > 1 || !lead.o.group.empty()) {
+        std::vector<at::Tensor> sizes;
+        std::vector<double> lo, hi;
+        for (auto* l : members) {
+          sizes.push_back(l->sizes);
+          lo.push_back(std::min(l->o.min_sparsity, target));  // a floor, never above the plan
+          hi.push_back(l->o.max_sparsity);
+        }
+        share = prune::allocate_global(unit_scores, sizes, target, lo, hi);
+      }
+      for (size_t i = 0; i < members.size(); ++i) {
+        Layer& l = *members[i];
+        auto unit = prune::select_units(unit_scores[i], l.sizes, share[i], l.pattern);
+        if (!unit.any().item<bool>()) {  // never remove a whole layer
+          auto best = unit_scores[i].reshape(-1).argmax();
+          unit.view(-1).index_fill_(0, best, true);
+        }
+        set_mask(l, unit, ctx);
+        l.acc = at::Tensor();
+        l.acc_steps = 0;
+      }
+    }
+    if (any) record_curve(t);
+  }
+
+  void rigl_update(Layer& l, int64_t t, const StepContext& ctx) {
+    const auto& mask = l.mask->unit_mask();
+    const double f = prune::rigl_drop_fraction(l.sched, t);
+    auto g = l.mask->dense_grad();
+    if (!mask.defined() || f <= 0 || !g.defined()) return;
+    auto keep = mask.to(at::kCPU).reshape(-1).clone();
+    const int64_t active = keep.sum().item<int64_t>();
+    const auto k = static_cast<int64_t>(std::floor(f * static_cast<double>(active)));
+    if (k <= 0) return;
+    const double inf = std::numeric_limits<double>::infinity();
+    auto mag = prune::unit_scores(weight2d(l).abs().to(at::kFloat), l.pattern)
+                   .to(at::kCPU, at::kDouble)
+                   .reshape(-1);
+    auto grow = prune::unit_scores(g.detach().reshape({l.rows, l.cols}).abs().to(at::kFloat),
+                                   l.pattern)
+                    .to(at::kCPU, at::kDouble)
+                    .reshape(-1);
+    auto dropped = std::get<1>(mag.masked_fill(keep.logical_not(), inf).topk(k, 0, false));
+    auto candidates = grow.masked_fill(keep, -inf);  // inactive before this update
+    auto grown = std::get<1>(candidates.topk(k, 0, true));
+    keep.index_fill_(0, dropped, false);
+    keep.index_fill_(0, grown, true);
+    set_mask(l, keep.view(mask.sizes()), ctx);
+  }
+
+  // Bytes of the layer's weight stored sparse in fp32: bitmask + kept values (unstructured,
+  // n:m), BSR values + block indices (block), the smaller dense matrix (channel).
+  double sparse_bytes(const Layer& l) const {
+    const double n = static_cast<double>(l.rows * l.cols), kept = n * (1 - sparsity(l));
+    if (l.o.pattern == "channel") return kept * 4;
+    if (l.o.pattern == "block") {
+      const double b = static_cast<double>(l.o.block), blocks = std::ceil(kept / (b * b));
+      return kept * 4 + blocks * 8 + (std::ceil(static_cast<double>(l.rows) / b) + 1) * 8;
+    }
+    return std::ceil(n / 8) + kept * 4;
+  }
+
+  // The planned and actual sparsity (all chosen layers) at each mask update, as report.html
+  // charts: {"<name>": [[step, value], ...]}.
+  nlohmann::json charts() const {
+    nlohmann::json planned = nlohmann::json::array(), actual = nlohmann::json::array();
+    for (const auto& c : curve_) {
+      planned.push_back({c[0], c[1]});
+      actual.push_back({c[0], c[2]});
+    }
+    return {{"planned sparsity", planned}, {"actual sparsity", actual}};
+  }
+
+  // curve_: [step, planned, actual] at every mask update.
+  void record_curve(int64_t t) {
+    double n = 0, planned = 0, actual = 0;
+    for (const auto& l : layers_) {
+      const double w = static_cast<double>(l.rows * l.cols);
+      n += w;
+      planned += w * prune::planned_sparsity(l.sched, t);
+      actual += w * sparsity(l);
+    }
+    if (n > 0) curve_.push_back({t, planned / n, actual / n});
+  }
+
+  std::vector<Layer> layers_;
+  int64_t step_ = 0;
+  nlohmann::json curve_ = nlohmann::json::array();
+  nlohmann::json removed_;  // physical removal: what was cut
+  nlohmann::json runtimes_ = nlohmann::json::object();  // layer -> its BSR runtime
+  // Above this block density the CPU BSR kernel is slower than dense (bench/prune_bsr).
+  static constexpr double kBsrMaxDensity = 0.25;
+};
+
+}  // namespace
+
+std::unique_ptr<CompressionPass> make_prune_pass(const config::PassConfig& cfg) {
+  return std::make_unique<PrunePass>(cfg);
+}
+
+}  // namespace sculpt::compression

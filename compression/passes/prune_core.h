@@ -1,0 +1,88 @@
+// The pieces every pruning method is built from (issue 7): a schedule (target sparsity per
+// step), a scorer's output (a score per weight, higher = more important), a MaskCreator (scores
+// -> a mask of a pattern: unstructured, N:M, b x b blocks, output channels/neurons) and an
+// Allocator (a sparsity per layer from one budget shared by a group of layers). Pure functions
+// of tensors, so each is unit-tested against its definition without a training loop.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sculpt::compression::prune {
+
+// ---- Schedules (all in optimizer steps; t = steps done) --------------------------------------
+// one_shot:    s = s_i before t0, s_f from t0 on (one mask update, at t0).
+// agp:         Zhu & Gupta 2017: s_t = s_f + (s_i - s_f)(1 - (t - t0)/(n dt))^3, t in
+//              [t0, t0 + n dt], n dt = end - t0; the mask changes every dt steps, so between
+//              updates the value of the last update holds.
+// iterative:   `cycles` prune -> fine-tune cycles of (end - t0)/cycles steps; cycle j (1-based)
+//              starts at t0 + (j-1) L with s = s_i + (s_f - s_i) j / cycles.
+// exponential: the density falls geometrically: 1 - s_t = (1 - s_i) ((1 - s_f)/(1 - s_i))^f,
+//              f = (t - t0)/(end - t0) taken at the last update (every dt).
+// rigl:        Evci et al. 2020, fixed density: s_f from t0 on; every dt steps until `end` a
+//              fraction alpha/2 (1 + cos(pi (t - t0)/(end - t0))) of the active weights is dropped
+//              (lowest magnitude) and as many regrown (highest dense gradient).
+struct Schedule {
+  std::string kind = "agp";
+  double initial = 0.0;  // s_i
+  double final = 0.5;    // s_f
+  int64_t start = 0;     // t0
+  int64_t end = 0;       // last update, > start (one_shot: unused)
+  int64_t every = 1;     // dt, >= 1
+  int64_t cycles = 3;    // iterative
+  double rigl_alpha = 0.3;
+};
+
+// The planned sparsity after t steps.
+double planned_sparsity(const Schedule& s, int64_t t);
+// Whether the mask is (re)computed after t steps (t = 0: at attach).
+bool update_due(const Schedule& s, int64_t t);
+// rigl: the fraction of active weights dropped and regrown at update step t.
+double rigl_drop_fraction(const Schedule& s, int64_t t);
+
+// ---- Mask patterns ---------------------------------------------------------------------------
+// A weight is handled as a matrix [rows, cols]: Linear [out, in]; Conv2d [out, in/g * k * k];
+// Embedding [num, dim]. A mask is stored per *unit*: one bool per weight (unstructured, n:m),
+// per b x b block ([ceil(rows/b), ceil(cols/b)]), per row (channel: output channels of a
+// conv, neurons of a Linear) or per head ([heads]). true = kept.
+// head: the cols split into `heads` equal groups (an attention output projection's inputs, one
+// group per head: zeroing a group removes that head's contribution); one bool per head.
+struct Pattern {
+  std::string kind = "unstructured";  // unstructured | n:m | block | channel | head
+  int64_t n = 2, m = 4;               // n:m: keep n of every m consecutive weights along cols
+  int64_t block = 4;                  // block: b
+  int64_t heads = 0;                  // head: number of heads
+};
+
+// Unit scores from element scores [rows, cols]: the mean over each unit (mean, so that the
+// ragged edge blocks compare fairly with full ones).
+at::Tensor unit_scores(const at::Tensor& scores2d, const Pattern& p);
+// The number of weights in each unit (same shape as unit_scores).
+at::Tensor unit_sizes(int64_t rows, int64_t cols, const Pattern& p);
+// The unit mask back to one bool per weight, [rows, cols].
+at::Tensor expand_mask(const at::Tensor& unit_mask, int64_t rows, int64_t cols, const Pattern& p);
+// The kept units: the lowest-scoring units are dropped until `sparsity` of the weights (by unit
+// size) are gone, never more. Ties break by position (stable). n:m ignores `sparsity`: in every
+// group of m along cols the n highest scores stay (cols % m == 0 required).
+at::Tensor select_units(const at::Tensor& unit_scores, const at::Tensor& unit_sizes,
+                        double sparsity, const Pattern& p);
+// The fraction of weights a unit mask removes.
+double mask_sparsity(const at::Tensor& unit_mask, const at::Tensor& unit_sizes);
+
+// ---- Allocator ---------------------------------------------------------------------------------
+// One budget shared by layers: the per-layer sparsities s_i in [lo_i, hi_i] that remove
+// `sparsity` of all their weights together, by one global score threshold (layers whose units
+// score low lose more). `scores[i]` are layer i's unit scores, `sizes[i]` its unit sizes.
+std::vector<double> allocate_global(const std::vector<at::Tensor>& scores,
+                                    const std::vector<at::Tensor>& sizes, double sparsity,
+                                    const std::vector<double>& lo, const std::vector<double>& hi);
+
+// Packs a bool tensor into bits (uint8, 8 per byte, little end first) and back: masks in
+// checkpoints take one bit per unit.
+at::Tensor pack_bits(const at::Tensor& mask);
+at::Tensor unpack_bits(const at::Tensor& packed, at::IntArrayRef shape);
+
+}  // namespace sculpt::compression::prune

@@ -1,0 +1,525 @@
+// Pruning (issue 7): schedules against their closed forms; n:m, block and channel masks have
+// exactly their pattern; the global allocator meets its budget within bounds; masks survive
+// optimizer steps with SGD momentum and Adam (weights and optimizer state stay zero); channel
+// removal gives the masked model's outputs on a smaller dense model that a fresh model loads.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <functional>
+
+#include "cli/app.h"
+#include "compression/pass.h"
+#include "compression/passes/bsr.h"
+#include "compression/passes/prune_core.h"
+#include "core/config/config.h"
+#include "core/data/dataset.h"
+#include "core/data/loader.h"
+#include "core/models/model.h"
+#include "core/nn/layers.h"
+
+namespace prune = sculpt::compression::prune;
+using sculpt::config::Config;
+
+TEST_CASE("prune schedules follow their closed forms", "[prune]") {
+  prune::Schedule s;
+  s.kind = "agp";
+  s.initial = 0.1;
+  s.final = 0.9;
+  s.start = 100;
+  s.end = 1100;
+  s.every = 100;
+  auto agp = [&](double t) { return 0.9 + (0.1 - 0.9) * std::pow(1 - (t - 100) / 1000, 3); };
+  CHECK(prune::planned_sparsity(s, 0) == 0.1);
+  CHECK(prune::planned_sparsity(s, 100) == Approx(0.1));
+  CHECK(prune::planned_sparsity(s, 600) == Approx(agp(600)));
+  CHECK(prune::planned_sparsity(s, 650) == Approx(agp(600)));  // held between updates
+  CHECK(prune::planned_sparsity(s, 1100) == 0.9);
+  CHECK(prune::planned_sparsity(s, 5000) == 0.9);
+  CHECK_FALSE(prune::update_due(s, 99));
+  CHECK(prune::update_due(s, 100));
+  CHECK_FALSE(prune::update_due(s, 150));
+  CHECK(prune::update_due(s, 1100));
+  CHECK_FALSE(prune::update_due(s, 1200));
+
+  s.kind = "one_shot";
+  CHECK(prune::planned_sparsity(s, 99) == 0.1);
+  CHECK(prune::planned_sparsity(s, 100) == 0.9);
+  CHECK(prune::update_due(s, 100));
+  CHECK_FALSE(prune::update_due(s, 200));
+
+  s.kind = "exponential";
+  // density 0.9 -> 0.1 geometrically: 1 - s = 0.9 (1/9)^f
+  CHECK(prune::planned_sparsity(s, 600) == Approx(1 - 0.9 * std::pow(0.1 / 0.9, 0.5)));
+  CHECK(prune::planned_sparsity(s, 1100) == 0.9);
+
+  s.kind = "iterative";
+  s.cycles = 4;  // cycles of 250 steps from 100
+  CHECK(prune::planned_sparsity(s, 100) == Approx(0.1 + 0.8 * 1 / 4));
+  CHECK(prune::planned_sparsity(s, 349) == Approx(0.1 + 0.8 * 1 / 4));
+  CHECK(prune::planned_sparsity(s, 350) == Approx(0.1 + 0.8 * 2 / 4));
+  CHECK(prune::planned_sparsity(s, 850) == Approx(0.9));
+  CHECK(prune::planned_sparsity(s, 2000) == Approx(0.9));
+  CHECK(prune::update_due(s, 350));
+  CHECK(prune::update_due(s, 850));
+  CHECK_FALSE(prune::update_due(s, 1100));  // the 4 cycles are done
+
+  s.kind = "rigl";
+  s.rigl_alpha = 0.3;
+  CHECK(prune::planned_sparsity(s, 100) == 0.9);
+  CHECK(prune::planned_sparsity(s, 900) == 0.9);
+  CHECK(prune::rigl_drop_fraction(s, 100) == 0);
+  CHECK(prune::rigl_drop_fraction(s, 600) == Approx(0.15 * (1 + std::cos(M_PI * 0.5))));
+  CHECK(prune::rigl_drop_fraction(s, 350) == Approx(0.15 * (1 + std::cos(M_PI * 0.25))));
+  CHECK(prune::update_due(s, 1000));
+  CHECK_FALSE(prune::update_due(s, 1100));
+}
+
+TEST_CASE("n:m, block and channel masks have exactly their pattern", "[prune]") {
+  torch::manual_seed(1);
+  SECTION("2:4 keeps the two largest of every four") {
+    prune::Pattern p{"n:m", 2, 4, 4};
+    auto scores = torch::rand({6, 16});
+    auto mask = prune::select_units(prune::unit_scores(scores, p), prune::unit_sizes(6, 16, p),
+                                    0.0, p);
+    auto groups = mask.view({6, 4, 4});
+    CHECK(torch::all(groups.sum(-1) == 2).item<bool>());
+    auto kept_min = scores.view({6, 4, 4}).masked_fill(~groups, 2.0).amin(-1);
+    auto dropped_max = scores.view({6, 4, 4}).masked_fill(groups, -1.0).amax(-1);
+    CHECK(torch::all(kept_min > dropped_max).item<bool>());
+    CHECK(prune::mask_sparsity(mask, prune::unit_sizes(6, 16, p)) == 0.5);
+  }
+  SECTION("4x4 blocks on a ragged 10x13 weight") {
+    prune::Pattern p{"block", 2, 4, 4};
+    auto scores = torch::rand({10, 13});
+    auto sizes = prune::unit_sizes(10, 13, p);
+    CHECK(sizes.sizes() == torch::IntArrayRef({3, 4}));
+    CHECK(sizes.sum().item<int64_t>() == 130);
+    auto unit = prune::select_units(prune::unit_scores(scores, p), sizes, 0.5, p);
+    auto full = prune::expand_mask(unit, 10, 13, p);
+    CHECK(full.sizes() == torch::IntArrayRef({10, 13}));
+    for (int64_t r = 0; r < 10; ++r)
+      for (int64_t c = 0; c < 13; ++c)
+        CHECK(full[r][c].item<bool>() == unit[r / 4][c / 4].item<bool>());
+    const double s = prune::mask_sparsity(unit, sizes);
+    CHECK(s <= 0.5);
+    CHECK(s > 0.5 - 16.0 / 130);  // at most one block short
+    CHECK(1 - full.to(torch::kDouble).mean().item<double>() == Approx(s));
+  }
+  SECTION("channels: whole rows go, the lowest mean scores first") {
+    prune::Pattern p{"channel", 2, 4, 4};
+    auto scores = torch::arange(8, torch::kFloat).unsqueeze(1).expand({8, 5}).contiguous();
+    auto unit = prune::select_units(prune::unit_scores(scores, p), prune::unit_sizes(8, 5, p),
+                                    0.5, p);
+    CHECK(torch::equal(unit, torch::tensor({0, 0, 0, 0, 1, 1, 1, 1}).to(torch::kBool)));
+  }
+  SECTION("heads: whole groups of input columns go") {
+    prune::Pattern p{"head", 2, 4, 4, 3};
+    auto scores = torch::rand({8, 12});
+    scores.narrow(1, 4, 4).mul_(0.01);  // head 1 is the weakest
+    auto sizes = prune::unit_sizes(8, 12, p);
+    CHECK(torch::equal(sizes, torch::full({3}, 32, torch::kLong)));
+    auto unit = prune::select_units(prune::unit_scores(scores, p), sizes, 0.4, p);
+    CHECK(torch::equal(unit, torch::tensor({1, 0, 1}).to(torch::kBool)));
+    auto full = prune::expand_mask(unit, 8, 12, p);
+    CHECK_FALSE(full.narrow(1, 4, 4).any().item<bool>());
+    CHECK(full.narrow(1, 0, 4).all().item<bool>());
+    CHECK(full.narrow(1, 8, 4).all().item<bool>());
+  }
+  SECTION("unstructured removes exactly floor(s * n)") {
+    prune::Pattern p;
+    auto scores = torch::rand({7, 9});
+    auto unit = prune::select_units(scores, prune::unit_sizes(7, 9, p), 0.9, p);
+    CHECK((~unit).sum().item<int64_t>() == 56);
+    CHECK(scores.masked_select(unit).min().item<float>() >=
+          scores.masked_select(~unit).max().item<float>());
+  }
+  SECTION("masks pack into bits and back") {
+    auto m = torch::rand({13, 7}) > 0.5;
+    auto packed = prune::pack_bits(m);
+    CHECK(packed.numel() == 12);
+    CHECK(torch::equal(prune::unpack_bits(packed, {13, 7}), m));
+  }
+}
+
+TEST_CASE("a global budget is met within each layer's bounds", "[prune]") {
+  torch::manual_seed(2);
+  prune::Pattern p;
+  std::vector<at::Tensor> scores = {torch::rand({20, 10}).to(torch::kDouble),
+                                    (torch::rand({40, 10}) * 10).to(torch::kDouble)};
+  std::vector<at::Tensor> sizes = {prune::unit_sizes(20, 10, p), prune::unit_sizes(40, 10, p)};
+  auto f = prune::allocate_global(scores, sizes, 0.5, {0, 0}, {1, 1});
+  CHECK(f[0] * 200 + f[1] * 400 == Approx(300).margin(1));
+  CHECK(f[0] > f[1]);  // the small-scale layer loses more
+  auto bounded = prune::allocate_global(scores, sizes, 0.5, {0, 0}, {0.6, 1});
+  CHECK(bounded[0] <= 0.6 + 1e-12);
+  CHECK(bounded[0] * 200 + bounded[1] * 400 == Approx(300).margin(1));
+}
+
+namespace {
+
+const char* kRun =
+    "model: {name: mlp, hidden: [16, 12]}\n"
+    "data: {name: synthetic_blobs, samples: 64, features: 8, classes: 3}\n";
+
+std::unique_ptr<sculpt::models::Model> model_for(const Config& cfg,
+                                                 const sculpt::data::DataSpec& spec) {
+  return sculpt::models::model_registry().create(cfg.model.name, cfg.model, spec);
+}
+
+sculpt::data::DataSpec spec_of(std::vector<int64_t> input_shape, int64_t classes) {
+  sculpt::data::DataSpec spec;
+  spec.input_shape = std::move(input_shape);
+  spec.num_classes = classes;
+  return spec;
+}
+sculpt::data::DataSpec blobs_spec() { return spec_of({8}, 3); }
+
+// The config of `yaml`, with the built-ins registered and torch's RNG at `seed`.
+Config seeded(uint64_t seed, const std::string& yaml) {
+  sculpt::cli::register_builtins();
+  torch::manual_seed(seed);
+  return Config::parse(yaml);
+}
+
+std::shared_ptr<sculpt::trainers::Callback> the_pass(const Config& cfg) {
+  auto recipe = sculpt::compression::build_recipe(cfg);
+  REQUIRE(recipe.size() == 1);
+  return recipe[0];
+}
+
+// The mlp of kRun with the pass of `item` attached (as the trainer does, without an optimizer).
+struct Attached {
+  std::unique_ptr<sculpt::models::Model> model;
+  std::shared_ptr<sculpt::trainers::Callback> pass;
+  sculpt::trainers::StepContext ctx;
+};
+Attached attach(const std::string& item) {
+  sculpt::cli::register_builtins();
+  const auto cfg = Config::parse(std::string(kRun) + "compression: [" + item + "]\n");
+  Attached a{model_for(cfg, blobs_spec()), the_pass(cfg), {}};
+  a.ctx.total_steps = 10;
+  a.pass->attach(*a.model, a.ctx);
+  return a;
+}
+
+// One optimizer step on a random batch, the hooks in the trainer's order; `before_step` runs
+// between after_backward and the optimizer step (gradients in place).
+void step_once(Attached& a, torch::optim::Optimizer& optim, int64_t step,
+               const std::function<void()>& before_step = {}) {
+  a.ctx.step = step;
+  a.ctx.optimizer = &optim;
+  sculpt::data::Batch batch;
+  a.pass->on_batch(batch, a.ctx);
+  optim.zero_grad();
+  a.model->forward(torch::randn({16, 8})).pow(2).mean().backward();
+  a.pass->after_backward(*a.model, a.ctx);
+  if (before_step) before_step();
+  optim.step();
+  a.ctx.step = step + 1;
+  a.pass->after_step(*a.model, a.ctx);
+}
+
+}  // namespace
+
+TEST_CASE("rigl keeps the density and moves the mask: weak weights out, large gradients in",
+          "[prune]") {
+  torch::manual_seed(9);
+  auto a = attach(
+      "{name: prune, schedule: rigl, sparsity: 0.5, start: 0, end: 8, every: 2, rigl_alpha: 0.5, "
+      "include: ['hidden0.*']}");
+  const auto& w = sculpt::nn::compressible_layers(*a.model)[0].second->raw_weight();
+  auto kept = [&] { return (w != 0).clone(); };
+  const auto first = kept();
+  CHECK(first.to(torch::kDouble).mean().item<double>() == 0.5);  // pruned at attach (start 0)
+  torch::optim::SGD optim(a.model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  for (int64_t step = 0; step < 8; ++step) {
+    step_once(a, optim, step);
+    // Regrown weights start at zero and may stay there for a step: count the mask, not w.
+    const auto s = a.pass->summary()["layers"][0]["sparsity"].get<double>();
+    CHECK(s == 0.5);
+  }
+  const auto last = kept();
+  CHECK_FALSE(torch::equal(first, last));
+  // Updates at steps 2, 4, 6 with drop fractions 0.25 (1 + cos(pi t / 8)).
+  CHECK(a.pass->summary()["charts"]["actual sparsity"].size() == 4);
+}
+
+TEST_CASE("taylor keeps the weights with the largest |w * grad| summed since the last update",
+          "[prune]") {
+  torch::manual_seed(10);
+  auto a = attach(
+      "{name: prune, scorer: taylor, schedule: one_shot, sparsity: 0.5, start: 2, "
+      "include: ['hidden0.*']}");
+  auto& w = const_cast<at::Tensor&>(sculpt::nn::compressible_layers(*a.model)[0].second->raw_weight());
+  torch::optim::SGD optim(a.model->parameters(), torch::optim::SGDOptions(0.0));  // w stays put
+  at::Tensor score = torch::zeros_like(w);
+  for (int64_t step = 0; step < 2; ++step)
+    step_once(a, optim, step, [&] { score += (w.detach() * w.grad()).abs(); });
+  const auto kept = (w != 0);
+  CHECK(kept.to(torch::kDouble).mean().item<double>() == 0.5);
+  CHECK(score.masked_select(kept).min().item<float>() >=
+        score.masked_select(~kept).max().item<float>());
+}
+
+TEST_CASE("pruned weights and their SGD momentum / Adam moments stay zero", "[prune]") {
+  sculpt::cli::register_builtins();
+  for (const std::string opt : {"sgd", "adam"}) {
+    INFO("optimizer " << opt);
+    torch::manual_seed(3);
+    auto a = attach(
+        "{name: prune, schedule: agp, sparsity: 0.8, start: 2, end: 6, every: 2, "
+        "exclude: ['head.*']}");
+    auto& model = a.model;
+    auto& pass = a.pass;
+    auto& ctx = a.ctx;
+    std::unique_ptr<torch::optim::Optimizer> optim;
+    if (opt == "sgd")
+      optim = std::make_unique<torch::optim::SGD>(model->parameters(),
+                                                   torch::optim::SGDOptions(0.1).momentum(0.9));
+    else
+      optim = std::make_unique<torch::optim::Adam>(model->parameters(),
+                                                    torch::optim::AdamOptions(0.01));
+    ctx.optimizer = optim.get();
+    auto layers = sculpt::nn::compressible_layers(*model);
+    for (int64_t step = 0; step < 10; ++step) {
+      step_once(a, *optim, step);
+      for (size_t i = 0; i + 1 < layers.size(); ++i) {
+        const auto& w = layers[i].second->raw_weight();
+        const auto zeros = (w == 0);
+        const double s = zeros.to(torch::kDouble).mean().item<double>();
+        if (step + 1 >= 6) CHECK(s == Approx(0.8).margin(0.01));
+        auto& state = *optim->state().at(w.unsafeGetTensorImpl());
+        if (opt == "sgd") {
+          auto& m = dynamic_cast<torch::optim::SGDParamState&>(state).momentum_buffer();
+          CHECK(m.masked_select(zeros).abs().sum().item<double>() == 0);
+        } else {
+          auto& a = dynamic_cast<torch::optim::AdamParamState&>(state);
+          CHECK(a.exp_avg().masked_select(zeros).abs().sum().item<double>() == 0);
+          CHECK(a.exp_avg_sq().masked_select(zeros).abs().sum().item<double>() == 0);
+        }
+        // The effective weight is the raw weight: the mask holds.
+        CHECK(torch::equal(layers[i].second->effective_weight(), w));
+      }
+    }
+    const auto summary = pass->summary();
+    CHECK(summary["layers"].size() == 2);
+    CHECK(summary["layers"][0]["sparsity"].get<double>() == Approx(0.8).margin(0.01));
+    const auto& planned = summary["charts"]["planned sparsity"];
+    REQUIRE(planned.size() == 3);  // updates at steps 2, 4, 6
+    CHECK(planned[0] == nlohmann::json::array({2, 0.0}));
+    CHECK(planned[2] == nlohmann::json::array({6, 0.8}));
+    CHECK(summary["charts"]["actual sparsity"][2][1].get<double>() == Approx(0.8).margin(0.01));
+  }
+}
+
+TEST_CASE("initial_sparsity from_weights keeps the zeros of the starting weights", "[prune]") {
+  sculpt::cli::register_builtins();
+  const auto cfg = Config::parse(std::string(kRun) +
+                                 "compression: [{name: prune, schedule: one_shot, sparsity: 0.6, "
+                                 "start: 5, initial_sparsity: from_weights, include: ['hidden0.*']}]\n");
+  auto model = model_for(cfg, blobs_spec());
+  auto w = sculpt::nn::compressible_layers(*model)[0].second->raw_weight();
+  {
+    torch::NoGradGuard no_grad;
+    w.narrow(0, 0, 4).zero_();  // 4 of 16 rows: 25%
+  }
+  const auto zeros = (w == 0).clone();
+  auto pass = the_pass(cfg);
+  sculpt::trainers::StepContext ctx;
+  ctx.total_steps = 10;
+  pass->attach(*model, ctx);
+  CHECK(pass->summary()["layers"][0]["sparsity"].get<double>() == Approx(0.25));
+  {
+    torch::NoGradGuard no_grad;
+    w.add_(1.0);  // an optimizer step that would regrow them
+  }
+  ctx.step = 1;
+  pass->after_step(*model, ctx);
+  CHECK(w.masked_select(zeros).abs().sum().item<double>() == 0);
+}
+
+TEST_CASE("channel pruning removes neurons and filters: same outputs, smaller model, reloadable",
+          "[prune]") {
+  sculpt::cli::register_builtins();
+  struct Case {
+    std::string model, include;
+    sculpt::data::DataSpec spec;
+  };
+  const auto image = spec_of({1, 28, 28}, 10);
+  for (const auto& c : {Case{"{name: mlp, hidden: [16, 12]}", "'hidden.*'", blobs_spec()},
+                        Case{"{name: lenet5}", "'conv.*', 'fc1.*'", image}}) {
+    INFO("model " << c.model);
+    torch::manual_seed(4);
+    const auto cfg = Config::parse("model: " + c.model +
+                                   "\ndata: {name: synthetic_blobs}\n"
+                                   "compression: [{name: prune, pattern: channel, schedule: "
+                                   "one_shot, sparsity: 0.5, include: [" +
+                                   c.include + "]}]\n");
+    auto model = model_for(cfg, c.spec);
+    model->eval();
+    const int64_t before = model->parameter_count();
+    auto pass = the_pass(cfg);
+    sculpt::trainers::StepContext ctx;
+    ctx.total_steps = 10;
+    pass->attach(*model, ctx);  // start 0: pruned at attach
+    std::vector<int64_t> shape = {5};
+    for (auto d : c.spec.input_shape) shape.push_back(d);
+    const auto x = torch::randn(shape);
+    const auto masked = model->forward(x).detach();
+    pass->finalize(*model, ctx);
+    for (const auto& [n, l] : sculpt::nn::compressible_layers(*model))
+      CHECK_FALSE(l->has_transforms());
+    const auto removed = model->forward(x).detach();
+    CHECK(torch::allclose(removed, masked, 1e-5, 1e-5));
+    CHECK(model->parameter_count() < before * 0.7);
+    CHECK(pass->summary()["removed"]["physical"] == true);
+    // A fresh model built from the config loads the smaller weights file.
+    auto fresh = model_for(cfg, c.spec);
+    fresh->eval();
+    fresh->load_state_tensors(model->state_tensors(), "pruned");
+    CHECK(torch::allclose(fresh->forward(x), masked, 1e-5, 1e-5));
+    CHECK(fresh->parameter_count() == model->parameter_count());
+    // Without the marker a smaller tensor is still an error.
+    auto plain = model_for(cfg, c.spec);
+    auto state = model->state_tensors();
+    state.pop_back();
+    CHECK_THROWS_WITH(plain->load_state_tensors(state, "pruned"),
+                      Catch::Contains("but the model expects"));
+  }
+}
+
+TEST_CASE("prune config errors name the pass, key and layer", "[prune]") {
+  sculpt::cli::register_builtins();
+  CHECK_THROWS_WITH(Config::parse(std::string(kRun) +
+                                  "compression: [{name: prune, initial_sparsity: lots}]\n"),
+                    Catch::Contains("initial_sparsity"));
+  const auto cfg = Config::parse(std::string(kRun) +
+                                 "compression: [{name: prune, pattern: 'n:m', n: 2, m: 3}]\n");
+  auto model = model_for(cfg, blobs_spec());
+  auto pass = the_pass(cfg);
+  sculpt::trainers::StepContext ctx;
+  CHECK_THROWS_WITH(pass->attach(*model, ctx),
+                    Catch::Contains("layer hidden0.seq.0 has 8 inputs per output, not a multiple "
+                                    "of m = 3"));
+  const auto ch = Config::parse(std::string(kRun) +
+                                "compression: [{name: prune, pattern: channel}]\n");
+  auto pass2 = the_pass(ch);
+  auto model2 = model_for(ch, blobs_spec());
+  CHECK_THROWS_WITH(pass2->attach(*model2, ctx), Catch::Contains("last layer head.seq.0"));
+}
+
+TEST_CASE("BSR: the block-sparse Linear equals the dense one", "[prune][bsr]") {
+  torch::manual_seed(5);
+  for (int64_t b : {4, 8}) {
+    auto w = torch::randn({64, 48});
+    auto keep = torch::rand({64 / b, 48 / b}) < 0.2;
+    keep[0][0] = true;
+    prune::Pattern p{"block", 2, 4, b};
+    w = w * prune::expand_mask(keep, 64, 48, p);
+    auto m = prune::to_bsr(w, b);
+    CHECK(m.col.numel() == keep.sum().item<int64_t>());
+    CHECK(torch::equal(prune::bsr_to_dense(m), w));
+    auto bias = torch::randn({64});
+    for (auto shape : {std::vector<int64_t>{7, 48}, std::vector<int64_t>{3, 5, 48}}) {
+      auto x = torch::randn(shape);
+      CHECK(torch::allclose(prune::bsr_linear(x, m, bias), torch::linear(x, w, bias), 1e-5, 1e-5));
+    }
+    auto x = torch::randn({2, 48});
+    CHECK(torch::allclose(prune::bsr_linear(x, m, {}), torch::linear(x, w), 1e-5, 1e-5));
+  }
+}
+
+TEST_CASE("LoRA: the merged model computes what the adapted one did", "[lora]") {
+  sculpt::cli::register_builtins();
+  torch::manual_seed(6);
+  auto a = attach("{name: lora, rank: 4, alpha: 8, dropout: 0.1, include: ['hidden.*']}");
+  auto& model = a.model;
+  auto& pass = a.pass;
+  auto& ctx = a.ctx;
+  auto layers = sculpt::nn::compressible_layers(*model);
+  CHECK_FALSE(layers[0].second->raw_weight().requires_grad());  // frozen base
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->named_parameters())
+      if (p.key().find("wt_lora.b") != std::string::npos) p.value().normal_();
+  }
+  model->eval();  // no adapter dropout
+  const auto x = torch::randn({6, 8});
+  const auto adapted = model->forward(x).detach();
+  const auto base = torch::linear(x, layers[0].second->raw_weight(), layers[0].second->bias());
+  pass->finalize(*model, ctx);
+  for (const auto& [n, l] : layers) CHECK_FALSE(l->has_transforms());
+  CHECK(layers[0].second->raw_weight().requires_grad());
+  CHECK(torch::allclose(model->forward(x), adapted, 1e-5, 1e-5));
+  CHECK_FALSE(torch::allclose(torch::linear(x, layers[0].second->raw_weight(),
+                                            layers[0].second->bias()), base));
+  CHECK(pass->summary()["adapter_params"] == 4 * (8 + 16) + 4 * (16 + 12));
+}
+
+TEST_CASE("lowrank keeps the energy asked for and runs as two thin GEMMs", "[lowrank]") {
+  const auto cfg = seeded(
+      7,
+      "model: {name: mlp, hidden: [64]}\n"
+      "data: {name: synthetic_blobs, samples: 64, features: 48, classes: 3}\n"
+      "compression: [{name: lowrank, energy: 0.8, include: ['hidden0.*']}]\n");
+  const auto spec = spec_of({48}, 3);
+  auto model = model_for(cfg, spec);
+  auto lin = sculpt::nn::compressible_layers(*model)[0].second;
+  const auto w = lin->raw_weight().detach().clone();
+  auto pass = the_pass(cfg);
+  sculpt::trainers::StepContext ctx;
+  pass->attach(*model, ctx);
+  const int64_t k = pass->summary()["layers"][0]["rank"].get<int64_t>();
+  auto s2 = torch::linalg_svdvals(w).pow(2);
+  auto energy = [&](int64_t r) { return (s2.narrow(0, 0, r).sum() / s2.sum()).item<double>(); };
+  CHECK(energy(k) >= 0.8);
+  CHECK(energy(k - 1) < 0.8);
+  const auto approx = lin->effective_weight().detach();
+  CHECK((approx - w).pow(2).sum().item<double>() / w.pow(2).sum().item<double>() ==
+        Approx(1 - energy(k)).margin(1e-4));
+  model->eval();
+  const auto x = torch::randn({5, 48});
+  const auto factored = model->forward(x).detach();
+  pass->finalize(*model, ctx);
+  CHECK_FALSE(lin->has_transforms());
+  CHECK(torch::allclose(model->forward(x), factored, 1e-4, 1e-5));
+  CHECK(static_cast<bool>(lin->runtime()) == (k * (64 + 48) < 64 * 48));
+}
+
+TEST_CASE("resnet: a basic block's inner channels are removed with their BN; residual ones stay",
+          "[prune]") {
+  const auto cfg = seeded(
+      8,
+      "model: {name: resnet, depth: 8, width: 0.5}\ndata: {name: synthetic_blobs}\n"
+      "compression: [{name: prune, pattern: channel, schedule: one_shot, sparsity: 0.5, "
+      "include: ['stage.*conv1', 'stem.conv']}]\n");
+  const auto spec = spec_of({3, 16, 16}, 10);
+  auto model = model_for(cfg, spec);
+  {
+    torch::NoGradGuard no_grad;  // BN statistics and affine parameters that are not trivial
+    for (auto& b : model->named_buffers())
+      if (b.key().find("running") != std::string::npos) b.value().uniform_(0.5, 1.5);
+    for (auto& p : model->named_parameters())
+      if (p.key().find("bn") != std::string::npos) p.value().normal_();
+  }
+  model->eval();
+  const int64_t before = model->parameter_count();
+  auto pass = the_pass(cfg);
+  sculpt::trainers::StepContext ctx;
+  ctx.total_steps = 10;
+  pass->attach(*model, ctx);
+  const auto x = torch::randn({4, 3, 16, 16});
+  const auto masked = model->forward(x).detach();
+  pass->finalize(*model, ctx);
+  CHECK(torch::allclose(model->forward(x), masked, 1e-5, 1e-5));
+  CHECK(model->parameter_count() < before);
+  const auto removed = pass->summary()["removed"];
+  CHECK(removed["kept_as_zeros"] == nlohmann::json::array({"stem.conv"}));
+  REQUIRE(removed["layers"].size() == 3);  // stage1_0, stage2_0, stage3_0
+  CHECK(removed["layers"][0]["channels"] == 4);
+  auto fresh = model_for(cfg, spec);
+  fresh->eval();
+  fresh->load_state_tensors(model->state_tensors(), "pruned");
+  CHECK(torch::allclose(fresh->forward(x), masked, 1e-5, 1e-5));
+}
