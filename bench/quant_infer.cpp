@@ -9,9 +9,8 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "compression/compression.h"
+#include "cli/app.h"
 #include "compression/passes/quantize/int8_model.h"
-#include "core/builtins.h"
 #include "core/config/config.h"
 #include "core/data/loader.h"
 #include "core/io/safetensors.h"
@@ -24,8 +23,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: bench_quant_infer CONFIG [key=value ...]\n");
     return 2;
   }
-  register_core_builtins();
-  compression::register_compression_builtins();
+  cli::register_builtins();
   std::vector<std::string> overrides(argv + 2, argv + argc);
   const auto cfg = config::Config::load(argv[1], overrides);
   const auto dir = RunContext::dir_for(cfg);

@@ -52,6 +52,9 @@ TEST_CASE("per-tensor fake quantization equals ATen's op, forward and gradient",
     ref.backward(g);
     CHECK(torch::allclose(x.grad(), x2.grad(), 0, 1e-6));
     CHECK(x.grad().eq(0).any().item<bool>());  // clipped values get no gradient
+    // The composite formula (taken by non-float tensors) agrees with the fused float kernel.
+    auto composite = fake_quantize(x.detach().to(torch::kDouble), qp).to(torch::kFloat);
+    CHECK(torch::allclose(composite, ref.detach(), 0, 1e-5));
   }
 }
 

@@ -1,4 +1,5 @@
-// Plain ATen implementation of the quantization numerics. The fused kernel of the kernels issue
+// Plain ATen implementation of the quantization numerics (ATen's fused fake-quant kernels for
+// float tensors, the composite formula otherwise). The fused kernel of the kernels issue
 // will replace fake_quantize / fake_quantize_lsq behind these same functions.
 #include "compression/passes/quantize/qparams.h"
 
@@ -137,13 +138,53 @@ at::Tensor grid_value(const at::Tensor& x, const at::Tensor& scale, const at::Te
   return at::round(x * at::reciprocal(scale)).add_(zp);
 }
 
+// Output and straight-through mask. Float tensors go through ATen's fused fake-quant kernels
+// (one pass, same formula: round(x * (1/s)) + z, clamped), per tensor or per channel — a
+// per-group view is per channel of its rows; other dtypes through the composite formula.
+std::pair<at::Tensor, at::Tensor> fq_with_mask(const at::Tensor& v, const at::Tensor& scale,
+                                               const at::Tensor& zp, int64_t qmin, int64_t qmax) {
+  if (v.scalar_type() == at::kFloat && scale.scalar_type() == at::kFloat) {
+    if (scale.numel() == 1) {
+      static const at::Tensor enabled = at::ones({1}, at::kLong);
+      auto [out, mask] = at::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams(
+          v, scale.reshape({1}), zp.reshape({1}).to(at::kInt),
+          enabled.to(v.device()), qmin, qmax);
+      return {out, mask};
+    }
+    std::vector<int64_t> wide;
+    for (int64_t d = 0; d < scale.dim(); ++d)
+      if (scale.size(d) > 1) wide.push_back(d);
+    const bool trailing_ones = !wide.empty() && wide.back() + 1 <= scale.dim() &&
+                               [&] {
+                                 for (int64_t d = wide.back() + 1; d < scale.dim(); ++d)
+                                   if (scale.size(d) != 1) return false;
+                                 return true;
+                               }();
+    if (wide.size() == 1) {
+      auto [out, mask] = at::fake_quantize_per_channel_affine_cachemask(
+          v, scale.flatten(), zp.flatten().to(at::kInt), wide[0], qmin, qmax);
+      return {out, mask};
+    }
+    if (trailing_ones && wide.front() == 0 && wide.back() + 1 == static_cast<int64_t>(wide.size())) {
+      // [a, b, ..., 1]: rows of the leading dims, each its own channel.
+      const int64_t rows = scale.numel();
+      auto [out, mask] = at::fake_quantize_per_channel_affine_cachemask(
+          v.reshape({rows, -1}), scale.flatten(), zp.flatten().to(at::kInt), 0, qmin, qmax);
+      return {out.reshape(v.sizes()), mask.reshape(v.sizes())};
+    }
+  }
+  at::Tensor g = grid_value(v, scale, zp);
+  at::Tensor mask = g.ge(qmin).logical_and_(g.le(qmax));
+  return {g.clamp_(qmin, qmax).sub_(zp).mul_(scale), mask};
+}
+
 class FakeQuantFn : public torch::autograd::Function<FakeQuantFn> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
                             const at::Tensor& zp, int64_t qmin, int64_t qmax) {
-    at::Tensor v = grid_value(x, scale, zp);
-    ctx->save_for_backward({v.ge(qmin).logical_and_(v.le(qmax))});
-    return v.clamp_(qmin, qmax).sub_(zp).mul_(scale);
+    auto [out, mask] = fq_with_mask(x, scale, zp, qmin, qmax);
+    ctx->save_for_backward({mask});
+    return out;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto mask = ctx->get_saved_variables()[0];
@@ -184,7 +225,7 @@ at::Tensor fake_quantize(const at::Tensor& x, const QParams& qp) {
     out = FakeQuantFn::apply(v, scale, zp, qp.spec.qmin(), qp.spec.qmax());
   } else {
     at::NoGradGuard no_grad;
-    out = grid_value(v, scale, zp).clamp_(qp.spec.qmin(), qp.spec.qmax()).sub_(zp).mul_(scale);
+    out = fq_with_mask(v, scale, zp, qp.spec.qmin(), qp.spec.qmax()).first;
   }
   return out.reshape(x.sizes());
 }
