@@ -108,6 +108,8 @@ TEST_CASE("rounding is half to even", "[quant]") {
   auto x = torch::tensor({0.25f, 0.75f, 1.25f, -0.25f, -0.75f});  // x/s = 0.5, 1.5, 2.5, ...
   auto q = quantize_to_int(x, qp);
   CHECK(q.equal(torch::tensor({0, 2, 2, 0, -2}, torch::kInt)));
+  // The fused float kernel rounds the same way.
+  CHECK(torch::equal(fake_quantize(x, qp), torch::tensor({0.f, 1.f, 1.f, 0.f, -1.f})));
 }
 
 TEST_CASE("LSQ gradients equal the formula in double", "[quant]") {

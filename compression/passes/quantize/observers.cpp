@@ -273,15 +273,20 @@ void ActivationObserver::observe(const at::Tensor& x_in) {
     double lo = blo.item<double>(), hi = bhi.item<double>();
     if (hi <= lo) hi = lo + 1e-6;
     add_to_histogram(x.cpu(), lo, hi);
-  } else if (batches_ == 0) {
-    lo_ = blo.cpu();
-    hi_ = bhi.cpu();
-  } else if (o_.kind == ObserverKind::moving_average) {
-    lo_ += (blo.cpu() - lo_) * o_.momentum;
-    hi_ += (bhi.cpu() - hi_) * o_.momentum;
   } else {
-    lo_ = at::minimum(lo_, blo.cpu());
-    hi_ = at::maximum(hi_, bhi.cpu());
+    // Running range on the host (one sync per batch, no tensor arithmetic).
+    const float lo = blo.item<float>(), hi = bhi.item<float>();
+    if (batches_ == 0) {
+      lo_f_ = lo, hi_f_ = hi;
+    } else if (o_.kind == ObserverKind::moving_average) {
+      lo_f_ += (lo - lo_f_) * static_cast<float>(o_.momentum);
+      hi_f_ += (hi - hi_f_) * static_cast<float>(o_.momentum);
+    } else {
+      lo_f_ = std::min(lo_f_, lo);
+      hi_f_ = std::max(hi_f_, hi);
+    }
+    lo_ = at::scalar_tensor(lo_f_, at::kFloat);
+    hi_ = at::scalar_tensor(hi_f_, at::kFloat);
   }
   ++batches_;
 }
@@ -316,6 +321,8 @@ void ActivationObserver::load(const std::map<std::string, at::Tensor>& in,
   };
   lo_ = get(".lo");
   hi_ = get(".hi");
+  lo_f_ = lo_.item<float>();
+  hi_f_ = hi_.item<float>();
   if (uses_histogram()) hist_ = get(".hist");
 }
 

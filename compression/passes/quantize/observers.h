@@ -54,6 +54,7 @@ class ActivationObserver {
   ObserverOptions o_;
   int64_t batches_ = 0;
   at::Tensor lo_, hi_;  // minmax / moving_average: running range; histogram kinds: its range
+  float lo_f_ = 0, hi_f_ = 0;  // minmax / moving_average: the same range on the host
   at::Tensor hist_;     // 2048 bins over [lo_, hi_] (histogram kinds)
 };
 

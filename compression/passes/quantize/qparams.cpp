@@ -1,10 +1,12 @@
-// Plain ATen implementation of the quantization numerics (ATen's fused fake-quant kernels for
-// float tensors, the composite formula otherwise). The fused kernel of the kernels issue
+// The quantization numerics: a single-pass CPU loop for float tensors, ATen's fused fake-quant
+// kernels on CUDA, the composite ATen formula otherwise. The fused kernel of the kernels issue
 // will replace fake_quantize / fake_quantize_lsq behind these same functions.
 #include "compression/passes/quantize/qparams.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -108,10 +110,30 @@ std::pair<at::Tensor, at::Tensor> reduce_min_max(const at::Tensor& x, const QSpe
       if (d != spec.axis) dims.push_back(d);
   }
   if (dims.empty()) return {v.clone(), v.clone()};
+  if (spec.granularity == Granularity::per_channel && spec.axis == 0) {
+    auto [lo, hi] = at::aminmax(v.reshape({v.size(0), -1}), 1);
+    const auto shape = qparam_shape(x.sizes(), spec);
+    return {lo.reshape(shape), hi.reshape(shape)};
+  }
   return {at::amin(v, dims, /*keepdim=*/true), at::amax(v, dims, /*keepdim=*/true)};
 }
 
 QParams qparams_from_range(const at::Tensor& lo_in, const at::Tensor& hi_in, const QSpec& spec) {
+  const auto qmin_d = static_cast<double>(spec.qmin()), qmax_d = static_cast<double>(spec.qmax());
+  if (lo_in.dim() == 0 && lo_in.device().is_cpu()) {
+    // One range: the same arithmetic on the host, in float as the tensor path computes it.
+    const float lo = std::min(lo_in.item<float>(), 0.0f), hi = std::max(hi_in.item<float>(), 0.0f);
+    float scale, zp = 0;
+    if (spec.symmetric) {
+      scale = std::max((spec.is_signed ? std::max(-lo, hi) : hi) / static_cast<float>(qmax_d),
+                       static_cast<float>(kMinScale));
+    } else {
+      scale = std::max((hi - lo) / static_cast<float>(qmax_d - qmin_d), static_cast<float>(kMinScale));
+      zp = std::clamp(static_cast<float>(qmin_d) - std::nearbyint(lo / scale),
+                      static_cast<float>(qmin_d), static_cast<float>(qmax_d));
+    }
+    return QParams{spec, at::scalar_tensor(scale, at::kFloat), at::scalar_tensor(zp, at::kFloat)};
+  }
   at::Tensor lo = at::clamp_max(lo_in.to(at::kFloat), 0.0);
   at::Tensor hi = at::clamp_min(hi_in.to(at::kFloat), 0.0);
   const auto qmin = static_cast<double>(spec.qmin()), qmax = static_cast<double>(spec.qmax());
@@ -138,38 +160,85 @@ at::Tensor grid_value(const at::Tensor& x, const at::Tensor& scale, const at::Te
   return at::round(x * at::reciprocal(scale)).add_(zp);
 }
 
-// Output and straight-through mask. Float tensors go through ATen's fused fake-quant kernels
-// (one pass, same formula: round(x * (1/s)) + z, clamped), per tensor or per channel — a
-// per-group view is per channel of its rows; other dtypes through the composite formula.
+// One pass over a contiguous float CPU tensor seen as [outer, C, inner] with one scale and zero
+// point per C (C = 1: per tensor): out = clamp(round(x * (1/s)), qmin - z, qmax - z) * s, which
+// equals (clamp(round(x/s) + z, qmin, qmax) - z) * s for integer z, and the mask of values
+// inside the grid. Rounds half to even with the 1.5 * 2^23 trick (exact in float for |t| < 2^22;
+// t is clamped just outside the grid first, so the mask and the result do not change), which
+// vectorizes where nearbyint does not.
+std::pair<at::Tensor, at::Tensor> fq_cpu_float(const at::Tensor& v_in, const at::Tensor& scale,
+                                               const at::Tensor& zp, int64_t axis, int64_t qmin,
+                                               int64_t qmax) {
+  const at::Tensor v = v_in.contiguous();
+  at::Tensor out = at::empty_like(v);
+  at::Tensor mask = at::empty(v.sizes(), v.options().dtype(at::kBool));
+  int64_t outer = 1, c = 1, inner = v.numel();
+  if (axis >= 0) {
+    c = v.size(axis);
+    outer = 1;
+    for (int64_t d = 0; d < axis; ++d) outer *= v.size(d);
+    inner = c ? v.numel() / (outer * c) : 0;
+  }
+  const at::Tensor s = scale.to(at::kFloat).contiguous().flatten();
+  const at::Tensor z = zp.to(at::kFloat).contiguous().flatten();
+  const float* x = v.data_ptr<float>();
+  const float* sp = s.data_ptr<float>();
+  const float* zpp = z.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  bool* m = mask.data_ptr<bool>();
+  const auto fmin = static_cast<float>(qmin), fmax = static_cast<float>(qmax);
+  at::parallel_for(0, outer * c, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)),
+                   [&](int64_t begin, int64_t end) {
+                     for (int64_t r = begin; r < end; ++r) {
+                       const int64_t ch = r % c;
+                       const float sc = sp[ch], inv = 1.0f / sc;
+                       const float lo = fmin - zpp[ch], hi = fmax - zpp[ch];
+                       const float* xr = x + r * inner;
+                       float* orow = o + r * inner;
+                       bool* mrow = m + r * inner;
+                       for (int64_t i = 0; i < inner; ++i) {
+                         float t = std::min(std::max(xr[i] * inv, lo - 1.0f), hi + 1.0f);
+                         t = (t + 12582912.0f) - 12582912.0f;
+                         mrow[i] = t >= lo && t <= hi;
+                         orow[i] = std::min(std::max(t, lo), hi) * sc;
+                       }
+                     }
+                   });
+  return {out, mask};
+}
+
+// Output and straight-through mask: per tensor, per channel (the one dim where the scale is not
+// 1) or per row block (a per-group view: leading dims of the scale, trailing 1s). Float CPU
+// tensors take the single pass above, float CUDA tensors ATen's fused fake-quant kernels, other
+// dtypes the composite formula.
 std::pair<at::Tensor, at::Tensor> fq_with_mask(const at::Tensor& v, const at::Tensor& scale,
                                                const at::Tensor& zp, int64_t qmin, int64_t qmax) {
   if (v.scalar_type() == at::kFloat && scale.scalar_type() == at::kFloat) {
-    if (scale.numel() == 1) {
-      static const at::Tensor enabled = at::ones({1}, at::kLong);
-      auto [out, mask] = at::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams(
-          v, scale.reshape({1}), zp.reshape({1}).to(at::kInt),
-          enabled.to(v.device()), qmin, qmax);
-      return {out, mask};
-    }
     std::vector<int64_t> wide;
     for (int64_t d = 0; d < scale.dim(); ++d)
       if (scale.size(d) > 1) wide.push_back(d);
-    const bool trailing_ones = !wide.empty() && wide.back() + 1 <= scale.dim() &&
-                               [&] {
-                                 for (int64_t d = wide.back() + 1; d < scale.dim(); ++d)
-                                   if (scale.size(d) != 1) return false;
-                                 return true;
-                               }();
-    if (wide.size() == 1) {
-      auto [out, mask] = at::fake_quantize_per_channel_affine_cachemask(
-          v, scale.flatten(), zp.flatten().to(at::kInt), wide[0], qmin, qmax);
+    bool rows = !wide.empty() && wide.front() == 0 &&
+                wide.back() + 1 == static_cast<int64_t>(wide.size()) && wide.size() > 1;
+    for (int64_t d = rows ? wide.back() + 1 : scale.dim(); d < scale.dim(); ++d)
+      rows = rows && scale.size(d) == 1;
+    const bool per_tensor = scale.numel() == 1;
+    if (!per_tensor && wide.size() != 1 && !rows) {
+      // Not a layout the kernels know: the composite formula below.
+    } else if (v.device().is_cpu()) {
+      if (rows) {
+        auto [out, mask] = fq_cpu_float(v.reshape({scale.numel(), -1}), scale, zp, 0, qmin, qmax);
+        return {out.reshape(v.sizes()), mask.reshape(v.sizes())};
+      }
+      return fq_cpu_float(v, scale, zp, per_tensor ? -1 : wide[0], qmin, qmax);
+    } else if (per_tensor) {
+      const at::Tensor enabled = at::ones({1}, v.options().dtype(at::kLong));
+      auto [out, mask] = at::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams(
+          v, scale.reshape({1}), zp.reshape({1}).to(at::kInt), enabled, qmin, qmax);
       return {out, mask};
-    }
-    if (trailing_ones && wide.front() == 0 && wide.back() + 1 == static_cast<int64_t>(wide.size())) {
-      // [a, b, ..., 1]: rows of the leading dims, each its own channel.
-      const int64_t rows = scale.numel();
+    } else {
+      const at::Tensor vv = rows ? v.reshape({scale.numel(), -1}) : v;
       auto [out, mask] = at::fake_quantize_per_channel_affine_cachemask(
-          v.reshape({rows, -1}), scale.flatten(), zp.flatten().to(at::kInt), 0, qmin, qmax);
+          vv, scale.flatten(), zp.flatten().to(at::kInt), rows ? 0 : wide[0], qmin, qmax);
       return {out.reshape(v.sizes()), mask.reshape(v.sizes())};
     }
   }
