@@ -3,6 +3,9 @@
 #include "compression/passes/freeze.h"
 #include "compression/passes/l2sp.h"
 #include "compression/passes/distill.h"
+#include "compression/passes/ewc.h"
+#include "compression/passes/lwf.h"
+#include "compression/passes/replay.h"
 
 namespace sculpt::compression {
 
@@ -12,6 +15,18 @@ void register_builtin_passes(PassRegistry& r) {
         make_freeze_pass, [] { return std::make_shared<FreezeOptions>(); });
   r.add("l2sp", "pulls the chosen layers toward their initial weights: alpha/2 * sum((w - w0)^2)",
         make_l2sp_pass, [] { return std::make_shared<L2spOptions>(); });
+  r.add("ewc",
+        "continual learning: elastic weight consolidation, lambda/2 * sum F (w - w*)^2 with the "
+        "diagonal Fisher of every increment (per-sample gradients; online or one per increment)",
+        make_ewc_pass, [] { return std::make_shared<EwcOptions>(); });
+  r.add("replay",
+        "continual learning: a buffer of past samples (reservoir, class_balanced or importance) "
+        "replayed with every batch",
+        make_replay_pass, [] { return std::make_shared<ReplayOptions>(); });
+  r.add("lwf",
+        "continual learning: learning without forgetting, KD from the model as it was at the "
+        "start of the increment",
+        make_lwf_pass, [] { return std::make_shared<LwfOptions>(); });
 }
 
 void register_compression_builtins() {

@@ -30,18 +30,21 @@ void save_callback_states(const Callbacks& callbacks, const fs::path& dir) {
   io::write_file_atomic((dir / "callbacks.json").string(), meta.dump(2) + "\n");
 }
 
+nlohmann::json read_json_file(const fs::path& file) {
+  try {
+    return nlohmann::json::parse(io::read_file(file.string()));
+  } catch (const nlohmann::json::exception& e) {
+    throw UserError(file.string() + ": not valid JSON (" + e.what() + ")");
+  }
+}
+
 void load_callback_states(const Callbacks& callbacks, const fs::path& dir) {
   if (callbacks.empty()) return;
   const fs::path json_path = dir / "callbacks.json", tensor_path = dir / "callbacks.safetensors";
   SCULPT_CHECK(fs::exists(json_path) && fs::exists(tensor_path), dir.string(),
                ": no compression state (callbacks.json); it was written by a run with another "
                "recipe");
-  nlohmann::json meta;
-  try {
-    meta = nlohmann::json::parse(io::read_file(json_path.string()));
-  } catch (const nlohmann::json::exception& e) {
-    throw UserError(json_path.string() + ": not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json meta = read_json_file(json_path);
   SCULPT_CHECK(meta.is_array() && meta.size() == callbacks.size(), json_path.string(),
                ": holds the state of ", meta.is_array() ? meta.size() : 0,
                " passes, the recipe has ", callbacks.size());

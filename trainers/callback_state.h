@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "trainers/callback.h"
 
@@ -11,5 +12,7 @@ namespace sculpt::trainers {
 void save_callback_states(const Callbacks& callbacks, const std::filesystem::path& dir);
 // UserError naming the file when the checkpoint's recipe differs from `callbacks`.
 void load_callback_states(const Callbacks& callbacks, const std::filesystem::path& dir);
+// A JSON file of a checkpoint; UserError naming it when it is not valid JSON.
+nlohmann::json read_json_file(const std::filesystem::path& file);
 
 }  // namespace sculpt::trainers
