@@ -12,6 +12,7 @@
 #include "core/data/loader.h"
 #include "core/data/transforms.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/io/safetensors.h"
 #include "core/logging/logging.h"
 #include "core/models/model.h"
@@ -180,12 +181,13 @@ class ReplayPass final : public CompressionPass {
     const auto* labels = y.to(at::kLong).contiguous().data_ptr<int64_t>();
     for (int64_t i : order) buffer_.add(x[i], labels[i], scores[i], rng_);
     stacked_ = at::Tensor();
-    if (ctx.run) {
-      std::vector<std::pair<std::string, at::Tensor>> tensors;
-      nlohmann::json meta;
-      buffer_.save(tensors, meta);
-      if (!tensors.empty())
-        io::save_safetensors((ctx.run->dir() / "replay_buffer.safetensors").string(), tensors);
+    if (ctx.run) {  // the buffer in the run directory too: tensors, counters and generator
+      const auto state = state_dict();
+      if (!state.tensors.empty())
+        io::save_safetensors((ctx.run->dir() / "replay_buffer.safetensors").string(),
+                             state.tensors);
+      io::write_file_atomic((ctx.run->dir() / "replay_buffer.json").string(),
+                            state.meta.dump(2) + "\n");
     }
     log::info("replay: buffer ", buffer_.size(), " of ", buffer_.seen(), " samples seen");
   }

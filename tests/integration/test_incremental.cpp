@@ -84,6 +84,7 @@ TEST_CASE("the incremental trainer writes the accuracy matrix and GEM metrics",
   CHECK(s["compression"][1]["summary"]["replayed"].get<int64_t>() > 0);
   CHECK(s["compression"][2]["summary"]["has_teacher"] == true);
   CHECK(fs::exists(fs::path(dir) / "a" / "replay_buffer.safetensors"));
+  CHECK(read_json(fs::path(dir) / "a" / "replay_buffer.json")["seen"] == 3 * 1438);
   // One "continual" record per increment in metrics.jsonl, and the heatmap in report.html.
   std::ifstream in(fs::path(dir) / "a" / "metrics.jsonl");
   std::string line;
@@ -101,7 +102,7 @@ TEST_CASE("resuming in the middle of increment 3 reproduces the uninterrupted ma
           "[continual][incremental][resume]") {
   const std::string dir = sculpt::test::temp_dir("incremental_resume");
   REQUIRE(train(permuted_config(dir, "full", 4)));
-  // 1437 train rows / 32 = 45 batches, 2 epochs: increment 2 (the third) is steps 180..270.
+  // 1438 train rows / 32 = 45 batches, 2 epochs: increment 2 (the third) is steps 180..270.
   const fs::path ckpt = fs::path(dir) / "full" / "checkpoints" / "step_230";
   REQUIRE(fs::exists(ckpt));
   const auto inc = read_json(ckpt / "incremental.json");

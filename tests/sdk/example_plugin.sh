@@ -52,7 +52,10 @@ compression:
     lambda: 0.0
     threshold: 0.02
 YAML
-"$sculpt" list passes --plugin "$plugin" | grep -q "group_lasso" || fail "list passes --plugin"
+# Into a file first: `grep -q` stops reading at the match, and under pipefail the listing's
+# later writes would fail the pipe (SIGPIPE).
+"$sculpt" list passes --plugin "$plugin" >"$work/passes.txt" || fail "list passes --plugin"
+grep -q "group_lasso" "$work/passes.txt" || fail "list passes --plugin: no group_lasso"
 for lambda in 0.0 0.05; do
   "$sculpt" train "$work/runs/base.yaml" "compression[0].lambda=$lambda" \
     "run.output_dir=$work/runs/lambda_$lambda" >"$work/runs/train_$lambda.log" 2>&1 ||
