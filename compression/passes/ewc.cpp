@@ -69,6 +69,26 @@ std::vector<at::Tensor> diagonal_fisher(const std::function<at::Tensor(const at:
 
 namespace {
 
+// lambda/2 * sum F (w - w*)^2 with its gradient lambda F (w - w*), as one autograd node: three
+// passes over the parameter forward (w - w*, F (w - w*), the dot product) and one backward, about
+// half what the same formula costs as separate autograd ops.
+struct EwcPenalty : torch::autograd::Function<EwcPenalty> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& param,
+                            const at::Tensor& fisher, const at::Tensor& anchor, double lambda) {
+    const auto diff = param - anchor;
+    const auto weighted = fisher * diff;
+    ctx->saved_data["weighted"] = weighted;
+    ctx->saved_data["lambda"] = lambda;
+    return at::dot(weighted.reshape({-1}), diff.reshape({-1})) * (lambda / 2);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto weighted = ctx->saved_data["weighted"].toTensor();
+    const double lambda = ctx->saved_data["lambda"].toDouble();
+    return {weighted * (grad[0] * lambda), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 class EwcPass final : public CompressionPass {
  public:
   using CompressionPass::CompressionPass;
@@ -144,7 +164,7 @@ class EwcPass final : public CompressionPass {
           t.anchor[k] = t.anchor[k].to(p.param.device());
           t.fisher[k] = t.fisher[k].to(p.param.device());
         }
-        auto term = (t.fisher[k] * (p.param - t.anchor[k]).pow(2)).sum() * (p.lambda / 2);
+        auto term = EwcPenalty::apply(p.param, t.fisher[k], t.anchor[k], p.lambda);
         total = total.defined() ? total + term : term;
       }
     return total;
