@@ -147,6 +147,7 @@ class EwcPass final : public CompressionPass {
     } else {
       terms_.push_back(std::move(term));
     }
+    merged_ = Term{};
     ++increments_;
     fisher_seconds_ +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -155,8 +156,9 @@ class EwcPass final : public CompressionPass {
   }
 
   at::Tensor extra_loss(models::Model& /*model*/, const StepContext& /*ctx*/) override {
+    if (terms_.size() > 1 && merged_.fisher.empty()) merge_terms();
     at::Tensor total;
-    for (auto& t : terms_)
+    for (auto& t : terms_.size() > 1 ? std::vector<Term>{merged_} : terms_)
       for (size_t k = 0; k < params_.size(); ++k) {
         const auto& p = params_[k];
         if (p.lambda == 0) continue;
@@ -165,6 +167,7 @@ class EwcPass final : public CompressionPass {
           t.fisher[k] = t.fisher[k].to(p.param.device());
         }
         auto term = EwcPenalty::apply(p.param, t.fisher[k], t.anchor[k], p.lambda);
+        if (!t.constant.empty()) term = term + t.constant[k] * (p.lambda / 2);
         total = total.defined() ? total + term : term;
       }
     return total;
@@ -187,6 +190,7 @@ class EwcPass final : public CompressionPass {
 
   void load_state_dict(const CallbackState& state) override {
     terms_.clear();
+    merged_ = Term{};
     const int64_t n = state.meta.value("terms", int64_t{0});
     increments_ = state.meta.value("increments", int64_t{0});
     fisher_seconds_ = state.meta.value("fisher_seconds", 0.0);
@@ -241,9 +245,33 @@ class EwcPass final : public CompressionPass {
   };
   struct Term {
     std::vector<at::Tensor> fisher, anchor;  // per entry of params_
+    std::vector<double> constant;            // merged terms: what the fold leaves over
   };
+
+  // Separate mode: sum_k F_k (w - w*_k)^2 = F (w - m)^2 + c with F = sum_k F_k,
+  // m = sum_k F_k w*_k / F (0 where F is 0) and c = sum(sum_k F_k w*_k^2 - F m^2): one term's
+  // cost per step however many increments there were. Recomputed when the terms change.
+  void merge_terms() {
+    torch::NoGradGuard no_grad;
+    merged_ = Term{};
+    for (size_t k = 0; k < params_.size(); ++k) {
+      auto f = at::zeros_like(terms_[0].fisher[k], at::kDouble);
+      auto fw = at::zeros_like(f), fww = at::zeros_like(f);
+      for (const auto& t : terms_) {
+        const auto fk = t.fisher[k].to(at::kDouble), wk = t.anchor[k].to(at::kDouble);
+        f += fk;
+        fw += fk * wk;
+        fww += fk * wk * wk;
+      }
+      const auto m = at::where(f > 0, fw / f, at::zeros_like(f));
+      merged_.constant.push_back((fww - f * m * m).sum().item<double>());
+      merged_.fisher.push_back(f.to(terms_[0].fisher[k].options()));
+      merged_.anchor.push_back(m.to(params_[k].param.options()));
+    }
+  }
   std::vector<Param> params_;
   std::vector<Term> terms_;
+  Term merged_;  // separate mode with several terms: their fold (empty: not computed yet)
   bool online_ = true, empirical_ = true;
   double gamma_ = 1.0;
   int64_t samples_ = 1000;

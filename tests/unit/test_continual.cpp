@@ -155,6 +155,43 @@ TEST_CASE("the EWC penalty is lambda/2 sum F (w - w*)^2 and its gradient lambda 
       if (p.key() == name || p.key() == name + "_raw")
         CHECK(torch::allclose(p.value().grad().to(torch::kDouble), g, 1e-4, 1e-7));
 
+  // Separate mode: one term per increment, folded into one for the step; the value is still
+  // the sum of the terms.
+  {
+    const auto sep_cfg = Config::parse(
+        "model: {name: mlp, hidden: [16, 12]}\n"
+        "data: {name: synthetic_blobs, samples: 64, features: 8, classes: 3}\n"
+        "compression: [{name: ewc, mode: separate, lambda: 2.0, samples: 20}]\n");
+    auto sep = sculpt::test::attach_first_pass(sep_cfg);
+    sep.pass().on_increment_end(sep.model(), sep.parts.split.train, sep.ctx);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : sep.model().parameters()) p.add_(torch::randn_like(p) * 0.1);
+    }
+    sep.pass().on_increment_end(sep.model(), sep.parts.split.train, sep.ctx);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : sep.model().parameters()) p.add_(torch::randn_like(p) * 0.1);
+    }
+    const auto st = sep.pass().state_dict();
+    REQUIRE(st.meta["terms"] == 2);
+    double sum = 0;
+    for (const auto& p : sep.model().named_parameters())
+      for (int term = 0; term < 2; ++term) {
+        at::Tensor f, a;
+        for (const auto& [key, t] : st.tensors) {
+          const std::string name = key.substr(key.find('/', 2) + 1);
+          if (key.rfind(std::to_string(term) + "/fisher/", 0) == 0 && name == p.key()) f = t;
+          if (key.rfind(std::to_string(term) + "/anchor/", 0) == 0 && name == p.key()) a = t;
+        }
+        if (!f.defined()) continue;
+        sum += (f.to(torch::kDouble) * (p.value().detach().to(torch::kDouble) -
+                                         a.to(torch::kDouble)).pow(2)).sum().item<double>();
+      }
+    CHECK(sep.pass().extra_loss(sep.model(), sep.ctx).item<double>() ==
+          Approx(sum).epsilon(1e-4));
+  }
+
   // Online mode: a second increment keeps one term (gamma F_old + F_new).
   pass.on_increment_end(model, attached.parts.split.train, ctx);
   CHECK(pass.state_dict().meta["terms"] == 1);
