@@ -6,6 +6,9 @@
 #include "compression/passes/prune.h"
 #include "compression/passes/distill.h"
 #include "compression/passes/quantize/quantize.h"
+#include "compression/passes/ewc.h"
+#include "compression/passes/lwf.h"
+#include "compression/passes/replay.h"
 
 namespace sculpt::compression {
 
@@ -22,6 +25,18 @@ void register_builtin_passes(PassRegistry& r) {
         make_lora_pass, [] { return std::make_shared<LoraOptions>(); });
   r.add("lowrank", "SVD factorization of Linear layers (fixed rank or energy), fine-tuned",
         make_lowrank_pass, [] { return std::make_shared<LowRankOptions>(); });
+  r.add("ewc",
+        "continual learning: elastic weight consolidation, lambda/2 * sum F (w - w*)^2 with the "
+        "diagonal Fisher of every increment (per-sample gradients; online or one per increment)",
+        make_ewc_pass, [] { return std::make_shared<EwcOptions>(); });
+  r.add("replay",
+        "continual learning: a buffer of past samples (reservoir, class_balanced or importance) "
+        "replayed with every batch",
+        make_replay_pass, [] { return std::make_shared<ReplayOptions>(); });
+  r.add("lwf",
+        "continual learning: learning without forgetting, KD from the model as it was at the "
+        "start of the increment",
+        make_lwf_pass, [] { return std::make_shared<LwfOptions>(); });
 }
 
 void register_compression_builtins() {

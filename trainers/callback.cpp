@@ -30,6 +30,7 @@ void save_callback_states(const Callbacks& callbacks, const fs::path& dir) {
   io::write_file_atomic((dir / "callbacks.json").string(), meta.dump(2) + "\n");
 }
 
+
 void load_callback_states(const Callbacks& callbacks, const fs::path& dir) {
   if (callbacks.empty()) return;
   const fs::path json_path = dir / "callbacks.json", tensor_path = dir / "callbacks.safetensors";

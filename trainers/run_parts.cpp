@@ -51,9 +51,10 @@ Autocast::~Autocast() {
   at::autocast::set_autocast_dtype(type_, was_dtype_);
 }
 
-std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
-                                       const data::Dataset& ds, const config::DataConfig& data,
-                                       c10::Device device, bool bf16) {
+std::map<std::string, double> evaluate(
+    models::Model& model, const tasks::Task& task, const data::Dataset& ds,
+    const config::DataConfig& data, c10::Device device, bool bf16,
+    const std::function<at::Tensor(const at::Tensor&)>& map_outputs) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -62,7 +63,8 @@ std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& 
   data::Batch b;
   const Forward forward = [&](const at::Tensor& x) {
     Autocast autocast(device, bf16);
-    return model.forward(x).to(at::kFloat);
+    auto out = model.forward(x).to(at::kFloat);
+    return map_outputs ? map_outputs(out) : out;
   };
   while (loader.next(b)) task.evaluate_batch(sums, forward, b.inputs.to(device), b.targets.to(device));
   model.train(was_training);

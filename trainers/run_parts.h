@@ -3,6 +3,7 @@
 // the model's weights as named tensors.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -42,9 +43,12 @@ class Autocast {
 };
 
 // Metrics of `model` over `ds` (eval mode, no grad), batched by data.batch_size, inputs
-// normalized as data.normalize_* say and never augmented; under bf16 autocast when `bf16`.
-std::map<std::string, double> evaluate(models::Model& model, const tasks::Task& task,
-                                       const data::Dataset& ds, const config::DataConfig& data,
-                                       c10::Device device, bool bf16 = false);
+// normalized as data.normalize_* say and never augmented; under bf16 autocast when `bf16`;
+// `map_outputs`, when set, is applied to the outputs before the metrics (task-incremental
+// logit masks).
+std::map<std::string, double> evaluate(
+    models::Model& model, const tasks::Task& task, const data::Dataset& ds,
+    const config::DataConfig& data, c10::Device device, bool bf16 = false,
+    const std::function<at::Tensor(const at::Tensor&)>& map_outputs = {});
 
 }  // namespace sculpt::trainers

@@ -30,5 +30,7 @@ class Trainer {
 using TrainerRegistry = Registry<Trainer, const config::TrainerConfig&>;
 TrainerRegistry& trainer_registry();
 void register_builtin_trainers(TrainerRegistry& r);
+// `incremental` (incremental_trainer.cpp): the loop once per item of `increments:`.
+void add_incremental_trainer(TrainerRegistry& r);
 
 }  // namespace sculpt::trainers

@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "compression/passes/pass_options.h"
 #include "core/error.h"
 #include "core/models/model.h"
 
@@ -26,16 +27,12 @@ class L2spPass final : public CompressionPass {
   using CompressionPass::CompressionPass;
 
   void attach(models::Model& model, const StepContext& /*ctx*/) override {
-    static const L2spOptions defaults;
     anchors_.clear();
-    for (const auto& t : select_layers(model)) {
-      const auto& o = t.options ? options_of<L2spOptions>(t) : defaults;
-      for (const auto& p : t.layer->named_parameters(/*recurse=*/false)) {
-        if (p.key() != "weight" && !(o.include_bias && p.key() == "bias")) continue;
-        anchors_.push_back(
-            {t.name, t.name + "." + p.key(), p.value(), p.value().detach().clone(), o.alpha});
-      }
-    }
+    for_each_weight<L2spOptions>(*this, model,
+                                 [&](const Target& t, const std::string& key, const at::Tensor& w,
+                                     const L2spOptions& o) {
+                                   anchors_.push_back({t.name, key, w, w.detach().clone(), o.alpha});
+                                 });
   }
 
   at::Tensor extra_loss(models::Model& /*model*/, const StepContext& /*ctx*/) override {

@@ -169,6 +169,64 @@ void PassConfig::visit(Visitor& v) {
   v.list("overrides", view, "per-layer values: [{layers: REGEX, <pass keys>...}]; first match wins");
 }
 
+void PermutePixels::visit(Visitor& v) {
+  v.field("seed", seed,
+          "permute the values of every sample with the permutation drawn from this seed "
+          "(Permuted MNIST); -1: no permutation",
+          Range::at_least(-1));
+}
+
+void IncrementData::visit(Visitor& v) {
+  v.named("name", name, options, "datasets",
+          "another dataset for this increment (its own keys beside name); empty: the run's data");
+}
+
+void IncrementConfig::visit(Visitor& v) {
+  v.field("name", name, "label of the increment in reports; empty: increment <i>");
+  v.section("data", data, "the increment's dataset (new documents); empty: the run's `data:`");
+  v.field("classes", classes,
+          "keep only the samples of these labels (Split MNIST); empty: every sample",
+          Range::at_least(0));
+  v.section("permute_pixels", permute_pixels, "a fixed permutation of every sample's values");
+}
+
+void IncrementalConfig::visit(Visitor& v) {
+  v.choice("scenario", scenario, {"task_incremental", "domain_incremental", "class_incremental"},
+           "task_incremental: the increment is known (logits outside its classes are masked in "
+           "training and evaluation); domain_incremental / class_incremental: one head, no mask");
+  v.choice("eval_on", eval_on, {"auto", "test", "val"},
+           "what the accuracy matrix is measured on: the increment's test part, its validation "
+           "split, or auto (the test part when the dataset has one)");
+  v.field("metric", metric, "the task metric of the accuracy matrix");
+  v.field("resume_from", resume_from,
+          "continue an earlier incremental run (its directory): model, pass state (Fisher, "
+          "replay buffer), increments done and the accuracy matrix; `increments:` lists the "
+          "whole sequence, the ones done there are evaluated, not trained");
+  v.field("reset_optimizer", reset_optimizer,
+          "a fresh optimizer state (momentum, Adam moments) at the start of every increment");
+}
+
+void Config::check(Checker& c) const {
+  // No training steps is a run only for post-training passes (quantize mode: ptq), which
+  // calibrate and export without an optimizer step.
+  if (trainer.epochs == 0 && trainer.max_steps == 0 && compression.empty())
+    c.error("trainer.max_steps",
+            "training would do nothing: set trainer.epochs or trainer.max_steps (0 steps only "
+            "with a post-training compression recipe, e.g. quantize mode: ptq)");
+  const bool is_incremental = trainer.name == "incremental";
+  if (is_incremental && increments.empty())
+    c.error("increments", "trainer.name: incremental needs a list of increments");
+  if (!is_incremental && !increments.empty())
+    c.error("increments", "increments need trainer.name: incremental (it is '" + trainer.name +
+                              "')");
+  for (size_t i = 0; i < increments.size(); ++i)
+    if (is_incremental && incremental.scenario == "task_incremental" &&
+        increments[i].classes.empty())
+      c.error("increments", "incremental.scenario: task_incremental masks the logits outside "
+                            "the increment's classes: give `classes:` to increment " +
+                                std::to_string(i));
+}
+
 void Config::visit(Visitor& v) {
   v.section("run", run, "run identity, seed, device, output directory");
   v.section("logging", logging, "logging");
@@ -183,15 +241,10 @@ void Config::visit(Visitor& v) {
   v.field("plugins", plugins,
           "shared libraries (.so) that register more passes, loaded before the rest is read; "
           "relative to the YAML file naming them (docs/writing-a-pass.md)");
-}
-
-void Config::check(Checker& c) const {
-  // No training steps is a run only for post-training passes (quantize mode: ptq), which
-  // calibrate and export without an optimizer step.
-  if (trainer.epochs == 0 && trainer.max_steps == 0 && compression.empty())
-    c.error("trainer.max_steps",
-            "training would do nothing: set trainer.epochs or trainer.max_steps (0 steps only "
-            "with a post-training compression recipe, e.g. quantize mode: ptq)");
+  v.section("incremental", incremental, "continual learning (trainer.name: incremental)");
+  v.list("increments", increments,
+         "continual learning: the data increments in training order, each the run's data (or "
+         "data: another dataset) with classes: and/or permute_pixels:");
 }
 
 namespace {

@@ -113,6 +113,36 @@ struct PassConfig : Section {
   void visit(Visitor& v) override;
 };
 
+// Continual learning (trainer.name: incremental). One item of `increments:`: the run's data (or
+// another dataset) with a transform; the trainer trains on the increments in order.
+struct PermutePixels : Section {
+  int64_t seed = -1;  // permutes every sample's values with a fixed permutation; -1: off
+  void visit(Visitor& v) override;
+};
+
+struct IncrementData : Section {
+  std::string name;                  // registered dataset; empty: the run's `data:`
+  std::shared_ptr<Section> options;  // the dataset's own keys, beside `name`
+  void visit(Visitor& v) override;
+};
+
+struct IncrementConfig : Section {
+  std::string name;               // label in reports; empty: "increment <i>"
+  IncrementData data;             // another dataset (new documents); empty: the run's data
+  std::vector<int64_t> classes;   // keep only samples of these labels (Split MNIST); empty: all
+  PermutePixels permute_pixels;   // Permuted MNIST
+  void visit(Visitor& v) override;
+};
+
+struct IncrementalConfig : Section {
+  std::string scenario = "domain_incremental";  // task_ | domain_ | class_incremental
+  std::string eval_on = "auto";  // auto (test part if any, else val) | test | val
+  std::string metric = "accuracy";  // the metric of the accuracy matrix
+  std::string resume_from;          // an earlier incremental run to continue
+  bool reset_optimizer = true;      // a fresh optimizer state at every increment
+  void visit(Visitor& v) override;
+};
+
 struct Config : Section {
   RunConfig run;
   LoggingConfig logging;
@@ -124,6 +154,8 @@ struct Config : Section {
   TrainerConfig trainer;
   std::vector<PassConfig> compression;  // the recipe: passes in the order they act
   std::vector<std::string> plugins;     // shared libraries that register more passes
+  IncrementalConfig incremental;         // continual learning: scenario, resume_from
+  std::vector<IncrementConfig> increments;  // the data sequence of trainer.name: incremental
 
   std::string source_file;  // the YAML file it came from (not a key)
 

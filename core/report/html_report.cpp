@@ -82,6 +82,40 @@ std::string svg_chart(const std::string& title, const Series& s) {
 
 }  // namespace
 
+// Continual learning: the accuracy matrix R[i][j] as a table shaded from red (0) to green (1),
+// then the averaged metrics.
+static std::string continual_heatmap(const nlohmann::json& c) {
+  std::ostringstream h;
+  const auto& names = c.value("increments", nlohmann::json::array());
+  h << "<h2>Continual learning (" << escape(c.value("scenario", std::string())) << ")</h2>"
+    << "<p>R[i][j]: " << escape(c.value("metric", std::string("accuracy")))
+    << " on increment j (column) after training increment i (row).</p><table><tr><th></th>";
+  for (const auto& n : names) h << "<th>" << escape(n.get<std::string>()) << "</th>";
+  h << "</tr>";
+  const auto& m = c.value("accuracy_matrix", nlohmann::json::array());
+  for (size_t i = 0; i < m.size(); ++i) {
+    h << "<tr><th>" << (i < names.size() ? escape(names[i].get<std::string>()) : "") << "</th>";
+    for (const auto& v : m[i]) {
+      if (!v.is_number()) {
+        h << "<td></td>";
+        continue;
+      }
+      const double x = std::clamp(v.get<double>(), 0.0, 1.0);
+      const int hue = static_cast<int>(120 * x);  // 0 red .. 120 green
+      h << "<td style='background:hsl(" << hue << ",70%,75%)'>" << num(v.get<double>())
+        << "</td>";
+    }
+    h << "</tr>";
+  }
+  h << "</table><table><tr><th>metric</th><th>value</th></tr>";
+  for (const char* k :
+       {"average_accuracy", "bwt", "fwt", "forgetting", "forgetting_from_best"})
+    if (c.contains(k) && c[k].is_number())
+      h << "<tr><td>" << k << "</td><td>" << num(c[k].get<double>()) << "</td></tr>";
+  h << "</table>";
+  return h.str();
+}
+
 void write_html_report(const std::string& run_dir, const std::string& title) {
   namespace fs = std::filesystem;
   std::map<std::string, Series> series;  // "train loss", "val accuracy", ...
@@ -133,6 +167,7 @@ void write_html_report(const std::string& run_dir, const std::string& title) {
       html << "<h3>" << escape(item.value("pass", "")) << "</h3><pre>"
            << escape(item.contains("summary") ? item["summary"].dump(2) : "{}") << "</pre>";
   }
+  if (summary.contains("continual")) html << continual_heatmap(summary["continual"]);
   html << "<h2>Over steps</h2><div class='charts'>";
   // A pass may chart series of its own: summary "charts": {"<name>": [[step, value], ...]}.
   if (summary.contains("compression"))

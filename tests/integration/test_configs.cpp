@@ -70,7 +70,12 @@ TEST_CASE("every shipped config trains for a few steps", "[configs]") {
     if (entry.path().extension() != ".yaml") continue;
     const std::string name = entry.path().stem().string();
     std::string extra;
-    if (name.rfind("mnist", 0) == 0) extra = " data.dir=" + mnist;
+    if (name.find("mnist") != std::string::npos) extra = " data.dir=" + mnist;
+    // Continual configs: 5 steps per increment; fewer Fisher samples and permutations (each
+    // increment evaluates every one seen, on all of t10k).
+    if (name.find("ewc") != std::string::npos) extra += " compression[0].samples=50";
+    if (name.rfind("permuted", 0) == 0)
+      extra += " 'increments=[{permute_pixels: {seed: 0}}, {permute_pixels: {seed: 1}}]'";
     if (name.rfind("cifar10", 0) == 0) extra = " data.dir=" + fake_cifar10();
     if (name.rfind("lm_", 0) == 0) extra = " data.file=" + fake_tokens();
     const std::string out = sculpt::test::temp_dir("cfg-" + name);

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/models/model.h"
 #include "core/nn/layers.h"
+#include "tests/support/attached_pass.h"
 #include "trainers/run_parts.h"
 
 using sculpt::compression::CompressionPass;
@@ -111,12 +112,10 @@ TEST_CASE("l2sp adds alpha/2 ||w - w0||^2 and its gradient is alpha (w - w0)", "
   const auto cfg = Config::parse(
       kRun +
       "compression: [{name: l2sp, alpha: 0.5, include_bias: true, include: ['hidden0.*']}]\n");
-  auto parts = sculpt::trainers::build_run_parts(cfg, torch::kCPU);
-  auto& model = *parts.model;
-  auto recipe = sculpt::compression::build_recipe(cfg);
-  auto& pass = *recipe[0];
-  sculpt::trainers::StepContext ctx;
-  pass.attach(model, ctx);
+  auto attached = sculpt::test::attach_first_pass(cfg);
+  auto& model = attached.model();
+  auto& pass = attached.pass();
+  auto& ctx = attached.ctx;
   auto lin = layer(model, "hidden0.seq.0");
   at::Tensor w = lin->raw_weight(), b = lin->named_parameters(false)["bias"];
   const auto w0 = w.detach().clone(), b0 = b.detach().clone();

@@ -1,0 +1,288 @@
+// ewc: the Fisher is computed in on_increment_end from per-sample gradients (one backward per
+// sample: exact for any model, and on the sizes continual learning uses — ~1000 samples — it
+// costs a fraction of an epoch). The penalty terms are kept per parameter as (F, theta*) pairs:
+// one pair in `online` mode (F = gamma F_old + F_new, theta* = the latest end of increment), one
+// per increment in `separate` mode. All of it is in the pass state (checkpoints, and so
+// incremental.resume_from).
+// TODO(issue 9): with several ranks, all-reduce (average) each Fisher across ranks before it is
+// stored; multi-process training does not exist yet.
+#include "compression/passes/ewc.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include "compression/passes/pass_options.h"
+
+#include <chrono>
+
+#include "core/data/loader.h"
+#include "core/error.h"
+#include "core/logging/logging.h"
+#include "core/models/model.h"
+#include "core/run/run_context.h"
+
+namespace sculpt::compression {
+
+void EwcOptions::visit(config::Visitor& v) {
+  v.field("lambda", lambda, "ewc: strength; adds lambda/2 * sum F (w - w*)^2 to the loss",
+          config::Range::at_least(0));
+  v.choice("mode", mode, {"online", "separate"},
+           "ewc: online (one Fisher, decayed by gamma per increment) | separate (one penalty per "
+           "past increment)");
+  v.field("gamma", gamma, "ewc: online mode's decay of the accumulated Fisher per increment",
+          config::Range::closed(0, 1));
+  v.choice("fisher", fisher, {"empirical", "true"},
+           "ewc: labels of the Fisher's log-likelihood: empirical (the data's) | true (sampled "
+           "from the model)");
+  v.field("samples", samples,
+          "ewc: samples of the increment the Fisher is estimated on (random, fixed by run.seed); "
+          "0: all",
+          config::Range::at_least(0));
+  v.field("include_bias", include_bias, "ewc: also protect the biases of the chosen layers");
+}
+
+std::vector<at::Tensor> diagonal_fisher(const std::function<at::Tensor(const at::Tensor&)>& forward,
+                                        const std::vector<at::Tensor>& params,
+                                        const at::Tensor& inputs, const at::Tensor& targets,
+                                        bool empirical, at::Generator gen) {
+  std::vector<at::Tensor> fisher;
+  for (const auto& p : params) fisher.push_back(torch::zeros_like(p, at::kFloat));
+  const int64_t n = inputs.size(0);
+  for (int64_t i = 0; i < n; ++i) {
+    auto logp = torch::log_softmax(forward(inputs.narrow(0, i, 1)).to(at::kFloat), -1)
+                    .reshape({-1});
+    int64_t y = 0;
+    if (empirical) {
+      y = targets[i].item<int64_t>();
+    } else {
+      torch::NoGradGuard no_grad;
+      y = at::multinomial(logp.exp().unsqueeze(0), 1, false, gen).item<int64_t>();
+    }
+    auto grads = torch::autograd::grad({-logp[y]}, params, {}, false, false, true);
+    torch::NoGradGuard no_grad;
+    for (size_t k = 0; k < params.size(); ++k)
+      if (grads[k].defined()) fisher[k].add_(grads[k].to(at::kFloat).pow(2));
+  }
+  for (auto& f : fisher) f.div_(static_cast<double>(std::max<int64_t>(n, 1)));
+  return fisher;
+}
+
+namespace {
+
+// lambda/2 * sum F (w - w*)^2 with its gradient lambda F (w - w*), as one autograd node: three
+// passes over the parameter forward (w - w*, F (w - w*), the dot product) and one backward, about
+// half what the same formula costs as separate autograd ops.
+struct EwcPenalty : torch::autograd::Function<EwcPenalty> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& param,
+                            const at::Tensor& fisher, const at::Tensor& anchor, double lambda) {
+    const auto diff = param - anchor;
+    const auto weighted = fisher * diff;
+    ctx->saved_data["weighted"] = weighted;
+    ctx->saved_data["lambda"] = lambda;
+    return at::dot(weighted.reshape({-1}), diff.reshape({-1})) * (lambda / 2);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto weighted = ctx->saved_data["weighted"].toTensor();
+    const double lambda = ctx->saved_data["lambda"].toDouble();
+    return {weighted * (grad[0] * lambda), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+class EwcPass final : public CompressionPass {
+ public:
+  using CompressionPass::CompressionPass;
+
+  void attach(models::Model& model, const StepContext& /*ctx*/) override {
+    params_.clear();
+    for_each_weight<EwcOptions>(
+        *this, model, [&](const Target& t, const std::string& key, const at::Tensor& w,
+                          const EwcOptions& o) { params_.push_back({t.name, key, w, o.lambda}); });
+    const auto& o = base_options();
+    online_ = o.mode == "online";
+    gamma_ = o.gamma;
+    empirical_ = o.fisher == "empirical";
+    samples_ = o.samples;
+  }
+
+  void on_increment_end(models::Model& model, const data::Dataset& seen,
+                        const StepContext& ctx) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    // The rows, drawn with a generator fixed by (run.seed, increment), through the evaluation
+    // loader so they are normalized as training saw them.
+    const uint64_t seed = static_cast<uint64_t>(ctx.run ? ctx.run->config().run.seed : 0) *
+                              1000003ull +
+                          static_cast<uint64_t>(ctx.increment) * 7919ull + 17ull;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    const int64_t n = samples_ > 0 ? std::min(samples_, seen.size()) : seen.size();
+    auto rows = at::randperm(seen.size(), gen, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, n);
+    const data::Dataset chosen = seen.subset(rows);
+    config::DataConfig dc;
+    if (ctx.run) dc = ctx.run->config().data;
+    data::Loader loader(chosen, 256, data::LoaderOptions::for_evaluation(dc));
+    std::vector<at::Tensor> live;
+    for (const auto& p : params_) live.push_back(p.param);
+    std::vector<at::Tensor> fisher;
+    for (const auto& p : params_) fisher.push_back(torch::zeros_like(p.param, at::kFloat));
+    const bool was_training = model.is_training();
+    model.eval();
+    data::Batch b;
+    while (loader.next(b)) {
+      auto part = diagonal_fisher([&](const at::Tensor& x) { return model.forward(x); }, live,
+                                  b.inputs.to(ctx.device), b.targets.to(ctx.device), empirical_,
+                                  gen);
+      for (size_t k = 0; k < fisher.size(); ++k) fisher[k].add_(part[k] * b.size());
+    }
+    model.train(was_training);
+    for (auto& f : fisher) f.div_(static_cast<double>(std::max<int64_t>(n, 1)));
+    Term term;
+    for (size_t k = 0; k < params_.size(); ++k) {
+      term.fisher.push_back(fisher[k]);
+      term.anchor.push_back(params_[k].param.detach().clone());
+    }
+    if (online_ && !terms_.empty()) {
+      for (size_t k = 0; k < params_.size(); ++k)
+        term.fisher[k].add_(terms_[0].fisher[k], gamma_);
+      terms_[0] = std::move(term);
+    } else {
+      terms_.push_back(std::move(term));
+    }
+    merged_ = Term{};
+    ++increments_;
+    fisher_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log::info("ewc: Fisher of ", params_.size(), " tensors from ", n, " samples of increment ",
+              ctx.increment);
+  }
+
+  at::Tensor extra_loss(models::Model& /*model*/, const StepContext& /*ctx*/) override {
+    if (terms_.size() > 1 && merged_.fisher.empty()) merge_terms();
+    at::Tensor total;
+    for (auto& t : terms_.size() > 1 ? std::vector<Term>{merged_} : terms_)
+      for (size_t k = 0; k < params_.size(); ++k) {
+        const auto& p = params_[k];
+        if (p.lambda == 0) continue;
+        if (t.anchor[k].device() != p.param.device()) {
+          t.anchor[k] = t.anchor[k].to(p.param.device());
+          t.fisher[k] = t.fisher[k].to(p.param.device());
+        }
+        auto term = EwcPenalty::apply(p.param, t.fisher[k], t.anchor[k], p.lambda);
+        if (!t.constant.empty()) term = term + t.constant[k] * (p.lambda / 2);
+        total = total.defined() ? total + term : term;
+      }
+    return total;
+  }
+
+  CallbackState state_dict() const override {
+    CallbackState s;
+    for (size_t i = 0; i < terms_.size(); ++i)
+      for (size_t k = 0; k < params_.size(); ++k) {
+        s.tensors.emplace_back(std::to_string(i) + "/fisher/" + params_[k].key,
+                               terms_[i].fisher[k]);
+        s.tensors.emplace_back(std::to_string(i) + "/anchor/" + params_[k].key,
+                               terms_[i].anchor[k]);
+      }
+    s.meta = {{"terms", terms_.size()},
+              {"increments", increments_},
+              {"fisher_seconds", fisher_seconds_}};
+    return s;
+  }
+
+  void load_state_dict(const CallbackState& state) override {
+    terms_.clear();
+    merged_ = Term{};
+    const int64_t n = state.meta.value("terms", int64_t{0});
+    increments_ = state.meta.value("increments", int64_t{0});
+    fisher_seconds_ = state.meta.value("fisher_seconds", 0.0);
+    auto find = [&](const std::string& key) {
+      for (const auto& [name, t] : state.tensors)
+        if (name == key) return t;
+      throw UserError("compression pass ewc: the saved state has no " + key +
+                      " (was it written with other layers or include_bias?)");
+    };
+    for (int64_t i = 0; i < n; ++i) {
+      Term t;
+      for (const auto& p : params_) {
+        const std::string prefix = std::to_string(i) + "/";
+        auto f = find(prefix + "fisher/" + p.key), a = find(prefix + "anchor/" + p.key);
+        SCULPT_CHECK(f.sizes() == p.param.sizes() && a.sizes() == p.param.sizes(),
+                     "compression pass ewc: saved ", p.key, " has shape ", f.sizes(),
+                     ", the layer ", p.param.sizes());
+        t.fisher.push_back(f.to(p.param.device(), at::kFloat));
+        t.anchor.push_back(a.to(p.param.device(), p.param.scalar_type()));
+      }
+      terms_.push_back(std::move(t));
+    }
+  }
+
+  // Per layer: lambda and the Fisher's mean and max (of the newest term); the penalty count.
+  nlohmann::json summary() const override {
+    nlohmann::json layers = nlohmann::json::array();
+    for (size_t k = 0; k < params_.size(); ++k) {
+      nlohmann::json j = {{"name", params_[k].key}, {"lambda", params_[k].lambda}};
+      if (!terms_.empty()) {
+        const auto& f = terms_.back().fisher[k];
+        j["fisher_mean"] = f.mean().item<double>();
+        j["fisher_max"] = f.max().item<double>();
+      }
+      layers.push_back(j);
+    }
+    return {{"mode", online_ ? "online" : "separate"},
+            {"increments", increments_},
+            {"penalty_terms", terms_.size()},
+            {"fisher_seconds", fisher_seconds_},
+            {"parameters", layers}};
+  }
+
+ private:
+  const EwcOptions& base_options() const { return pass_options<EwcOptions>(*this); }
+
+  struct Param {
+    std::string layer;
+    std::string key;  // <layer>.weight / <layer>.bias
+    at::Tensor param;
+    double lambda = 0;
+  };
+  struct Term {
+    std::vector<at::Tensor> fisher, anchor;  // per entry of params_
+    std::vector<double> constant;            // merged terms: what the fold leaves over
+  };
+
+  // Separate mode: sum_k F_k (w - w*_k)^2 = F (w - m)^2 + c with F = sum_k F_k,
+  // m = sum_k F_k w*_k / F (0 where F is 0) and c = sum(sum_k F_k w*_k^2 - F m^2): one term's
+  // cost per step however many increments there were. Recomputed when the terms change.
+  void merge_terms() {
+    torch::NoGradGuard no_grad;
+    merged_ = Term{};
+    for (size_t k = 0; k < params_.size(); ++k) {
+      auto f = at::zeros_like(terms_[0].fisher[k], at::kDouble);
+      auto fw = at::zeros_like(f), fww = at::zeros_like(f);
+      for (const auto& t : terms_) {
+        const auto fk = t.fisher[k].to(at::kDouble), wk = t.anchor[k].to(at::kDouble);
+        f += fk;
+        fw += fk * wk;
+        fww += fk * wk * wk;
+      }
+      const auto m = at::where(f > 0, fw / f, at::zeros_like(f));
+      merged_.constant.push_back((fww - f * m * m).sum().item<double>());
+      merged_.fisher.push_back(f.to(terms_[0].fisher[k].options()));
+      merged_.anchor.push_back(m.to(params_[k].param.options()));
+    }
+  }
+  std::vector<Param> params_;
+  std::vector<Term> terms_;
+  Term merged_;  // separate mode with several terms: their fold (empty: not computed yet)
+  bool online_ = true, empirical_ = true;
+  double gamma_ = 1.0;
+  int64_t samples_ = 1000;
+  int64_t increments_ = 0;
+  double fisher_seconds_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<CompressionPass> make_ewc_pass(const config::PassConfig& cfg) {
+  return std::make_unique<EwcPass>(cfg);
+}
+
+}  // namespace sculpt::compression

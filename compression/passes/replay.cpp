@@ -1,0 +1,284 @@
+#include "compression/passes/replay.h"
+
+#include <torch/torch.h>
+
+#include "compression/passes/pass_options.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "core/data/loader.h"
+#include "core/data/transforms.h"
+#include "core/error.h"
+#include "core/io/atomic_file.h"
+#include "core/io/safetensors.h"
+#include "core/logging/logging.h"
+#include "core/models/model.h"
+#include "core/run/run_context.h"
+
+namespace sculpt::compression {
+
+void ReplayOptions::visit(config::Visitor& v) {
+  v.field("buffer", buffer, "replay: samples kept in the buffer", config::Range::at_least(1));
+  v.choice("policy", policy, {"reservoir", "class_balanced", "importance"},
+           "replay: which samples stay: reservoir (uniform over everything seen) | "
+           "class_balanced (equal slots per class) | importance (the highest loss at the end of "
+           "their increment)");
+  v.field("batch_size", batch_size, "replay: replayed samples per step; 0: ratio decides",
+          config::Range::at_least(0));
+  v.field("ratio", ratio, "replay: replayed samples per new sample when batch_size is 0",
+          config::Range::at_least(0));
+}
+
+namespace {
+int64_t uniform(std::mt19937_64& rng, int64_t n) {  // in [0, n)
+  return static_cast<int64_t>(rng() % static_cast<uint64_t>(n));
+}
+}  // namespace
+
+ReplayBuffer::ReplayBuffer(int64_t capacity, std::string policy)
+    : capacity_(capacity), policy_(std::move(policy)) {}
+
+void ReplayBuffer::put(int64_t slot, const at::Tensor& input, int64_t label, double score) {
+  if (slot == size()) {
+    rows_.push_back(input.detach().to(at::kCPU).clone());
+    labels_.push_back(label);
+    scores_.push_back(score);
+    positions_.push_back(seen_ - 1);
+    return;
+  }
+  rows_[slot] = input.detach().to(at::kCPU).clone();
+  labels_[slot] = label;
+  scores_[slot] = score;
+  positions_[slot] = seen_ - 1;
+}
+
+int64_t ReplayBuffer::add(const at::Tensor& input, int64_t label, double score,
+                          std::mt19937_64& rng) {
+  ++seen_;
+  const int64_t seen_class = ++seen_per_class_[label];
+  if (size() < capacity_) {
+    put(size(), input, label, score);
+    return size() - 1;
+  }
+  if (policy_ == "reservoir") {
+    const int64_t j = uniform(rng, seen_);
+    if (j >= capacity_) return -1;
+    put(j, input, label, score);
+    return j;
+  }
+  if (policy_ == "importance") {
+    const auto low = std::min_element(scores_.begin(), scores_.end()) - scores_.begin();
+    if (score <= scores_[low]) return -1;
+    put(low, input, label, score);
+    return low;
+  }
+  // class_balanced
+  const auto counts = class_counts();
+  int64_t largest = 0;
+  for (const auto& [c, n] : counts) largest = std::max(largest, n);
+  const auto mine = counts.find(label);
+  const int64_t have = mine == counts.end() ? 0 : mine->second;
+  int64_t victim_class = label;
+  if (have < largest) {
+    std::vector<int64_t> big;
+    for (const auto& [c, n] : counts)
+      if (n == largest) big.push_back(c);
+    victim_class = big[uniform(rng, static_cast<int64_t>(big.size()))];
+  } else if (uniform(rng, seen_class) >= have) {
+    return -1;  // kept with probability have / seen_class
+  }
+  std::vector<int64_t> slots;
+  for (int64_t i = 0; i < size(); ++i)
+    if (labels_[i] == victim_class) slots.push_back(i);
+  const int64_t slot = slots[uniform(rng, static_cast<int64_t>(slots.size()))];
+  put(slot, input, label, score);
+  return slot;
+}
+
+at::Tensor ReplayBuffer::inputs() const {
+  return rows_.empty() ? at::Tensor() : at::stack(rows_);
+}
+
+at::Tensor ReplayBuffer::labels() const {
+  return at::tensor(labels_, at::kLong);
+}
+
+std::map<int64_t, int64_t> ReplayBuffer::class_counts() const {
+  std::map<int64_t, int64_t> counts;
+  for (int64_t l : labels_) ++counts[l];
+  return counts;
+}
+
+void ReplayBuffer::save(std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                        nlohmann::json& meta) const {
+  if (!rows_.empty()) {
+    tensors.emplace_back("inputs", inputs());
+    tensors.emplace_back("labels", labels());
+    tensors.emplace_back("scores", at::tensor(scores_, at::kDouble));
+    tensors.emplace_back("positions", at::tensor(positions_, at::kLong));
+  }
+  nlohmann::json per_class = nlohmann::json::object();
+  for (const auto& [c, n] : seen_per_class_) per_class[std::to_string(c)] = n;
+  meta["seen"] = seen_;
+  meta["seen_per_class"] = per_class;
+}
+
+void ReplayBuffer::load(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                        const nlohmann::json& meta) {
+  rows_.clear();
+  labels_.clear();
+  scores_.clear();
+  positions_.clear();
+  std::map<std::string, at::Tensor> t(tensors.begin(), tensors.end());
+  seen_ = meta.value("seen", int64_t{0});
+  seen_per_class_.clear();
+  const auto per_class = meta.value("seen_per_class", nlohmann::json::object());
+  for (const auto& [c, n] : per_class.items())
+    seen_per_class_[std::stoll(c)] = n.get<int64_t>();
+  if (!t.count("inputs")) return;
+  SCULPT_CHECK(t.count("labels") && t.count("scores") && t.count("positions"),
+               "compression pass replay: the saved buffer lacks labels, scores or positions");
+  const auto x = t["inputs"];
+  const auto y = t["labels"].to(at::kLong).contiguous();
+  const auto s = t["scores"].to(at::kDouble).contiguous();
+  const auto p = t["positions"].to(at::kLong).contiguous();
+  SCULPT_CHECK(x.size(0) <= capacity_, "compression pass replay: the saved buffer holds ",
+               x.size(0), " samples, more than replay.buffer = ", capacity_);
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    rows_.push_back(x[i].clone());
+    labels_.push_back(y[i].item<int64_t>());
+    scores_.push_back(s[i].item<double>());
+    positions_.push_back(p[i].item<int64_t>());
+  }
+}
+
+namespace {
+
+class ReplayPass final : public CompressionPass {
+ public:
+  explicit ReplayPass(const config::PassConfig& cfg)
+      : CompressionPass(cfg), buffer_(options().buffer, options().policy) {}
+
+  void attach(models::Model& /*model*/, const StepContext& ctx) override {
+    rng_.seed(static_cast<uint64_t>(ctx.run ? ctx.run->config().run.seed : 0) * 2654435761ull +
+              12345ull);
+    if (ctx.run) data_ = ctx.run->config().data;
+  }
+
+  // Streams the increment's rows through the buffer in a random order (importance: scored by
+  // the per-sample loss of the model as it is now).
+  void on_increment_end(models::Model& model, const data::Dataset& seen,
+                        const StepContext& ctx) override {
+    const auto x = seen.inputs(), y = seen.targets();
+    std::vector<double> scores(static_cast<size_t>(seen.size()), 0.0);
+    if (options().policy == "importance") scores = losses(model, seen, ctx);
+    std::vector<int64_t> order(static_cast<size_t>(seen.size()));
+    for (int64_t i = 0; i < seen.size(); ++i) order[i] = i;
+    for (int64_t i = seen.size() - 1; i > 0; --i) std::swap(order[i], order[uniform(rng_, i + 1)]);
+    const auto* labels = y.to(at::kLong).contiguous().data_ptr<int64_t>();
+    for (int64_t i : order) buffer_.add(x[i], labels[i], scores[i], rng_);
+    stacked_ = at::Tensor();
+    if (ctx.run) {  // the buffer in the run directory too: tensors, counters and generator
+      const auto state = state_dict();
+      if (!state.tensors.empty())
+        io::save_safetensors((ctx.run->dir() / "replay_buffer.safetensors").string(),
+                             state.tensors);
+      io::write_file_atomic((ctx.run->dir() / "replay_buffer.json").string(),
+                            state.meta.dump(2) + "\n");
+    }
+    log::info("replay: buffer ", buffer_.size(), " of ", buffer_.seen(), " samples seen");
+  }
+
+  void on_batch(data::Batch& b, const StepContext& /*ctx*/) override {
+    if (buffer_.size() == 0) return;
+    const auto& o = options();
+    const int64_t k = o.batch_size > 0
+                          ? o.batch_size
+                          : static_cast<int64_t>(std::llround(o.ratio * static_cast<double>(b.size())));
+    if (k <= 0) return;
+    if (!stacked_.defined()) {
+      stacked_ = buffer_.inputs();
+      labels_ = buffer_.labels();
+      if (!data_.normalize_mean.empty())
+        stacked_ = data::normalize(stacked_, data_.normalize_mean, data_.normalize_std);
+    }
+    std::vector<int64_t> pick(static_cast<size_t>(k));
+    for (auto& i : pick) i = uniform(rng_, buffer_.size());
+    const auto idx = at::tensor(pick, at::kLong);
+    const auto device = b.inputs.device();
+    b.inputs = at::cat({b.inputs, stacked_.index_select(0, idx).to(device, b.inputs.scalar_type())});
+    b.targets = at::cat({b.targets, labels_.index_select(0, idx).to(device)});
+    if (b.rows.defined())
+      b.rows = at::cat({b.rows, at::full({k}, -1, b.rows.options())});
+    replayed_ += k;
+  }
+
+  CallbackState state_dict() const override {
+    CallbackState s;
+    buffer_.save(s.tensors, s.meta);
+    std::ostringstream rng;
+    rng << rng_;
+    s.meta["rng"] = rng.str();
+    s.meta["replayed"] = replayed_;
+    return s;
+  }
+
+  void load_state_dict(const CallbackState& state) override {
+    buffer_.load(state.tensors, state.meta);
+    std::istringstream rng(state.meta.value("rng", std::string()));
+    if (!rng.str().empty()) rng >> rng_;
+    replayed_ = state.meta.value("replayed", int64_t{0});
+    stacked_ = at::Tensor();
+  }
+
+  nlohmann::json summary() const override {
+    nlohmann::json counts = nlohmann::json::object();
+    for (const auto& [c, n] : buffer_.class_counts()) counts[std::to_string(c)] = n;
+    return {{"policy", options().policy},
+            {"buffer", buffer_.size()},
+            {"capacity", options().buffer},
+            {"seen", buffer_.seen()},
+            {"replayed", replayed_},
+            {"class_counts", counts}};
+  }
+
+ private:
+  const ReplayOptions& options() const { return pass_options<ReplayOptions>(*this); }
+
+  // Per-sample cross-entropy of the model on every row of `seen` (eval mode, no grad).
+  std::vector<double> losses(models::Model& model, const data::Dataset& seen,
+                             const StepContext& ctx) const {
+    torch::NoGradGuard no_grad;
+    const bool was_training = model.is_training();
+    model.eval();
+    data::Loader loader(seen, 256, data::LoaderOptions::for_evaluation(data_));
+    std::vector<double> out;
+    data::Batch b;
+    while (loader.next(b)) {
+      auto l = torch::nn::functional::cross_entropy(
+          model.forward(b.inputs.to(ctx.device)).to(at::kFloat), b.targets.to(ctx.device),
+          torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+      l = l.to(at::kCPU, at::kDouble).contiguous();
+      out.insert(out.end(), l.data_ptr<double>(), l.data_ptr<double>() + l.numel());
+    }
+    model.train(was_training);
+    return out;
+  }
+
+  ReplayBuffer buffer_;
+  std::mt19937_64 rng_;
+  config::DataConfig data_;
+  at::Tensor stacked_, labels_;  // the buffer as tensors, normalized (rebuilt when it changes)
+  int64_t replayed_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<CompressionPass> make_replay_pass(const config::PassConfig& cfg) {
+  return std::make_unique<ReplayPass>(cfg);
+}
+
+}  // namespace sculpt::compression

@@ -1,0 +1,346 @@
+// The incremental (continual) trainer: the standard step loop (train_loop.h) run once per item
+// of `increments:`, each the run's data (or another dataset) filtered to some classes and/or
+// with its pixels permuted. Before increment i it measures the model on increment i (for FWT);
+// after it, the callbacks' on_increment_end (EWC's Fisher, ...) and the accuracy on every
+// increment seen, one row of the accuracy matrix R. Metrics (continual_metrics.h) go to
+// metrics.jsonl (split "continual", one record per increment), summary.json ("continual") and
+// report.html (a heatmap of R).
+//
+// Checkpoints hold incremental.json beside the usual files: the matrix so far, the random-init
+// accuracies and the global step the current increment began at, so run.resume continues
+// mid-increment exactly, and incremental.resume_from continues a finished earlier run.
+// TODO(issue 9): with several ranks, each increment's evaluation and the passes' state (Fisher)
+// must be reduced across ranks; multi-process training does not exist yet.
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <limits>
+
+#include "core/config/visitors.h"
+#include "core/error.h"
+#include "core/io/atomic_file.h"
+#include "core/logging/logging.h"
+#include "trainers/callback_state.h"
+#include "trainers/continual_metrics.h"
+#include "trainers/run_parts.h"
+#include "trainers/train_loop.h"
+#include "trainers/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace sculpt::trainers {
+
+namespace {
+
+constexpr double kMasked = -1e9;  // logit of classes outside the task (task-incremental)
+
+// What the trainer knows of one increment before training it.
+struct Increment {
+  std::string name;
+  std::string spec;          // the increment's resolved YAML (checked on resume_from)
+  config::DataConfig data;   // the run's data keys with this increment's dataset
+  at::Tensor mask;           // task_incremental: bool [classes], true for its classes
+  std::unique_ptr<data::Dataset> eval;  // what R[.][i] is measured on
+};
+
+// The increment's transform of `ds`: the pixel permutation, then the class filter.
+data::Dataset transform(const data::Dataset& ds, const config::IncrementConfig& inc) {
+  at::Tensor inputs = ds.inputs(), targets = ds.targets();
+  if (inc.permute_pixels.seed >= 0) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(
+        static_cast<uint64_t>(inc.permute_pixels.seed));
+    const auto shape = inputs.sizes().vec();
+    auto flat = inputs.reshape({inputs.size(0), -1});
+    auto perm = at::randperm(flat.size(1), gen, at::TensorOptions().dtype(at::kLong));
+    inputs = flat.index_select(1, perm).reshape(shape).contiguous();
+  }
+  data::Dataset out(inputs, targets, ds.spec());
+  if (inc.classes.empty()) return out;
+  auto keep = at::isin(targets, at::tensor(inc.classes, at::kLong));
+  return out.subset(keep.nonzero().flatten());
+}
+
+class IncrementalTrainer final : public Trainer {
+ public:
+  explicit IncrementalTrainer(const config::TrainerConfig& c) : cfg_(c) {}
+
+  FitResult fit(RunContext& ctx, const Callbacks& callbacks) override {
+    const auto& c = ctx.config();
+    const auto& ic = c.incremental;
+    const auto t0 = Clock::now();
+    const auto device = ctx.device();
+    const bool bf16 = use_bf16(cfg_.precision, device);
+    auto parts = build_run_parts(c, device);
+    auto& model = *parts.model;
+    auto& task = *parts.task;
+    const int64_t n = static_cast<int64_t>(c.increments.size());
+    std::vector<Increment> incs;
+    for (int64_t i = 0; i < n; ++i) incs.push_back(make_increment(c, parts, i));
+    // The initial model on every increment (FWT's reference), before anything is loaded.
+    std::vector<double> baseline;
+    for (auto& inc : incs) baseline.push_back(measure(model, task, inc, ctx, bf16));
+
+    auto current = train_split(c, parts, 0);
+    StepContext hook = make_hook(ctx, current.train);
+    hook.total_steps = total_steps(cfg_, incs[0].data, current.train.size(), "increments[0]",
+                                   &hook.steps_per_epoch);
+    attach_callbacks(callbacks, model, hook, current.train);
+    auto optimizer = build_optimizer(c, model, callbacks);
+    hook.optimizer = optimizer.get();
+    auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
+
+    // Where to start: a checkpoint of this run (run.resume), the end of an earlier run
+    // (incremental.resume_from), or the beginning.
+    TrainState st;
+    Progress pr;
+    pr.matrix.clear();
+    CheckpointStore store(ctx.dir(), cfg_.keep_checkpoints);
+    const auto resume = resolve_resume(c.run.resume, ctx.dir());
+    if (resume) {
+      // Pass state first: loading it may draw random numbers (a teacher's init), and the
+      // checkpoint restores the generator last.
+      load_callback_states(callbacks, *resume);
+      st = CheckpointStore::load(*resume, model, *optimizer);
+      pr = read_progress(*resume, incs, false);
+      log::info("resumed from ", resume->string(), " at step ", st.step, " in increment ",
+                pr.matrix.size());
+    } else if (!ic.resume_from.empty()) {
+      SCULPT_CHECK(fs::exists(ic.resume_from), c.source_file, ": incremental.resume_from: ",
+                   ic.resume_from, " does not exist");
+      const auto prev = resolve_resume(ic.resume_from, ic.resume_from);
+      SCULPT_CHECK(prev, "incremental.resume_from: ", ic.resume_from, " has no checkpoint");
+      // Pass state first: loading it may draw random numbers (a teacher's init), and the
+      // checkpoint restores the generator last.
+      load_callback_states(callbacks, *prev);
+      st = CheckpointStore::load(*prev, model, *optimizer);
+      pr = read_progress(*prev, incs, true);
+      SCULPT_CHECK(st.epoch == 0 && st.batch_in_epoch == 0 && st.step == pr.begin_step,
+                   "incremental.resume_from: ", prev->string(), " stopped inside increment ",
+                   pr.matrix.size(), "; finish that run first (run.resume=auto)");
+      log::info("continuing ", ic.resume_from, " after ", pr.matrix.size(), " increments");
+    }
+    st.config_hash = c.hash();
+    pr.baseline = baseline;
+    MetricsLog metrics(ctx.dir(), resume.has_value(), cfg_.tensorboard, t0);
+
+    LoopResult timing;  // over every increment of this process
+    for (int64_t i = static_cast<int64_t>(pr.matrix.size()); i < n; ++i) {
+      const auto inc_t0 = Clock::now();
+      if (i > 0) current = train_split(c, parts, i);
+      hook.train = &current.train;
+      hook.data = &current.train.spec();
+      hook.increment = i;
+      const int64_t steps = total_steps(cfg_, incs[i].data, current.train.size(),
+                                        "increments[" + std::to_string(i) + "]",
+                                        &hook.steps_per_epoch);
+      const bool fresh = st.step == pr.begin_step && st.epoch == 0 && st.batch_in_epoch == 0;
+      if (fresh) {
+        // Each increment draws from a generator seeded by (seed, increment): a run continued
+        // with resume_from draws what one run over all increments draws.
+        torch::manual_seed(static_cast<uint64_t>(c.run.seed) * 1000003ull +
+                           static_cast<uint64_t>(i));
+        if (ic.reset_optimizer) {
+          optimizer = build_optimizer(c, model, callbacks);
+          hook.optimizer = optimizer.get();
+        }
+        if (i > 0) pr.matrix.back().push_back(measure(model, task, incs[i], ctx, bf16));
+      }
+      hook.total_steps = steps;
+      log::info("increment ", i, " (", incs[i].name, "): ", current.train.size(), " train / ",
+                current.val.size(), " val; ", steps, " steps");
+      const OutputMap mask = mask_of(incs[i]);
+      const int64_t begin = pr.begin_step;
+      LoopParts lp{ctx,      cfg_,     model,     task,           current.train, current.val,
+                   incs[i].data, *optimizer, *schedule, store,        callbacks,     hook,
+                   metrics,  seed_of(c, i), begin, begin + steps, bf16};
+      lp.map_outputs = mask;
+      lp.save_extra = [&](const fs::path& dir) { write_progress(dir, pr, incs); };
+      lp.record_extra = {{"increment", i}};
+      TrainLoop loop(std::move(lp));
+      const LoopResult r = loop.run(st);
+      if (timing.first_step_s < 0) timing.first_step_s = r.first_step_s;
+      timing.timed_step_s += r.timed_step_s;
+      timing.timed_steps += r.timed_steps;
+      timing.skipped_steps += r.skipped_steps;
+      if (r.interrupted) return interrupted_at(st.step, t0);
+      loop.eval_and_record(st);
+      hook.step = st.step;
+      for (const auto& cb : callbacks) cb->on_increment_end(model, current.train, hook);
+      std::vector<double> row;
+      for (int64_t j = 0; j <= i; ++j) row.push_back(measure(model, task, incs[j], ctx, bf16));
+      pr.matrix.push_back(row);
+      pr.seconds.push_back(seconds_since(inc_t0));
+      // The next increment starts here, from the start of its data.
+      pr.begin_step = st.step;
+      st.epoch = st.batch_in_epoch = st.evals_since_best = 0;
+      st.has_best = false;
+      nlohmann::json rec = continual_metrics(pr.matrix, pr.baseline);
+      rec.update({{"step", st.step}, {"split", "continual"}, {"increment", i}});
+      rec["row"] = matrix_json({row}, static_cast<size_t>(i) + 1)[0];
+      metrics.record(rec);
+      log::info("after increment ", i, ": ", rec.dump());
+      loop.save(st, false);
+    }
+
+    hook.step = st.step;
+    for (const auto& cb : callbacks) cb->finalize(model, hook);
+    FitResult result;
+    result.steps = st.step;
+    const auto final_metrics = continual_metrics(pr.matrix, pr.baseline);
+    for (const auto& [k, v] : final_metrics.items())
+      result.final_metrics["continual"][k] = v.get<double>();
+    result.time_s = seconds_since(t0);
+    auto summary = run_summary(ctx, model, result, timing, callbacks);
+    summary["continual"] = continual_summary(ic, pr, incs);
+    write_run_outputs(ctx, model, summary);
+    return result;
+  }
+
+ private:
+  // The trainer's own state, in checkpoints (incremental.json).
+  struct Progress {
+    AccuracyMatrix matrix;         // rows done; the last row may hold the next increment too
+    std::vector<double> baseline;  // the initial model on every increment
+    std::vector<double> seconds;   // wall time of each increment done
+    int64_t begin_step = 0;        // global step where the current increment began
+  };
+
+  static Increment make_increment(const config::Config& c, const RunParts& parts, int64_t i) {
+    const auto& spec = c.increments[i];
+    Increment inc;
+    inc.name = spec.name.empty() ? "increment " + std::to_string(i) : spec.name;
+    inc.spec = config::dump_yaml(const_cast<config::IncrementConfig&>(spec));
+    inc.data = c.data;
+    const data::Dataset* base = parts.test.get();
+    std::unique_ptr<data::Dataset> other;
+    const std::string where = "increments[" + std::to_string(i) + "]";
+    if (!spec.data.name.empty()) {
+      inc.data.name = spec.data.name;
+      inc.data.options = spec.data.options;
+      other = data::dataset_registry().create(inc.data.name, inc.data, data::DataPart::test);
+      base = other.get();
+    }
+    const auto& model_spec = parts.all->spec();
+    const bool use_test = c.incremental.eval_on == "test" ||
+                          (c.incremental.eval_on == "auto" && base != nullptr);
+    SCULPT_CHECK(!use_test || base, c.source_file, ": ", where,
+                 ": incremental.eval_on=test, but the dataset has no test part");
+    if (use_test) {
+      inc.eval = std::make_unique<data::Dataset>(transform(*base, spec));
+    } else {
+      inc.eval = std::make_unique<data::Dataset>(train_split(c, parts, i).val);
+      SCULPT_CHECK(inc.eval->size() > 0, c.source_file, ": ", where,
+                   ": nothing to evaluate on: the dataset has no test part and "
+                   "data.val_fraction is 0");
+    }
+    SCULPT_CHECK(inc.eval->spec().input_shape == model_spec.input_shape, c.source_file, ": ",
+                 where, ": its samples have another shape than the run's data");
+    for (int64_t cls : spec.classes)
+      SCULPT_CHECK(cls < model_spec.num_classes, c.source_file, ": ", where, ".classes: ", cls,
+                   " is not a class of the data (", model_spec.num_classes, " classes)");
+    if (c.incremental.scenario == "task_incremental") {
+      inc.mask = at::zeros({model_spec.num_classes}, at::kBool);
+      for (int64_t cls : spec.classes) inc.mask[cls] = true;
+    }
+    return inc;
+  }
+
+  // Increment i's data, split into train and val as data.val_fraction says.
+  static data::Split train_split(const config::Config& c, const RunParts& parts, int64_t i) {
+    const auto& spec = c.increments[i];
+    if (spec.data.name.empty())
+      return data::split_dataset(transform(*parts.all, spec), c.data.val_fraction,
+                                 c.data.split_seed);
+    config::DataConfig d = c.data;
+    d.name = spec.data.name;
+    d.options = spec.data.options;
+    auto all = data::dataset_registry().create(d.name, d, data::DataPart::train);
+    return data::split_dataset(transform(*all, spec), c.data.val_fraction, c.data.split_seed);
+  }
+
+  static uint64_t seed_of(const config::Config& c, int64_t i) {
+    return static_cast<uint64_t>(c.run.seed) + 7919ull * static_cast<uint64_t>(i);
+  }
+
+  static OutputMap mask_of(const Increment& inc) {
+    if (!inc.mask.defined()) return {};
+    const at::Tensor keep = inc.mask;
+    return [keep](const at::Tensor& out) {
+      return out.masked_fill(~keep.to(out.device()), kMasked);
+    };
+  }
+
+  static double measure(models::Model& model, const tasks::Task& task, const Increment& inc,
+                        const RunContext& ctx, bool bf16) {
+    auto m = evaluate(model, task, *inc.eval, inc.data, ctx.device(), bf16, mask_of(inc));
+    const std::string& key = ctx.config().incremental.metric;
+    auto it = m.find(key);
+    SCULPT_CHECK(it != m.end(), "incremental.metric: the task has no metric '", key, "'");
+    return it->second;
+  }
+
+  static void write_progress(const fs::path& dir, const Progress& pr,
+                             const std::vector<Increment>& incs) {
+    nlohmann::json specs = nlohmann::json::array();
+    for (size_t i = 0; i < pr.matrix.size() && i < incs.size(); ++i) specs.push_back(incs[i].spec);
+    nlohmann::json j = {{"matrix", matrix_json(pr.matrix, incs.size())},
+                        {"baseline", pr.baseline},
+                        {"seconds", pr.seconds},
+                        {"begin_step", pr.begin_step},
+                        {"increments_done", pr.matrix.size()},
+                        {"specs", specs}};
+    io::write_file_atomic((dir / "incremental.json").string(), j.dump(2) + "\n");
+  }
+
+  static Progress read_progress(const fs::path& dir, const std::vector<Increment>& incs,
+                                bool across_runs) {
+    const fs::path file = dir / "incremental.json";
+    SCULPT_CHECK(fs::exists(file), file.string(),
+                 ": missing; the checkpoint was not written by the incremental trainer");
+    const nlohmann::json j = io::read_json_file(file.string());
+    Progress pr;
+    pr.matrix = matrix_from_json(j.at("matrix"));
+    pr.seconds = j.value("seconds", std::vector<double>{});
+    pr.begin_step = j.value("begin_step", int64_t{0});
+    SCULPT_CHECK(pr.matrix.size() <= incs.size(), file.string(), ": ", pr.matrix.size(),
+                 " increments were done, the config lists only ", incs.size());
+    const auto specs = j.value("specs", std::vector<std::string>{});
+    for (size_t i = 0; i < specs.size() && i < incs.size(); ++i)
+      SCULPT_CHECK(specs[i] == incs[i].spec, file.string(), ": increment ", i,
+                   " was trained on\n", specs[i], "but the config lists\n", incs[i].spec,
+                   across_runs ? "(list the earlier run's increments first)" : "");
+    // Keep the measured part of every row: row i holds columns 0..i+1 at most.
+    for (size_t i = 0; i < pr.matrix.size(); ++i) {
+      auto& row = pr.matrix[i];
+      while (!row.empty() && !std::isfinite(row.back())) row.pop_back();
+    }
+    return pr;
+  }
+
+  static nlohmann::json continual_summary(const config::IncrementalConfig& ic, const Progress& pr,
+                                          const std::vector<Increment>& incs) {
+    nlohmann::json names = nlohmann::json::array();
+    for (const auto& inc : incs) names.push_back(inc.name);
+    nlohmann::json j = continual_metrics(pr.matrix, pr.baseline);
+    j["scenario"] = ic.scenario;
+    j["metric"] = ic.metric;
+    j["increments"] = names;
+    j["accuracy_matrix"] = matrix_json(pr.matrix, incs.size());
+    j["initial_accuracy"] = pr.baseline;
+    j["increment_seconds"] = pr.seconds;
+    return j;
+  }
+
+  config::TrainerConfig cfg_;
+};
+
+}  // namespace
+
+void add_incremental_trainer(TrainerRegistry& r) {
+  r.add("incremental",
+        "continual learning: the standard loop once per item of `increments:`, accuracy matrix, "
+        "average accuracy, BWT/FWT, forgetting",
+        [](const config::TrainerConfig& c) { return std::make_unique<IncrementalTrainer>(c); });
+}
+
+}  // namespace sculpt::trainers

@@ -1,0 +1,349 @@
+#include "trainers/train_loop.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/data/loader.h"
+#include "core/error.h"
+#include "core/logging/logging.h"
+#include "core/optim/optimizers.h"
+#include "core/run/interrupt.h"
+#include "trainers/callback_state.h"
+#include "core/io/atomic_file.h"
+#include "core/report/html_report.h"
+#include "trainers/run_parts.h"
+#include "trainers/trainer.h"
+
+namespace sculpt::trainers {
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+StepContext make_hook(RunContext& ctx, const data::Dataset& train) {
+  const auto& c = ctx.config();
+  StepContext hook;
+  hook.device = ctx.device();
+  hook.rank = ctx.rank();
+  hook.world_size = ctx.world_size();
+  hook.run = &ctx;
+  hook.data = &train.spec();
+  hook.train = &train;
+  hook.augmented = c.data.random_crop_padding > 0 || c.data.hflip;
+  return hook;
+}
+
+void attach_callbacks(const Callbacks& callbacks, models::Model& model, StepContext& hook,
+                      const data::Dataset& train) {
+  if (callbacks.empty()) return;
+  data::Batch sample;
+  auto rows = at::arange(std::min<int64_t>(train.size(), 4), at::kLong);
+  sample.inputs = train.input_rows(rows).to(hook.device);
+  sample.targets = train.target_rows(rows).to(hook.device);
+  sample.rows = rows;
+  hook.batch = &sample;
+  for (const auto& cb : callbacks) cb->attach(model, hook);
+  hook.batch = nullptr;
+  model.to(hook.device);
+}
+
+std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c,
+                                                         models::Model& model,
+                                                         const Callbacks& callbacks) {
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (const auto& p : model.named_parameters()) named.emplace_back(p.key(), p.value());
+  for (size_t i = 0; i < callbacks.size(); ++i) {
+    const auto extra = callbacks[i]->parameters();
+    for (size_t j = 0; j < extra.size(); ++j)
+      named.emplace_back(callbacks[i]->name() + "." + std::to_string(i) + "." + std::to_string(j),
+                         extra[j]);
+  }
+  return optimizer_registry().create(
+      c.optimizer.name, split_for_weight_decay(named, c.optimizer.no_decay_bias_norm),
+      c.optimizer);
+}
+
+int64_t total_steps(const config::TrainerConfig& t, const config::DataConfig& d, int64_t rows,
+                    const std::string& what, int64_t* steps_per_epoch) {
+  const int64_t batches = d.drop_last ? rows / d.batch_size
+                                      : (rows + d.batch_size - 1) / d.batch_size;
+  SCULPT_CHECK(batches > 0, what, ": the training split has ", rows,
+               " samples, fewer than one batch of ", d.batch_size, " with data.drop_last=true");
+  const int64_t k = t.grad_accumulation;
+  if (steps_per_epoch) *steps_per_epoch = (batches + k - 1) / k;
+  return t.max_steps > 0 ? t.max_steps : t.epochs * ((batches + k - 1) / k);
+}
+
+nlohmann::json run_summary(const RunContext& ctx, models::Model& model, const FitResult& result,
+                           const LoopResult& loop, const Callbacks& callbacks) {
+  const auto& c = ctx.config();
+  nlohmann::json summary = {
+      {"steps", result.steps},
+      {"time_s", result.time_s},
+      {"model", {{"params", model.parameter_count()}, {"bytes", model.parameter_bytes()}}},
+      {"config_hash", c.hash()},
+      {"time_to_first_step_s", loop.first_step_s},
+      {"skipped_steps", loop.skipped_steps},
+      {"early_stopped", loop.early_stopped},
+      {"mean_step_s",
+       loop.timed_steps ? loop.timed_step_s / static_cast<double>(loop.timed_steps) : 0.0}};
+  for (const auto& [split_name, m] : result.final_metrics)
+    for (const auto& [k, v] : m) summary["final"][split_name][k] = v;
+  if (!callbacks.empty()) {
+    summary["compression"] = nlohmann::json::array();
+    for (const auto& cb : callbacks)
+      summary["compression"].push_back({{"pass", cb->name()}, {"summary", cb->summary()}});
+  }
+  return summary;
+}
+
+FitResult interrupted_at(int64_t steps, Clock::time_point t0) {
+  FitResult stopped;
+  stopped.steps = steps;
+  stopped.interrupted = true;
+  stopped.time_s = seconds_since(t0);
+  return stopped;
+}
+
+void write_run_outputs(const RunContext& ctx, models::Model& model,
+                       const nlohmann::json& summary) {
+  const auto& c = ctx.config();
+  io::save_safetensors((ctx.dir() / "model.safetensors").string(), model.state_tensors(),
+                       {{"sculpt_config_hash", c.hash()}, {"sculpt_model", c.model.name}});
+  io::write_file_atomic((ctx.dir() / "summary.json").string(), summary.dump(2) + "\n");
+  report::write_html_report(ctx.dir().string(), "Sculpt run " + c.run.name);
+}
+
+MetricsLog::MetricsLog(const std::filesystem::path& run_dir, bool append, bool tensorboard,
+                       Clock::time_point t0)
+    : out_(run_dir / "metrics.jsonl", append ? std::ios::app : std::ios::trunc), t0_(t0) {
+  if (tensorboard)
+    events_ = std::make_unique<report::EventWriter>((run_dir / "tensorboard").string());
+}
+
+void MetricsLog::record(nlohmann::json j) {
+  j["elapsed_s"] = seconds_since(t0_);
+  out_ << j.dump() << "\n";
+  out_.flush();
+  if (!events_) return;
+  const std::string prefix = j["split"].get<std::string>() + "/";
+  for (const auto& [key, value] : j.items())
+    if (value.is_number() && key != "step" && key != "epoch" && key != "increment")
+      events_->add_scalar(prefix + key, value.get<double>(), j["step"].get<int64_t>());
+  events_->flush();
+}
+
+std::filesystem::path TrainLoop::save(const TrainState& st, bool is_best) {
+  return p_.store.save(p_.model, p_.optimizer, st, is_best,
+                       [&](const std::filesystem::path& dir) {
+                         save_callback_states(p_.callbacks, dir);
+                         if (p_.save_extra) p_.save_extra(dir);
+                       });
+}
+
+std::map<std::string, double> TrainLoop::eval_and_record(const TrainState& st) {
+  if (p_.val.size() == 0) return {};
+  if (progress_) progress_->clear();
+  auto m = evaluate(p_.model, p_.task, p_.val, p_.data, p_.ctx.device(), p_.bf16, p_.map_outputs);
+  nlohmann::json j = {{"step", st.step}, {"epoch", st.epoch}, {"split", "val"}};
+  j.update(p_.record_extra);
+  std::string line;
+  for (const auto& [k, v] : m) {
+    j[k] = v;
+    line += " " + k + "=" + std::to_string(v);
+  }
+  p_.metrics.record(j);
+  log::info("step ", st.step, " val", line);
+  return m;
+}
+
+std::map<std::string, double> TrainLoop::eval_and_track(TrainState& st, bool& improved) {
+  improved = false;
+  auto m = eval_and_record(st);
+  auto it = m.find(p_.cfg.best_metric);
+  if (it == m.end()) return m;
+  const bool better = !st.has_best || (p_.cfg.best_mode == "max" ? it->second > st.best_metric
+                                                                 : it->second < st.best_metric);
+  if (better) {
+    st.best_metric = it->second;
+    st.has_best = true;
+    save(st, true);
+    improved = true;
+  }
+  return m;
+}
+
+LoopResult TrainLoop::run(TrainState& st) {
+  const auto& cfg = p_.cfg;
+  auto& model = p_.model;
+  auto& hook = p_.hook;
+  const auto& callbacks = p_.callbacks;
+  const auto& c = p_.ctx.config();
+  const auto device = p_.ctx.device();
+  data::Loader loader(p_.train, p_.data.batch_size,
+                      data::LoaderOptions::for_training(p_.data, p_.loader_seed));
+  const int64_t k = cfg.grad_accumulation;
+  const int64_t begin = p_.begin_step, end = p_.end_step, total = end - begin;
+  LoopResult r;
+  bool improved = false;
+  // Early stopping: count evaluations without a new best (kept in checkpoints).
+  auto stop_early = [&](bool improved_now) {
+    st.evals_since_best = improved_now ? 0 : st.evals_since_best + 1;
+    const bool stop = cfg.early_stopping > 0 && st.evals_since_best >= cfg.early_stopping;
+    if (stop)
+      log::info("early stopping at step ", st.step, ": ", st.evals_since_best,
+                " evaluations without a better val ", cfg.best_metric);
+    return stop;
+  };
+  install_stop_handlers();
+  double window_loss = 0;
+  int64_t window_n = 0, window_samples = 0;
+  auto window_t0 = Clock::now();
+  report::ProgressBar progress(end, st.step);
+  progress_ = &progress;
+  struct ClearProgress {
+    report::ProgressBar*& p;
+    ~ClearProgress() { p = nullptr; }
+  } clear_progress{progress_};
+  model.train();
+  while (st.step < end && !r.early_stopped) {
+    loader.start_epoch(st.epoch);
+    loader.skip(st.batch_in_epoch);
+    bool epoch_done = false;
+    while (st.step < end && !r.early_stopped) {
+      // One optimizer step: the mean gradient of up to k micro-batches.
+      const int64_t step = st.step;
+      const auto step_t0 = Clock::now();
+      const double lr =
+          c.optimizer.lr * lr_factor(p_.schedule, c.scheduler.warmup_steps, step - begin, total);
+      for (auto& group : p_.optimizer.param_groups()) group.options().set_lr(lr);
+      p_.optimizer.zero_grad();
+      int64_t micro = 0, samples = 0;
+      double loss_sum = 0;
+      std::string nonfinite;
+      data::Batch b;
+      hook.step = step;
+      hook.epoch = st.epoch;
+      while (micro < k && loader.next(b)) {
+        b.inputs = b.inputs.to(device);
+        b.targets = b.targets.to(device);
+        hook.batch = &b;
+        for (const auto& cb : callbacks) cb->on_batch(b, hook);
+        const auto& inputs = b.inputs;
+        at::Tensor out;
+        {
+          Autocast autocast(device, p_.bf16);
+          out = model.forward(inputs);
+        }
+        out = out.to(at::kFloat);  // the loss in fp32 whatever the forward ran in
+        if (p_.map_outputs) out = p_.map_outputs(out);
+        auto loss = p_.task.loss(out, b.targets);
+        hook.outputs = &out;
+        hook.loss = &loss;
+        for (const auto& cb : callbacks) {
+          auto extra = cb->extra_loss(model, hook);
+          if (extra.defined()) loss = loss + extra.to(at::kFloat);
+        }
+        hook.outputs = hook.loss = nullptr;
+        hook.batch = nullptr;
+        const double loss_v = loss.item<double>();
+        if (!std::isfinite(loss_v) && nonfinite.empty()) {
+          nonfinite = detail::concat(
+              "loss ", loss_v, " at step ", step, " (epoch ", st.epoch,
+              "); non-finite values: ", (~out.isfinite()).sum().item<int64_t>(), " of ",
+              out.numel(), " model outputs, ", (~inputs.isfinite()).sum().item<int64_t>(), " of ",
+              inputs.numel(), " inputs");
+        }
+        (loss / static_cast<double>(k)).backward();
+        loss_sum += loss_v;
+        samples += b.size();
+        ++micro;
+        ++st.batch_in_epoch;
+      }
+      if (micro == 0) {
+        epoch_done = true;
+        break;
+      }
+      if (micro < k) {  // the epoch's last, shorter accumulation: still the mean gradient
+        torch::NoGradGuard no_grad;
+        for (auto& p : model.parameters())
+          if (p.grad().defined())
+            p.grad().mul_(static_cast<double>(k) / static_cast<double>(micro));
+      }
+      if (!nonfinite.empty()) {
+        if (cfg.nonfinite == "abort")
+          throw std::runtime_error("training diverged: " + nonfinite +
+                                   "; lower optimizer.lr, set trainer.grad_clip_norm, or "
+                                   "trainer.nonfinite=skip");
+        log::warn("skipping step: ", nonfinite);
+        ++r.skipped_steps;
+      } else {
+        for (const auto& cb : callbacks) cb->after_backward(model, hook);
+        if (cfg.grad_clip_norm > 0)
+          torch::nn::utils::clip_grad_norm_(model.parameters(), cfg.grad_clip_norm);
+        p_.optimizer.step();
+        window_loss += loss_sum / static_cast<double>(micro);
+        ++window_n;
+      }
+      if (r.first_step_s < 0) {
+        r.first_step_s = seconds_since_process_start();
+      } else {
+        r.timed_step_s += seconds_since(step_t0);
+        ++r.timed_steps;
+      }
+      ++st.step;
+      hook.step = st.step;
+      if (nonfinite.empty())
+        for (const auto& cb : callbacks) cb->after_step(model, hook);
+      window_samples += samples;
+      progress.update(
+          st.step, loss_sum / static_cast<double>(micro),
+          static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0)));
+      if (st.step % cfg.log_every == 0 || st.step == end) {
+        double rate =
+            static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0));
+        const double mean_loss = window_n ? window_loss / static_cast<double>(window_n) : NAN;
+        nlohmann::json j = {{"step", st.step},
+                            {"epoch", st.epoch},
+                            {"split", "train"},
+                            {"loss", mean_loss},
+                            {"lr", lr},
+                            {"samples_per_s", rate},
+                            {"skipped_steps", r.skipped_steps}};
+        j.update(p_.record_extra);
+        p_.metrics.record(j);
+        if (!progress.active())
+          log::info("step ", st.step, "/", end, " epoch ", st.epoch, " loss ", mean_loss, " lr ",
+                    lr, " ", static_cast<int64_t>(rate), " samples/s");
+        window_loss = 0;
+        window_n = window_samples = 0;
+        window_t0 = Clock::now();
+      }
+      if (cfg.eval_every > 0 && st.step % cfg.eval_every == 0 && st.step != end) {
+        eval_and_track(st, improved);
+        r.early_stopped = stop_early(improved);
+      }
+      if (cfg.checkpoint_every > 0 && st.step % cfg.checkpoint_every == 0) save(st, false);
+      if (stop_requested()) {
+        auto where = save(st, false);
+        log::info("stopped at step ", st.step, "; checkpoint ", where.string(),
+                  "; continue with: sculpt train <config> run.resume=auto");
+        r.interrupted = true;
+        return r;
+      }
+    }
+    if (!epoch_done) break;
+    ++st.epoch;
+    st.batch_in_epoch = 0;
+    if (st.step == end) break;
+    if (cfg.eval_every == 0) {
+      eval_and_track(st, improved);
+      r.early_stopped = stop_early(improved);
+    }
+    if (cfg.checkpoint_every == 0) save(st, false);
+  }
+  return r;
+}
+
+}  // namespace sculpt::trainers

@@ -1,0 +1,136 @@
+// The pieces of the supervised loop that every trainer shares: attaching the recipe, building
+// the optimizer over the model's and the callbacks' parameters, the metrics writer
+// (metrics.jsonl + TensorBoard), and the step loop itself (batch -> hooks -> forward -> loss ->
+// backward -> clip -> step, with logging, evaluation, checkpoints and SIGINT handling). The
+// standard trainer runs the loop once; the incremental trainer once per increment.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/checkpoint/checkpoint.h"
+#include "core/config/config.h"
+#include "core/data/dataset.h"
+#include "core/models/model.h"
+#include "core/optim/schedules.h"
+#include "core/report/progress.h"
+#include "core/report/tensorboard.h"
+#include "core/run/run_context.h"
+#include "core/tasks/task.h"
+#include "trainers/callback.h"
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace sculpt::trainers {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0);
+
+// Maps the model's outputs before the loss and the metrics (e.g. masks the logits of classes
+// outside the current task); empty: identity.
+using OutputMap = std::function<at::Tensor(const at::Tensor&)>;
+
+// The StepContext every hook reads (device, world, run, data), for training on `train`.
+StepContext make_hook(RunContext& ctx, const data::Dataset& train);
+// attach() of every callback with a sample of the first training rows; the model is moved to
+// the run's device again afterwards (a pass may have added tensors).
+void attach_callbacks(const Callbacks& callbacks, models::Model& model, StepContext& hook,
+                      const data::Dataset& train);
+// The configured optimizer over the model's parameters and those the callbacks train.
+std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c,
+                                                         models::Model& model,
+                                                         const Callbacks& callbacks);
+
+// Steps of one fit over `rows` training rows: trainer.max_steps, else epochs x steps per epoch.
+// UserError (naming `what`) when the rows make no batch. `steps_per_epoch`, when given, gets
+// the optimizer steps of one pass over the rows.
+int64_t total_steps(const config::TrainerConfig& t, const config::DataConfig& d, int64_t rows,
+                    const std::string& what, int64_t* steps_per_epoch = nullptr);
+
+// metrics.jsonl (one JSON object per line, elapsed_s added) and, when asked, TensorBoard
+// scalars <split>/<key> of every numeric value.
+class MetricsLog {
+ public:
+  MetricsLog(const std::filesystem::path& run_dir, bool append, bool tensorboard,
+             Clock::time_point t0);
+  void record(nlohmann::json j);
+
+ private:
+  std::ofstream out_;
+  std::unique_ptr<report::EventWriter> events_;
+  Clock::time_point t0_;
+};
+
+// What one run of the step loop works with. References must outlive the loop.
+struct LoopParts {
+  RunContext& ctx;
+  const config::TrainerConfig& cfg;
+  models::Model& model;
+  tasks::Task& task;
+  const data::Dataset& train;
+  const data::Dataset& val;
+  const config::DataConfig& data;  // loader keys (batch size, normalization, augmentation)
+  torch::optim::Optimizer& optimizer;
+  const LrSchedule& schedule;
+  CheckpointStore& store;
+  const Callbacks& callbacks;
+  StepContext& hook;
+  MetricsLog& metrics;
+  uint64_t loader_seed = 0;
+  int64_t begin_step = 0;  // the lr schedule starts here (an increment's first global step)
+  int64_t end_step = 0;    // the loop stops at this global step
+  bool bf16 = false;
+  OutputMap map_outputs;   // applied to outputs before the loss; empty: none
+  // Writes more files into every checkpoint folder (beside the callbacks' state).
+  std::function<void(const std::filesystem::path&)> save_extra;
+  // Extra keys of every metrics record (e.g. the increment).
+  nlohmann::json record_extra = nlohmann::json::object();
+};
+
+struct LoopResult {
+  bool interrupted = false;  // stopped by SIGINT/SIGTERM after writing a checkpoint
+  bool early_stopped = false;
+  int64_t skipped_steps = 0;
+  double first_step_s = -1;  // process start to the end of the first step
+  double timed_step_s = 0;   // time of the later steps
+  int64_t timed_steps = 0;
+};
+
+struct FitResult;
+// summary.json's common part: steps, time, model size, config hash, step timing, final metrics
+// per split, each callback's summary.
+nlohmann::json run_summary(const RunContext& ctx, models::Model& model, const FitResult& result,
+                           const LoopResult& loop, const Callbacks& callbacks);
+// What fit() returns when SIGINT/SIGTERM stopped it after `steps` (a checkpoint is written).
+FitResult interrupted_at(int64_t steps, Clock::time_point t0);
+// model.safetensors, summary.json and report.html into the run directory.
+void write_run_outputs(const RunContext& ctx, models::Model& model,
+                       const nlohmann::json& summary);
+
+class TrainLoop {
+ public:
+  explicit TrainLoop(LoopParts parts) : p_(std::move(parts)) {}
+  // Runs steps from st.step to p.end_step (st.epoch / st.batch_in_epoch say where in the
+  // data), evaluating and checkpointing as trainer.* says.
+  LoopResult run(TrainState& st);
+  // Evaluates on the validation split and records it; empty when there is none.
+  std::map<std::string, double> eval_and_record(const TrainState& st);
+  // Evaluates and, when trainer.best_metric improved, saves a checkpoint marked best.
+  std::map<std::string, double> eval_and_track(TrainState& st, bool& improved);
+  std::filesystem::path save(const TrainState& st, bool is_best);
+
+ private:
+  LoopParts p_;
+  report::ProgressBar* progress_ = nullptr;  // set while run() is active (evals clear it)
+};
+
+}  // namespace sculpt::trainers
