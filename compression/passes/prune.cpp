@@ -23,6 +23,7 @@
 
 #include "compression/passes/bsr.h"
 #include "compression/passes/prune_core.h"
+#include "compression/passes/prune_mask.h"
 #include "compression/runtimes.h"
 #include "compression/passes/prune_removal.h"
 #include "core/config/config.h"
@@ -35,137 +36,12 @@
 
 namespace sculpt::compression {
 
-void PruneOptions::visit(config::Visitor& v) {
-  v.choice("pattern", pattern, {"unstructured", "n:m", "block", "channel", "head"},
-           "prune: what is removed: single weights, n of every m, b x b blocks, output "
-           "channels (conv filters, Linear neurons, FFN neurons), or attention heads (groups of "
-           "an output projection's inputs, e.g. layers '.*attn\\.o')");
-  v.field("n", n, "prune n:m: weights kept in every group of m", config::Range::at_least(1));
-  v.field("m", m, "prune n:m: group size along the input dimension", config::Range::at_least(2));
-  v.field("block", block, "prune block: side of the square blocks", config::Range::at_least(1));
-  v.field("heads", heads, "prune head: attention heads of the chosen layers (their inputs split "
-          "into this many groups)", config::Range::at_least(0));
-  v.choice("scorer", scorer, {"magnitude", "taylor", "movement"},
-           "prune: importance of a weight: |w|, |w * grad| or -w * grad summed since the last "
-           "mask update");
-  v.choice("schedule", schedule, {"one_shot", "agp", "iterative", "exponential", "rigl"},
-           "prune: how the sparsity reaches its target (see docs: formulas)");
-  v.field("sparsity", sparsity, "prune: final fraction of weights removed (n:m: 1 - n/m)",
-          config::Range::half_open(0, 1));
-  v.field("initial_sparsity", initial_sparsity,
-          "prune: sparsity at start, a number in [0, 1), or from_weights (keep the zeros of the "
-          "starting weights, e.g. a pruned model.init)");
-  v.choice("unit", unit, {"steps", "epochs"}, "prune: unit of start, end and every");
-  v.field("start", start, "prune: first mask update (t0)", config::Range::at_least(0));
-  v.field("end", end, "prune: last mask update; 0: three quarters of the run",
-          config::Range::at_least(0));
-  v.field("every", every, "prune: distance between mask updates; 0: (end - start) / 10",
-          config::Range::at_least(0));
-  v.field("cycles", cycles, "prune iterative: prune -> fine-tune cycles",
-          config::Range::at_least(1));
-  v.field("rigl_alpha", rigl_alpha, "prune rigl: fraction of active weights swapped at first",
-          config::Range::closed(0, 1));
-  v.field("group", group,
-          "prune: layers naming the same group share one sparsity budget (global ranking of "
-          "scores); empty: the layer has its own target");
-  v.field("min_sparsity", min_sparsity, "prune: lower bound of a layer's share of a group budget",
-          config::Range::closed(0, 1));
-  v.field("max_sparsity", max_sparsity, "prune: upper bound of a layer's share of a group budget",
-          config::Range::closed(0, 1));
-  v.choice("runtime", runtime, {"auto", "bsr", "dense"},
-           "prune block: at the end, Linear layers run block-sparse (BSR) on CPU: auto when at "
-           "most 25% of the blocks remain, bsr always, dense never");
-  v.field("remove", remove,
-          "prune channel: remove pruned channels at the end (mlp, lenet5): a smaller dense model");
-}
-
-void PruneOptions::check(config::Checker& c) const {
-  if (initial_sparsity != "from_weights") {
-    char* rest = nullptr;
-    const double v = std::strtod(initial_sparsity.c_str(), &rest);
-    if (rest == initial_sparsity.c_str() || *rest != '\0' || !(v >= 0 && v < 1))
-      c.error("initial_sparsity", "must be a number in [0, 1) or from_weights, not '" +
-                                      initial_sparsity + "'");
-    else if (v > sparsity && pattern != "n:m")
-      c.error("initial_sparsity", "is above sparsity " + std::to_string(sparsity));
-  }
-  if (pattern == "n:m" && n >= m) c.error("n", "n:m needs n < m");
-  if (pattern == "head" && heads < 1) c.error("heads", "pattern head needs heads >= 1");
-  if (min_sparsity > max_sparsity) c.error("min_sparsity", "is above max_sparsity");
-  if (end > 0 && end <= start && schedule != "one_shot")
-    c.error("end", "must be after start (or 0: three quarters of the run)");
-}
-
 namespace {
 
+using prune::MaskTransform;
 using prune::Pattern;
+using prune::PositionProbe;
 using prune::Schedule;
-
-// w -> w * mask, the mask kept as one bool per unit and expanded (cached, bool) on w's device.
-class MaskTransform final : public nn::WeightTransform {
- public:
-  MaskTransform(Pattern p, int64_t rows, int64_t cols) : p_(std::move(p)), rows_(rows), cols_(cols) {}
-  at::Tensor forward(const at::Tensor& w) override {
-    if (!unit_mask_.defined()) return w;
-    auto out = w * full(w);
-    if (capture_ && out.requires_grad()) {
-      out.retain_grad();
-      last_ = out;
-    }
-    return out;
-  }
-  void set_mask(const at::Tensor& unit_mask) {
-    unit_mask_ = unit_mask;
-    full_ = at::Tensor();
-  }
-  const at::Tensor& unit_mask() const { return unit_mask_; }
-  // The mask over the whole weight, shaped like it.
-  const at::Tensor& full(const at::Tensor& like) {
-    if (!full_.defined() || full_.device() != like.device())
-      full_ = prune::expand_mask(unit_mask_.to(like.device()), rows_, cols_, p_)
-                  .reshape(like.sizes())
-                  .contiguous();
-    return full_;
-  }
-  // rigl: keep the gradient of the masked weight (dense, also at pruned entries).
-  void capture(bool on) {
-    capture_ = on;
-    if (!on) last_ = at::Tensor();
-  }
-  at::Tensor dense_grad() const { return last_.defined() ? last_.grad() : at::Tensor(); }
-
- private:
-  Pattern p_;
-  int64_t rows_, cols_;
-  at::Tensor unit_mask_, full_, last_;
-  bool capture_ = false;
-};
-
-// Records how many output positions a layer computes per sample (FLOPs), then computes it.
-class PositionProbe final : public nn::LayerRuntime {
- public:
-  explicit PositionProbe(nn::Compressible* layer) : layer_(layer) {}
-  at::Tensor forward(const at::Tensor& x) override {
-    at::Tensor y;
-    if (auto* conv = dynamic_cast<nn::Conv2d*>(layer_)) {
-      y = at::conv2d(x, conv->effective_weight(), conv->bias(), {conv->stride, conv->stride},
-                     {conv->padding, conv->padding}, {1, 1}, conv->groups);
-      positions = y.size(-1) * y.size(-2);
-    } else if (dynamic_cast<nn::Linear*>(layer_)) {
-      y = at::linear(x, layer_->effective_weight(), layer_->bias());
-      positions = x.size(-1) ? x.numel() / x.size(-1) / std::max<int64_t>(1, x.size(0)) : 1;
-    } else {
-      y = at::embedding(layer_->effective_weight(), x);
-      positions = 0;  // a lookup: no multiply-adds
-    }
-    return y;
-  }
-  std::string describe() const override { return "probe"; }
-  int64_t positions = 1;
-
- private:
-  nn::Compressible* layer_;
-};
 
 double number(const std::string& s) { return std::strtod(s.c_str(), nullptr); }
 

@@ -220,6 +220,13 @@ std::pair<at::Tensor, at::Tensor> fold_batchnorm(const at::Tensor& w, const at::
   return {w * f.reshape(shape), bn.bias + (b0 - bn.running_mean) * f};
 }
 
+int64_t fp32_bytes(models::Model& model) {
+  int64_t bytes = 0;
+  for (const auto& [name, t] : model.state_tensors())
+    if (t.is_floating_point()) bytes += t.numel() * 4;
+  return bytes;
+}
+
 nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLayer>& layers,
                                 const std::string& dir) {
   at::NoGradGuard no_grad;
@@ -256,13 +263,11 @@ nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLa
     }
     manifest["layers"][l.name] = j;
   }
-  int64_t fp32_bytes = 0;
   for (const auto& [name, t] : model.state_tensors()) {
-    if (t.is_floating_point()) fp32_bytes += t.numel() * 4;
     if (skip.count(name)) continue;
     out.emplace_back(name, t.detach().cpu().contiguous());
   }
-  manifest["fp32_bytes"] = fp32_bytes;
+  manifest["fp32_bytes"] = fp32_bytes(model);
 
   const fs::path target(dir);
   const fs::path tmp = target.string() + ".tmp";
@@ -277,10 +282,6 @@ nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLa
   fs::rename(tmp, target);
   fs::remove_all(old);
   return manifest;
-}
-
-int64_t export_bytes(const std::string& dir) {
-  return static_cast<int64_t>(fs::file_size(fs::path(dir) / "model.safetensors"));
 }
 
 nlohmann::json load_quantized(models::Model& model, const std::string& dir) {

@@ -41,6 +41,9 @@ struct ExportLayer {
 std::pair<at::Tensor, at::Tensor> fold_batchnorm(const at::Tensor& w, const at::Tensor& b,
                                                  const torch::nn::BatchNorm2dImpl& bn);
 
+// Bytes of the model's floating-point tensors stored as FP32 (the size the export compares with).
+int64_t fp32_bytes(models::Model& model);
+
 // Writes the quantized model to `dir` atomically (a temporary folder renamed into place).
 // Returns the manifest it wrote.
 nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLayer>& layers,
@@ -50,8 +53,5 @@ nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLa
 // quantized layer gets its integer runtime, folded norms become identities. UserError naming the
 // file on a missing or mismatched tensor or a manifest of another format.
 nlohmann::json load_quantized(models::Model& model, const std::string& dir);
-
-// Bytes of the export's tensor file.
-int64_t export_bytes(const std::string& dir);
 
 }  // namespace sculpt::quant

@@ -1,0 +1,70 @@
+// The prune pass's keys and their cross-checks.
+#include <cstdlib>
+#include <string>
+
+#include "compression/passes/prune.h"
+
+namespace sculpt::compression {
+
+void PruneOptions::visit(config::Visitor& v) {
+  v.choice("pattern", pattern, {"unstructured", "n:m", "block", "channel", "head"},
+           "prune: what is removed: single weights, n of every m, b x b blocks, output "
+           "channels (conv filters, Linear neurons, FFN neurons), or attention heads (groups of "
+           "an output projection's inputs, e.g. layers '.*attn\\.o')");
+  v.field("n", n, "prune n:m: weights kept in every group of m", config::Range::at_least(1));
+  v.field("m", m, "prune n:m: group size along the input dimension", config::Range::at_least(2));
+  v.field("block", block, "prune block: side of the square blocks", config::Range::at_least(1));
+  v.field("heads", heads, "prune head: attention heads of the chosen layers (their inputs split "
+          "into this many groups)", config::Range::at_least(0));
+  v.choice("scorer", scorer, {"magnitude", "taylor", "movement"},
+           "prune: importance of a weight: |w|, |w * grad| or -w * grad summed since the last "
+           "mask update");
+  v.choice("schedule", schedule, {"one_shot", "agp", "iterative", "exponential", "rigl"},
+           "prune: how the sparsity reaches its target (see docs: formulas)");
+  v.field("sparsity", sparsity, "prune: final fraction of weights removed (n:m: 1 - n/m)",
+          config::Range::half_open(0, 1));
+  v.field("initial_sparsity", initial_sparsity,
+          "prune: sparsity at start, a number in [0, 1), or from_weights (keep the zeros of the "
+          "starting weights, e.g. a pruned model.init)");
+  v.choice("unit", unit, {"steps", "epochs"}, "prune: unit of start, end and every");
+  v.field("start", start, "prune: first mask update (t0)", config::Range::at_least(0));
+  v.field("end", end, "prune: last mask update; 0: three quarters of the run",
+          config::Range::at_least(0));
+  v.field("every", every, "prune: distance between mask updates; 0: (end - start) / 10",
+          config::Range::at_least(0));
+  v.field("cycles", cycles, "prune iterative: prune -> fine-tune cycles",
+          config::Range::at_least(1));
+  v.field("rigl_alpha", rigl_alpha, "prune rigl: fraction of active weights swapped at first",
+          config::Range::closed(0, 1));
+  v.field("group", group,
+          "prune: layers naming the same group share one sparsity budget (global ranking of "
+          "scores); empty: the layer has its own target");
+  v.field("min_sparsity", min_sparsity, "prune: lower bound of a layer's share of a group budget",
+          config::Range::closed(0, 1));
+  v.field("max_sparsity", max_sparsity, "prune: upper bound of a layer's share of a group budget",
+          config::Range::closed(0, 1));
+  v.choice("runtime", runtime, {"auto", "bsr", "dense"},
+           "prune block: at the end, Linear layers run block-sparse (BSR) on CPU: auto when at "
+           "most 25% of the blocks remain, bsr always, dense never");
+  v.field("remove", remove,
+          "prune channel: remove pruned channels at the end (mlp, lenet5): a smaller dense model");
+}
+
+void PruneOptions::check(config::Checker& c) const {
+  if (initial_sparsity != "from_weights") {
+    char* rest = nullptr;
+    const double v = std::strtod(initial_sparsity.c_str(), &rest);
+    if (rest == initial_sparsity.c_str() || *rest != '\0' || !(v >= 0 && v < 1))
+      c.error("initial_sparsity", "must be a number in [0, 1) or from_weights, not '" +
+                                      initial_sparsity + "'");
+    else if (v > sparsity && pattern != "n:m")
+      c.error("initial_sparsity", "is above sparsity " + std::to_string(sparsity));
+  }
+  if (pattern == "n:m" && n >= m) c.error("n", "n:m needs n < m");
+  if (pattern == "head" && heads < 1) c.error("heads", "pattern head needs heads >= 1");
+  if (min_sparsity > max_sparsity) c.error("min_sparsity", "is above max_sparsity");
+  if (end > 0 && end <= start && schedule != "one_shot")
+    c.error("end", "must be after start (or 0: three quarters of the run)");
+}
+
+}  // namespace sculpt::compression

@@ -1,0 +1,63 @@
+#include "compression/passes/quantize/quant_layer.h"
+
+#include "core/data/loader.h"
+
+namespace sculpt::compression::quantize_detail {
+
+quant::ObserverOptions observer_options(const QuantizeOptions& o, const std::string& kind) {
+  quant::ObserverOptions obs;
+  obs.kind = quant::observer_kind(kind);
+  obs.momentum = o.observer_momentum;
+  obs.percentile = o.percentile;
+  return obs;
+}
+
+Layer attach_layer(const std::string& name, const std::shared_ptr<nn::Compressible>& layer,
+                   const QuantizeOptions& o, const Phase* phase, c10::Device device) {
+  Layer l;
+  l.name = name;
+  l.layer = layer;
+  const QSpec ws = o.weight_spec();
+  ws.check(layer->raw_weight().sizes(),
+           "compression quantize, layer " + name + ", weight_bits/weight_axis/group_size");
+  l.weight = std::make_shared<QuantWeight>(ws, observer_options(o, o.weight_observer), o.lsq, phase);
+  // Learned tensors live on the run's device before the optimizer takes them.
+  l.weight->scale_ = at::zeros(quant::qparam_shape(layer->raw_weight().sizes(), ws),
+                               at::TensorOptions(at::kFloat).device(device))
+                         .set_requires_grad(true);
+  layer->add_weight_transform("quant", l.weight);
+  const bool is_embedding = dynamic_cast<nn::Embedding*>(layer.get()) != nullptr;
+  if (o.act_bits > 0 && !is_embedding) {
+    l.input = std::make_shared<QuantInput>(o.act_spec(), observer_options(o, o.act_observer), o.lsq,
+                                           o.pact, o.pact_init, phase);
+    l.input->uses_hist_ = o.act_observer == "percentile" || o.act_observer == "mse" ||
+                          o.act_observer == "entropy";
+    l.input->scale_ =
+        at::zeros({}, at::TensorOptions(at::kFloat).device(device)).set_requires_grad(true);
+    l.input->alpha_ = l.input->alpha_.detach().to(device).set_requires_grad(true);
+    layer->add_input_transform("quant", l.input);
+  }
+  return l;
+}
+
+int64_t calibrate_layers(models::Model& model, std::vector<Layer>& layers, Phase& phase,
+                         const data::Dataset& ds, const config::DataConfig& data_cfg,
+                         int64_t batches, c10::Device device) {
+  data::Loader loader(ds, data_cfg.batch_size, data::LoaderOptions::for_evaluation(data_cfg));
+  at::NoGradGuard no_grad;
+  model.eval();
+  phase = {true, true, true};
+  data::Batch b;
+  int64_t n = 0;
+  while (n < batches && loader.next(b)) {
+    model.forward(b.inputs.to(device));
+    for (auto& l : layers) l.weight->mark_dirty();
+    ++n;
+  }
+  for (auto& l : layers)
+    if (l.input) l.input->refresh();
+  phase = {true, false, false};
+  return n;
+}
+
+}  // namespace sculpt::compression::quantize_detail
