@@ -5,6 +5,7 @@
 
 #include "cli/app.h"
 #include "cli/commands.h"
+#include "cli/elastic.h"
 #include "core/error.h"
 #include "core/logging/logging.h"
 #include "core/version.h"
@@ -117,9 +118,11 @@ int run_sculpt(int argc, char** argv) {
     return 2;
   } catch (const UserError& e) {
     std::cerr << "sculpt: error: " << e.what() << "\n";
+    write_elastic_error("UserError", e.what());  // for sculpt-run/torchrun, when set
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "sculpt: failed: " << e.what() << "\n";
+    write_elastic_error("Error", e.what());
     return 1;
   }
 }

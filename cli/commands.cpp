@@ -1,5 +1,6 @@
 // The subcommands behind `sculpt` (app.cpp parses the command line and maps errors to exit codes).
 #include "cli/commands.h"
+#include "cli/elastic.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -45,6 +46,7 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
               const std::vector<std::string>& plugins, const std::string& log_level) {
   auto cfg = load_config(path, overrides, plugins);
   if (log_level.empty()) log::set_level(log::parse_level(cfg.logging.level));
+  resume_after_restart(cfg);
   auto world = distributed::world_from_env();
   SCULPT_CHECK(world.world_size == 1, world.source, " asks for ", world.world_size,
                " processes, but multi-process training is not built yet; run one process");

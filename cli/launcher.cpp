@@ -1,0 +1,693 @@
+// sculpt-run: parse torchrun's flags, start the workers, watch them, restart or stop the group.
+#include "cli/launcher.h"
+
+#include <CLI/CLI.hpp>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "core/error.h"
+
+extern char** environ;
+
+namespace sculpt::launch {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------------------------
+// Flags
+
+LaunchOptions parse_launch_args(const std::vector<std::string>& args) {
+  LaunchOptions o;
+  // Options end at `--`; without one, at the first word that is not an option (torchrun's form
+  // `torchrun --nproc-per-node 2 prog args`).
+  std::vector<std::string> flags = args;
+  auto dashdash = std::find(args.begin(), args.end(), "--");
+  const bool explicit_command = dashdash != args.end();
+  if (explicit_command) {
+    flags.assign(args.begin(), dashdash);
+    o.command.assign(dashdash + 1, args.end());
+  }
+
+  CLI::App app{
+      "Start N copies of a command with torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, "
+      "MASTER_ADDR, ...), watch them, restart the group when one fails.\n"
+      "  sculpt-run --nproc-per-node 2 -- sculpt train cfg.yaml",
+      "sculpt-run"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--nproc-per-node,--nproc_per_node", o.nproc_per_node,
+                 "workers on this node")
+      ->envname("PET_NPROC_PER_NODE");
+  app.add_option("--nnodes", o.nnodes, "nodes in the job (each runs sculpt-run)")
+      ->envname("PET_NNODES");
+  app.add_option("--node-rank,--node_rank", o.node_rank, "this node's index, 0..nnodes-1")
+      ->envname("PET_NODE_RANK");
+  auto* addr = app.add_option("--master-addr,--master_addr", o.master_addr,
+                              "host of node 0, where rank 0 hosts the store")
+                   ->envname("PET_MASTER_ADDR");
+  auto* port = app.add_option("--master-port,--master_port", o.master_port,
+                              "TCP port of the store on the master host")
+                   ->envname("PET_MASTER_PORT");
+  app.add_flag("--standalone", o.standalone,
+               "single node: store on 127.0.0.1 at a free port, a random run id")
+      ->envname("PET_STANDALONE");
+  app.add_option("--max-restarts,--max_restarts", o.max_restarts,
+                 "restarts of the whole worker group after a failure")
+      ->envname("PET_MAX_RESTARTS");
+  app.add_option("--log-dir,--log_dir", o.log_dir,
+                 "write each worker's output to DIR/attempt_K/rank_R.log; the terminal shows "
+                 "local rank 0 and the output of any rank that fails")
+      ->envname("PET_LOG_DIR");
+  auto* run_id = app.add_option("--rdzv-id,--rdzv_id,--run-id", o.run_id,
+                                "job id, passed as TORCHELASTIC_RUN_ID")
+                     ->envname("PET_RDZV_ID");
+  app.add_option("--grace-period", o.grace_period_s,
+                 "seconds between SIGTERM and SIGKILL when stopping workers");
+  app.add_option("--monitor-interval,--monitor_interval", o.monitor_interval_s,
+                 "seconds between checks of the workers")
+      ->envname("PET_MONITOR_INTERVAL");
+  bool no_python = false;  // accepted for torchrun compatibility: commands are always exec'd
+  app.add_flag("--no-python,--no_python", no_python, "accepted for torchrun compatibility");
+  std::vector<std::string> rest;
+  if (!explicit_command) {
+    app.prefix_command();  // the first non-option word starts the command
+  }
+  try {
+    std::vector<std::string> reversed(flags.rbegin(), flags.rend());
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    throw HelpRequested{app.help()};
+  } catch (const CLI::ParseError& e) {
+    throw UserError(std::string("sculpt-run: ") + e.what() + " (see sculpt-run --help)");
+  }
+  if (!explicit_command) o.command = app.remaining();
+
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw UserError("sculpt-run: " + msg + " (see sculpt-run --help)");
+  };
+  need(!o.command.empty(), "no command to run; give it after `--`, e.g. "
+                           "sculpt-run --nproc-per-node 2 -- sculpt train cfg.yaml");
+  need(o.nproc_per_node >= 1,
+       "--nproc-per-node must be at least 1, got " + std::to_string(o.nproc_per_node));
+  need(o.nnodes >= 1, "--nnodes must be at least 1, got " + std::to_string(o.nnodes));
+  need(o.node_rank >= 0 && o.node_rank < o.nnodes,
+       "--node-rank " + std::to_string(o.node_rank) + " is outside 0.." +
+           std::to_string(o.nnodes - 1) + " (--nnodes " + std::to_string(o.nnodes) + ")");
+  need(o.master_port >= 1 && o.master_port <= 65535,
+       "--master-port must be in 1..65535, got " + std::to_string(o.master_port));
+  need(o.max_restarts >= 0,
+       "--max-restarts must be 0 or more, got " + std::to_string(o.max_restarts));
+  need(o.grace_period_s >= 0, "--grace-period must be 0 or more seconds");
+  need(o.monitor_interval_s > 0, "--monitor-interval must be more than 0 seconds");
+  need(!o.master_addr.empty(), "--master-addr is empty");
+  if (o.standalone) {
+    need(o.nnodes == 1, "--standalone runs one node; it cannot be used with --nnodes " +
+                            std::to_string(o.nnodes));
+    need(port->count() == 0 && addr->count() == 0,
+         "--standalone picks its own master address and port; drop --master-addr/--master-port");
+    o.master_addr = "127.0.0.1";
+    o.master_port = 0;  // chosen at launch
+    if (run_id->count() == 0) {
+      std::random_device rd;
+      std::ostringstream id;
+      id << std::hex << rd() << rd();
+      o.run_id = id.str();
+    }
+  }
+  return o;
+}
+
+std::vector<std::pair<std::string, std::string>> worker_env(const LaunchOptions& o,
+                                                            int local_rank, int restart_count,
+                                                            const std::string& error_file) {
+  const int rank = o.node_rank * o.nproc_per_node + local_rank;
+  const int world = o.nnodes * o.nproc_per_node;
+  auto s = [](auto v) { return std::to_string(v); };
+  return {{"RANK", s(rank)},
+          {"LOCAL_RANK", s(local_rank)},
+          {"WORLD_SIZE", s(world)},
+          {"LOCAL_WORLD_SIZE", s(o.nproc_per_node)},
+          {"GROUP_RANK", s(o.node_rank)},
+          {"GROUP_WORLD_SIZE", s(o.nnodes)},
+          {"ROLE_NAME", "default"},
+          {"ROLE_RANK", s(rank)},
+          {"ROLE_WORLD_SIZE", s(world)},
+          {"MASTER_ADDR", o.master_addr},
+          {"MASTER_PORT", s(o.master_port)},
+          {"TORCHELASTIC_RESTART_COUNT", s(restart_count)},
+          {"TORCHELASTIC_MAX_RESTARTS", s(o.max_restarts)},
+          {"TORCHELASTIC_RUN_ID", o.run_id},
+          {"TORCHELASTIC_USE_AGENT_STORE", "False"},
+          {"TORCHELASTIC_ERROR_FILE", error_file}};
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(std::string("sculpt-run: socket: ") + std::strerror(errno));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    const std::string err = std::strerror(errno);
+    ::close(fd);
+    throw std::runtime_error("sculpt-run: cannot find a free port: " + err);
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string signal_name(int sig) {
+  static const std::pair<int, const char*> names[] = {
+      {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
+      {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},
+      {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
+      {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"}, {SIGXCPU, "SIGXCPU"}};
+  for (const auto& [n, name] : names)
+    if (n == sig) return name;
+  return "signal " + std::to_string(sig);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signals received by the launcher: remembered here, forwarded by the monitor loop.
+
+namespace {
+
+volatile std::sig_atomic_t g_signal = 0;
+
+void on_signal(int sig) {
+  g_signal = sig;
+}
+
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+void install_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: poll() returns at once with EINTR
+  for (int sig : kForwarded) sigaction(sig, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);  // a closed terminal must not kill the launcher
+}
+
+using Clock = std::chrono::steady_clock;
+
+// What a worker wrote to TORCHELASTIC_ERROR_FILE (torchelastic's JSON shape).
+struct ErrorFile {
+  bool present = false;
+  std::string message;
+  double timestamp = 0;
+};
+
+ErrorFile read_error_file(const std::string& path) {
+  ErrorFile e;
+  std::ifstream in(path);
+  if (!in) return e;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  e.present = true;
+  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("message")) {
+    e.message = "(unreadable error file " + path + ")";
+    return e;
+  }
+  const auto& m = j["message"];
+  if (m.is_string()) {
+    e.message = m.get<std::string>();
+  } else if (m.is_object()) {
+    if (m.contains("message") && m["message"].is_string()) e.message = m["message"];
+    if (m.contains("extraInfo") && m["extraInfo"].is_object() &&
+        m["extraInfo"].contains("timestamp")) {
+      const auto& t = m["extraInfo"]["timestamp"];
+      if (t.is_string()) e.timestamp = std::atof(t.get<std::string>().c_str());
+      else if (t.is_number()) e.timestamp = t.get<double>();
+    }
+  }
+  return e;
+}
+
+struct Worker {
+  int local_rank = 0;
+  int rank = 0;
+  pid_t pid = -1;
+  bool running = false;
+  int status = 0;  // waitpid status once reaped
+  bool stopped_by_us = false;
+  double failed_at = 0;  // wall seconds when the failure was seen
+  std::string error_file;
+  std::string log_path;
+  int log_fd = -1;
+  int out_fd = -1;  // pipes from the worker's stdout/stderr (only with --log-dir)
+  int err_fd = -1;
+  bool tee = false;  // also copy to the launcher's stdout/stderr
+};
+
+double wall_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void write_all(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+// Moves whatever a pipe holds into the log file (and the terminal); closes it at EOF.
+void drain(int& fd, const Worker& w, int tee_fd) {
+  if (fd < 0) return;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      write_all(w.log_fd, buf, static_cast<size_t>(n));
+      if (w.tee) write_all(tee_fd, buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    ::close(fd);  // EOF or error
+    fd = -1;
+    return;
+  }
+}
+
+void close_fd(int& fd) {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
+
+std::string describe_status(const Worker& w) {
+  std::ostringstream s;
+  s << "rank " << w.rank << " (local rank " << w.local_rank << ", pid " << w.pid << ") ";
+  if (WIFSIGNALED(w.status))
+    s << "was killed by " << signal_name(WTERMSIG(w.status));
+  else
+    s << "exited with code " << WEXITSTATUS(w.status);
+  return s.str();
+}
+
+bool failed(const Worker& w) {
+  return !w.running &&
+         (WIFSIGNALED(w.status) || (WIFEXITED(w.status) && WEXITSTATUS(w.status) != 0));
+}
+
+int exit_code_of(const Worker& w) {
+  return WIFSIGNALED(w.status) ? 128 + WTERMSIG(w.status) : WEXITSTATUS(w.status);
+}
+
+// The last `lines` lines of a file.
+std::string tail_of(const std::string& path, size_t lines) {
+  std::ifstream in(path);
+  std::deque<std::string> last;
+  std::string line;
+  while (std::getline(in, line)) {
+    last.push_back(line);
+    if (last.size() > lines) last.pop_front();
+  }
+  std::string out;
+  for (const auto& l : last) out += "  | " + l + "\n";
+  return out;
+}
+
+class Group {
+ public:
+  Group(const LaunchOptions& o, std::string work_dir) : o_(o), work_dir_(std::move(work_dir)) {}
+
+  // Starts every local worker of attempt `restart`. Throws UserError when the command cannot
+  // be executed at all (no point in restarting).
+  void start(int restart) {
+    const fs::path dir = fs::path(work_dir_) / ("attempt_" + std::to_string(restart));
+    fs::create_directories(dir);
+    workers_.assign(static_cast<size_t>(o_.nproc_per_node), Worker{});
+    for (int l = 0; l < o_.nproc_per_node; ++l) {
+      Worker& w = workers_[static_cast<size_t>(l)];
+      w.local_rank = l;
+      w.rank = o_.node_rank * o_.nproc_per_node + l;
+      w.error_file = (dir / ("rank_" + std::to_string(w.rank) + ".error.json")).string();
+      fs::remove(w.error_file);
+      w.tee = l == 0;
+      if (!o_.log_dir.empty()) {
+        w.log_path = (dir / ("rank_" + std::to_string(w.rank) + ".log")).string();
+        w.log_fd = ::open(w.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (w.log_fd < 0)
+          throw UserError("sculpt-run: cannot write " + w.log_path + ": " + std::strerror(errno));
+      }
+      spawn(w, restart);
+    }
+  }
+
+  // Polls the pipes (or sleeps) for up to `seconds`, then reaps exited workers.
+  void pump(double seconds) {
+    std::vector<pollfd> fds;
+    std::vector<std::pair<Worker*, int*>> owners;
+    for (auto& w : workers_)
+      for (int* fd : {&w.out_fd, &w.err_fd})
+        if (*fd >= 0) {
+          fds.push_back({*fd, POLLIN, 0});
+          owners.emplace_back(&w, fd);
+        }
+    const int ms = static_cast<int>(seconds * 1000);
+    if (fds.empty()) {
+      if (g_signal == 0) ::poll(nullptr, 0, ms);
+    } else if (g_signal == 0 && ::poll(fds.data(), fds.size(), ms) > 0) {
+      for (size_t i = 0; i < fds.size(); ++i)
+        if (fds[i].revents) {
+          auto [w, fd] = owners[i];
+          drain(*fd, *w, fd == &w->out_fd ? STDOUT_FILENO : STDERR_FILENO);
+        }
+    }
+    reap();
+  }
+
+  void reap() {
+    for (auto& w : workers_) {
+      if (!w.running) continue;
+      int status = 0;
+      const pid_t r = ::waitpid(w.pid, &status, WNOHANG);
+      if (r == w.pid) finish(w, status);
+    }
+  }
+
+  bool any_running() const {
+    for (const auto& w : workers_)
+      if (w.running) return true;
+    return false;
+  }
+
+  // The failure that explains the others: a worker dead by a signal it was not sent by us
+  // (peers of a killed rank then fail on their collectives), then the earliest error file.
+  const Worker* root_failure() const {
+    const Worker* best = nullptr;
+    double best_t = 0;
+    for (const auto& w : workers_) {
+      if (!failed(w) || w.stopped_by_us) continue;
+      const double t = WIFSIGNALED(w.status) ? 0 : first_seen(w);
+      if (!best || t < best_t) {
+        best = &w;
+        best_t = t;
+      }
+    }
+    return best;
+  }
+
+  // SIGTERM (or `sig`) to every running worker, SIGKILL to those still alive after the grace
+  // period; drains their output meanwhile. A signal to the launcher while waiting is forwarded.
+  void stop(int sig) {
+    signal_running(sig, true);
+    const auto deadline =
+        Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double>(o_.grace_period_s));
+    while (any_running() && Clock::now() < deadline) {
+      if (g_signal) {
+        interrupted_ = g_signal;
+        signal_running(g_signal, true);
+        g_signal = 0;
+      }
+      pump(0.05);
+    }
+    if (any_running()) {
+      for (const auto& w : workers_)
+        if (w.running)
+          std::cerr << "sculpt-run: rank " << w.rank << " (pid " << w.pid << ") still runs "
+                    << o_.grace_period_s << " s after " << signal_name(sig) << "; sending SIGKILL\n";
+      signal_running(SIGKILL, true);
+      for (auto& w : workers_)
+        if (w.running) {
+          int status = 0;
+          while (::waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
+          }
+          finish(w, status);
+        }
+    }
+    close_all();
+  }
+
+  // Forwards `sig` to every running worker (its whole process group).
+  void signal_running(int sig, bool by_us) {
+    for (auto& w : workers_)
+      if (w.running) {
+        if (::kill(-w.pid, sig) != 0) ::kill(w.pid, sig);
+        w.stopped_by_us = w.stopped_by_us || by_us;
+      }
+  }
+
+  void close_all() {
+    for (auto& w : workers_) {
+      drain(w.out_fd, w, STDOUT_FILENO);
+      drain(w.err_fd, w, STDERR_FILENO);
+      close_fd(w.out_fd);
+      close_fd(w.err_fd);
+      close_fd(w.log_fd);
+    }
+  }
+
+  const std::vector<Worker>& workers() const { return workers_; }
+  // A signal the launcher received while stopping the group (0: none).
+  int interrupted() const { return interrupted_; }
+
+ private:
+  double first_seen(const Worker& w) const {
+    const auto e = read_error_file(w.error_file);
+    return e.present && e.timestamp > 0 ? e.timestamp : w.failed_at;
+  }
+
+  void finish(Worker& w, int status) {
+    w.running = false;
+    w.status = status;
+    w.failed_at = wall_now();
+    drain(w.out_fd, w, STDOUT_FILENO);  // what it wrote before exiting
+    drain(w.err_fd, w, STDERR_FILENO);
+  }
+
+  void spawn(Worker& w, int restart) {
+    // Everything the child needs is built before fork(): after it, only async-signal-safe calls.
+    std::vector<std::string> env_strings;
+    const auto vars = worker_env(o_, w.local_rank, restart, w.error_file);
+    for (char** e = environ; *e; ++e) {
+      const std::string kv = *e;
+      const auto name = kv.substr(0, kv.find('='));
+      bool overridden = false;
+      for (const auto& [k, v] : vars) overridden = overridden || k == name;
+      if (!overridden) env_strings.push_back(kv);
+    }
+    for (const auto& [k, v] : vars) env_strings.push_back(k + "=" + v);
+    if (o_.nproc_per_node > 1 && !std::getenv("OMP_NUM_THREADS"))
+      env_strings.emplace_back("OMP_NUM_THREADS=1");  // as torchrun: N workers share the cores
+    if (!std::getenv("TORCH_NCCL_ASYNC_ERROR_HANDLING"))
+      env_strings.emplace_back("TORCH_NCCL_ASYNC_ERROR_HANDLING=1");
+    std::vector<char*> envp, argv;
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> cmd = o_.command;
+    for (auto& s : cmd) argv.push_back(s.data());
+    argv.push_back(nullptr);
+
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, exec_pipe[2] = {-1, -1};
+    auto check = [](int rc, const char* what) {
+      if (rc != 0) throw std::runtime_error(std::string("sculpt-run: ") + what + ": " +
+                                            std::strerror(errno));
+    };
+    if (w.log_fd >= 0) {
+      check(::pipe2(out_pipe, O_CLOEXEC), "pipe");
+      check(::pipe2(err_pipe, O_CLOEXEC), "pipe");
+    }
+    check(::pipe2(exec_pipe, O_CLOEXEC), "pipe");  // closes on a successful exec
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) check(-1, "fork");
+    if (pid == 0) {
+      // Child: own process group (a Ctrl-C at the terminal reaches the launcher only, which
+      // forwards it once), die with the launcher, default signal dispositions, then exec.
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(1);
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::signal(sig, SIG_DFL);
+      const int null_fd = ::open("/dev/null", O_RDONLY);
+      if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
+      if (out_pipe[1] >= 0) ::dup2(out_pipe[1], STDOUT_FILENO);
+      if (err_pipe[1] >= 0) ::dup2(err_pipe[1], STDERR_FILENO);
+      ::execvpe(argv[0], argv.data(), envp.data());
+      const int err = errno;
+      write_all(exec_pipe[1], reinterpret_cast<const char*>(&err), sizeof err);
+      ::_exit(127);
+    }
+    ::setpgid(pid, pid);  // also from the parent, so a signal right after fork reaches it
+    close_fd(out_pipe[1]);
+    close_fd(err_pipe[1]);
+    close_fd(exec_pipe[1]);
+    int err = 0;
+    ssize_t n;
+    while ((n = ::read(exec_pipe[0], &err, sizeof err)) < 0 && errno == EINTR) {
+    }
+    close_fd(exec_pipe[0]);
+    w.pid = pid;
+    w.running = true;
+    w.out_fd = out_pipe[0];
+    w.err_fd = err_pipe[0];
+    for (int fd : {w.out_fd, w.err_fd})
+      if (fd >= 0) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    if (n == static_cast<ssize_t>(sizeof err)) {
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      w.running = false;
+      w.status = status;
+      stop(SIGTERM);  // the ones started before it
+      throw UserError("sculpt-run: cannot run '" + o_.command[0] + "': " + std::strerror(err));
+    }
+  }
+
+  const LaunchOptions& o_;
+  std::string work_dir_;
+  std::vector<Worker> workers_;
+  int interrupted_ = 0;
+};
+
+// Where error files (and, with --log-dir, logs) go: the log dir, or a temporary folder.
+struct WorkDir {
+  std::string path;
+  bool temporary = false;
+  explicit WorkDir(const std::string& log_dir) {
+    if (!log_dir.empty()) {
+      path = log_dir;
+      std::error_code ec;
+      fs::create_directories(path, ec);
+      if (ec) throw UserError("sculpt-run: --log-dir " + log_dir + ": " + ec.message());
+      return;
+    }
+    std::string tmpl = (fs::temp_directory_path() / "sculpt-run-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data()))
+      throw std::runtime_error("sculpt-run: cannot create a temporary folder: " +
+                               std::string(std::strerror(errno)));
+    path = tmpl;
+    temporary = true;
+  }
+  ~WorkDir() {
+    std::error_code ec;
+    if (temporary) fs::remove_all(path, ec);
+  }
+};
+
+std::string failure_report(const Worker& w, const LaunchOptions& o) {
+  std::ostringstream s;
+  s << describe_status(w);
+  if (o.nnodes > 1) s << " on node " << o.node_rank;
+  const auto e = read_error_file(w.error_file);
+  if (e.present) s << ": " << e.message;
+  s << "\n";
+  if (!w.log_path.empty()) {
+    s << "  log: " << w.log_path << "\n";
+    const auto t = tail_of(w.log_path, 20);
+    if (!t.empty() && !w.tee) s << "  last lines:\n" << t;
+  }
+  return s.str();
+}
+
+}  // namespace
+
+int launch(const LaunchOptions& opt_in) {
+  LaunchOptions o = opt_in;
+  if (o.standalone) o.master_port = free_port();
+  g_signal = 0;
+  install_handlers();
+  WorkDir work(o.log_dir);
+  Group group(o, work.path);
+  const int world = o.nnodes * o.nproc_per_node;
+  std::cerr << "sculpt-run: " << o.nproc_per_node << " worker(s) on node " << o.node_rank << "/"
+            << o.nnodes << " (world size " << world << "), master " << o.master_addr << ":"
+            << o.master_port << ", max restarts " << o.max_restarts
+            << (o.log_dir.empty() ? "" : ", logs in " + o.log_dir) << "\n";
+  for (int restart = 0;; ++restart) {
+    group.start(restart);
+    const Worker* failure = nullptr;
+    while (group.any_running()) {
+      group.pump(o.monitor_interval_s);
+      if (g_signal) {
+        const int sig = g_signal;
+        g_signal = 0;
+        std::cerr << "sculpt-run: " << signal_name(sig)
+                  << " received; forwarding it to the workers (they stop at a checkpoint)\n";
+        group.stop(sig);
+        std::string how;
+        for (const auto& w : group.workers()) how += "\n  " + describe_status(w);
+        std::cerr << "sculpt-run: stopped by " << signal_name(sig) << ":" << how << "\n";
+        return 128 + sig;
+      }
+      for (const auto& w : group.workers())
+        if (failed(w)) failure = &w;
+      if (failure) break;
+    }
+    if (!failure) {
+      group.close_all();
+      std::cerr << "sculpt-run: all " << o.nproc_per_node << " worker(s) finished"
+                << (restart ? " after " + std::to_string(restart) + " restart(s)" : "") << "\n";
+      return 0;
+    }
+    group.reap();  // peers that failed in the same instant count as first failures too
+    const Worker* root = group.root_failure();
+    const std::string report = failure_report(*root, o);
+    group.stop(SIGTERM);
+    if (group.interrupted()) {
+      std::cerr << "sculpt-run: " << report << "sculpt-run: stopped by "
+                << signal_name(group.interrupted()) << " while stopping the group; no restart\n";
+      return 128 + group.interrupted();
+    }
+    if (restart < o.max_restarts) {
+      std::cerr << "sculpt-run: " << report << "sculpt-run: restarting the group (restart "
+                << restart + 1 << " of " << o.max_restarts << ")\n";
+      continue;
+    }
+    std::cerr << "sculpt-run: failed"
+              << (o.max_restarts ? " after " + std::to_string(restart) + " restart(s)" : "")
+              << ": " << report;
+    return exit_code_of(*root);
+  }
+}
+
+int run_launcher(int argc, char** argv) {
+  try {
+    const auto opt = parse_launch_args(std::vector<std::string>(argv + 1, argv + argc));
+    return launch(opt);
+  } catch (const HelpRequested& h) {
+    std::cout << h.text;
+    return 0;
+  } catch (const UserError& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "sculpt-run: failed: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace sculpt::launch
