@@ -445,3 +445,47 @@ TEST_CASE("a worker killed by SIGKILL mid-run: the group restarts, resumes and m
     CHECK(std::abs(b[key] - value) <= 1e-5);
   }
 }
+
+TEST_CASE("SIGTERM to sculpt-run: sculpt train workers checkpoint and exit 0", "[launcher]") {
+  const auto dir = sculpt::test::temp_dir("launch-train-term");
+  const auto cfg = train_config(dir);
+  Launcher run(args({"--nproc-per-node", "1", "--max-restarts", "2", "--log-dir", dir + "/logs",
+                     "--", kSculpt, "train", cfg, "run.output_dir=" + dir + "/b"}),
+               dir);
+  const auto end = std::chrono::steady_clock::now() + 120s;
+  while (logged_steps(dir + "/b") < 150 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(2ms);
+  REQUIRE(::kill(run.pid, SIGTERM) == 0);
+  CHECK(run.wait() == 128 + SIGTERM);
+  const auto err = run.err();
+  INFO(err);
+  CHECK_THAT(err, Catch::Contains("rank 0 (local rank 0, pid"));
+  CHECK_THAT(err, Catch::Contains(") exited with code 0"));
+  CHECK_FALSE(fs::exists(dir + "/logs/attempt_1"));  // a stop is not a failure: no restart
+  const auto log = read_text(dir + "/logs/attempt_0/rank_0.log");
+  CHECK_THAT(log, Catch::Contains("stop requested; finishing the step and writing a checkpoint"));
+  // The checkpoint is the step it stopped at, before the end (1800 steps).
+  const auto latest = read_text(dir + "/b/checkpoints/latest");
+  REQUIRE_THAT(latest, Catch::StartsWith("step_"));
+  const int step = std::stoi(latest.substr(5));
+  CHECK(step >= 150);
+  CHECK(step < 1800);
+  CHECK_FALSE(fs::exists(dir + "/b/summary.json"));
+}
+
+TEST_CASE("torchrun reads the error file sculpt train writes", "[launcher][torchrun]") {
+  const std::string python = SCULPT_TEST_PYTHON_EXE;
+  const auto torchrun = (fs::path(python).parent_path() / "torchrun").string();
+  if (python.empty() || !fs::exists(torchrun)) sculpt::test::skip_test("no torchrun in the venv");
+  const auto dir = sculpt::test::temp_dir("launch-torchrun-error");
+  const auto cfg = dir + "/bad.yaml";
+  sculpt::test::write_text(cfg, "run: {name: r, device: cpu}\nmodel: {name: mlp, hiden: 3}\n");
+  auto r = run_process(torchrun + " --standalone --nproc-per-node 1 --no-python " + kSculpt +
+                       " train " + cfg + " run.output_dir=" + dir + "/run");
+  INFO(r.out << r.err);
+  CHECK(r.exit_code != 0);
+  // torchrun's "Root Cause" block shows the file's callstack field: our message.
+  CHECK_THAT(r.err, Catch::Contains("exitcode  : 2"));
+  CHECK_THAT(r.err, Catch::Contains("UserError: " + cfg));
+  CHECK_THAT(r.err, Catch::Contains("model.hiden: unknown key"));
+}
