@@ -15,6 +15,7 @@
 #include <cmath>
 #include <ctime>
 #include <map>
+#include <memory>
 #include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -350,8 +351,8 @@ TEST_CASE("sculpt train leaves its fatal error in TORCHELASTIC_ERROR_FILE", "[la
   const auto dir = sculpt::test::temp_dir("launch-sculpt-error");
   const auto cfg = dir + "/bad.yaml";
   sculpt::test::write_text(cfg, "run: {name: r, device: cpu}\nmodel: {name: mlp, hiden: 3}\n");
-  auto r = run_process(kRun + " --nproc-per-node 2 --log-dir " + dir + "/logs -- " + kSculpt +
-                       " train " + cfg + " run.output_dir=" + dir + "/run");
+  auto r = run_process(kRun + " --standalone --nproc-per-node 2 --log-dir " + dir + "/logs -- " +
+                       kSculpt + " train " + cfg + " run.output_dir=" + dir + "/run");
   INFO(r.err);
   CHECK(r.exit_code == 2);
   const auto file = dir + "/logs/attempt_0/rank_0.error.json";
@@ -395,6 +396,23 @@ void collect_numbers(const nlohmann::json& j, const std::string& path,
   if (j.is_object())
     for (const auto& [k, v] : j.items()) collect_numbers(v, path + "/" + k, out);
 }
+
+// The two runs took the same number of steps and their final metrics (summary.json's "final":
+// loss and accuracies of train, val and test) agree within 1e-5.
+void require_same_final_metrics(const std::string& run_a, const std::string& run_b) {
+  const auto sa = nlohmann::json::parse(read_text(run_a + "/summary.json"));
+  const auto sb = nlohmann::json::parse(read_text(run_b + "/summary.json"));
+  CHECK(sb["steps"] == sa["steps"]);
+  std::map<std::string, double> a, b;
+  collect_numbers(sa["final"], "final", a);
+  collect_numbers(sb["final"], "final", b);
+  REQUIRE(a.size() >= 6);
+  for (const auto& [key, value] : a) {
+    INFO(key << ": uninterrupted " << value << ", restarted " << b[key]);
+    REQUIRE(b.count(key));
+    CHECK(std::abs(b[key] - value) <= 1e-5);
+  }
+}
 }  // namespace
 
 TEST_CASE("a worker killed by SIGKILL mid-run: the group restarts, resumes and matches",
@@ -407,7 +425,7 @@ TEST_CASE("a worker killed by SIGKILL mid-run: the group restarts, resumes and m
                            "/a --log-level warn");
   REQUIRE(plain.exit_code == 0);
 
-  Launcher run(args({"--nproc-per-node", "1", "--max-restarts", "1", "--log-dir", dir + "/logs",
+  Launcher run(args({"--standalone", "--nproc-per-node", "1", "--max-restarts", "1", "--log-dir", dir + "/logs",
                      "--", kSculpt, "train", cfg, "run.output_dir=" + dir + "/b"}),
                dir);
   // Kill the worker (a real SIGKILL) once it is past its first checkpoint (step 100).
@@ -432,24 +450,13 @@ TEST_CASE("a worker killed by SIGKILL mid-run: the group restarts, resumes and m
   CHECK_THAT(second, Catch::Contains("resuming from the last checkpoint of the run"));
   CHECK_THAT(second, Catch::Contains("resumed from " + dir + "/b/checkpoints/step_"));
 
-  const auto sa = nlohmann::json::parse(read_text(dir + "/a/summary.json"));
-  const auto sb = nlohmann::json::parse(read_text(dir + "/b/summary.json"));
-  CHECK(sb["steps"] == sa["steps"]);
-  std::map<std::string, double> a, b;
-  collect_numbers(sa["final"], "final", a);
-  collect_numbers(sb["final"], "final", b);
-  REQUIRE(a.size() >= 6);  // loss and accuracy of train, val and test at least
-  for (const auto& [key, value] : a) {
-    INFO(key);
-    REQUIRE(b.count(key));
-    CHECK(std::abs(b[key] - value) <= 1e-5);
-  }
+  require_same_final_metrics(dir + "/a", dir + "/b");
 }
 
 TEST_CASE("SIGTERM to sculpt-run: sculpt train workers checkpoint and exit 0", "[launcher]") {
   const auto dir = sculpt::test::temp_dir("launch-train-term");
   const auto cfg = train_config(dir);
-  Launcher run(args({"--nproc-per-node", "1", "--max-restarts", "2", "--log-dir", dir + "/logs",
+  Launcher run(args({"--standalone", "--nproc-per-node", "1", "--max-restarts", "2", "--log-dir", dir + "/logs",
                      "--", kSculpt, "train", cfg, "run.output_dir=" + dir + "/b"}),
                dir);
   const auto end = std::chrono::steady_clock::now() + 120s;
@@ -488,4 +495,94 @@ TEST_CASE("torchrun reads the error file sculpt train writes", "[launcher][torch
   CHECK_THAT(r.err, Catch::Contains("exitcode  : 2"));
   CHECK_THAT(r.err, Catch::Contains("UserError: " + cfg));
   CHECK_THAT(r.err, Catch::Contains("model.hiden: unknown key"));
+}
+
+namespace {
+// The pid of the launcher's child whose environment holds RANK=<rank>.
+pid_t worker_of_rank(pid_t launcher, int rank) {
+  std::istringstream children(read_text("/proc/" + std::to_string(launcher) + "/task/" +
+                                        std::to_string(launcher) + "/children"));
+  pid_t pid;
+  while (children >> pid) {
+    const auto env = read_text("/proc/" + std::to_string(pid) + "/environ");
+    std::istringstream vars(env);
+    std::string var;
+    while (std::getline(vars, var, '\0'))
+      if (var == "RANK=" + std::to_string(rank)) return pid;
+  }
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("DDP on 2 Gloo ranks: a SIGKILLed worker, the group restarts, resumes and matches",
+          "[launcher][slow]") {
+  const auto dir = sculpt::test::temp_dir("launch-ddp-resume");
+  const auto cfg = train_config(dir);
+  const std::string ddp = "distributed.backend=gloo";
+  // The uninterrupted 2-rank run, under sculpt-run too.
+  auto plain = run_process("OMP_NUM_THREADS=1 " + kRun + " --standalone --nproc-per-node 2 -- " +
+                           kSculpt + " train " + cfg + " " + ddp + " run.output_dir=" + dir +
+                           "/a --log-level warn");
+  INFO(plain.err);
+  REQUIRE(plain.exit_code == 0);
+
+  Launcher run(args({"--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
+                     "--grace-period", "20", "--log-dir", dir + "/logs", "--", kSculpt, "train",
+                     cfg, ddp, "run.output_dir=" + dir + "/b"}),
+               dir);
+  // Rank 1 gets a real SIGKILL once rank 0 has logged 150 steps (a checkpoint is at 100).
+  const auto end = std::chrono::steady_clock::now() + 180s;
+  while (logged_steps(dir + "/b") < 150 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(2ms);
+  const pid_t victim = worker_of_rank(run.pid, 1);
+  REQUIRE(victim > 0);
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  REQUIRE(run.wait(300s) == 0);
+  const auto err = run.err();
+  INFO(err);
+  CHECK_THAT(err, Catch::Contains("rank 1 (local rank 1, pid " + std::to_string(victim) +
+                                  ") was killed by SIGKILL"));
+  CHECK_THAT(err, Catch::Contains("restarting the group (restart 1 of 1)"));
+  CHECK_THAT(err, Catch::Contains("finished after 1 restart(s)"));
+  // Both ranks of attempt 1 resumed from the checkpoint that rank 0 wrote before the kill.
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto log = read_text(dir + "/logs/attempt_1/rank_" + std::to_string(rank) + ".log");
+    INFO("rank " << rank << ":\n" << log);
+    CHECK_THAT(log, Catch::Contains("resuming from the last checkpoint of the run"));
+    CHECK_THAT(log, Catch::Contains("resumed from " + dir + "/b/checkpoints/step_"));
+  }
+  CHECK_THAT(read_text(dir + "/logs/attempt_0/rank_0.log"), !Catch::Contains("done:"));
+
+  require_same_final_metrics(dir + "/a", dir + "/b");
+}
+
+TEST_CASE("two nodes on one machine: sculpt-run --nnodes 2 on each, one DDP job",
+          "[launcher][slow]") {
+  const auto dir = sculpt::test::temp_dir("launch-2nodes");
+  const auto cfg = train_config(dir);
+  const std::string ddp = "distributed.backend=gloo";
+  auto single_node = run_process("OMP_NUM_THREADS=1 " + kRun +
+                                 " --standalone --nproc-per-node 2 -- " + kSculpt + " train " +
+                                 cfg + " " + ddp + " run.output_dir=" + dir + "/a --log-level warn");
+  INFO(single_node.err);
+  REQUIRE(single_node.exit_code == 0);
+  // Node 0 and node 1, one worker each, meeting at node 0's store (rank 0's TCPStore).
+  const auto port = std::to_string(sculpt::launch::free_port());
+  std::vector<std::unique_ptr<Launcher>> nodes;
+  for (int node = 0; node < 2; ++node) {
+    const auto sub = dir + "/node" + std::to_string(node);
+    fs::create_directories(sub);
+    nodes.push_back(std::make_unique<Launcher>(
+        args({"--nnodes", "2", "--node-rank", std::to_string(node), "--nproc-per-node", "1",
+              "--master-addr", "127.0.0.1", "--master-port", port, "--log-dir", sub + "/logs",
+              "--", kSculpt, "train", cfg, ddp, "run.output_dir=" + dir + "/b"}),
+        sub));
+  }
+  for (int node = 0; node < 2; ++node) {
+    INFO("node " << node << ": " << nodes[node]->err());
+    CHECK(nodes[node]->wait(300s) == 0);
+  }
+  // Node 1's worker was rank 1 of a world of 2.
+  CHECK_THAT(read_text(dir + "/node1/logs/attempt_0/rank_1.log"), Catch::Contains("[rank 1]"));
+  require_same_final_metrics(dir + "/a", dir + "/b");
 }
