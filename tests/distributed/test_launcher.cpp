@@ -556,7 +556,7 @@ TEST_CASE("DDP on 2 Gloo ranks: a SIGKILLed worker, the group restarts, resumes 
   require_same_final_metrics(dir + "/a", dir + "/b");
 }
 
-TEST_CASE("two nodes on one machine: sculpt-run --nnodes 2 on each, one DDP job",
+TEST_CASE("two nodes on one machine: a SIGKILL on node 1 restarts both nodes, which resume",
           "[launcher][slow]") {
   const auto dir = sculpt::test::temp_dir("launch-2nodes");
   const auto cfg = train_config(dir);
@@ -574,15 +574,33 @@ TEST_CASE("two nodes on one machine: sculpt-run --nnodes 2 on each, one DDP job"
     fs::create_directories(sub);
     nodes.push_back(std::make_unique<Launcher>(
         args({"--nnodes", "2", "--node-rank", std::to_string(node), "--nproc-per-node", "1",
-              "--master-addr", "127.0.0.1", "--master-port", port, "--log-dir", sub + "/logs",
-              "--", kSculpt, "train", cfg, ddp, "run.output_dir=" + dir + "/b"}),
+              "--master-addr", "127.0.0.1", "--master-port", port, "--max-restarts", "1",
+              "--grace-period", "20", "--log-dir", sub + "/logs", "--", kSculpt, "train", cfg,
+              ddp, "run.output_dir=" + dir + "/b"}),
         sub));
   }
+  // Node 1's worker (rank 1) dies; rank 0 on node 0 then fails on its collective, so both
+  // launchers restart their group, and the new groups meet again at node 0's store.
+  const auto end = std::chrono::steady_clock::now() + 180s;
+  while (logged_steps(dir + "/b") < 150 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(2ms);
+  const pid_t victim = worker_of_rank(nodes[1]->pid, 1);
+  REQUIRE(victim > 0);
+  REQUIRE(::kill(victim, SIGKILL) == 0);
   for (int node = 0; node < 2; ++node) {
     INFO("node " << node << ": " << nodes[node]->err());
     CHECK(nodes[node]->wait(300s) == 0);
   }
-  // Node 1's worker was rank 1 of a world of 2.
-  CHECK_THAT(read_text(dir + "/node1/logs/attempt_0/rank_1.log"), Catch::Contains("[rank 1]"));
+  CHECK_THAT(nodes[1]->err(), Catch::Contains("rank 1 (local rank 0, pid " +
+                                              std::to_string(victim) +
+                                              ") was killed by SIGKILL on node 1"));
+  CHECK_THAT(nodes[0]->err(), Catch::Contains("rank 0 (local rank 0, pid"));
+  for (int node = 0; node < 2; ++node) {
+    const auto log = read_text(dir + "/node" + std::to_string(node) + "/logs/attempt_1/rank_" +
+                               std::to_string(node) + ".log");
+    INFO("node " << node << ":\n" << log);
+    CHECK_THAT(log, Catch::Contains("[rank " + std::to_string(node) + "] resumed from " + dir +
+                                    "/b/checkpoints/step_"));
+  }
   require_same_final_metrics(dir + "/a", dir + "/b");
 }
