@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "cli/app.h"
 #include "core/data/loader.h"
 #include "core/data/dataset.h"
 #include "core/config/config.h"
@@ -259,6 +260,7 @@ TEST_CASE("distributed sampler: disjoint shards covering the data, reshuffled al
       }
     }
   }
+  sculpt::cli::register_builtins();
   // Two ranks' loaders over the same data: per epoch disjoint and covering, a new order per
   // epoch, and the same order whichever rank computes it (no communication needed).
   auto ds = sculpt::data::dataset_registry().create(
