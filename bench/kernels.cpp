@@ -6,8 +6,10 @@
 //                  (to_sparse_bsr + matmul), through the dispatcher (BsrLinear) and the sparse
 //                  kernel alone;
 //   bsr-crossover  the block density where dense becomes faster (the dispatcher's table).
-// Medians of alternating timings. Usage:
-//   build/bin/bench_kernels [fq|bsr|bsr-crossover|all] [--device cpu|cuda] [--threads N]
+// Medians of alternating timings. After its own tables (fq, bsr, all) it runs the Python side,
+// bench/kernels_torch.py, with the venv's Python (or --python P; --python none skips it): the
+// same operators through torch.ops against PyTorch's ops timed from Python. Usage:
+//   build/bin/bench_kernels [fq|bsr|bsr-crossover|all] [--device cpu|cuda] [--threads N] [--python P]
 // CPU defaults: 4M-element fake-quant, 2048x2048 weight / batch 256 / 32x32 blocks.
 // CUDA: 2^26-element fake-quant (bandwidth vs a device copy), 4096x4096 bf16 weight, 8192 tokens.
 #include <ATen/Parallel.h>
@@ -187,10 +189,12 @@ void bench_bsr(bool crossover) {
 
 int main(int argc, char** argv) {
   std::string what = "all";
+  std::string python = SCULPT_BENCH_PYTHON;
   int threads = 1;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--device") && i + 1 < argc) g_cuda = !std::strcmp(argv[++i], "cuda");
     else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--python") && i + 1 < argc) python = argv[++i];
     else what = argv[i];
   }
   if (g_cuda && !torch::cuda::is_available()) {
@@ -204,6 +208,13 @@ int main(int argc, char** argv) {
   if (what == "fq" || what == "all") bench_fq();
   if (what == "bsr" || what == "all") bench_bsr(false);
   if (what == "bsr-crossover") bench_bsr(true);
+  if (what != "bsr-crossover" && !python.empty() && python != "none") {
+    std::fflush(stdout);
+    const std::string cmd = "\"" + python + "\" " SCULPT_SOURCE_DIR "/bench/kernels_torch.py " +
+                            SCULPT_KERNELS_LIB + " --device " + (g_cuda ? "cuda" : "cpu") +
+                            " --threads " + std::to_string(threads);
+    if (std::system(cmd.c_str()) != 0) std::printf("(the Python side failed: %s)\n", cmd.c_str());
+  }
   std::printf("\nload average after: %s\n", load_average().c_str());
   return 0;
 }

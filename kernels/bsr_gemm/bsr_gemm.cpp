@@ -105,18 +105,14 @@ at::Tensor sparse_forward(const Checked& c, const at::Tensor& x2, const at::Tens
   }
   TORCH_CHECK(x2.is_cpu(), "sculpt::bsr_linear: unsupported device ", x2.device());
   const auto ct = x2.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const int64_t t = SCULPT_CPU_CALL(bsr, tile_columns, ct), tiles = (n + t - 1) / t;
-  const at::Tensor xt = at::constant_pad_nd(x2.to(ct), {0, 0, 0, tiles * t - n}, 0)
-                            .view({tiles, t, c.cols})
-                            .permute({0, 2, 1})
-                            .contiguous();
-  at::Tensor yt = bias.defined()
-                      ? bias.to(ct).reshape({1, c.rows, 1}).expand({tiles, c.rows, t}).contiguous()
-                      : at::zeros({tiles, c.rows, t}, x2.options().dtype(ct));
+  const at::Tensor xc = x2.to(ct).contiguous();
+  at::Tensor y = at::empty({n, c.rows}, xc.options());
   const bsr::View v{c.crow.const_data_ptr<int64_t>(), c.col.const_data_ptr<int64_t>(), c.rows,
                     c.cols, c.block};
-  if (tiles > 0 && c.nnz > 0) SCULPT_CPU_CALL(bsr, forward, v, values.to(ct).contiguous(), xt, yt);
-  return yt.permute({0, 2, 1}).reshape({tiles * t, c.rows}).slice(0, 0, n).to(x2.scalar_type());
+  if (n > 0)
+    SCULPT_CPU_CALL(bsr, forward, v, values.to(ct).contiguous(), xc,
+                    bias.defined() ? bias.to(ct).contiguous().reshape({-1}) : bias, y);
+  return y.to(x2.scalar_type());
 }
 
 Checked transposed(const Checked& c, const at::Tensor& values, at::Tensor& values_t) {

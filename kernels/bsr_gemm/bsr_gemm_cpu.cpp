@@ -1,12 +1,13 @@
 // CPU block-sparse GEMM (at::vec, at::parallel_for), compiled once per instruction set
 // (kernels/cpu/capability.h); SCULPT_CPU_NS names the copy.
 //
-// forward   y^T = W x^T over tiles of T batch columns (T = kVecs vectors): for every kept block
-//           (r, c) and every group of kRows output rows, kRows x kVecs accumulators take the
-//           block's b input rows (x^T rows c b .. c b + b - 1 of the tile) one after another:
-//           per input row kVecs loads and kRows broadcasts feed kRows * kVecs FMAs. The block's
-//           x rows (b * T floats) and y rows stay in L1 while its row groups run. Parallel over
-//           (tile, block row) pairs; each writes its own y rows.
+// forward   y = x W^T in the natural layouts (x [n, cols], y [n, rows]: no transposes). Work
+//           item = (block row r, chunk of kChunk tokens). Each kept block is transposed once
+//           into a b x b buffer (W_k^T, rows along the outputs), then register blocks of MT
+//           tokens x b outputs (NV = b / vector width vectors each) take its b input columns:
+//           per column NV loads and MT broadcasts of x feed MT * NV FMAs. y's chunk rows stay in
+//           L1 across the blocks of the row. Blocks that are not a multiple of the vector
+//           width run plain loops.
 // block_grad  dW_k = dY_r^T X_c for the kept blocks only: kRows x kCols dot products of length
 //           n at a time (kRows + kCols loads per kRows * kCols FMAs); parallel over blocks.
 #include <ATen/Dispatch.h>
@@ -15,6 +16,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/bsr_gemm/bsr_gemm_impl.h"
 
@@ -27,53 +29,82 @@ namespace sculpt::kernels::bsr::SCULPT_CPU_NS {
 namespace {
 
 using at::vec::Vectorized;
-constexpr int64_t kRows = 4;  // output rows per register block
+constexpr int64_t kRows = 4;  // block_grad: output rows per register block
 constexpr int64_t kCols = 4;  // block_grad: input columns per register block
 
+// Token rows per work item: the unit of parallel work with one block row.
+constexpr int64_t kChunk = 64;
+
+// Accumulator vectors one register block may use (16 of 32 zmm, 8 of 16 ymm registers).
 template <class T>
-constexpr int64_t vecs_per_tile() {
-  return Vectorized<T>::size() * sizeof(T) >= 64 ? 4 : 2;
-}
-template <class T>
-constexpr int64_t tile_of() {
-  return vecs_per_tile<T>() * Vectorized<T>::size();
+constexpr int64_t acc_budget() {
+  return Vectorized<T>::size() * sizeof(T) >= 64 ? 16 : 8;
 }
 
-// Rows i0 .. i0 + R - 1 of block k: y[i][t] += sum_j v[i][j] x[j][t] over one tile.
-template <class T, int64_t R>
-inline void block_rows(const T* v, int64_t b, const T* xb, T* yb, int64_t i0) {
+// MT tokens x (NV vectors = b outputs): y[t][i] += sum_j x[t][c b + j] wt[j][i], wt = W_k^T.
+template <class T, int64_t NV, int64_t MT>
+inline void block_tokens(const T* wt, const T* x, int64_t ldx, T* y, int64_t ldy, int64_t b) {
   using V = Vectorized<T>;
-  constexpr int64_t NV = vecs_per_tile<T>(), kT = tile_of<T>();
-  V acc[R][NV];
-  for (int64_t m = 0; m < R; ++m)
-    for (int64_t u = 0; u < NV; ++u) acc[m][u] = V::loadu(yb + (i0 + m) * kT + u * V::size());
+  V acc[MT][NV];
+  for (int64_t m = 0; m < MT; ++m)
+    for (int64_t u = 0; u < NV; ++u) acc[m][u] = V::loadu(y + m * ldy + u * V::size());
   for (int64_t j = 0; j < b; ++j) {
-    V xv[NV];
-    for (int64_t u = 0; u < NV; ++u) xv[u] = V::loadu(xb + j * kT + u * V::size());
-    for (int64_t m = 0; m < R; ++m) {
-      const V w(v[(i0 + m) * b + j]);
-      for (int64_t u = 0; u < NV; ++u) acc[m][u] = at::vec::fmadd(w, xv[u], acc[m][u]);
+    V w[NV];
+    for (int64_t u = 0; u < NV; ++u) w[u] = V::loadu(wt + j * b + u * V::size());
+    for (int64_t m = 0; m < MT; ++m) {
+      const V xv(x[m * ldx + j]);
+      for (int64_t u = 0; u < NV; ++u) acc[m][u] = at::vec::fmadd(xv, w[u], acc[m][u]);
     }
   }
-  for (int64_t m = 0; m < R; ++m)
-    for (int64_t u = 0; u < NV; ++u) acc[m][u].store(yb + (i0 + m) * kT + u * V::size());
+  for (int64_t m = 0; m < MT; ++m)
+    for (int64_t u = 0; u < NV; ++u) acc[m][u].store(y + m * ldy + u * V::size());
+}
+
+// One block row r over tokens [t0, t1): y rows start from the bias, then every kept block of
+// the row, transposed once into wt (b * b, in L1), is applied to the tokens in register blocks.
+template <class T, int64_t NV>
+void row_chunk(const View& w, const T* vals, const T* x, const T* bias, T* y, int64_t r, int64_t t0,
+               int64_t t1, T* wt) {
+  constexpr int64_t MT = std::max<int64_t>(1, std::min<int64_t>(8, acc_budget<T>() / std::max<int64_t>(NV, 1)));
+  const int64_t b = w.block;
+  for (int64_t t = t0; t < t1; ++t)
+    for (int64_t i = 0; i < b; ++i) y[t * w.rows + r * b + i] = bias ? bias[r * b + i] : T(0);
+  for (int64_t k = w.crow[r]; k < w.crow[r + 1]; ++k) {
+    const T* v = vals + k * b * b;
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t j = 0; j < b; ++j) wt[j * b + i] = v[i * b + j];
+    const int64_t c = w.col[k];
+    int64_t t = t0;
+    if constexpr (NV > 0) {
+      for (; t + MT <= t1; t += MT)
+        block_tokens<T, NV, MT>(wt, x + t * w.cols + c * b, w.cols, y + t * w.rows + r * b, w.rows, b);
+      for (; t < t1; ++t)
+        block_tokens<T, NV, 1>(wt, x + t * w.cols + c * b, w.cols, y + t * w.rows + r * b, w.rows, b);
+    } else {  // b not a multiple of the vector width: plain loops (the compiler vectorizes i)
+      for (; t < t1; ++t) {
+        T* yr = y + t * w.rows + r * b;
+        const T* xr = x + t * w.cols + c * b;
+        for (int64_t j = 0; j < b; ++j)
+          for (int64_t i = 0; i < b; ++i) yr[i] += xr[j] * wt[j * b + i];
+      }
+    }
+  }
 }
 
 template <class T>
-void forward_typed(const View& w, const T* vals, const T* xt, T* yt, int64_t tiles) {
-  constexpr int64_t kT = tile_of<T>();
-  const int64_t b = w.block, brows = w.rows / b;
-  at::parallel_for(0, tiles * brows, 1, [&](int64_t begin, int64_t end) {
+void forward_typed(const View& w, const T* vals, const T* x, const T* bias, T* y, int64_t n) {
+  const int64_t b = w.block, brows = w.rows / b, chunks = (n + kChunk - 1) / kChunk;
+  const int64_t nv = b % Vectorized<T>::size() == 0 ? b / Vectorized<T>::size() : 0;
+  at::parallel_for(0, brows * chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> wt(static_cast<size_t>(b * b));
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t tile = item / brows, r = item % brows;
-      const T* xtile = xt + tile * w.cols * kT;
-      T* yb = yt + (tile * w.rows + r * b) * kT;
-      for (int64_t k = w.crow[r]; k < w.crow[r + 1]; ++k) {
-        const T* v = vals + k * b * b;
-        const T* xb = xtile + w.col[k] * b * kT;
-        int64_t i = 0;
-        for (; i + kRows <= b; i += kRows) block_rows<T, kRows>(v, b, xb, yb, i);
-        for (; i < b; ++i) block_rows<T, 1>(v, b, xb, yb, i);
+      const int64_t r = item / chunks, t0 = (item % chunks) * kChunk, t1 = std::min(n, t0 + kChunk);
+      switch (nv) {
+        case 1: row_chunk<T, 1>(w, vals, x, bias, y, r, t0, t1, wt.data()); break;
+        case 2: row_chunk<T, 2>(w, vals, x, bias, y, r, t0, t1, wt.data()); break;
+        case 4: row_chunk<T, 4>(w, vals, x, bias, y, r, t0, t1, wt.data()); break;
+        case 8: row_chunk<T, 8>(w, vals, x, bias, y, r, t0, t1, wt.data()); break;
+        default: row_chunk<T, 0>(w, vals, x, bias, y, r, t0, t1, wt.data()); break;
       }
     }
   });
@@ -134,14 +165,12 @@ void block_grad_typed(const View& w, const T* dyt, const T* xt, int64_t n, T* dv
 
 }  // namespace
 
-int64_t tile_columns(at::ScalarType dtype) {
-  return dtype == at::kDouble ? tile_of<double>() : tile_of<float>();
-}
-
-void forward(const View& w, const at::Tensor& values, const at::Tensor& xt, at::Tensor& yt) {
-  AT_DISPATCH_FLOATING_TYPES(xt.scalar_type(), "sculpt::bsr_linear", [&] {
-    forward_typed<scalar_t>(w, values.const_data_ptr<scalar_t>(), xt.const_data_ptr<scalar_t>(),
-                            yt.data_ptr<scalar_t>(), xt.size(0));
+void forward(const View& w, const at::Tensor& values, const at::Tensor& x, const at::Tensor& bias,
+             at::Tensor& y) {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sculpt::bsr_linear", [&] {
+    forward_typed<scalar_t>(w, values.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                            bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr,
+                            y.data_ptr<scalar_t>(), x.size(0));
   });
 }
 

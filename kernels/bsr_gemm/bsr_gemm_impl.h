@@ -18,11 +18,10 @@ struct View {
   int64_t rows, cols, block;
 };
 
-// The batch, transposed and cut into tiles of tile_columns() columns: xt [tiles, cols, T].
-// forward: yt [tiles, rows, T] (holding the bias or zeros) += W xt, tile by tile. float / double.
-SCULPT_CPU_DECLARE(int64_t, tile_columns, (at::ScalarType dtype))
-SCULPT_CPU_DECLARE(void, forward, (const View& w, const at::Tensor& values, const at::Tensor& xt,
-                                   at::Tensor& yt))
+// forward: y [n, rows] = x [n, cols] W^T + bias (bias undefined: none); x, values, bias, y
+// contiguous, one dtype: float or double.
+SCULPT_CPU_DECLARE(void, forward, (const View& w, const at::Tensor& values, const at::Tensor& x,
+                                   const at::Tensor& bias, at::Tensor& y))
 // The gradient of the kept blocks: dvalues[k] = dyt[r b.., :] xt[c b.., :]^T, with dyt [rows, n]
 // and xt [cols, n] (n = batch, contiguous rows). float / double.
 SCULPT_CPU_DECLARE(void, block_grad, (const View& w, const at::Tensor& dyt, const at::Tensor& xt,

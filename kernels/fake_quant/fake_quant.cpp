@@ -19,7 +19,7 @@ namespace {
 
 struct Prepared {
   fq::Layout layout;
-  at::Tensor x, scale, zp;  // x contiguous; scale, zp float32 [channels], zp rounded and clamped
+  at::Tensor x, scale, zp;  // x contiguous; scale, zp [channels] in the compute dtype, zp rounded and clamped
 };
 
 Prepared prepare(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
@@ -53,8 +53,9 @@ Prepared prepare(const at::Tensor& x, const at::Tensor& scale, const at::Tensor&
               "sculpt::fake_quant: ", axis ? "per-channel" : "per-tensor", " quantization needs ",
               p.layout.channels, " scale(s) and zero point(s), got ", scale.numel(), " and ",
               zero_point.numel());
-  p.scale = scale.detach().to(at::kFloat).contiguous().reshape({-1});
-  p.zp = at::clamp(at::round(zero_point.detach().to(at::kFloat)), qmin, qmax).contiguous().reshape({-1});
+  const auto ct = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  p.scale = scale.detach().to(ct).contiguous().reshape({-1});
+  p.zp = at::clamp(at::round(zero_point.detach().to(ct)), qmin, qmax).contiguous().reshape({-1});
   return p;
 }
 
@@ -73,8 +74,7 @@ at::Tensor fake_quant_impl(const at::Tensor& x, const at::Tensor& scale,
 #endif
   }
   TORCH_CHECK(p.x.is_cpu(), "sculpt::fake_quant: unsupported device ", p.x.device());
-  SCULPT_CPU_CALL(fq, forward, p.x, p.scale.const_data_ptr<float>(), p.zp.const_data_ptr<float>(),
-                  p.layout, y);
+  SCULPT_CPU_CALL(fq, forward, p.x, p.scale, p.zp, p.layout, y);
   return y;
 }
 
@@ -106,8 +106,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_backward_impl(
       dz = at::zeros({p.layout.channels}, p.scale.options().dtype(at::kDouble));
     }
     if (p.x.numel() > 0)
-      SCULPT_CPU_CALL(fq, backward, dy, p.x, p.scale.const_data_ptr<float>(),
-                      p.zp.const_data_ptr<float>(), p.layout, dx,
+      SCULPT_CPU_CALL(fq, backward, dy, p.x, p.scale, p.zp, p.layout, dx,
                       lsq ? ds.data_ptr<double>() : nullptr, lsq ? dz.data_ptr<double>() : nullptr);
   }
   auto finish = [&](const at::Tensor& g, const at::Tensor& like, bool need) {

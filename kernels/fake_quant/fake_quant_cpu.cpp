@@ -70,7 +70,7 @@ struct Lanes {
 template <class C>
 struct Params {
   std::vector<C> s, inv, lo, hi;
-  Params(const float* scale, const float* zp, const Layout& l) {
+  Params(const C* scale, const C* zp, const Layout& l) {
     const auto n = static_cast<size_t>(l.channels);
     s.resize(n), inv.resize(n), lo.resize(n), hi.resize(n);
     for (size_t c = 0; c < n; ++c) {
@@ -267,21 +267,23 @@ void backward_typed(const T* dy, const T* x, T* dx, const Params<typename Lanes<
 
 }  // namespace
 
-void forward(const at::Tensor& x, const float* scale, const float* zp, const Layout& l,
+void forward(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zp, const Layout& l,
              at::Tensor& y) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sculpt::fake_quant", [&] {
-    const Params<typename Lanes<scalar_t>::C> p(scale, zp, l);
+    using C = typename Lanes<scalar_t>::C;
+    const Params<C> p(scale.const_data_ptr<C>(), zp.const_data_ptr<C>(), l);
     forward_typed<scalar_t>(x.const_data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), p, l);
   });
 }
 
-void backward(const at::Tensor& dy, const at::Tensor& x, const float* scale, const float* zp,
-              const Layout& l, at::Tensor& dx, double* dscale, double* dzp) {
+void backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& scale,
+              const at::Tensor& zp, const Layout& l, at::Tensor& dx, double* dscale, double* dzp) {
   const bool lsq = dscale != nullptr;
   std::vector<double> ps, pz;
   int64_t items = 0, per_item = 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sculpt::fake_quant_backward", [&] {
-    const Params<typename Lanes<scalar_t>::C> p(scale, zp, l);
+    using C = typename Lanes<scalar_t>::C;
+    const Params<C> p(scale.const_data_ptr<C>(), zp.const_data_ptr<C>(), l);
     backward_typed<scalar_t>(dy.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
                              dx.data_ptr<scalar_t>(), p, l, lsq, ps, pz, items, per_item);
   });

@@ -45,7 +45,7 @@ __device__ inline double round_even(double v) { return rint(v); }
 template <class C>
 struct Channel {
   C s, inv, lo, hi;
-  __device__ Channel(const float* scale, const float* zp, int64_t c, int64_t qmin, int64_t qmax) {
+  __device__ Channel(const C* scale, const C* zp, int64_t c, int64_t qmin, int64_t qmax) {
     s = static_cast<C>(scale[c]);
     inv = C(1) / s;
     lo = static_cast<C>(qmin) - static_cast<C>(zp[c]);
@@ -54,8 +54,8 @@ struct Channel {
 };
 
 template <class T, int N>
-__global__ void forward_kernel(const T* __restrict__ x, T* __restrict__ y, const float* scale,
-                               const float* zp, int64_t n, int64_t inner, int64_t channels,
+__global__ void forward_kernel(const T* __restrict__ x, T* __restrict__ y, const compute_t<T>* scale,
+                               const compute_t<T>* zp, int64_t n, int64_t inner, int64_t channels,
                                int64_t qmin, int64_t qmax) {
   using C = compute_t<T>;
   const int64_t packs = n / N;
@@ -88,7 +88,7 @@ __device__ inline C backward_one(C x, C dy, const Channel<C>& ch, C& ds, C& dz, 
 // STE only: a grid-stride elementwise pass.
 template <class T, int N>
 __global__ void backward_ste_kernel(const T* __restrict__ dy, const T* __restrict__ x,
-                                    T* __restrict__ dx, const float* scale, const float* zp,
+                                    T* __restrict__ dx, const compute_t<T>* scale, const compute_t<T>* zp,
                                     int64_t n, int64_t inner, int64_t channels, int64_t qmin,
                                     int64_t qmax) {
   using C = compute_t<T>;
@@ -131,9 +131,9 @@ __device__ inline C block_sum(C v, C* shared) {
 // One CTA per (row, segment): dx and the segment's LSQ partials.
 template <class T, int N>
 __global__ void backward_rows_kernel(const T* __restrict__ dy, const T* __restrict__ x,
-                                     T* __restrict__ dx, const float* scale, const float* zp,
+                                     T* __restrict__ dx, const compute_t<T>* scale, const compute_t<T>* zp,
                                      int64_t inner, int64_t channels, int64_t segs, int64_t qmin,
-                                     int64_t qmax, float* partial_s, float* partial_z) {
+                                     int64_t qmax, compute_t<T>* partial_s, compute_t<T>* partial_z) {
   using C = compute_t<T>;
   __shared__ C shared[kThreads / 32];
   const int64_t item = blockIdx.x, row = item / segs, seg = item % segs;
@@ -163,8 +163,8 @@ __global__ void backward_rows_kernel(const T* __restrict__ dy, const T* __restri
   ds = block_sum(ds, shared);
   dz = block_sum(dz, shared);
   if (threadIdx.x == 0) {
-    partial_s[item] = static_cast<float>(ds);
-    partial_z[item] = static_cast<float>(dz);
+    partial_s[item] = ds;
+    partial_z[item] = dz;
   }
 }
 
@@ -172,10 +172,10 @@ __global__ void backward_rows_kernel(const T* __restrict__ dy, const T* __restri
 // kSplitRows rows; partials [splits, channels].
 template <class T>
 __global__ void backward_channels_last_kernel(const T* __restrict__ dy, const T* __restrict__ x,
-                                              T* __restrict__ dx, const float* scale,
-                                              const float* zp, int64_t outer, int64_t channels,
-                                              int64_t qmin, int64_t qmax, float* partial_s,
-                                              float* partial_z) {
+                                              T* __restrict__ dx, const compute_t<T>* scale,
+                                              const compute_t<T>* zp, int64_t outer, int64_t channels,
+                                              int64_t qmin, int64_t qmax, compute_t<T>* partial_s,
+                                              compute_t<T>* partial_z) {
   using C = compute_t<T>;
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (c >= channels) return;
@@ -186,8 +186,8 @@ __global__ void backward_channels_last_kernel(const T* __restrict__ dy, const T*
     const int64_t i = r * channels + c;
     dx[i] = static_cast<T>(backward_one<C>(static_cast<C>(x[i]), static_cast<C>(dy[i]), ch, ds, dz, true));
   }
-  partial_s[blockIdx.y * channels + c] = static_cast<float>(ds);
-  partial_z[blockIdx.y * channels + c] = static_cast<float>(dz);
+  partial_s[blockIdx.y * channels + c] = ds;
+  partial_z[blockIdx.y * channels + c] = dz;
 }
 
 int grid_for(int64_t work) {
@@ -219,7 +219,8 @@ void forward_cuda(const at::Tensor& x, const at::Tensor& scale, const at::Tensor
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sculpt::fake_quant_cuda", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.data_ptr<scalar_t>();
-    const float *sp = scale.const_data_ptr<float>(), *zpp = zp.const_data_ptr<float>();
+    using C = compute_t<scalar_t>;
+    const C *sp = scale.const_data_ptr<C>(), *zpp = zp.const_data_ptr<C>();
     constexpr int N = kPack<scalar_t>;
     int64_t done = 0;
     if (can_pack<scalar_t>(l, {xp, yp})) {
@@ -247,7 +248,8 @@ void backward_cuda(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sculpt::fake_quant_backward_cuda", [&] {
     const scalar_t *xp = x.const_data_ptr<scalar_t>(), *gp = dy.const_data_ptr<scalar_t>();
     scalar_t* dp = dx.data_ptr<scalar_t>();
-    const float *sp = scale.const_data_ptr<float>(), *zpp = zp.const_data_ptr<float>();
+    using C = compute_t<scalar_t>;
+    const C *sp = scale.const_data_ptr<C>(), *zpp = zp.const_data_ptr<C>();
     constexpr int N = kPack<scalar_t>;
     const bool pack = can_pack<scalar_t>(l, {xp, gp, dp});
     if (!lsq) {
@@ -266,15 +268,15 @@ void backward_cuda(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& 
       }
       return;
     }
-    const auto fopt = x.options().dtype(at::kFloat);
+    const auto fopt = x.options().dtype(c10::CppTypeToScalarType<C>::value);
     if (l.inner == 1 && l.channels > 1) {
       const int64_t splits = (l.outer + kSplitRows - 1) / kSplitRows;
       TORCH_CHECK(splits < 65536, "sculpt::fake_quant_backward: too many rows for the channels-last kernel");
       at::Tensor ps = at::empty({splits, l.channels}, fopt), pz = at::empty({splits, l.channels}, fopt);
       const dim3 grid(static_cast<unsigned>((l.channels + kThreads - 1) / kThreads), static_cast<unsigned>(splits));
       backward_channels_last_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
-          gp, xp, dp, sp, zpp, l.outer, l.channels, l.qmin, l.qmax, ps.data_ptr<float>(),
-          pz.data_ptr<float>());
+          gp, xp, dp, sp, zpp, l.outer, l.channels, l.qmin, l.qmax, ps.data_ptr<C>(),
+          pz.data_ptr<C>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       dscale.copy_(ps.sum(0));
       dzp.copy_(pz.sum(0));
@@ -286,12 +288,12 @@ void backward_cuda(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& 
     const bool packed = aligned16(xp) && aligned16(gp) && aligned16(dp);  // per segment below
     if (packed)
       backward_rows_kernel<scalar_t, N><<<static_cast<unsigned>(items), kThreads, 0, stream>>>(
-          gp, xp, dp, sp, zpp, l.inner, l.channels, segs, l.qmin, l.qmax, ps.data_ptr<float>(),
-          pz.data_ptr<float>());
+          gp, xp, dp, sp, zpp, l.inner, l.channels, segs, l.qmin, l.qmax, ps.data_ptr<C>(),
+          pz.data_ptr<C>());
     else
       backward_rows_kernel<scalar_t, 1><<<static_cast<unsigned>(items), kThreads, 0, stream>>>(
-          gp, xp, dp, sp, zpp, l.inner, l.channels, segs, l.qmin, l.qmax, ps.data_ptr<float>(),
-          pz.data_ptr<float>());
+          gp, xp, dp, sp, zpp, l.inner, l.channels, segs, l.qmin, l.qmax, ps.data_ptr<C>(),
+          pz.data_ptr<C>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     dscale.copy_(ps.view({l.outer, l.channels, segs}).sum(at::IntArrayRef{0, 2}));
     dzp.copy_(pz.view({l.outer, l.channels, segs}).sum(at::IntArrayRef{0, 2}));

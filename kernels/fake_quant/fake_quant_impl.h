@@ -11,8 +11,9 @@
 namespace sculpt::kernels::fq {
 
 // x (contiguous) seen as [outer, channels, inner]: channel c of element i is (i / inner) % channels.
-// Per tensor: channels = 1. scale and zero point are float32 [channels]; the zero point is already
-// rounded and clamped to [qmin, qmax] (as ATen's learnable ops do).
+// Per tensor: channels = 1. scale and zero point are [channels] in the compute dtype (float32,
+// float64 for float64 x); the zero point is already rounded and clamped to [qmin, qmax] (as
+// ATen's learnable ops do).
 struct Layout {
   int64_t outer = 1, channels = 1, inner = 0;
   int64_t qmin = 0, qmax = 255;
@@ -24,15 +25,15 @@ struct Layout {
 // dscale is not null, adds the per-channel LSQ sums (before grad_factor) to dscale / dzp
 // ([channels]): dy * (clamp(q) - x/s) inside the grid, dy * (qmin|qmax - z) outside; dy * -s
 // for the zero point outside. Fixed-order sums (deterministic).
-SCULPT_CPU_DECLARE(void, forward, (const at::Tensor& x, const float* scale, const float* zp,
-                                   const Layout& l, at::Tensor& y))
-SCULPT_CPU_DECLARE(void, backward, (const at::Tensor& dy, const at::Tensor& x, const float* scale,
-                                    const float* zp, const Layout& l, at::Tensor& dx,
-                                    double* dscale, double* dzp))
+SCULPT_CPU_DECLARE(void, forward, (const at::Tensor& x, const at::Tensor& scale,
+                                   const at::Tensor& zp, const Layout& l, at::Tensor& y))
+SCULPT_CPU_DECLARE(void, backward, (const at::Tensor& dy, const at::Tensor& x,
+                                    const at::Tensor& scale, const at::Tensor& zp, const Layout& l,
+                                    at::Tensor& dx, double* dscale, double* dzp))
 
 #ifdef SCULPT_WITH_CUDA
-// The same on the current CUDA stream; scale / zp: float32 [channels] on x's device; dscale /
-// dzp: float32 [channels], zeroed, or undefined (no LSQ sums).
+// The same on the current CUDA stream; scale / zp on x's device; dscale / dzp: [channels] in
+// the compute dtype, zeroed, or undefined (no LSQ sums).
 void forward_cuda(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zp,
                   const Layout& l, at::Tensor& y);
 void backward_cuda(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& scale,

@@ -17,8 +17,8 @@ RefParams ref_params(const at::Tensor& x, const at::Tensor& scale, const at::Ten
   const auto ct = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
   if (axis) shape[static_cast<size_t>(*axis < 0 ? *axis + x.dim() : *axis)] = -1;
-  at::Tensor s = scale.detach().to(at::kFloat).reshape(shape).to(ct);
-  at::Tensor z = zero_point.detach().to(at::kFloat).round().clamp(qmin, qmax).reshape(shape).to(ct);
+  at::Tensor s = scale.detach().to(ct).reshape(shape);
+  at::Tensor z = zero_point.detach().to(ct).round().clamp(qmin, qmax).reshape(shape);
   return {x.detach().to(ct), s, z};
 }
 }  // namespace

@@ -74,4 +74,27 @@ check("bsr_linear grad x", torch.allclose(gx, rx, rtol=1e-4, atol=1e-4))
 check("bsr_linear grad kept blocks", torch.allclose(gv, rv, rtol=1e-4, atol=1e-4))
 check("bsr_linear grad bias", torch.allclose(gb_, rb, rtol=1e-5, atol=1e-5))
 
+# The same operators on a GPU when there is one (scripts/gpu_check.sh runs this there).
+if torch.cuda.is_available():
+    xc = (torch.randn(256, 1000, device="cuda") * 3).requires_grad_()
+    sc = torch.rand(256, device="cuda") * 0.1 + 0.02
+    zc = torch.randint(0, 256, (256,), device="cuda").float()
+    yr = torch.fake_quantize_per_channel_affine(xc, sc, zc.int(), 0, 0, 255)
+    yo = torch.ops.sculpt.fake_quant(xc, sc, zc, 0, 0, 255)
+    check("cuda fake_quant per channel forward", (yr - yo).abs().max().item() <= 1e-6)
+    wc = torch.randn_like(yr)
+    gr, = torch.autograd.grad((yr * wc).sum(), xc)
+    go_, = torch.autograd.grad((yo * wc).sum(), xc)
+    check("cuda fake_quant STE backward", (gr - go_).abs().max().item() <= 1e-6)
+    for dt, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        wcu = (weight.cuda() * 0.1).to(dt)
+        cr, cc, cv = torch.ops.sculpt.bsr_from_dense(wcu, b)
+        xcu = torch.randn(300, 128, device="cuda", dtype=dt)
+        got = torch.ops.sculpt.bsr_linear(xcu, cr, cc, cv, None, False).double()
+        ref = xcu.double() @ wcu.double().t()
+        err = ((got - ref).norm() / ref.norm()).item()
+        check(f"cuda bsr_linear {dt} (rel. error {err:.1e})", err < tol)
+else:
+    print("skip cuda checks: no GPU")
+
 sys.exit(1 if failures else 0)
