@@ -17,6 +17,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,15 +41,27 @@ void sync() {
   if (g_cuda) torch::cuda::synchronize();
 }
 
+// The clock: on the CPU the process's CPU time (all its threads), which time slices taken by
+// other processes on a loaded machine do not inflate; on CUDA wall time after a synchronize.
+double now_us() {
+  if (!g_cuda) {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) * 1e-3;
+  }
+  return std::chrono::duration<double, std::micro>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 // Median microseconds per call of f and g, timed alternately in rounds.
 std::pair<double, double> compare_us(const std::function<void()>& f, const std::function<void()>& g,
                                      int iters, int rounds = 9) {
   auto once = [&](const std::function<void()>& h) {
     sync();
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = now_us();
     for (int i = 0; i < iters; ++i) h();
     sync();
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters;
+    return (now_us() - t0) / iters;
   };
   once(f), once(g);  // warm up
   std::vector<double> tf, tg;
@@ -171,6 +184,11 @@ void bench_bsr(bool crossover) {
       at::NoGradGuard no_grad;
       auto [dense, sparse] = compare_us([&] { torch::linear(x, w); },
                                         [&] { k::bsr_linear_sparse(x, m, {}); }, iters);
+      if (crossover) {  // dense vs the kernel only
+        std::printf("| %lld | %.0f%% | %.1f | %.1f | %.2fx | | | | |\n", static_cast<long long>(b),
+                    m.density() * 100, dense, sparse, dense / sparse);
+        continue;
+      }
       auto [dense2, disp] = compare_us([&] { torch::linear(x, w); }, [&] { layer.forward(x); }, iters);
       double tb = NAN;
       try {
@@ -203,8 +221,10 @@ int main(int argc, char** argv) {
   }
   at::set_num_threads(threads);
   torch::manual_seed(0);
-  std::printf("bench_kernels: device %s, %d thread(s), CPU kernels %s, load average %s\n",
-              g_cuda ? "cuda" : "cpu", threads, k::cpu_capability_name(), load_average().c_str());
+  std::printf("bench_kernels: device %s, %d thread(s), CPU kernels %s, load average %s\n%s\n",
+              g_cuda ? "cuda" : "cpu", threads, k::cpu_capability_name(), load_average().c_str(),
+              g_cuda ? "times: wall clock after cudaDeviceSynchronize, medians"
+                     : "times: process CPU time per call (robust to other processes' load), medians");
   if (what == "fq" || what == "all") bench_fq();
   if (what == "bsr" || what == "all") bench_bsr(false);
   if (what == "bsr-crossover") bench_bsr(true);

@@ -1,13 +1,13 @@
 // CPU block-sparse GEMM (at::vec, at::parallel_for), compiled once per instruction set
 // (kernels/cpu/capability.h); SCULPT_CPU_NS names the copy.
 //
-// forward   y = x W^T in the natural layouts (x [n, cols], y [n, rows]: no transposes). Work
-//           item = (block row r, chunk of kChunk tokens). Each kept block is transposed once
-//           into a b x b buffer (W_k^T, rows along the outputs), then register blocks of MT
-//           tokens x b outputs (NV = b / vector width vectors each) take its b input columns:
-//           per column NV loads and MT broadcasts of x feed MT * NV FMAs. y's chunk rows stay in
-//           L1 across the blocks of the row. Blocks that are not a multiple of the vector
-//           width run plain loops.
+// forward   y = x W^T in the natural layouts (x [n, cols], y [n, rows]: no transposes of x or
+//           y). Work item = (block row r, range of kRange tokens). Each kept block is transposed
+//           once into a b x b buffer (W_k^T, rows along the outputs) and its x columns packed,
+//           then register blocks of MT tokens x b outputs (NV = b / vector width vectors each)
+//           take its b input columns: per column NV loads and MT broadcasts of x feed MT * NV
+//           FMAs. The chunk's y rows stay in L1 across the blocks of the row. Blocks that are not
+//           a multiple of the vector width run plain loops.
 // block_grad  dW_k = dY_r^T X_c for the kept blocks only: kRows x kCols dot products of length
 //           n at a time (kRows + kCols loads per kRows * kCols FMAs); parallel over blocks.
 #include <ATen/Dispatch.h>
@@ -32,7 +32,9 @@ using at::vec::Vectorized;
 constexpr int64_t kRows = 4;  // block_grad: output rows per register block
 constexpr int64_t kCols = 4;  // block_grad: input columns per register block
 
-// Token rows per work item: the unit of parallel work with one block row.
+// Token rows per work item (the unit of parallel work, with one block row) and per packed x
+// panel inside it.
+constexpr int64_t kRange = 256;
 constexpr int64_t kChunk = 64;
 
 // Accumulator vectors one register block may use (16 of 32 zmm, 8 of 16 ymm registers).
@@ -60,51 +62,60 @@ inline void block_tokens(const T* wt, const T* x, int64_t ldx, T* y, int64_t ldy
     for (int64_t u = 0; u < NV; ++u) acc[m][u].store(y + m * ldy + u * V::size());
 }
 
-// One block row r over tokens [t0, t1): y rows start from the bias, then every kept block of
-// the row, transposed once into wt (b * b, in L1), is applied to the tokens in register blocks.
+// One block row r over tokens [t0, t1) (at most kRange). The range's y rows accumulate in yc
+// and each block's x columns are packed into xp, panels of kChunk tokens, both with rows b
+// apart: x and y rows themselves lie cols (rows) floats apart, a power of two for usual layers,
+// which would put the MT rows of a register block into one L1 set. Each kept block is
+// transposed once per range into wt.
 template <class T, int64_t NV>
-void row_chunk(const View& w, const T* vals, const T* x, const T* bias, T* y, int64_t r, int64_t t0,
-               int64_t t1, T* wt) {
+void row_range(const View& w, const T* vals, const T* x, const T* bias, T* y, int64_t r, int64_t t0,
+               int64_t t1, T* wt, T* xp, T* yc) {
   constexpr int64_t MT = std::max<int64_t>(1, std::min<int64_t>(8, acc_budget<T>() / std::max<int64_t>(NV, 1)));
-  const int64_t b = w.block;
-  for (int64_t t = t0; t < t1; ++t)
-    for (int64_t i = 0; i < b; ++i) y[t * w.rows + r * b + i] = bias ? bias[r * b + i] : T(0);
+  const int64_t b = w.block, nt = t1 - t0;
+  for (int64_t t = 0; t < nt; ++t)
+    for (int64_t i = 0; i < b; ++i) yc[t * b + i] = bias ? bias[r * b + i] : T(0);
   for (int64_t k = w.crow[r]; k < w.crow[r + 1]; ++k) {
     const T* v = vals + k * b * b;
     for (int64_t i = 0; i < b; ++i)
       for (int64_t j = 0; j < b; ++j) wt[j * b + i] = v[i * b + j];
     const int64_t c = w.col[k];
-    int64_t t = t0;
-    if constexpr (NV > 0) {
-      for (; t + MT <= t1; t += MT)
-        block_tokens<T, NV, MT>(wt, x + t * w.cols + c * b, w.cols, y + t * w.rows + r * b, w.rows, b);
-      for (; t < t1; ++t)
-        block_tokens<T, NV, 1>(wt, x + t * w.cols + c * b, w.cols, y + t * w.rows + r * b, w.rows, b);
-    } else {  // b not a multiple of the vector width: plain loops (the compiler vectorizes i)
-      for (; t < t1; ++t) {
-        T* yr = y + t * w.rows + r * b;
-        const T* xr = x + t * w.cols + c * b;
-        for (int64_t j = 0; j < b; ++j)
-          for (int64_t i = 0; i < b; ++i) yr[i] += xr[j] * wt[j * b + i];
+    for (int64_t p0 = 0; p0 < nt; p0 += kChunk) {
+      const int64_t pn = std::min(kChunk, nt - p0);
+      for (int64_t t = 0; t < pn; ++t) {
+        const T* xr = x + (t0 + p0 + t) * w.cols + c * b;
+        std::copy(xr, xr + b, xp + t * b);
+      }
+      T* yp = yc + p0 * b;
+      int64_t t = 0;
+      if constexpr (NV > 0) {
+        for (; t + MT <= pn; t += MT) block_tokens<T, NV, MT>(wt, xp + t * b, b, yp + t * b, b, b);
+        for (; t < pn; ++t) block_tokens<T, NV, 1>(wt, xp + t * b, b, yp + t * b, b, b);
+      } else {  // b not a multiple of the vector width: plain loops (the compiler vectorizes i)
+        for (; t < pn; ++t)
+          for (int64_t j = 0; j < b; ++j)
+            for (int64_t i = 0; i < b; ++i) yp[t * b + i] += xp[t * b + j] * wt[j * b + i];
       }
     }
   }
+  for (int64_t t = 0; t < nt; ++t)
+    std::copy(yc + t * b, yc + t * b + b, y + (t0 + t) * w.rows + r * b);
 }
 
 template <class T>
 void forward_typed(const View& w, const T* vals, const T* x, const T* bias, T* y, int64_t n) {
-  const int64_t b = w.block, brows = w.rows / b, chunks = (n + kChunk - 1) / kChunk;
+  const int64_t b = w.block, brows = w.rows / b, chunks = (n + kRange - 1) / kRange;
   const int64_t nv = b % Vectorized<T>::size() == 0 ? b / Vectorized<T>::size() : 0;
   at::parallel_for(0, brows * chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> wt(static_cast<size_t>(b * b));
+    std::vector<T> wt(static_cast<size_t>(b * b)), xp(static_cast<size_t>(kChunk * b)),
+        yc(static_cast<size_t>(kRange * b));
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t r = item / chunks, t0 = (item % chunks) * kChunk, t1 = std::min(n, t0 + kChunk);
+      const int64_t r = item / chunks, t0 = (item % chunks) * kRange, t1 = std::min(n, t0 + kRange);
       switch (nv) {
-        case 1: row_chunk<T, 1>(w, vals, x, bias, y, r, t0, t1, wt.data()); break;
-        case 2: row_chunk<T, 2>(w, vals, x, bias, y, r, t0, t1, wt.data()); break;
-        case 4: row_chunk<T, 4>(w, vals, x, bias, y, r, t0, t1, wt.data()); break;
-        case 8: row_chunk<T, 8>(w, vals, x, bias, y, r, t0, t1, wt.data()); break;
-        default: row_chunk<T, 0>(w, vals, x, bias, y, r, t0, t1, wt.data()); break;
+        case 1: row_range<T, 1>(w, vals, x, bias, y, r, t0, t1, wt.data(), xp.data(), yc.data()); break;
+        case 2: row_range<T, 2>(w, vals, x, bias, y, r, t0, t1, wt.data(), xp.data(), yc.data()); break;
+        case 4: row_range<T, 4>(w, vals, x, bias, y, r, t0, t1, wt.data(), xp.data(), yc.data()); break;
+        case 8: row_range<T, 8>(w, vals, x, bias, y, r, t0, t1, wt.data(), xp.data(), yc.data()); break;
+        default: row_range<T, 0>(w, vals, x, bias, y, r, t0, t1, wt.data(), xp.data(), yc.data()); break;
       }
     }
   });
