@@ -167,9 +167,9 @@ void bench_bsr(bool crossover) {
   const auto dtype = g_cuda ? at::kBFloat16 : at::kFloat;
   const int iters = g_cuda ? 20 : 5;
   std::vector<int64_t> blocks = g_cuda ? std::vector<int64_t>{32, 64} : std::vector<int64_t>{32};
-  std::vector<double> densities = crossover ? std::vector<double>{0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7}
+  std::vector<double> densities = crossover ? std::vector<double>{0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9}
                                             : std::vector<double>{0.1, 0.25, 0.5};
-  if (crossover && !g_cuda) blocks = {16, 32, 64};
+  if (crossover && !g_cuda) blocks = {8, 16, 32, 64};
   std::printf("\n### Block-sparse Linear %s, W %lldx%lld, batch %lld, %s\n\n",
               crossover ? "crossover sweep" : "forward", static_cast<long long>(out),
               static_cast<long long>(in), static_cast<long long>(batch), c10::toString(dtype));

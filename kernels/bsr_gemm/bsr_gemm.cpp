@@ -31,6 +31,15 @@ constexpr Crossover kCrossover[] = {
     {c10::DeviceType::CUDA, 64, 0.4},  {c10::DeviceType::CUDA, 0, 0.0},
 };
 
+// CPU variants: the natural-layout kernel (vectors along the outputs, no transposes of x and y)
+// for blocks of at least kNaturalMinBlock at a block density up to kNaturalMaxDensity, the tiles
+// kernel (vectors along the batch, x and y transposed) otherwise. Measured in process CPU time,
+// 2048x2048 fp32, batch 256 (speed-up over dense natural / tiles): b 32 at 10% 4.35 / 4.32,
+// 25% 1.60 / 2.63, 50% 1.15 / 1.55; b 64 at 10% 5.56 / 4.48, 25% 2.39 / 2.77; b 16 at 10%
+// 1.88 / 4.31.
+constexpr int64_t kNaturalMinBlock = 32;
+constexpr double kNaturalMaxDensity = 0.15;
+
 struct Checked {
   int64_t rows, cols, block, nnz;
   at::Tensor crow, col;  // int64, contiguous, on the device
@@ -109,9 +118,23 @@ at::Tensor sparse_forward(const Checked& c, const at::Tensor& x2, const at::Tens
   at::Tensor y = at::empty({n, c.rows}, xc.options());
   const bsr::View v{c.crow.const_data_ptr<int64_t>(), c.col.const_data_ptr<int64_t>(), c.rows,
                     c.cols, c.block};
-  if (n > 0)
-    SCULPT_CPU_CALL(bsr, forward, v, values.to(ct).contiguous(), xc,
-                    bias.defined() ? bias.to(ct).contiguous().reshape({-1}) : bias, y);
+  const at::Tensor vc = values.to(ct).contiguous();
+  const at::Tensor bc = bias.defined() ? bias.to(ct).contiguous().reshape({-1}) : bias;
+  const int64_t all = (c.rows / c.block) * (c.cols / c.block);
+  const bool natural = c.block >= kNaturalMinBlock &&
+                       static_cast<double>(c.nnz) <= kNaturalMaxDensity * static_cast<double>(all);
+  if (!natural) {  // vectors along the batch (tiles of x^T)
+    const int64_t t = SCULPT_CPU_CALL(bsr, tile_columns, ct), tiles = (n + t - 1) / t;
+    const at::Tensor xt = at::constant_pad_nd(xc, {0, 0, 0, tiles * t - n}, 0)
+                              .view({tiles, t, c.cols})
+                              .permute({0, 2, 1})
+                              .contiguous();
+    at::Tensor yt = bc.defined() ? bc.reshape({1, c.rows, 1}).expand({tiles, c.rows, t}).contiguous()
+                                 : at::zeros({tiles, c.rows, t}, xc.options());
+    if (tiles > 0 && c.nnz > 0) SCULPT_CPU_CALL(bsr, forward_tiles, v, vc, xt, yt);
+    return yt.permute({0, 2, 1}).reshape({tiles * t, c.rows}).slice(0, 0, n).to(x2.scalar_type());
+  }
+  if (n > 0) SCULPT_CPU_CALL(bsr, forward, v, vc, xc, bc, y);
   return y.to(x2.scalar_type());
 }
 

@@ -6,8 +6,9 @@
 //           once into a b x b buffer (W_k^T, rows along the outputs) and its x columns packed,
 //           then register blocks of MT tokens x b outputs (NV = b / vector width vectors each)
 //           take its b input columns: per column NV loads and MT broadcasts of x feed MT * NV
-//           FMAs. The chunk's y rows stay in L1 across the blocks of the row. Blocks that are not
-//           a multiple of the vector width run plain loops.
+//           FMAs. The chunk's y rows stay in L1 across the blocks of the row. Block sizes that
+//           are not a multiple of the vector width run plain loops (bsr_gemm.cpp sends 8 x 8
+//           float blocks to the AVX2 copy, whose vectors are 8 wide, on AVX-512 machines).
 // block_grad  dW_k = dY_r^T X_c for the kept blocks only: kRows x kCols dot products of length
 //           n at a time (kRows + kCols loads per kRows * kCols FMAs); parallel over blocks.
 #include <ATen/Dispatch.h>
@@ -90,7 +91,7 @@ void row_range(const View& w, const T* vals, const T* x, const T* bias, T* y, in
       if constexpr (NV > 0) {
         for (; t + MT <= pn; t += MT) block_tokens<T, NV, MT>(wt, xp + t * b, b, yp + t * b, b, b);
         for (; t < pn; ++t) block_tokens<T, NV, 1>(wt, xp + t * b, b, yp + t * b, b, b);
-      } else {  // b not a multiple of the vector width: plain loops (the compiler vectorizes i)
+      } else {  // other block sizes: plain loops
         for (; t < pn; ++t)
           for (int64_t j = 0; j < b; ++j)
             for (int64_t i = 0; i < b; ++i) yp[t * b + i] += xp[t * b + j] * wt[j * b + i];
@@ -120,6 +121,61 @@ void forward_typed(const View& w, const T* vals, const T* x, const T* bias, T* y
     }
   });
 }
+
+// The tiles variant (small blocks): y^T = W x^T over tiles of kT batch columns (x^T and y^T
+// tile-major, transposed by the caller): for every kept block and group of kRows output rows,
+// kRows x kVecs accumulators take the block's b x^T rows one after another (the weight is the
+// broadcast, the batch the vector). Vector use does not depend on b, so blocks of 8 or 16 run
+// well here, where the natural-layout kernel's vectors along b would be short or empty.
+template <class T>
+constexpr int64_t vecs_per_tile() {
+  return Vectorized<T>::size() * sizeof(T) >= 64 ? 4 : 2;
+}
+template <class T>
+constexpr int64_t tile_of() {
+  return vecs_per_tile<T>() * Vectorized<T>::size();
+}
+
+// Rows i0 .. i0 + R - 1 of block k: y[i][t] += sum_j v[i][j] x[j][t] over one tile.
+template <class T, int64_t R>
+inline void block_rows(const T* v, int64_t b, const T* xb, T* yb, int64_t i0) {
+  using V = Vectorized<T>;
+  constexpr int64_t NV = vecs_per_tile<T>(), kT = tile_of<T>();
+  V acc[R][NV];
+  for (int64_t m = 0; m < R; ++m)
+    for (int64_t u = 0; u < NV; ++u) acc[m][u] = V::loadu(yb + (i0 + m) * kT + u * V::size());
+  for (int64_t j = 0; j < b; ++j) {
+    V xv[NV];
+    for (int64_t u = 0; u < NV; ++u) xv[u] = V::loadu(xb + j * kT + u * V::size());
+    for (int64_t m = 0; m < R; ++m) {
+      const V w(v[(i0 + m) * b + j]);
+      for (int64_t u = 0; u < NV; ++u) acc[m][u] = at::vec::fmadd(w, xv[u], acc[m][u]);
+    }
+  }
+  for (int64_t m = 0; m < R; ++m)
+    for (int64_t u = 0; u < NV; ++u) acc[m][u].store(yb + (i0 + m) * kT + u * V::size());
+}
+
+template <class T>
+void forward_tiles_typed(const View& w, const T* vals, const T* xt, T* yt, int64_t tiles) {
+  constexpr int64_t kT = tile_of<T>();
+  const int64_t b = w.block, brows = w.rows / b;
+  at::parallel_for(0, tiles * brows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t tile = item / brows, r = item % brows;
+      const T* xtile = xt + tile * w.cols * kT;
+      T* yb = yt + (tile * w.rows + r * b) * kT;
+      for (int64_t k = w.crow[r]; k < w.crow[r + 1]; ++k) {
+        const T* v = vals + k * b * b;
+        const T* xb = xtile + w.col[k] * b * kT;
+        int64_t i = 0;
+        for (; i + kRows <= b; i += kRows) block_rows<T, kRows>(v, b, xb, yb, i);
+        for (; i < b; ++i) block_rows<T, 1>(v, b, xb, yb, i);
+      }
+    }
+  });
+}
+
 
 template <class V>
 inline typename V::value_type sum_lanes(const V& v) {
@@ -182,6 +238,17 @@ void forward(const View& w, const at::Tensor& values, const at::Tensor& x, const
     forward_typed<scalar_t>(w, values.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
                             bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr,
                             y.data_ptr<scalar_t>(), x.size(0));
+  });
+}
+
+int64_t tile_columns(at::ScalarType dtype) {
+  return dtype == at::kDouble ? tile_of<double>() : tile_of<float>();
+}
+
+void forward_tiles(const View& w, const at::Tensor& values, const at::Tensor& xt, at::Tensor& yt) {
+  AT_DISPATCH_FLOATING_TYPES(xt.scalar_type(), "sculpt::bsr_linear", [&] {
+    forward_tiles_typed<scalar_t>(w, values.const_data_ptr<scalar_t>(), xt.const_data_ptr<scalar_t>(),
+                                  yt.data_ptr<scalar_t>(), xt.size(0));
   });
 }
 

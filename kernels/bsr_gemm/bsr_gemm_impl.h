@@ -22,6 +22,11 @@ struct View {
 // contiguous, one dtype: float or double.
 SCULPT_CPU_DECLARE(void, forward, (const View& w, const at::Tensor& values, const at::Tensor& x,
                                    const at::Tensor& bias, at::Tensor& y))
+// The tiles variant for small blocks: the batch transposed and cut into tiles of tile_columns()
+// columns, xt [tiles, cols, T]; yt [tiles, rows, T] (holding the bias or zeros) += W xt.
+SCULPT_CPU_DECLARE(int64_t, tile_columns, (at::ScalarType dtype))
+SCULPT_CPU_DECLARE(void, forward_tiles, (const View& w, const at::Tensor& values,
+                                         const at::Tensor& xt, at::Tensor& yt))
 // The gradient of the kept blocks: dvalues[k] = dyt[r b.., :] xt[c b.., :]^T, with dyt [rows, n]
 // and xt [cols, n] (n = batch, contiguous rows). float / double.
 SCULPT_CPU_DECLARE(void, block_grad, (const View& w, const at::Tensor& dyt, const at::Tensor& xt,

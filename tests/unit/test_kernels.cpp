@@ -272,6 +272,28 @@ TEST_CASE("sculpt::bsr_linear equals x W^T + b for many shapes, densities and ev
                         1e-5, 1e-5));
 }
 
+TEST_CASE("sculpt::bsr_linear's low-density CPU variant (natural layout) equals x W^T + b",
+          "[kernels][bsr]") {
+  // At most 15% of the blocks of 32 or 64 take the natural-layout kernel, the rest the tiles one.
+  torch::manual_seed(26);
+  for (int64_t b : {32, 64})
+    for (double density : {0.08, 0.14})
+      for (int64_t batch : {1, 9, 257, 300})
+        for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16}) {
+          const at::Tensor w = block_weight(512, 384, b, density, 1).to(dtype);
+          const auto m = k::bsr_from_dense(w, b);
+          const at::Tensor x = torch::randn({batch, 384}).to(dtype);
+          const at::Tensor bias = torch::randn({512}).to(dtype);
+          const at::Tensor want = torch::linear(x.to(torch::kDouble), w.to(torch::kDouble),
+                                                bias.to(torch::kDouble));
+          const at::Tensor got = k::bsr_linear_sparse(x, m, bias);
+          INFO("b " << b << " density " << m.density() << " batch " << batch << " " << dtype);
+          CHECK(m.nnz() > 0);
+          const double scale = want.abs().max().item<double>() + 1.0;
+          CHECK((got.to(torch::kDouble) - want).abs().max().item<double>() <= tolerance(dtype) * scale);
+        }
+}
+
 TEST_CASE("sculpt::bsr_linear backward: dx, the kept blocks of dW and db equal dense autograd",
           "[kernels][bsr]") {
   torch::manual_seed(22);
