@@ -7,10 +7,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 deps="$root/.gpu-deps"
 mkdir -p "$deps/debs" "$deps/root"
-grep -qx '.gpu-deps/' "$root/.git/info/exclude" 2>/dev/null || echo '.gpu-deps/' >>"$root/.git/info/exclude"
+# In a worktree .git is a file: the exclude list lives in the common git folder.
+exclude="$(git -C "$root" rev-parse --path-format=absolute --git-common-dir)/info/exclude"
+mkdir -p "$(dirname "$exclude")"
+grep -qx '.gpu-deps/' "$exclude" 2>/dev/null || echo '.gpu-deps/' >>"$exclude"
 cd "$deps/debs"
 pkgs=(libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libfmt9
-      libcli11-dev catch2 nlohmann-json3-dev)
+      libcli11-dev catch2 nlohmann-json3-dev zlib1g-dev zlib1g)
 apt-get download "${pkgs[@]}" >/dev/null
 for d in *.deb; do dpkg -x "$d" "$deps/root"; done
 echo "fetch_gpu_deps.sh: unpacked ${#pkgs[@]} packages into $deps/root"

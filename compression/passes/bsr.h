@@ -1,8 +1,7 @@
 // Block-sparse (BSR) Linear on CPU: the runtime a block-pruned Linear layer exports to. The
 // weight [out, in] is cut into b x b blocks; only the non-zero blocks are kept, row by block row
-// (crow: block-row offsets, col: block-column index, values: [nnz, b, b]). y = x W^T + bias is
-// computed as y^T, block by block, with contiguous axpys over the batch. A straightforward
-// kernel (the tuned block-sparse GEMM is the kernels issue, 11).
+// (crow: block-row offsets, col: block-column index, values: [nnz, b, b]). The matrix type and the
+// kernel are the kernels library's (sculpt::bsr_linear, kernels/bsr_gemm/).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -10,22 +9,17 @@
 #include <string>
 
 #include "core/nn/layers.h"
+#include "kernels/bsr_gemm/bsr_gemm.h"
 
 namespace sculpt::compression::prune {
 
-struct Bsr {
-  int64_t rows = 0, cols = 0, block = 0;
-  at::Tensor crow;    // long [rows/b + 1]
-  at::Tensor col;     // long [nnz]
-  at::Tensor values;  // float [nnz, b, b]
-  double density() const;
-  int64_t bytes() const;
-};
+using Bsr = kernels::BsrMatrix;
 
-// The non-zero blocks of a dense [rows, cols] weight (rows and cols multiples of b).
+// The non-zero blocks of a dense [rows, cols] weight (rows and cols multiples of b), float32 on
+// the CPU.
 Bsr to_bsr(const at::Tensor& weight, int64_t block);
 at::Tensor bsr_to_dense(const Bsr& m);
-// x [..., cols] -> x W^T [..., rows] (+ bias when defined). CPU, float.
+// x [..., cols] -> x W^T [..., rows] (+ bias when defined), in x's dtype. CPU.
 at::Tensor bsr_linear(const at::Tensor& x, const Bsr& m, const at::Tensor& bias);
 
 class BsrLinearRuntime final : public nn::LayerRuntime {

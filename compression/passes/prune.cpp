@@ -169,9 +169,10 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
         continue;
       }
       auto m = prune::to_bsr(w, o.block);
-      if (o.runtime == "auto" && m.density() > kBsrMaxDensity) {
+      const double crossover = kernels::bsr_crossover_density(at::kCPU, o.block, at::kFloat);
+      if (o.runtime == "auto" && m.density() > crossover) {
         log::info("prune: ", t.name, " runs dense: ", m.density() * 100,
-                  "% of its blocks remain, above the ", kBsrMaxDensity * 100,
+                  "% of its blocks remain, above the ", crossover * 100,
                   "% where the CPU block-sparse kernel stops being faster");
         continue;
       }
@@ -570,8 +571,6 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
   nlohmann::json curve_ = nlohmann::json::array();
   nlohmann::json removed_;  // physical removal: what was cut
   nlohmann::json runtimes_ = nlohmann::json::object();  // layer -> its BSR runtime
-  // Above this block density the CPU BSR kernel is slower than dense (bench/prune_bsr).
-  static constexpr double kBsrMaxDensity = 0.25;
 };
 
 }  // namespace

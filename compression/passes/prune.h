@@ -32,7 +32,7 @@ struct PruneOptions : config::Section {
   std::string group;                     // layers with the same group share one budget
   double min_sparsity = 0.0;             // per-layer bounds under a shared budget
   double max_sparsity = 1.0;
-  std::string runtime = "auto";          // block: bsr | dense | auto (BSR at <= 25% blocks)
+  std::string runtime = "auto";          // block: bsr | dense | auto (BSR below the crossover)
   bool remove = true;                    // channel: physically remove pruned channels at finalize
   void visit(config::Visitor& v) override;
   void check(config::Checker& c) const override;

@@ -44,8 +44,9 @@ void PruneOptions::visit(config::Visitor& v) {
   v.field("max_sparsity", max_sparsity, "prune: upper bound of a layer's share of a group budget",
           config::Range::closed(0, 1));
   v.choice("runtime", runtime, {"auto", "bsr", "dense"},
-           "prune block: at the end, Linear layers run block-sparse (BSR) on CPU: auto when at "
-           "most 25% of the blocks remain, bsr always, dense never");
+           "prune block: at the end, Linear layers run block-sparse (BSR) on CPU: auto when the "
+           "block density is at most the measured CPU crossover of the kernels' dispatcher, bsr "
+           "always, dense never");
   v.field("remove", remove,
           "prune channel: remove pruned channels at the end (mlp, lenet5): a smaller dense model");
 }

@@ -3,7 +3,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty_like.h>
 
-#include "core/error.h"
+#include <c10/util/Exception.h>
 
 namespace sculpt::kernels {
 
@@ -34,15 +34,15 @@ at::Tensor probe_axpy_cpu(const at::Tensor& x, const at::Tensor& y, double alpha
 }  // namespace
 
 at::Tensor probe_axpy(const at::Tensor& x, const at::Tensor& y, double alpha) {
-  SCULPT_CHECK(x.sizes() == y.sizes(), "probe_axpy: shapes differ");
-  SCULPT_CHECK(x.scalar_type() == at::kFloat && y.scalar_type() == at::kFloat,
+  TORCH_CHECK(x.sizes() == y.sizes(), "probe_axpy: shapes differ");
+  TORCH_CHECK(x.scalar_type() == at::kFloat && y.scalar_type() == at::kFloat,
                "probe_axpy: float32 tensors expected");
-  SCULPT_CHECK(x.device() == y.device(), "probe_axpy: tensors on different devices");
+  TORCH_CHECK(x.device() == y.device(), "probe_axpy: tensors on different devices");
   if (x.is_cuda()) {
 #ifdef SCULPT_WITH_CUDA
     return probe_axpy_cuda(x, y, alpha);
 #else
-    SCULPT_CHECK(false, "probe_axpy: Sculpt was built without CUDA kernels (SCULPT_CUDA=OFF)");
+    TORCH_CHECK(false, "probe_axpy: Sculpt was built without CUDA kernels (SCULPT_CUDA=OFF)");
 #endif
   }
   return probe_axpy_cpu(x, y, alpha);

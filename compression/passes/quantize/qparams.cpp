@@ -1,9 +1,7 @@
-// The quantization numerics: a single-pass CPU loop for float tensors, ATen's fused fake-quant
-// kernels on CUDA, the composite ATen formula otherwise. The fused kernel of the kernels issue
-// will replace fake_quantize / fake_quantize_lsq behind these same functions.
+// The quantization numerics. Fake quantization (and LSQ's gradient) is the fused operator
+// sculpt::fake_quant of kernels/ (CPU and CUDA, one pass forward and one backward).
 #include "compression/passes/quantize/qparams.h"
 
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -11,6 +9,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "kernels/fake_quant/fake_quant.h"
 
 namespace sculpt::quant {
 
@@ -152,158 +151,50 @@ QParams qparams_from_range(const at::Tensor& lo_in, const at::Tensor& hi_in, con
 
 namespace {
 
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-
 // round(x * (1/s)) + z: the unclamped grid value.
 at::Tensor grid_value(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zp) {
   return at::round(x * at::reciprocal(scale)).add_(zp);
 }
 
-// One pass over a contiguous float CPU tensor seen as [outer, C, inner] with one scale and zero
-// point per C (C = 1: per tensor): out = clamp(round(x * (1/s)), qmin - z, qmax - z) * s, which
-// equals (clamp(round(x/s) + z, qmin, qmax) - z) * s for integer z, and the mask of values
-// inside the grid. Rounds half to even with the 1.5 * 2^23 trick (exact in float for |t| < 2^22;
-// t is clamped just outside the grid first, so the mask and the result do not change), which
-// vectorizes where nearbyint does not.
-std::pair<at::Tensor, at::Tensor> fq_cpu_float(const at::Tensor& v_in, const at::Tensor& scale,
-                                               const at::Tensor& zp, int64_t axis, int64_t qmin,
-                                               int64_t qmax) {
-  const at::Tensor v = v_in.contiguous();
-  at::Tensor out = at::empty_like(v);
-  at::Tensor mask = at::empty(v.sizes(), v.options().dtype(at::kBool));
-  int64_t outer = 1, c = 1, inner = v.numel();
-  if (axis >= 0) {
-    c = v.size(axis);
-    outer = 1;
-    for (int64_t d = 0; d < axis; ++d) outer *= v.size(d);
-    inner = c ? v.numel() / (outer * c) : 0;
-  }
-  const at::Tensor s = scale.to(at::kFloat).contiguous().flatten();
-  const at::Tensor z = zp.to(at::kFloat).contiguous().flatten();
-  const float* x = v.data_ptr<float>();
-  const float* sp = s.data_ptr<float>();
-  const float* zpp = z.data_ptr<float>();
-  float* o = out.data_ptr<float>();
-  bool* m = mask.data_ptr<bool>();
-  const auto fmin = static_cast<float>(qmin), fmax = static_cast<float>(qmax);
-  at::parallel_for(0, outer * c, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)),
-                   [&](int64_t begin, int64_t end) {
-                     for (int64_t r = begin; r < end; ++r) {
-                       const int64_t ch = r % c;
-                       const float sc = sp[ch], inv = 1.0f / sc;
-                       const float lo = fmin - zpp[ch], hi = fmax - zpp[ch];
-                       const float* xr = x + r * inner;
-                       float* orow = o + r * inner;
-                       bool* mrow = m + r * inner;
-                       for (int64_t i = 0; i < inner; ++i) {
-                         float t = std::min(std::max(xr[i] * inv, lo - 1.0f), hi + 1.0f);
-                         t = (t + 12582912.0f) - 12582912.0f;
-                         mrow[i] = t >= lo && t <= hi;
-                         orow[i] = std::min(std::max(t, lo), hi) * sc;
-                       }
-                     }
-                   });
-  return {out, mask};
-}
-
-// Output and straight-through mask: per tensor, per channel (the one dim where the scale is not
-// 1) or per row block (a per-group view: leading dims of the scale, trailing 1s). Float CPU
-// tensors take the single pass above, float CUDA tensors ATen's fused fake-quant kernels, other
-// dtypes the composite formula.
-std::pair<at::Tensor, at::Tensor> fq_with_mask(const at::Tensor& v, const at::Tensor& scale,
-                                               const at::Tensor& zp, int64_t qmin, int64_t qmax) {
-  if (v.scalar_type() == at::kFloat && scale.scalar_type() == at::kFloat) {
-    std::vector<int64_t> wide;
-    for (int64_t d = 0; d < scale.dim(); ++d)
-      if (scale.size(d) > 1) wide.push_back(d);
-    bool rows = !wide.empty() && wide.front() == 0 &&
-                wide.back() + 1 == static_cast<int64_t>(wide.size()) && wide.size() > 1;
-    for (int64_t d = rows ? wide.back() + 1 : scale.dim(); d < scale.dim(); ++d)
-      rows = rows && scale.size(d) == 1;
-    const bool per_tensor = scale.numel() == 1;
-    if (!per_tensor && wide.size() != 1 && !rows) {
-      // Not a layout the kernels know: the composite formula below.
-    } else if (v.device().is_cpu()) {
-      if (rows) {
-        auto [out, mask] = fq_cpu_float(v.reshape({scale.numel(), -1}), scale, zp, 0, qmin, qmax);
-        return {out.reshape(v.sizes()), mask.reshape(v.sizes())};
-      }
-      return fq_cpu_float(v, scale, zp, per_tensor ? -1 : wide[0], qmin, qmax);
-    } else if (per_tensor) {
-      const at::Tensor enabled = at::ones({1}, v.options().dtype(at::kLong));
-      auto [out, mask] = at::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams(
-          v, scale.reshape({1}), zp.reshape({1}).to(at::kInt), enabled, qmin, qmax);
-      return {out, mask};
-    } else {
-      const at::Tensor vv = rows ? v.reshape({scale.numel(), -1}) : v;
-      auto [out, mask] = at::fake_quantize_per_channel_affine_cachemask(
-          vv, scale.flatten(), zp.flatten().to(at::kInt), rows ? 0 : wide[0], qmin, qmax);
-      return {out.reshape(v.sizes()), mask.reshape(v.sizes())};
-    }
-  }
-  at::Tensor g = grid_value(v, scale, zp);
-  at::Tensor mask = g.ge(qmin).logical_and_(g.le(qmax));
-  return {g.clamp_(qmin, qmax).sub_(zp).mul_(scale), mask};
-}
-
-class FakeQuantFn : public torch::autograd::Function<FakeQuantFn> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
-                            const at::Tensor& zp, int64_t qmin, int64_t qmax) {
-    auto [out, mask] = fq_with_mask(x, scale, zp, qmin, qmax);
-    ctx->save_for_backward({mask});
-    return out;
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    const auto mask = ctx->get_saved_variables()[0];
-    return {grad[0] * mask, {}, {}, {}, {}};
-  }
+// The operator's view of a (grouped) tensor v whose scale broadcasts against it: per tensor
+// (one scale), per channel (one dim of the scale > 1: that axis) or per row block (the per-group
+// view: leading dims of the scale, trailing 1s; flattened to channels of axis 0).
+struct OpView {
+  at::Tensor x;
+  std::optional<int64_t> axis;
 };
 
-class LsqFn : public torch::autograd::Function<LsqFn> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
-                            const at::Tensor& zp, int64_t qmin, int64_t qmax, double grad_scale) {
-    const at::Tensor xs = x * at::reciprocal(scale);
-    const at::Tensor r = at::round(xs);
-    at::Tensor v = r + zp;
-    const at::Tensor below = v.lt(qmin), above = v.gt(qmax);
-    // d x_hat / d s per element, before the gradient scale.
-    at::Tensor ds = at::where(below, qmin - zp, at::where(above, qmax - zp, r - xs));
-    ctx->save_for_backward({below.logical_or(above), ds, scale});
-    ctx->saved_data["grad_scale"] = grad_scale;
-    return v.clamp_(qmin, qmax).sub_(zp).mul_(scale);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    const auto saved = ctx->get_saved_variables();
-    const double g = ctx->saved_data["grad_scale"].toDouble();
-    const at::Tensor gx = grad[0].masked_fill(saved[0], 0);
-    const at::Tensor gs = at::sum_to(grad[0] * saved[1], saved[2].sizes()) * g;
-    return {gx, gs, {}, {}, {}, {}};
-  }
-};
+OpView op_view(const at::Tensor& v, const at::Tensor& scale) {
+  if (scale.numel() == 1) return {v, std::nullopt};
+  std::vector<int64_t> wide;
+  for (int64_t d = 0; d < scale.dim(); ++d)
+    if (scale.size(d) > 1) wide.push_back(d);
+  if (wide.size() == 1 && scale.dim() == v.dim()) return {v, wide[0]};
+  const int64_t channels = scale.numel();
+  SCULPT_ASSERT(wide.front() == 0 && v.numel() % channels == 0, "scale ", scale.sizes(),
+                " is not a per-tensor, per-channel or per-group layout of ", v.sizes());
+  return {v.reshape({channels, v.numel() / channels}), 0};
+}
 
 }  // namespace
 
 at::Tensor fake_quantize(const at::Tensor& x, const QParams& qp) {
   const at::Tensor v = grouped_view(x, qp.spec);
-  const at::Tensor scale = qp.scale.to(v.scalar_type()), zp = qp.zero_point.to(v.scalar_type());
-  at::Tensor out;
-  if (x.requires_grad()) {
-    out = FakeQuantFn::apply(v, scale, zp, qp.spec.qmin(), qp.spec.qmax());
-  } else {
-    at::NoGradGuard no_grad;
-    out = fq_with_mask(v, scale, zp, qp.spec.qmin(), qp.spec.qmax()).first;
-  }
-  return out.reshape(x.sizes());
+  const OpView o = op_view(v, qp.scale);
+  return kernels::fake_quant(o.x, qp.scale.to(v.device()).reshape({-1}),
+                             qp.zero_point.to(v.device()).reshape({-1}), o.axis,
+                             qp.spec.qmin(), qp.spec.qmax())
+      .reshape(x.sizes());
 }
 
 at::Tensor fake_quantize_lsq(const at::Tensor& x, const at::Tensor& scale,
                              const at::Tensor& zero_point, const QSpec& spec, double grad_scale) {
   const at::Tensor v = grouped_view(x, spec);
-  return LsqFn::apply(v, scale.to(v.scalar_type()), zero_point.to(v.scalar_type()), spec.qmin(),
-                      spec.qmax(), grad_scale)
+  const OpView o = op_view(v, scale);
+  // The zero point is fixed (no gradient); the scale's gradient is LSQ's, times grad_scale.
+  return kernels::fake_quant(o.x, scale.to(v.device()).reshape({-1}),
+                             zero_point.detach().to(v.device()).reshape({-1}), o.axis,
+                             spec.qmin(), spec.qmax(), grad_scale)
       .reshape(x.sizes());
 }
 

@@ -1,0 +1,398 @@
+// The kernels' operators against plain-ATen references and ATen's own fake-quant ops (CPU).
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <optional>
+#include <vector>
+
+#include "kernels/bsr_gemm/bsr_gemm.h"
+#include "kernels/fake_quant/fake_quant.h"
+
+namespace k = sculpt::kernels;
+
+namespace {
+
+struct FqCase {
+  std::vector<int64_t> shape;
+  std::optional<int64_t> axis;
+};
+
+// Positive scales around the spread of x / (grid size), so values fall inside, on and outside
+// the grid; zero points random integers in the grid (0 for symmetric signed grids).
+std::pair<at::Tensor, at::Tensor> random_qparams(int64_t channels, int64_t qmin, int64_t qmax,
+                                                 bool symmetric) {
+  const double span = static_cast<double>(qmax - qmin);
+  at::Tensor s = (torch::rand({channels}) * 2.0 + 0.5) * (5.0 / span);
+  at::Tensor z = symmetric ? torch::zeros({channels})
+                           : torch::randint(qmin, qmax + 1, {channels}).to(torch::kFloat);
+  return {s, z};
+}
+
+std::vector<FqCase> fq_cases() {
+  return {{{1}, std::nullopt},           {{7}, std::nullopt},         {{1, 1}, 0},
+          {{5, 3}, 0},                   {{5, 3}, 1},                 {{5, 3}, -1},
+          {{17, 33, 5}, 0},              {{17, 33, 5}, 1},            {{17, 33, 5}, 2},
+          {{4, 64}, 0},                  {{3, 40000}, 0},             {{300, 48}, 1},
+          {{2, 3, 8, 8}, 1},             {{100003}, std::nullopt},    {{9, 70001}, std::nullopt},
+          {{70000, 3}, 1},               {{1, 2, 3, 4}, std::nullopt}};
+}
+
+int64_t channels_of(const FqCase& c) {
+  if (!c.axis) return 1;
+  const auto rank = static_cast<int64_t>(c.shape.size());
+  return c.shape[static_cast<size_t>(*c.axis < 0 ? *c.axis + rank : *c.axis)];
+}
+
+}  // namespace
+
+TEST_CASE("sculpt::fake_quant forward equals the plain-ATen reference bit for bit, every dtype",
+          "[kernels][fake_quant]") {
+  torch::manual_seed(11);
+  for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16, torch::kHalf})
+    for (const auto& c : fq_cases())
+      for (int bits : {2, 4, 8})
+        for (bool symmetric : {true, false}) {
+          const int64_t qmin = symmetric ? -((1 << (bits - 1)) - 1) : 0;
+          const int64_t qmax = symmetric ? (1 << (bits - 1)) - 1 : (1 << bits) - 1;
+          auto [s, z] = random_qparams(channels_of(c), qmin, qmax, symmetric);
+          const at::Tensor x = (torch::randn(c.shape) * 3.0 + (symmetric ? 0.0 : 2.0)).to(dtype);
+          const at::Tensor got = k::fake_quant(x, s, z, c.axis, qmin, qmax);
+          const at::Tensor want = k::fake_quant_ref(x, s, z, c.axis, qmin, qmax);
+          INFO("dtype " << dtype << " shape " << at::IntArrayRef(c.shape) << " axis "
+                        << (c.axis ? *c.axis : -99) << " bits " << bits << " sym " << symmetric);
+          REQUIRE(got.scalar_type() == dtype);
+          REQUIRE(got.sizes() == x.sizes());
+          CHECK(torch::equal(got, want));
+          // Not a trivial map: some values are clipped and some reproduced inside the grid.
+          if (x.numel() > 1000) CHECK(!torch::equal(got, x));
+        }
+}
+
+TEST_CASE("sculpt::fake_quant backward (STE and LSQ sums) equals the reference, every dtype",
+          "[kernels][fake_quant]") {
+  torch::manual_seed(12);
+  for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16, torch::kHalf})
+    for (const auto& c : fq_cases())
+      for (bool symmetric : {true, false}) {
+        const int64_t qmin = symmetric ? -7 : 0, qmax = symmetric ? 7 : 15;
+        auto [s, z] = random_qparams(channels_of(c), qmin, qmax, symmetric);
+        const at::Tensor x = (torch::randn(c.shape) * 3.0).to(dtype);
+        const at::Tensor dy = torch::randn(c.shape).to(dtype);
+        const double g = 0.37;
+        auto [dx, ds, dz] = k::fake_quant_backward(dy, x, s, z, c.axis, qmin, qmax, g, true, true);
+        auto [rdx, rds, rdz] = k::fake_quant_backward_ref(dy, x, s, z, c.axis, qmin, qmax, g);
+        INFO("dtype " << dtype << " shape " << at::IntArrayRef(c.shape) << " axis "
+                      << (c.axis ? *c.axis : -99) << " sym " << symmetric);
+        CHECK(torch::equal(dx, rdx));
+        // The sums differ by summation order only: float rounding of up to n terms of size
+        // |dy| * (qmax - qmin).
+        const double n = static_cast<double>(x.numel() / channels_of(c));
+        const double tol = 1e-6 * n * (qmax - qmin) * g * 4.0 + 1e-6;
+        CHECK(ds.sizes() == s.sizes());
+        CHECK((ds - rds).abs().max().item<double>() <= tol);
+        CHECK((dz - rdz).abs().max().item<double>() <= tol);
+        // Clipping happens in these cases, so the zero-point gradient is exercised.
+        if (x.numel() > 1000 && !symmetric) CHECK(rdz.abs().sum().item<double>() > 0);
+        // STE only: no sums asked for, none computed.
+        auto [dx2, ds2, dz2] = k::fake_quant_backward(dy, x, s, z, c.axis, qmin, qmax, g, false, false);
+        CHECK(torch::equal(dx2, rdx));
+        CHECK(!ds2.defined());
+        CHECK(!dz2.defined());
+      }
+}
+
+TEST_CASE("sculpt::fake_quant autograd: STE for x, LSQ gradients for a learned scale and zero point",
+          "[kernels][fake_quant]") {
+  torch::manual_seed(13);
+  const at::Tensor x0 = torch::randn({6, 50}) * 2.0;
+  for (std::optional<int64_t> axis : {std::optional<int64_t>(), std::optional<int64_t>(0)}) {
+    const int64_t ch = axis ? 6 : 1;
+    auto [s0, z0] = random_qparams(ch, 0, 15, false);
+    auto x = x0.clone().requires_grad_(true);
+    auto s = s0.clone().requires_grad_(true);
+    auto z = z0.clone().requires_grad_(true);
+    auto y = k::fake_quant(x, s, z, axis, 0, 15, 0.5);
+    const at::Tensor w = torch::randn(y.sizes());
+    (y * w).sum().backward();
+    auto [rdx, rds, rdz] = k::fake_quant_backward_ref(w, x0, s0, z0, axis, 0, 15, 0.5);
+    CHECK(torch::equal(x.grad(), rdx));
+    CHECK(torch::allclose(s.grad(), rds, 1e-5, 1e-5));
+    CHECK(torch::allclose(z.grad(), rdz, 1e-5, 1e-5));
+    // Without requires_grad on the qparams only x gets a gradient.
+    auto x2 = x0.clone().requires_grad_(true);
+    k::fake_quant(x2, s0, z0, axis, 0, 15).mul(w).sum().backward();
+    CHECK(torch::equal(x2.grad(), rdx));
+  }
+}
+
+TEST_CASE("sculpt::fake_quant equals ATen's fake_quantize_per_tensor/per_channel_affine and their backward",
+          "[kernels][fake_quant]") {
+  torch::manual_seed(14);
+  for (auto shape : {std::vector<int64_t>{1000}, std::vector<int64_t>{31, 17},
+                     std::vector<int64_t>{8, 3, 5, 5}})
+    for (auto [qmin, qmax] : {std::pair<int64_t, int64_t>{0, 255}, {-128, 127}, {0, 15}, {-7, 7}}) {
+      const at::Tensor x0 = torch::randn(shape) * 4.0;
+      // Per tensor.
+      const double scale = 0.05 + 0.01 * static_cast<double>(qmax - qmin > 100 ? 1 : 30);
+      const int64_t zp = qmin < 0 ? 0 : (qmax + 1) / 3;
+      auto xa = x0.clone().requires_grad_(true), xb = x0.clone().requires_grad_(true);
+      auto ya = at::fake_quantize_per_tensor_affine(xa, scale, zp, qmin, qmax);
+      auto yb = k::fake_quant(xb, torch::full({1}, scale), torch::full({1}, double(zp)),
+                              std::nullopt, qmin, qmax);
+      CHECK((ya - yb).abs().max().item<double>() <= 1e-6);
+      const at::Tensor w = torch::randn(shape);
+      (ya * w).sum().backward();
+      (yb * w).sum().backward();
+      CHECK((xa.grad() - xb.grad()).abs().max().item<double>() <= 1e-6);
+      // Per channel along every axis.
+      for (int64_t axis = 0; axis < x0.dim(); ++axis) {
+        auto [s, z] = random_qparams(x0.size(axis), qmin, qmax, qmin < 0);
+        auto xc = x0.clone().requires_grad_(true), xd = x0.clone().requires_grad_(true);
+        auto yc = at::fake_quantize_per_channel_affine(xc, s, z.to(torch::kInt), axis, qmin, qmax);
+        auto yd = k::fake_quant(xd, s, z, axis, qmin, qmax);
+        INFO("axis " << axis << " qmin " << qmin << " qmax " << qmax);
+        CHECK((yc - yd).abs().max().item<double>() <= 1e-6);
+        (yc * w).sum().backward();
+        (yd * w).sum().backward();
+        CHECK((xc.grad() - xd.grad()).abs().max().item<double>() <= 1e-6);
+      }
+    }
+}
+
+namespace {
+// ATen's learnable fake-quant (axis < 0: per tensor) and ours on the same inputs: outputs and
+// the gradients of x, scale and zero point.
+void compare_learnable(const at::Tensor& x0, const at::Tensor& w, int64_t axis, int64_t qmin,
+                       int64_t qmax, double g) {
+  auto [s0, z0] = random_qparams(axis < 0 ? 1 : x0.size(axis), qmin, qmax, qmin < 0);
+  auto xa = x0.clone().requires_grad_(true), sa = s0.clone().requires_grad_(true),
+       za = z0.clone().requires_grad_(true);
+  auto xb = x0.clone().requires_grad_(true), sb = s0.clone().requires_grad_(true),
+       zb = z0.clone().requires_grad_(true);
+  auto ya = axis < 0 ? at::_fake_quantize_learnable_per_tensor_affine(xa, sa, za, qmin, qmax, g)
+                     : at::_fake_quantize_learnable_per_channel_affine(xa, sa, za, axis, qmin, qmax, g);
+  auto yb = k::fake_quant(xb, sb, zb, axis < 0 ? std::nullopt : std::optional<int64_t>(axis), qmin,
+                          qmax, g);
+  INFO("axis " << axis << " qmin " << qmin << " qmax " << qmax);
+  CHECK((ya - yb).abs().max().item<double>() <= 1e-6);
+  (ya * w).sum().backward();
+  (yb * w).sum().backward();
+  CHECK((xa.grad() - xb.grad()).abs().max().item<double>() <= 1e-6);
+  CHECK(torch::allclose(sa.grad(), sb.grad(), 1e-4, 1e-5));
+  CHECK(torch::allclose(za.grad(), zb.grad(), 1e-4, 1e-5));
+  CHECK(sa.grad().abs().sum().item<double>() > 0);
+}
+}  // namespace
+
+TEST_CASE("sculpt::fake_quant LSQ gradients equal ATen's _fake_quantize_learnable_* ops",
+          "[kernels][fake_quant]") {
+  torch::manual_seed(15);
+  for (auto shape : {std::vector<int64_t>{4097}, std::vector<int64_t>{16, 33}})
+    for (auto [qmin, qmax] : {std::pair<int64_t, int64_t>{0, 255}, {0, 15}, {-8, 7}}) {
+      const at::Tensor x0 = torch::randn(shape) * 3.0;
+      const at::Tensor w = torch::randn(shape);
+      const double g = 1.0 / std::sqrt(static_cast<double>(x0.numel()) * static_cast<double>(qmax));
+      compare_learnable(x0, w, -1, qmin, qmax, g);
+      // Per channel on 2-D inputs only: ATen's per-channel learnable backward fails on 1-D
+      // ("returned an invalid gradient at index 1 - got []").
+      for (int64_t axis = 0; axis < (x0.dim() > 1 ? x0.dim() : 0); ++axis)
+        compare_learnable(x0, w, axis, qmin, qmax, g);
+    }
+}
+
+TEST_CASE("sculpt::fake_quant rejects mismatched qparams and bad ranges with clear messages",
+          "[kernels][fake_quant]") {
+  const at::Tensor x = torch::randn({4, 5});
+  CHECK_THROWS_WITH(k::fake_quant(x, torch::ones({3}), torch::zeros({3}), 1, 0, 255),
+                    Catch::Contains("needs 5 scale(s)"));
+  CHECK_THROWS_WITH(k::fake_quant(x, torch::ones({1}), torch::zeros({1}), 2, 0, 255),
+                    Catch::Contains("axis 2 is out of range"));
+  CHECK_THROWS_WITH(k::fake_quant(x, torch::ones({1}), torch::zeros({1}), std::nullopt, 5, 5),
+                    Catch::Contains("quant_min 5 must be < quant_max 5"));
+  CHECK_THROWS_WITH(k::fake_quant(x.to(torch::kInt), torch::ones({1}), torch::zeros({1}), std::nullopt, 0, 5),
+                    Catch::Contains("x must be float32"));
+  // Empty input: an empty output of the same shape.
+  CHECK(k::fake_quant(torch::randn({0, 3}), torch::ones({3}), torch::zeros({3}), 1, 0, 15).sizes() ==
+        at::IntArrayRef{0, 3});
+}
+
+namespace {
+
+// A random [rows, cols] weight with about `density` of its b x b blocks kept; block row
+// `empty_row` (when >= 0) has none. Kept blocks hold no zeros.
+at::Tensor block_weight(int64_t rows, int64_t cols, int64_t b, double density,
+                        int64_t empty_row = -1) {
+  at::Tensor keep = torch::rand({rows / b, cols / b}) < density;
+  if (empty_row >= 0 && empty_row < rows / b) keep[empty_row] = false;
+  const at::Tensor mask = keep.repeat_interleave(b, 0).repeat_interleave(b, 1);
+  return (torch::rand({rows, cols}) + 0.5) * (torch::randint(0, 2, {rows, cols}) * 2 - 1) * mask;
+}
+
+double tolerance(at::ScalarType t) {
+  return t == torch::kDouble ? 1e-10 : t == torch::kFloat ? 2e-5 : 2e-2;
+}
+
+}  // namespace
+
+TEST_CASE("sculpt::bsr_linear equals x W^T + b for many shapes, densities and every dtype",
+          "[kernels][bsr]") {
+  torch::manual_seed(21);
+  struct Shape {
+    int64_t rows, cols, b;
+  };
+  for (const auto& sh : {Shape{48, 80, 16}, Shape{32, 32, 32}, Shape{64, 128, 64}, Shape{96, 64, 32},
+                         Shape{24, 40, 8}, Shape{16, 48, 16}})
+    for (double density : {0.0, 0.35, 1.0})
+      for (int64_t batch : {1, 3, 65, 130})
+        for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16, torch::kHalf}) {
+          const at::Tensor w = block_weight(sh.rows, sh.cols, sh.b, density, density > 0.5 ? -1 : 1)
+                                   .to(dtype);
+          const at::Tensor bias = torch::randn({sh.rows}).to(dtype);
+          const at::Tensor x = torch::randn({batch, sh.cols}).to(dtype);
+          const auto m = k::bsr_from_dense(w, sh.b);
+          INFO("W " << sh.rows << "x" << sh.cols << " b " << sh.b << " density " << density
+                    << " batch " << batch << " " << dtype << " nnz " << m.nnz());
+          const at::Tensor want = k::bsr_linear_ref(x.to(torch::kDouble), k::BsrMatrix{m.rows, m.cols, m.block, m.crow, m.col, m.values.to(torch::kDouble)},
+                                                    bias.to(torch::kDouble));
+          for (bool fallback : {false, true}) {
+            const at::Tensor got = fallback ? k::bsr_linear(x, m, bias) : k::bsr_linear_sparse(x, m, bias);
+            REQUIRE(got.scalar_type() == dtype);
+            REQUIRE(got.sizes() == want.sizes());
+            const double scale = want.abs().max().item<double>() + 1.0;
+            CHECK((got.to(torch::kDouble) - want).abs().max().item<double>() <= tolerance(dtype) * scale);
+          }
+          if (density == 0.0) CHECK(m.nnz() == 0);
+          if (density == 1.0) CHECK(m.nnz() == (sh.rows / sh.b) * (sh.cols / sh.b));
+        }
+  // Leading batch dimensions and no bias.
+  const at::Tensor w = block_weight(32, 64, 16, 0.5);
+  const at::Tensor x = torch::randn({2, 3, 64});
+  CHECK(torch::allclose(k::bsr_linear_sparse(x, k::bsr_from_dense(w, 16), {}), torch::linear(x, w),
+                        1e-5, 1e-5));
+}
+
+TEST_CASE("sculpt::bsr_linear's low-density CPU variant (natural layout) equals x W^T + b",
+          "[kernels][bsr]") {
+  // At most 15% of the blocks of 32 or 64 take the natural-layout kernel, the rest the tiles one.
+  torch::manual_seed(26);
+  for (int64_t b : {32, 64})
+    for (double density : {0.08, 0.14})
+      for (int64_t batch : {1, 9, 257, 300})
+        for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16}) {
+          const at::Tensor w = block_weight(512, 384, b, density, 1).to(dtype);
+          const auto m = k::bsr_from_dense(w, b);
+          const at::Tensor x = torch::randn({batch, 384}).to(dtype);
+          const at::Tensor bias = torch::randn({512}).to(dtype);
+          const at::Tensor want = torch::linear(x.to(torch::kDouble), w.to(torch::kDouble),
+                                                bias.to(torch::kDouble));
+          const at::Tensor got = k::bsr_linear_sparse(x, m, bias);
+          INFO("b " << b << " density " << m.density() << " batch " << batch << " " << dtype);
+          CHECK(m.nnz() > 0);
+          const double scale = want.abs().max().item<double>() + 1.0;
+          CHECK((got.to(torch::kDouble) - want).abs().max().item<double>() <= tolerance(dtype) * scale);
+        }
+}
+
+TEST_CASE("sculpt::bsr_linear backward: dx, the kept blocks of dW and db equal dense autograd",
+          "[kernels][bsr]") {
+  torch::manual_seed(22);
+  for (int64_t b : {8, 16, 32})
+    for (double density : {0.0, 0.3, 1.0})
+      for (int64_t batch : {1, 7, 70}) {
+        const at::Tensor w = block_weight(4 * b, 3 * b, b, density, 2);
+        auto m = k::bsr_from_dense(w, b);
+        auto values = m.values.clone().requires_grad_(true);
+        m.values = values;
+        auto x = torch::randn({batch, 3 * b}).requires_grad_(true);
+        auto bias = torch::randn({4 * b}).requires_grad_(true);
+        const at::Tensor go = torch::randn({batch, 4 * b});
+        for (bool fallback : {false, true}) {
+          auto y = fallback ? k::bsr_linear(x, m, bias) : k::bsr_linear_sparse(x, m, bias);
+          auto grads = torch::autograd::grad({(y * go).sum()}, {x, values, bias});
+          auto wd = w.clone().requires_grad_(true);
+          auto x2 = x.detach().clone().requires_grad_(true);
+          auto b2 = bias.detach().clone().requires_grad_(true);
+          auto ref = torch::autograd::grad({(torch::linear(x2, wd, b2) * go).sum()}, {x2, wd, b2});
+          INFO("b " << b << " density " << density << " batch " << batch << " fallback " << fallback);
+          CHECK(torch::allclose(grads[0], ref[0], 1e-4, 1e-4));
+          const auto kept = k::bsr_from_dense(w, b);  // same pattern: gather dW's kept blocks
+          at::Tensor blocks = ref[1].view({4, b, 3, b}).permute({0, 2, 1, 3}).reshape({-1, b, b});
+          const at::Tensor rows = torch::repeat_interleave(kept.crow.diff());
+          CHECK(torch::allclose(grads[1], blocks.index_select(0, rows * 3 + kept.col), 1e-4, 1e-4));
+          CHECK(grads[1].sizes() == values.sizes());
+          CHECK(torch::allclose(grads[2], ref[2], 1e-5, 1e-5));
+        }
+      }
+}
+
+TEST_CASE("sculpt::bsr_linear gradients match central finite differences in double",
+          "[kernels][bsr]") {
+  torch::manual_seed(23);
+  const int64_t b = 4;
+  const at::Tensor w = block_weight(3 * b, 2 * b, b, 0.6, 1).to(torch::kDouble);
+  auto m = k::bsr_from_dense(w, b);
+  REQUIRE(m.nnz() > 0);
+  const at::Tensor x0 = torch::randn({5, 2 * b}, torch::kDouble);
+  const at::Tensor bias0 = torch::randn({3 * b}, torch::kDouble);
+  const at::Tensor go = torch::randn({5, 3 * b}, torch::kDouble);
+  auto loss = [&](const at::Tensor& x, const at::Tensor& v, const at::Tensor& bias) {
+    k::BsrMatrix mm = m;
+    mm.values = v;
+    return (k::bsr_linear_sparse(x, mm, bias) * go).sum();
+  };
+  auto x = x0.clone().requires_grad_(true), v = m.values.clone().requires_grad_(true),
+       bias = bias0.clone().requires_grad_(true);
+  auto g = torch::autograd::grad({loss(x, v, bias)}, {x, v, bias});
+  const double eps = 1e-6;
+  std::vector<at::Tensor> params{x0, m.values, bias0};
+  for (size_t p = 0; p < params.size(); ++p) {
+    const at::Tensor flat = params[p].reshape({-1});
+    for (int64_t i = 0; i < flat.numel(); ++i) {
+      std::vector<at::Tensor> plus, minus;
+      for (size_t q = 0; q < params.size(); ++q) plus.push_back(params[q].clone()), minus.push_back(params[q].clone());
+      plus[p].view({-1})[i] += eps;
+      minus[p].view({-1})[i] -= eps;
+      const double numeric = (loss(plus[0], plus[1], plus[2]).item<double>() -
+                              loss(minus[0], minus[1], minus[2]).item<double>()) / (2 * eps);
+      const double analytic = g[p].reshape({-1})[i].item<double>();
+      INFO("parameter " << p << " element " << i);
+      CHECK(std::abs(numeric - analytic) <= 1e-6 * (1 + std::abs(numeric)));
+    }
+  }
+}
+
+TEST_CASE("BSR conversion matches torch's to_sparse_bsr; the transpose is W^T",
+          "[kernels][bsr]") {
+  torch::manual_seed(24);
+  const at::Tensor w = block_weight(64, 96, 16, 0.4, 0);
+  const auto m = k::bsr_from_dense(w, 16);
+  const at::Tensor t = w.to_sparse_bsr({16, 16});
+  CHECK(torch::equal(m.crow, t.crow_indices()));
+  CHECK(torch::equal(m.col, t.col_indices()));
+  CHECK(torch::equal(m.values, t.values()));
+  CHECK(torch::equal(k::bsr_to_dense(m), w));
+  CHECK(torch::equal(k::bsr_to_dense(k::bsr_transpose(m)), w.t()));
+  CHECK_THROWS_WITH(k::bsr_from_dense(torch::randn({30, 32}), 16), Catch::Contains("does not split"));
+  CHECK_THROWS_WITH(k::bsr_linear(torch::randn({2, 80}), m, {}), Catch::Contains("80 input features"));
+  // The operator itself checks its indices against x (it has no other shape to go by).
+  CHECK_THROWS_WITH(k::bsr_linear(torch::randn({2, 80}), k::BsrMatrix{64, 80, 16, m.crow, m.col, m.values}, {}),
+                    Catch::Contains("do not fit an input of 80 features"));
+}
+
+TEST_CASE("the BSR dispatcher keeps dense weights above the crossover density, sparse below",
+          "[kernels][bsr]") {
+  torch::manual_seed(25);
+  const double cross = k::bsr_crossover_density(at::Device(at::kCPU), 32, torch::kFloat);
+  REQUIRE(cross > 0.0);
+  REQUIRE(cross < 1.0);
+  const at::Tensor x = torch::randn({9, 256});
+  for (double density : {0.05, 1.0}) {
+    const at::Tensor w = block_weight(128, 256, 32, density);
+    const k::BsrLinear layer(w, {}, 32);
+    CHECK(layer.sparse() == (layer.matrix().density() <= cross));
+    CHECK(torch::allclose(layer.forward(x), torch::linear(x, w), 1e-5, 1e-5));
+  }
+  CHECK(k::BsrLinear(block_weight(128, 256, 32, 1.0), {}, 32).sparse() == false);
+  CHECK(k::BsrLinear(block_weight(128, 256, 32, 0.0), {}, 32).sparse() == true);
+}
