@@ -18,6 +18,7 @@
 #include "core/registry/registry.h"
 #include "core/run/run_context.h"
 #include "core/version.h"
+#include "distributed/process_group.h"
 #include "distributed/world.h"
 #include "trainers/run_parts.h"
 #include "trainers/trainer.h"
@@ -45,12 +46,18 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
               const std::vector<std::string>& plugins, const std::string& log_level) {
   auto cfg = load_config(path, overrides, plugins);
   if (log_level.empty()) log::set_level(log::parse_level(cfg.logging.level));
+  // Under torchrun, sculpt-run or SLURM: join the process group, then train under DDP.
   auto world = distributed::world_from_env();
-  SCULPT_CHECK(world.world_size == 1, world.source, " asks for ", world.world_size,
-               " processes, but multi-process training is not built yet; run one process");
+  const bool joined = world.source == "torchrun" || world.world_size > 1;
+  if (joined && world.world_size > 1)
+    log::setup(log::parse_level(log_level.empty() ? cfg.logging.level : log_level), world.rank);
   auto trainer = trainers::trainer_registry().create(cfg.trainer.name, cfg.trainer);
-  auto ctx = RunContext::create(cfg, world.rank, world.world_size);
+  auto ctx = RunContext::create(cfg, world.rank, world.world_size, world.local_rank);
   log::info(version_string(), "; run directory ", ctx.dir().string());
+  if (joined) {
+    ctx.set_collectives(distributed::connect(world, cfg.distributed, ctx.device()));
+    distributed::check_same_config(ctx.collectives(), cfg.hash());
+  }
   auto recipe = compression::build_recipe(cfg);
   auto result = trainer->fit(ctx, recipe);
   if (result.interrupted) {

@@ -42,6 +42,18 @@ try:
 except Exception as e:
     print(f"| (no results: {e}) | | |")
 PY
+# One DDP step with NCCL at world size 1 (a real ProcessGroupNCCL over a TCPStore).
+ddp_dir="$out/ddp-nccl"
+if RANK=0 LOCAL_RANK=0 WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 \
+   build-cuda/bin/sculpt train configs/quickstart.yaml run.device=cuda distributed.backend=nccl \
+   trainer.max_steps=1 run.output_dir="$ddp_dir" >"$out/ddp-nccl.log" 2>&1 &&
+   grep -q "nccl backend" "$out/ddp-nccl.log"; then
+  echo "DDP step with NCCL at world size 1: ok" | tee -a "$out/gpu_check.md"
+else
+  echo "DDP step with NCCL at world size 1: FAILED (tail of $out/ddp-nccl.log below)" | tee -a "$out/gpu_check.md"
+  tail -20 "$out/ddp-nccl.log" | tee -a "$out/gpu_check.md"
+  rc=1
+fi
 # Kernel benchmarks (bench/) append their tables here once they exist.
 for b in build-cuda/bin/bench_*; do
   [ -x "$b" ] || continue

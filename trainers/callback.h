@@ -19,6 +19,7 @@ class Optimizer;
 
 namespace sculpt {
 class RunContext;
+class Collectives;
 namespace models {
 class Model;
 }
@@ -43,6 +44,10 @@ struct StepContext {
   c10::Device device = c10::Device(c10::kCPU);
   int rank = 0;
   int world_size = 1;
+  // How the ranks of a data-parallel run agree (core/run/collectives.h): passes all-reduce
+  // observer ranges and Fisher estimates and broadcast masks through it. Never null in a
+  // trainer's hooks; the single-process one leaves tensors as they are.
+  Collectives* collectives = nullptr;
   const data::Batch* batch = nullptr;   // the current batch, on `device`
   const at::Tensor* outputs = nullptr;  // the model's outputs for `batch`
   const at::Tensor* loss = nullptr;     // the task's loss for `batch` (extra_loss and later)

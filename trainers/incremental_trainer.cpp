@@ -9,8 +9,8 @@
 // Checkpoints hold incremental.json beside the usual files: the matrix so far, the random-init
 // accuracies and the global step the current increment began at, so run.resume continues
 // mid-increment exactly, and incremental.resume_from continues a finished earlier run.
-// TODO(issue 9): with several ranks, each increment's evaluation and the passes' state (Fisher)
-// must be reduced across ranks; multi-process training does not exist yet.
+// Data parallelism: every rank evaluates the increments on the whole data (identical weights give
+// identical matrices); passes reduce their own state (EWC's Fisher) through the collectives.
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -82,7 +82,8 @@ class IncrementalTrainer final : public Trainer {
 
     auto current = train_split(c, parts, 0);
     StepContext hook = make_hook(ctx, current.train);
-    hook.total_steps = total_steps(cfg_, incs[0].data, current.train.size(), "increments[0]",
+    hook.total_steps = total_steps(cfg_, incs[0].data, rows_per_rank(ctx, current.train.size()),
+                                   "increments[0]",
                                    &hook.steps_per_epoch);
     attach_callbacks(callbacks, model, hook, current.train);
     auto optimizer = build_optimizer(c, model, callbacks);
@@ -121,7 +122,8 @@ class IncrementalTrainer final : public Trainer {
     }
     st.config_hash = c.hash();
     pr.baseline = baseline;
-    MetricsLog metrics(ctx.dir(), resume.has_value(), cfg_.tensorboard, t0);
+    MetricsLog metrics(ctx.dir(), resume.has_value(), cfg_.tensorboard, t0,
+                       ctx.writes_files());
 
     LoopResult timing;  // over every increment of this process
     for (int64_t i = static_cast<int64_t>(pr.matrix.size()); i < n; ++i) {
@@ -130,7 +132,7 @@ class IncrementalTrainer final : public Trainer {
       hook.train = &current.train;
       hook.data = &current.train.spec();
       hook.increment = i;
-      const int64_t steps = total_steps(cfg_, incs[i].data, current.train.size(),
+      const int64_t steps = total_steps(cfg_, incs[i].data, rows_per_rank(ctx, current.train.size()),
                                         "increments[" + std::to_string(i) + "]",
                                         &hook.steps_per_epoch);
       const bool fresh = st.step == pr.begin_step && st.epoch == 0 && st.batch_in_epoch == 0;
@@ -184,6 +186,7 @@ class IncrementalTrainer final : public Trainer {
 
     hook.step = st.step;
     for (const auto& cb : callbacks) cb->finalize(model, hook);
+    if (c.distributed.verify_state) verify_ranks_agree(ctx.collectives(), model, callbacks);
     FitResult result;
     result.steps = st.step;
     const auto final_metrics = continual_metrics(pr.matrix, pr.baseline);

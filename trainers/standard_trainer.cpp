@@ -34,7 +34,8 @@ class StandardTrainer final : public Trainer {
     // before the optimizer exists, so parameters they add are trained; they know the schedule.
     StepContext hook = make_hook(ctx, split.train);
     int64_t steps_per_epoch = 0;
-    const int64_t total = total_steps(cfg_, c.data, split.train.size(), "data", &steps_per_epoch);
+    const int64_t total = total_steps(cfg_, c.data, rows_per_rank(ctx, split.train.size()), "data",
+                                    &steps_per_epoch);
     hook.total_steps = total;
     hook.steps_per_epoch = steps_per_epoch;
     attach_callbacks(callbacks, *model, hook, split.train);
@@ -61,9 +62,12 @@ class StandardTrainer final : public Trainer {
                   ", now ", c.hash(), ")");
       st.config_hash = c.hash();
       log::info("resumed from ", resume_from->string(), " at step ", st.step);
+      resume_at_world_size(st, ctx.world_size(), c.data.batch_size, steps_per_epoch,
+                           cfg_.grad_accumulation, cfg_.max_steps > 0);
     }
     // A resumed run appends to its metrics; a fresh one starts them anew.
-    MetricsLog metrics(ctx.dir(), resume_from.has_value(), cfg_.tensorboard, t0);
+    MetricsLog metrics(ctx.dir(), resume_from.has_value(), cfg_.tensorboard, t0,
+                       ctx.writes_files());
     TrainLoop loop(LoopParts{ctx, cfg_, *model, *task, split.train, split.val, c.data, *optimizer,
                              *schedule, store, callbacks, hook, metrics,
                              static_cast<uint64_t>(c.run.seed), 0, total, bf16});
@@ -73,6 +77,7 @@ class StandardTrainer final : public Trainer {
     hook.step = step;
     hook.epoch = st.epoch;
     for (const auto& cb : callbacks) cb->finalize(*model, hook);
+    if (c.distributed.verify_state) verify_ranks_agree(ctx.collectives(), *model, callbacks);
     bool improved = false;
     auto final_val = loop.eval_and_track(st, improved);
     if (!improved) loop.save(st, false);  // the final state is always the latest checkpoint

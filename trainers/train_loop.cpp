@@ -9,6 +9,7 @@
 #include "core/logging/logging.h"
 #include "core/optim/optimizers.h"
 #include "core/run/interrupt.h"
+#include "distributed/ddp.h"
 #include "trainers/callback_state.h"
 #include "core/io/atomic_file.h"
 #include "core/report/html_report.h"
@@ -27,6 +28,7 @@ StepContext make_hook(RunContext& ctx, const data::Dataset& train) {
   hook.device = ctx.device();
   hook.rank = ctx.rank();
   hook.world_size = ctx.world_size();
+  hook.collectives = &ctx.collectives();
   hook.run = &ctx;
   hook.data = &train.spec();
   hook.train = &train;
@@ -108,6 +110,7 @@ FitResult interrupted_at(int64_t steps, Clock::time_point t0) {
 
 void write_run_outputs(const RunContext& ctx, models::Model& model,
                        const nlohmann::json& summary) {
+  if (!ctx.writes_files()) return;  // rank 0 writes the run's files
   const auto& c = ctx.config();
   io::save_safetensors((ctx.dir() / "model.safetensors").string(), model.state_tensors(),
                        {{"sculpt_config_hash", c.hash()}, {"sculpt_model", c.model.name}});
@@ -115,14 +118,83 @@ void write_run_outputs(const RunContext& ctx, models::Model& model,
   report::write_html_report(ctx.dir().string(), "Sculpt run " + c.run.name);
 }
 
+void resume_at_world_size(TrainState& st, int world_size, int64_t batch_size,
+                          int64_t steps_per_epoch, int64_t grad_accumulation, bool fixed_steps) {
+  if (st.world_size == world_size) return;
+  const int64_t samples = st.batch_in_epoch * batch_size * st.world_size;
+  const int64_t batch = samples / (batch_size * world_size);
+  log::info("the checkpoint was written by ", st.world_size, " rank(s), this run has ",
+            world_size, ": epoch ", st.epoch, " continues after ", samples, " samples (batch ",
+            batch, " of each rank's shard)");
+  st.batch_in_epoch = batch;
+  if (!fixed_steps)
+    st.step = st.epoch * steps_per_epoch + (batch + grad_accumulation - 1) / grad_accumulation;
+  st.world_size = world_size;
+}
+
+void verify_ranks_agree(Collectives& comm, models::Model& model, const Callbacks& callbacks) {
+  if (!comm.distributed()) return;
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (const auto& [k, t] : model.state_tensors()) named.emplace_back("model " + k, t);
+  std::string signature;
+  for (size_t i = 0; i < callbacks.size(); ++i) {
+    const auto s = callbacks[i]->state_dict();
+    const std::string who = callbacks[i]->name() + "." + std::to_string(i);
+    for (const auto& [k, t] : s.tensors) named.emplace_back(who + " " + k, t);
+    signature += who + " " + s.meta.dump() + "\n";
+  }
+  std::vector<at::Tensor> flat;
+  for (const auto& [k, t] : named) {
+    signature += k + " " + c10::toString(t.scalar_type()) + " " + c10::str(t.sizes()) + "\n";
+    flat.push_back(t.detach().to(at::kCPU, at::kDouble).reshape(-1));
+  }
+  const auto signatures = comm.all_gather(signature, "the model and pass state layout");
+  std::string problems;
+  for (size_t r = 1; r < signatures.size(); ++r)
+    if (signatures[r] != signatures[0])
+      problems += detail::concat("; rank ", r, ": other tensors or pass metadata than rank 0");
+  if (problems.empty()) {
+    const auto mine = flat.empty() ? at::zeros({0}, at::kDouble) : at::cat(flat);
+    auto ref = mine.clone();
+    comm.broadcast(ref, 0, "the model and pass state of rank 0");
+    int64_t differ = 0, offset = 0;
+    std::string first;
+    for (size_t i = 0; i < named.size(); ++i) {
+      const int64_t n = flat[i].numel();
+      if (!at::equal(mine.narrow(0, offset, n), ref.narrow(0, offset, n))) {
+        if (differ++ < 3) first += (first.empty() ? "" : ", ") + named[i].first;
+      }
+      offset += n;
+    }
+    const auto reports = comm.all_gather(
+        differ ? detail::concat(differ, " tensor(s) differ from rank 0 (", first, ")") : "",
+        "the state comparison");
+    for (size_t r = 1; r < reports.size(); ++r)
+      if (!reports[r].empty()) problems += detail::concat("; rank ", r, ": ", reports[r]);
+  }
+  if (!problems.empty())
+    throw std::runtime_error("distributed.verify_state: the ranks disagree after training" +
+                             problems);
+  log::info("distributed.verify_state: all ", comm.world_size(), " ranks agree on ", named.size(),
+            " tensors of model and pass state");
+}
+
+int64_t rows_per_rank(const RunContext& ctx, int64_t rows) {
+  return data::shard_size(rows, ctx.world_size(),
+                          ctx.config().distributed.uneven_data == "pad");
+}
+
 MetricsLog::MetricsLog(const std::filesystem::path& run_dir, bool append, bool tensorboard,
-                       Clock::time_point t0)
-    : out_(run_dir / "metrics.jsonl", append ? std::ios::app : std::ios::trunc), t0_(t0) {
+                       Clock::time_point t0, bool write)
+    : t0_(t0) {
+  if (!write) return;
+  out_.open(run_dir / "metrics.jsonl", append ? std::ios::app : std::ios::trunc);
   if (tensorboard)
     events_ = std::make_unique<report::EventWriter>((run_dir / "tensorboard").string());
 }
 
 void MetricsLog::record(nlohmann::json j) {
+  if (!out_.is_open()) return;
   j["elapsed_s"] = seconds_since(t0_);
   out_ << j.dump() << "\n";
   out_.flush();
@@ -135,6 +207,7 @@ void MetricsLog::record(nlohmann::json j) {
 }
 
 std::filesystem::path TrainLoop::save(const TrainState& st, bool is_best) {
+  if (!p_.ctx.writes_files()) return {};  // rank 0 writes the run's checkpoints
   return p_.store.save(p_.model, p_.optimizer, st, is_best,
                        [&](const std::filesystem::path& dir) {
                          save_callback_states(p_.callbacks, dir);
@@ -174,6 +247,29 @@ std::map<std::string, double> TrainLoop::eval_and_track(TrainState& st, bool& im
   return m;
 }
 
+namespace {
+// DDP over what the optimizer trains (the model's parameters and those passes added), named
+// for error messages; the model's buffers follow rank 0's.
+std::unique_ptr<distributed::DataParallel> make_ddp(RunContext& ctx, models::Model& model,
+                                                   torch::optim::Optimizer& optimizer) {
+  std::map<const void*, std::string> names;
+  for (const auto& p : model.named_parameters()) names[p.value().unsafeGetTensorImpl()] = p.key();
+  std::vector<at::Tensor> params;
+  std::vector<std::string> param_names;
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) {
+      auto it = names.find(p.unsafeGetTensorImpl());
+      params.push_back(p);
+      param_names.push_back(it != names.end() ? it->second
+                                              : "pass parameter " + std::to_string(params.size()));
+    }
+  const auto& dc = ctx.config().distributed;
+  return std::make_unique<distributed::DataParallel>(params, param_names, model.buffers(),
+                                                     ctx.collectives(),
+                                                     distributed::DdpOptions::from(dc));
+}
+}  // namespace
+
 LoopResult TrainLoop::run(TrainState& st) {
   const auto& cfg = p_.cfg;
   auto& model = p_.model;
@@ -181,8 +277,14 @@ LoopResult TrainLoop::run(TrainState& st) {
   const auto& callbacks = p_.callbacks;
   const auto& c = p_.ctx.config();
   const auto device = p_.ctx.device();
-  data::Loader loader(p_.train, p_.data.batch_size,
-                      data::LoaderOptions::for_training(p_.data, p_.loader_seed));
+  auto& comm = p_.ctx.collectives();
+  auto loader_options = data::LoaderOptions::for_training(p_.data, p_.loader_seed);
+  loader_options.rank = comm.rank();
+  loader_options.world_size = comm.world_size();
+  loader_options.pad_shards = c.distributed.uneven_data == "pad";
+  data::Loader loader(p_.train, p_.data.batch_size, loader_options);
+  auto ddp = p_.ctx.data_parallel() ? make_ddp(p_.ctx, model, p_.optimizer) : nullptr;
+  st.world_size = comm.world_size();
   const int64_t k = cfg.grad_accumulation;
   const int64_t begin = p_.begin_step, end = p_.end_step, total = end - begin;
   LoopResult r;
@@ -225,7 +327,11 @@ LoopResult TrainLoop::run(TrainState& st) {
       data::Batch b;
       hook.step = step;
       hook.epoch = st.epoch;
+      if (ddp) ddp->broadcast_buffers();
       while (micro < k && loader.next(b)) {
+        // DDP reduces in the step's last micro-batch only (no_sync before it).
+        const bool sync = micro + 1 == k || loader.remaining() == 0;
+        if (ddp) ddp->begin_backward(sync);
         b.inputs = b.inputs.to(device);
         b.targets = b.targets.to(device);
         hook.batch = &b;
@@ -256,6 +362,7 @@ LoopResult TrainLoop::run(TrainState& st) {
               inputs.numel(), " inputs");
         }
         (loss / static_cast<double>(k)).backward();
+        if (ddp && sync) ddp->finish_backward();
         loss_sum += loss_v;
         samples += b.size();
         ++micro;
@@ -270,6 +377,15 @@ LoopResult TrainLoop::run(TrainState& st) {
         for (auto& p : model.parameters())
           if (p.grad().defined())
             p.grad().mul_(static_cast<double>(k) / static_cast<double>(micro));
+      }
+      // The ranks agree on skipping and stopping, or their collectives would part ways.
+      bool stop = stop_requested();
+      if (comm.distributed()) {
+        auto flags = at::tensor({nonfinite.empty() ? 0.0f : 1.0f, stop ? 1.0f : 0.0f});
+        comm.all_reduce(flags, ReduceOp::max, "the step's stop and non-finite flags");
+        if (flags[0].item<float>() > 0 && nonfinite.empty())
+          nonfinite = detail::concat("a non-finite loss on another rank at step ", step);
+        stop = flags[1].item<float>() > 0;
       }
       if (!nonfinite.empty()) {
         if (cfg.nonfinite == "abort")
@@ -301,6 +417,15 @@ LoopResult TrainLoop::run(TrainState& st) {
           st.step, loss_sum / static_cast<double>(micro),
           static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0)));
       if (st.step % cfg.log_every == 0 || st.step == end) {
+        if (comm.distributed()) {  // the mean over the ranks, the samples of all
+          auto w = at::tensor({window_loss, static_cast<double>(window_n),
+                               static_cast<double>(window_samples)},
+                              at::kDouble);
+          comm.all_reduce(w, ReduceOp::sum, "the training metrics");
+          window_loss = w[0].item<double>();
+          window_n = static_cast<int64_t>(w[1].item<double>());
+          window_samples = static_cast<int64_t>(w[2].item<double>());
+        }
         double rate =
             static_cast<double>(window_samples) / std::max(1e-9, seconds_since(window_t0));
         const double mean_loss = window_n ? window_loss / static_cast<double>(window_n) : NAN;
@@ -325,10 +450,11 @@ LoopResult TrainLoop::run(TrainState& st) {
         r.early_stopped = stop_early(improved);
       }
       if (cfg.checkpoint_every > 0 && st.step % cfg.checkpoint_every == 0) save(st, false);
-      if (stop_requested()) {
+      if (stop) {
         auto where = save(st, false);
-        log::info("stopped at step ", st.step, "; checkpoint ", where.string(),
-                  "; continue with: sculpt train <config> run.resume=auto");
+        log::info("stopped at step ", st.step,
+                  where.empty() ? "; rank 0 writes the checkpoint" : "; checkpoint ",
+                  where.string(), "; continue with: sculpt train <config> run.resume=auto");
         r.interrupted = true;
         return r;
       }

@@ -56,12 +56,28 @@ std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c
 int64_t total_steps(const config::TrainerConfig& t, const config::DataConfig& d, int64_t rows,
                     const std::string& what, int64_t* steps_per_epoch = nullptr);
 
+// A checkpoint written by another number of ranks: its position in the epoch (batches of the
+// old shard) becomes the same count of samples in the new shards, and, when epochs decide the
+// length, the step count follows the new steps per epoch.
+void resume_at_world_size(TrainState& st, int world_size, int64_t batch_size,
+                          int64_t steps_per_epoch, int64_t grad_accumulation,
+                          bool fixed_steps);
+
+// Data parallelism: checks that every rank holds, bit for bit, rank 0's model state and every
+// callback's state (tensors and metadata); logs the count when they agree, else throws on every
+// rank an error naming the ranks and the first tensors that differ. Collective.
+void verify_ranks_agree(Collectives& comm, models::Model& model, const Callbacks& callbacks);
+
+// Training rows one rank reads per epoch (all of them in a single process).
+int64_t rows_per_rank(const RunContext& ctx, int64_t rows);
+
 // metrics.jsonl (one JSON object per line, elapsed_s added) and, when asked, TensorBoard
-// scalars <split>/<key> of every numeric value.
+// scalars <split>/<key> of every numeric value. With write=false (ranks other than 0) it
+// records nothing.
 class MetricsLog {
  public:
   MetricsLog(const std::filesystem::path& run_dir, bool append, bool tensorboard,
-             Clock::time_point t0);
+             Clock::time_point t0, bool write = true);
   void record(nlohmann::json j);
 
  private:

@@ -196,7 +196,8 @@ class OfflineCache {
     }
     log::info("distill: computing the teachers' outputs for ", rows, " rows into ",
               file.string());
-    const fs::path tmp = file.string() + ".tmp";
+    // Per process: the ranks of a data-parallel run may write the same cache at once.
+    const fs::path tmp = file.string() + ".tmp" + std::to_string(::getpid());
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
       SCULPT_CHECK(out.good(), tmp.string(), ": cannot write the distillation cache");

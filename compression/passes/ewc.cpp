@@ -4,8 +4,8 @@
 // one pair in `online` mode (F = gamma F_old + F_new, theta* = the latest end of increment), one
 // per increment in `separate` mode. All of it is in the pass state (checkpoints, and so
 // incremental.resume_from).
-// TODO(issue 9): with several ranks, all-reduce (average) each Fisher across ranks before it is
-// stored; multi-process training does not exist yet.
+// Data parallelism: each rank takes every world_size-th of the chosen samples, and the Fisher
+// sums are all-reduced before the division, so every rank stores the Fisher of all of them.
 #include "compression/passes/ewc.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -116,6 +116,9 @@ class EwcPass final : public CompressionPass {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     const int64_t n = samples_ > 0 ? std::min(samples_, seen.size()) : seen.size();
     auto rows = at::randperm(seen.size(), gen, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, n);
+    Collectives* comm = ctx.collectives && ctx.collectives->distributed() ? ctx.collectives
+                                                                         : nullptr;
+    if (comm) rows = rows.slice(0, comm->rank(), n, comm->world_size());
     const data::Dataset chosen = seen.subset(rows);
     config::DataConfig dc;
     if (ctx.run) dc = ctx.run->config().data;
@@ -134,6 +137,9 @@ class EwcPass final : public CompressionPass {
       for (size_t k = 0; k < fisher.size(); ++k) fisher[k].add_(part[k] * b.size());
     }
     model.train(was_training);
+    if (comm)
+      for (size_t k = 0; k < fisher.size(); ++k)
+        comm->all_reduce(fisher[k], ReduceOp::sum, "the EWC Fisher of " + params_[k].key);
     for (auto& f : fisher) f.div_(static_cast<double>(std::max<int64_t>(n, 1)));
     Term term;
     for (size_t k = 0; k < params_.size(); ++k) {

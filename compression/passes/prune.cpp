@@ -6,9 +6,9 @@
 // gradient. Fisher scores are left to the EWC pass (issue on continual learning), which owns the
 // Fisher estimate.
 //
-// TODO(issue 9): under data parallelism every rank must hold the same mask: all-reduce the
-// accumulated scores before selection (or select on rank 0 and broadcast). Multi-process
-// training does not exist yet, so nothing here synchronizes.
+// Data parallelism: every mask is broadcast from rank 0 as it is set. Taylor and movement scores
+// come from DDP's averaged gradients and magnitudes from identical weights, but RigL's dense
+// gradients are each rank's own, so rank 0 decides for all.
 #include "compression/passes/prune.h"
 
 #include <torch/optim/adam.h>
@@ -26,6 +26,7 @@
 #include "compression/passes/prune_mask.h"
 #include "compression/runtimes.h"
 #include "compression/passes/prune_removal.h"
+#include "core/run/collectives.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"
 #include "core/data/loader.h"
@@ -399,7 +400,13 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     return weight2d(l).abs().to(at::kFloat);
   }
 
-  void set_mask(Layer& l, const at::Tensor& unit, const StepContext& ctx) {
+  void set_mask(Layer& l, const at::Tensor& unit_in, const StepContext& ctx) {
+    at::Tensor unit = unit_in;
+    if (ctx.collectives && ctx.collectives->distributed()) {
+      auto m = unit.to(at::kFloat).contiguous();
+      ctx.collectives->broadcast(m, 0, "the prune mask of " + l.name);
+      unit = m.to(unit_in.scalar_type());
+    }
     l.mask->set_mask(unit.to(l.layer->raw_weight().device()));
     enforce(l, ctx.optimizer);
   }

@@ -181,7 +181,7 @@ class ReplayPass final : public CompressionPass {
     const auto* labels = y.to(at::kLong).contiguous().data_ptr<int64_t>();
     for (int64_t i : order) buffer_.add(x[i], labels[i], scores[i], rng_);
     stacked_ = at::Tensor();
-    if (ctx.run) {  // the buffer in the run directory too: tensors, counters and generator
+    if (ctx.run && ctx.run->writes_files()) {  // the buffer in the run directory too (rank 0)
       const auto state = state_dict();
       if (!state.tensors.empty())
         io::save_safetensors((ctx.run->dir() / "replay_buffer.safetensors").string(),

@@ -89,7 +89,8 @@ fs::path CheckpointStore::save(models::Model& model, torch::optim::Optimizer& op
                       {"best_metric", state.best_metric},
                       {"has_best", state.has_best},
                       {"evals_since_best", state.evals_since_best},
-                      {"config_hash", state.config_hash}};
+                      {"config_hash", state.config_hash},
+                      {"world_size", state.world_size}};
   io::write_file_atomic((tmp / "trainer.json").string(), j.dump(2) + "\n");
   if (extra) extra(tmp);
   fsync_path(tmp, true);
@@ -152,6 +153,7 @@ TrainState CheckpointStore::load(const fs::path& ckpt, models::Model& model,
     s.has_best = j.at("has_best");
     s.evals_since_best = j.value("evals_since_best", int64_t{0});
     s.config_hash = j.at("config_hash");
+    s.world_size = j.value("world_size", int64_t{1});
     return s;
   } catch (const nlohmann::json::exception& e) {
     throw UserError((ckpt / "trainer.json").string() + ": malformed (" + e.what() + ")");

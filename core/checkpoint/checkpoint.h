@@ -31,6 +31,7 @@ struct TrainState {
   bool has_best = false;
   int64_t evals_since_best = 0;  // for trainer.early_stopping
   std::string config_hash;
+  int64_t world_size = 1;  // ranks that wrote it (batch_in_epoch counts per-rank batches)
 };
 
 class CheckpointStore {

@@ -227,6 +227,33 @@ void Config::check(Checker& c) const {
                                 std::to_string(i));
 }
 
+void DistributedConfig::visit(Visitor& v) {
+  v.choice("backend", backend, {"auto", "nccl", "gloo"},
+           "process-group backend: auto (nccl when the run's device is CUDA, else gloo) | nccl | "
+           "gloo");
+  v.field("timeout_s", timeout_s,
+          "seconds a collective or the rendezvous may wait for the other ranks before failing "
+          "with an error naming the rank and the operation",
+          Range::above(0));
+  v.field("bucket_cap_mb", bucket_cap_mb,
+          "DDP: MiB of gradients reduced together; buckets fill in reverse parameter order and "
+          "are reduced while backward continues",
+          Range::above(0));
+  v.field("first_bucket_mb", first_bucket_mb,
+          "DDP: MiB of the first bucket (the last layers' gradients, ready first)",
+          Range::above(0));
+  v.field("find_unused_parameters", find_unused_parameters,
+          "DDP: allow parameters that get no gradient in a step (their gradients stay untouched)");
+  v.choice("grad_compression", grad_compression, {"none", "bf16", "fp16"},
+           "DDP: gradients travel as bf16 or fp16 and are reduced in it (half the bytes)");
+  v.choice("uneven_data", uneven_data, {"pad", "drop"},
+           "when the training rows do not divide by the world size: pad (repeat the first rows) "
+           "or drop the remainder, so every rank gets equally many");
+  v.field("verify_state", verify_state,
+          "after training, check that every rank holds rank 0's weights and pass state bit for "
+          "bit, and fail naming what differs");
+}
+
 void Config::visit(Visitor& v) {
   v.section("run", run, "run identity, seed, device, output directory");
   v.section("logging", logging, "logging");
@@ -236,6 +263,8 @@ void Config::visit(Visitor& v) {
   v.section("optimizer", optimizer, "optimizer");
   v.section("scheduler", scheduler, "learning-rate schedule");
   v.section("trainer", trainer, "the training loop");
+  v.section("distributed", distributed,
+            "data-parallel training over several processes (torchrun, sculpt-run, SLURM)");
   v.list("compression", compression,
          "the recipe: compression passes in order, all acting in the same run");
   v.field("plugins", plugins,

@@ -94,6 +94,20 @@ struct TrainerConfig : Section {
   
 };
 
+// Data-parallel training (docs/distributed.md); read when the process runs under torchrun,
+// sculpt-run or SLURM with a world size (WORLD_SIZE etc.).
+struct DistributedConfig : Section {
+  std::string backend = "auto";        // auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+  double timeout_s = 300;              // a collective or the rendezvous waiting longer fails
+  double bucket_cap_mb = 25;           // gradient bucket size (MiB) of the DDP reduction
+  double first_bucket_mb = 1;          // the first bucket (the last gradients) is this small
+  bool find_unused_parameters = false; // parameters without a gradient in a step are allowed
+  std::string grad_compression = "none";  // none | bf16 | fp16: gradients travel in 16 bits
+  std::string uneven_data = "pad";     // pad (repeat rows) | drop: equal shards per rank
+  bool verify_state = true;            // after training: ranks hold identical weights and state
+  void visit(Visitor& v) override;
+};
+
 // One `overrides:` item of a pass: the layers it applies to and the pass's own keys for them
 // (keys not written keep the pass's values).
 struct LayerOverride : Section {
@@ -152,6 +166,7 @@ struct Config : Section {
   OptimizerConfig optimizer;
   SchedulerConfig scheduler;
   TrainerConfig trainer;
+  DistributedConfig distributed;
   std::vector<PassConfig> compression;  // the recipe: passes in the order they act
   std::vector<std::string> plugins;     // shared libraries that register more passes
   IncrementalConfig incremental;         // continual learning: scenario, resume_from

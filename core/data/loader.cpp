@@ -114,8 +114,27 @@ Loader::~Loader() {
   if (worker_.joinable()) worker_.join();
 }
 
+int64_t shard_size(int64_t rows, int world_size, bool pad) {
+  return pad ? (rows + world_size - 1) / world_size : rows / world_size;
+}
+
+at::Tensor shard_order(const at::Tensor& order, int rank, int world_size, bool pad) {
+  SCULPT_ASSERT(world_size >= 1 && rank >= 0 && rank < world_size, "rank ", rank, " of ",
+                world_size);
+  if (world_size == 1) return order;
+  const int64_t n = order.size(0);
+  const int64_t total = shard_size(n, world_size, pad) * world_size;
+  at::Tensor full = order;
+  if (total > n) {  // repeat the order's first entries (the whole order again when tiny)
+    std::vector<at::Tensor> parts{order};
+    for (int64_t have = n; have < total; have += n) parts.push_back(order);
+    full = at::cat(parts);
+  }
+  return full.slice(0, rank, total, world_size).contiguous();
+}
+
 int64_t Loader::batches_per_epoch() const {
-  int64_t n = data_.size();
+  int64_t n = shard_size(data_.size(), opt_.world_size, opt_.pad_shards);
   return opt_.drop_last ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
 }
 
@@ -128,6 +147,7 @@ void Loader::start_epoch(int64_t epoch) {
   } else {
     order = at::arange(data_.size(), at::kLong);
   }
+  order = shard_order(order, opt_.rank, opt_.world_size, opt_.pad_shards);
   std::lock_guard<std::mutex> lock(mutex_);
   epoch_ = epoch;
   order_ = std::move(order);
@@ -151,10 +171,12 @@ void Loader::restart_pipeline() {
 
 Batch Loader::make_batch(const at::Tensor& order, int64_t epoch, int64_t k) const {
   const int64_t begin = k * batch_size_;
-  auto idx = order.slice(0, begin, std::min(data_.size(), begin + batch_size_));
+  auto idx = order.slice(0, begin, std::min(order.size(0), begin + batch_size_));
   Batch b{data_.input_rows(idx), data_.target_rows(idx), idx};
   if (opt_.crop_padding > 0 || opt_.hflip) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(batch_seed(opt_.seed, epoch, k));
+    // Ranks draw their own crops and flips (rank 0 those of a single process).
+    const uint64_t seed = opt_.seed + static_cast<uint64_t>(opt_.rank) * 0x9e3779b97f4a7c15ull;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(batch_seed(seed, epoch, k));
     b.inputs = crop_and_flip(b.inputs, opt_.crop_padding,
                              draw_augmentation(b.size(), opt_.crop_padding, opt_.hflip, gen));
   }

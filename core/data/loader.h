@@ -40,11 +40,24 @@ struct LoaderOptions {
   bool hflip = false;                     // images: flip along W with probability 0.5
   int64_t prefetch = 0;                   // batches prepared ahead on a worker thread; 0: none
   std::string data_name = "the dataset";  // names the data in error messages
+  // Distributed sampling: this rank reads its shard of every epoch's order (see shard_order).
+  int rank = 0;
+  int world_size = 1;
+  bool pad_shards = true;  // pad (repeat rows) or drop to equal shards
 
   // Training: the data.* keys with the run seed. Evaluation: normalization only, in order.
   static LoaderOptions for_training(const config::DataConfig& c, uint64_t seed);
   static LoaderOptions for_evaluation(const config::DataConfig& c);
 };
+
+// Rows in one rank's shard of `rows`: ceil(rows / world_size) when padding, floor when dropping.
+int64_t shard_size(int64_t rows, int world_size, bool pad);
+// Rank `rank`'s share of an epoch's order of the rows, as torch's DistributedSampler makes it:
+// the order padded by repeating its first entries (or cut) to a multiple of world_size, then
+// every world_size-th entry from position `rank`. Shards are disjoint (up to the padding) and
+// together cover the order; batch k of every rank together is batch k of a single process
+// with world_size times the batch size.
+at::Tensor shard_order(const at::Tensor& order, int rank, int world_size, bool pad);
 
 class Loader {
  public:
@@ -57,6 +70,8 @@ class Loader {
   Loader& operator=(const Loader&) = delete;
 
   int64_t batches_per_epoch() const;
+  // Batches of the current epoch that next() has not returned yet.
+  int64_t remaining() const { return batches_per_epoch() - cursor_; }
   void start_epoch(int64_t epoch);
   // Skips `batches` batches of the current epoch (resuming mid-epoch).
   void skip(int64_t batches);

@@ -71,9 +71,10 @@ RunContext::RunContext(config::Config cfg, std::filesystem::path dir, c10::Devic
       world_size_(world_size),
       rng_(rng) {}
 
-RunContext RunContext::create(const config::Config& cfg, int rank, int world_size) {
+RunContext RunContext::create(const config::Config& cfg, int rank, int world_size,
+                              int local_rank) {
   // Everything that can be refused is checked before the directory exists.
-  c10::Device device = resolve_device(cfg.run.device, rank);
+  c10::Device device = resolve_device(cfg.run.device, local_rank < 0 ? rank : local_rank);
   auto dir = dir_for(cfg);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);

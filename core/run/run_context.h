@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/config/config.h"
+#include "core/run/collectives.h"
 
 namespace sculpt {
 
@@ -27,7 +28,9 @@ class RunContext {
  public:
   // Creates the run directory (run.output_dir or runs/<run.name>), writes the resolved
   // config.yaml atomically, opens log.txt, seeds RNGs and resolves the device.
-  static RunContext create(const config::Config& cfg, int rank = 0, int world_size = 1);
+  // The device is picked for `local_rank` (-1: the rank).
+  static RunContext create(const config::Config& cfg, int rank = 0, int world_size = 1,
+                           int local_rank = -1);
 
   const config::Config& config() const { return config_; }
   const std::filesystem::path& dir() const { return dir_; }
@@ -35,6 +38,14 @@ class RunContext {
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
   std::mt19937_64& rng() { return rng_; }
+  // How the ranks agree (sum metrics, broadcast masks); the single-process one by default.
+  Collectives& collectives() const { return comm_ ? *comm_ : local_collectives(); }
+  void set_collectives(std::shared_ptr<Collectives> comm) { comm_ = std::move(comm); }
+  // Whether the process joined a process group (torchrun, sculpt-run, SLURM): training then
+  // runs under DDP, also at world size 1.
+  bool data_parallel() const { return comm_ != nullptr; }
+  // Rank 0 alone writes the run's files (checkpoints, metrics, summary, report).
+  bool writes_files() const { return rank_ == 0; }
 
   static std::filesystem::path dir_for(const config::Config& cfg);
 
@@ -47,6 +58,7 @@ class RunContext {
   int rank_;
   int world_size_;
   std::mt19937_64 rng_;
+  std::shared_ptr<Collectives> comm_;
 };
 
 }  // namespace sculpt

@@ -1,8 +1,8 @@
 // The conformance suite of compression passes: one reusable test body that any pass, built-in
 // or plugin, runs on a tiny model (an mlp on synthetic_blobs, CPU): the config round trip, every
 // hook called in order through a real fit(), an exact continuation after a resume in the
-// middle of the schedule, the summary as a JSON object, and (once multi-process training
-// exists) identical pass state on every rank. Runs in this process, so a pass registered by a
+// middle of the schedule, the summary as a JSON object, and identical pass state on 2 real
+// ranks (the sculpt binary under DDP with Gloo). Runs in this process, so a pass registered by a
 // plugin the test loaded first is found by name.
 #pragma once
 

@@ -1,7 +1,11 @@
 #include "tests/support/process.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <thread>
 
 #include <atomic>
 #include <cstdio>
@@ -50,6 +54,37 @@ ProcessResult run_process(const std::string& command_line) {
   r.err = slurp(err);
   std::filesystem::remove_all(dir);
   return r;
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  close(fd);
+  return ok ? ntohs(a.sin_port) : 29500;
+}
+
+std::vector<ProcessResult> run_ranks(const std::string& command, int world,
+                                     const std::vector<std::string>& per_rank) {
+  const std::string port = std::to_string(free_port()), size = std::to_string(world);
+  std::vector<ProcessResult> results(static_cast<size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      const std::string rank = std::to_string(r);
+      const std::string env = "OMP_NUM_THREADS=1 RANK=" + rank + " LOCAL_RANK=" + rank +
+                              " WORLD_SIZE=" + size + " LOCAL_WORLD_SIZE=" + size +
+                              " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port;
+      const std::string extra = per_rank.empty() ? "" : " " + per_rank[static_cast<size_t>(r)];
+      results[static_cast<size_t>(r)] = run_process(env + " timeout 120 " + command + extra);
+    });
+  for (auto& t : threads) t.join();
+  return results;
 }
 
 }  // namespace sculpt::test

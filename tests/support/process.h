@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace sculpt::test {
 
@@ -12,6 +13,13 @@ struct ProcessResult {
 };
 
 ProcessResult run_process(const std::string& command_line);
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int free_port();
+// `command` (plus " " + per_rank[r], when given) started as ranks 0..world-1 at once with
+// torchrun's variables (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR,
+// MASTER_PORT on a free port) and OMP_NUM_THREADS=1, each under a 120 s limit.
+std::vector<ProcessResult> run_ranks(const std::string& command, int world = 2,
+                                     const std::vector<std::string>& per_rank = {});
 // A fresh empty directory under the system temp folder.
 std::string temp_dir(const std::string& tag);
 void write_text(const std::string& path, const std::string& text);

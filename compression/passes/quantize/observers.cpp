@@ -245,8 +245,13 @@ bool ActivationObserver::uses_histogram() const {
 }
 
 void ActivationObserver::add_to_histogram(const at::Tensor& x, double lo, double hi) {
+  auto counts = [&](double a, double b) {
+    auto h = at::histc(x, kBins, a, b);
+    if (comm_) comm_->all_reduce(h, ReduceOp::sum, "a quantize observer's histogram");
+    return h;
+  };
   if (!hist_.defined()) {
-    hist_ = at::histc(x, kBins, lo, hi);
+    hist_ = counts(lo, hi);
     lo_ = at::scalar_tensor(lo);
     hi_ = at::scalar_tensor(hi);
     return;
@@ -262,13 +267,19 @@ void ActivationObserver::add_to_histogram(const at::Tensor& x, double lo, double
     lo_ = at::scalar_tensor(nlo);
     hi_ = at::scalar_tensor(nhi);
   }
-  hist_ += at::histc(x, kBins, lo_.item<double>(), hi_.item<double>());
+  hist_ += counts(lo_.item<double>(), hi_.item<double>());
 }
 
 void ActivationObserver::observe(const at::Tensor& x_in) {
   at::NoGradGuard no_grad;
   const at::Tensor x = x_in.detach().to(at::kFloat);
   auto [blo, bhi] = at::aminmax(x);
+  if (comm_) {  // the range of the global batch
+    auto r = at::stack({blo.neg(), bhi}).cpu();
+    comm_->all_reduce(r, ReduceOp::max, "a quantize observer's range");
+    blo = r[0].neg();
+    bhi = r[1];
+  }
   if (uses_histogram()) {
     double lo = blo.item<double>(), hi = bhi.item<double>();
     if (hi <= lo) hi = lo + 1e-6;

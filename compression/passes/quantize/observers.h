@@ -16,6 +16,7 @@
 
 #include "compression/passes/quantize/qparams.h"
 #include "core/io/safetensors.h"
+#include "core/run/collectives.h"
 
 namespace sculpt::quant {
 
@@ -38,6 +39,9 @@ class ActivationObserver {
  public:
   ActivationObserver(QSpec spec, ObserverOptions o) : spec_(spec), o_(o) {}
   void observe(const at::Tensor& x);
+  // Data-parallel runs: every batch's range (and histogram counts) is all-reduced, so each
+  // rank's observer holds what one process would hold with the global batch.
+  void set_collectives(Collectives* comm) { comm_ = comm && comm->distributed() ? comm : nullptr; }
   bool seen() const { return batches_ > 0; }
   int64_t batches() const { return batches_; }
   std::pair<at::Tensor, at::Tensor> range() const;  // UserError before any data
@@ -56,6 +60,7 @@ class ActivationObserver {
   at::Tensor lo_, hi_;  // minmax / moving_average: running range; histogram kinds: its range
   float lo_f_ = 0, hi_f_ = 0;  // minmax / moving_average: the same range on the host
   at::Tensor hist_;     // 2048 bins over [lo_, hi_] (histogram kinds)
+  Collectives* comm_ = nullptr;
 };
 
 // The range the histogram observers choose, exposed for tests: counts over equal bins of

@@ -161,6 +161,7 @@ class QuantizePass final : public CompressionPass {
       const auto& o = t.options ? options_of<QuantizeOptions>(t) : defaults;
       if (!o.enabled) continue;
       Layer l = attach_layer(t.name, t.layer, o, &phase_, ctx.device);
+      if (l.input) l.input->observer_.set_collectives(ctx.collectives);
       if (norms.count(t.name) && top.freeze_bn_at != "0") l.weight->set_fold(norms[t.name]);
       layers_.push_back(std::move(l));
     }
@@ -253,7 +254,7 @@ class QuantizePass final : public CompressionPass {
       if (e.act.defined()) l.act_spec = e.act.spec.describe();
       ex.push_back(std::move(e));
     }
-    if (!export_ || !ctx.run) return;
+    if (!export_ || !ctx.run || !ctx.run->writes_files()) return;  // rank 0 writes files
     const std::string dir = (ctx.run->dir() / "quantized").string();
     const auto manifest = quant::export_quantized(model, ex, dir);
     export_bytes_ = manifest.at("bytes").get<int64_t>();

@@ -1,0 +1,217 @@
+// DDP benchmark (issue 9). Two measurements on LeNet-5 and an MLP 784-256-256-10, SGD, batch 64
+// per rank, CPU, one intra-op thread per process:
+//   1. DDP at world size 1 (a real Gloo group of one) against plain training: time per step.
+//   2. Two processes (Gloo over loopback, started by this program as RANK 0/1): time per step
+//      and the share of the all-reduce time not hidden behind backward, from timestamps around
+//      bucket launch and completion (DdpStats: first launch -> last completion, and the part of
+//      it after backward had returned), for the default buckets (25 MiB, first 1 MiB) and for
+//      small ones.
+// Usage: bench_ddp [steps]   (the load average is printed beside the figures)
+#include <ATen/Parallel.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/config/config.h"
+#include "distributed/ddp.h"
+#include "distributed/process_group.h"
+#include "distributed/world.h"
+
+using namespace sculpt;
+
+namespace {
+
+struct LeNet : torch::nn::Module {
+  torch::nn::Conv2d c1{nullptr}, c2{nullptr};
+  torch::nn::Linear f1{nullptr}, f2{nullptr}, f3{nullptr};
+  LeNet() {
+    c1 = register_module("c1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 6, 5).padding(2)));
+    c2 = register_module("c2", torch::nn::Conv2d(6, 16, 5));
+    f1 = register_module("f1", torch::nn::Linear(400, 120));
+    f2 = register_module("f2", torch::nn::Linear(120, 84));
+    f3 = register_module("f3", torch::nn::Linear(84, 10));
+  }
+  at::Tensor forward(at::Tensor x) {
+    x = torch::max_pool2d(torch::relu(c1->forward(x)), 2);
+    x = torch::max_pool2d(torch::relu(c2->forward(x)), 2).flatten(1);
+    return f3->forward(torch::relu(f2->forward(torch::relu(f1->forward(x)))));
+  }
+};
+
+struct Mlp : torch::nn::Module {
+  torch::nn::Linear f1{nullptr}, f2{nullptr}, f3{nullptr};
+  Mlp() {
+    f1 = register_module("f1", torch::nn::Linear(784, 256));
+    f2 = register_module("f2", torch::nn::Linear(256, 256));
+    f3 = register_module("f3", torch::nn::Linear(256, 10));
+  }
+  at::Tensor forward(at::Tensor x) {
+    x = x.flatten(1);
+    return f3->forward(torch::relu(f2->forward(torch::relu(f1->forward(x)))));
+  }
+};
+
+struct Result {
+  double step_ms = 0;
+  double exposed = -1;  // share of all-reduce time after backward
+  size_t buckets = 0;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// `steps` SGD steps of `model` on random batches; with `comm`, under DDP.
+template <class Net>
+Result train(int steps, Collectives* comm, double bucket_mb, double first_mb) {
+  torch::manual_seed(1);
+  auto net = std::make_shared<Net>();
+  torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+  std::unique_ptr<distributed::DataParallel> ddp;
+  if (comm) {
+    std::vector<std::string> names;
+    for (const auto& p : net->named_parameters()) names.push_back(p.key());
+    distributed::DdpOptions o;
+    o.bucket_cap_mb = bucket_mb;
+    o.first_bucket_mb = first_mb;
+    ddp = std::make_unique<distributed::DataParallel>(net->parameters(), names,
+                                                      std::vector<at::Tensor>{}, *comm, o);
+  }
+  auto x = torch::randn({64, 1, 28, 28});
+  auto y = torch::randint(0, 10, {64});
+  std::vector<double> times;
+  for (int s = 0; s < steps + 5; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    opt.zero_grad();
+    if (ddp) ddp->begin_backward(true);
+    auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+    loss.backward();
+    if (ddp) ddp->finish_backward();
+    opt.step();
+    if (s >= 5)
+      times.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+              .count());
+  }
+  Result r;
+  r.step_ms = median(times);
+  if (ddp) {
+    const auto& st = ddp->stats();
+    r.exposed = st.comm_s > 0 ? st.exposed_s / st.comm_s : 0;
+    r.buckets = ddp->bucket_params().size();
+  }
+  return r;
+}
+
+std::shared_ptr<Collectives> join(const distributed::WorldInfo& w) {
+  config::DistributedConfig dc;
+  dc.timeout_s = 120;
+  return distributed::connect(w, dc, c10::Device(c10::kCPU));
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+// One rank of the 2-process measurement: prints "<model> <bucket> <step_ms> <exposed> <n>".
+int worker(int steps) {
+  auto comm = join(distributed::world_from_env());
+  for (const auto& [bucket, first] : {std::pair<double, double>{25, 1}, {0.05, 0.02}}) {
+    Result l = train<LeNet>(steps, comm.get(), bucket, first);
+    Result m = train<Mlp>(steps, comm.get(), bucket, first);
+    if (comm->rank() == 0) {
+      std::printf("lenet %g %.4f %.4f %zu\n", bucket, l.step_ms, l.exposed, l.buckets);
+      std::printf("mlp %g %.4f %.4f %zu\n", bucket, m.step_ms, m.exposed, m.buckets);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  at::set_num_threads(1);
+  if (argc > 1 && std::string(argv[1]) == "worker") return worker(argc > 2 ? std::atoi(argv[2]) : 60);
+  if (argc > 1 && std::string(argv[1]).rfind("--", 0) == 0) {  // gpu_check.sh's --device cuda
+    std::printf("bench_ddp measures Gloo on the CPU; nothing to do for %s\n", argv[1]);
+    return 0;
+  }
+  const int steps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 60;
+  std::printf("load average before: %s\n\n", load_average().c_str());
+
+  // 1. World size 1: plain vs DDP (a Gloo group of one; the bucket copies, the all-reduce call
+  // and the hooks are all paid).
+  distributed::WorldInfo one;
+  one.master_port = free_port();
+  one.source = "bench";
+  auto comm = join(one);
+  std::printf("| model | plain ms/step | DDP world 1 ms/step | overhead |\n|---|---|---|---|\n");
+  {
+    // Interleaved repeats: the machine's load drifts; the median of 3 pairs.
+    std::vector<double> lp, ld, mp, md;
+    for (int k = 0; k < 3; ++k) {
+      lp.push_back(train<LeNet>(steps, nullptr, 25, 1).step_ms);
+      ld.push_back(train<LeNet>(steps, comm.get(), 25, 1).step_ms);
+      mp.push_back(train<Mlp>(steps, nullptr, 25, 1).step_ms);
+      md.push_back(train<Mlp>(steps, comm.get(), 25, 1).step_ms);
+    }
+    std::printf("| LeNet-5 | %.3f | %.3f | %+.1f%% |\n", median(lp), median(ld),
+                100 * (median(ld) / median(lp) - 1));
+    std::printf("| MLP 784-256-256-10 | %.3f | %.3f | %+.1f%% |\n", median(mp), median(md),
+                100 * (median(md) / median(mp) - 1));
+  }
+  comm.reset();
+
+  // 2. Two processes.
+  const std::string self = "/proc/" + std::to_string(getpid()) + "/exe";
+  char exe[4096];
+  const ssize_t n = readlink(self.c_str(), exe, sizeof exe - 1);
+  exe[n > 0 ? n : 0] = 0;
+  const std::string out = "/tmp/bench_ddp_rank0_" + std::to_string(getpid()) + ".txt";
+  const int port = free_port();
+  std::ostringstream cmd;
+  for (int r = 0; r < 2; ++r)
+    cmd << "OMP_NUM_THREADS=1 RANK=" << r << " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" << port << " "
+        << exe << " worker " << steps << (r == 0 ? " > " + out : " > /dev/null") << " & ";
+  cmd << "wait";
+  if (std::system(cmd.str().c_str()) != 0) return 1;
+  std::printf("\n2 processes (Gloo, loopback), batch 64 per rank:\n\n");
+  std::printf("| model | bucket_cap_mb | buckets | ms/step | all-reduce time exposed after backward |\n"
+              "|---|---|---|---|---|\n");
+  std::ifstream in(out);
+  std::string model;
+  double bucket, ms, exposed;
+  size_t buckets;
+  while (in >> model >> bucket >> ms >> exposed >> buckets)
+    std::printf("| %s | %g | %zu | %.3f | %.0f%% |\n", model.c_str(), bucket, buckets, ms,
+                100 * exposed);
+  std::remove(out.c_str());
+  std::printf("\nload average after: %s\n", load_average().c_str());
+  return 0;
+}

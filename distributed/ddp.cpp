@@ -1,0 +1,235 @@
+#include "distributed/ddp.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/logging/logging.h"
+
+namespace sculpt::distributed {
+
+DdpOptions DdpOptions::from(const config::DistributedConfig& c) {
+  DdpOptions o;
+  o.bucket_cap_mb = c.bucket_cap_mb;
+  o.first_bucket_mb = c.first_bucket_mb;
+  o.find_unused_parameters = c.find_unused_parameters;
+  o.compression = c.grad_compression;
+  return o;
+}
+
+namespace {
+// Tensors of one dtype flattened into one, broadcast from rank 0, copied back.
+void broadcast_flat(std::vector<at::Tensor>& tensors, Collectives& comm, const std::string& what) {
+  c10::NoGradGuard no_grad;
+  std::vector<at::ScalarType> dtypes;
+  for (const auto& t : tensors)
+    if (std::find(dtypes.begin(), dtypes.end(), t.scalar_type()) == dtypes.end())
+      dtypes.push_back(t.scalar_type());
+  for (auto dtype : dtypes) {
+    std::vector<at::Tensor> group;
+    for (const auto& t : tensors)
+      if (t.scalar_type() == dtype) group.push_back(t.reshape(-1));
+    auto flat = at::cat(group);
+    comm.broadcast(flat, 0, what);
+    int64_t offset = 0;
+    for (auto& t : tensors) {
+      if (t.scalar_type() != dtype) continue;
+      t.copy_(flat.narrow(0, offset, t.numel()).view_as(t));
+      offset += t.numel();
+    }
+  }
+}
+}  // namespace
+
+DataParallel::DataParallel(std::vector<at::Tensor> params, std::vector<std::string> names,
+                           std::vector<at::Tensor> buffers, Collectives& comm, DdpOptions options)
+    : buffers_(std::move(buffers)), comm_(comm), opt_(std::move(options)) {
+  SCULPT_ASSERT(params.size() == names.size(), params.size(), " parameters, ", names.size(),
+                " names");
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].requires_grad()) continue;
+    params_.push_back(params[i]);
+    names_.push_back(names[i]);
+  }
+  // Every rank must hold the same parameters: compare a signature before any collective on them.
+  std::string signature = std::to_string(params_.size()) + " parameters:";
+  for (const auto& p : params_) signature += " " + std::to_string(p.numel());
+  const auto all = comm_.all_gather(signature, "the DDP parameter shapes");
+  for (size_t r = 1; r < all.size(); ++r)
+    SCULPT_CHECK(all[r] == all[0], "DDP: rank ", r, " has other parameters than rank 0 (", all[r],
+                 " vs ", all[0], "); every rank must build the same model and recipe");
+  broadcast_flat(params_, comm_, "the initial parameters from rank 0");
+  broadcast_buffers();
+
+  // Buckets, filled from the last parameter back; a new bucket at a dtype/device change.
+  const auto mib = [](double mb) { return static_cast<int64_t>(mb * 1024.0 * 1024.0); };
+  slots_.resize(params_.size());
+  int64_t used = 0;
+  for (size_t n = params_.size(); n-- > 0;) {
+    const auto& p = params_[n];
+    const int64_t bytes = p.numel() * static_cast<int64_t>(p.element_size());
+    bool fresh = buckets_.empty();
+    if (!fresh) {
+      // The bucket being filled is the first (small) one or a later one (bucket_cap_mb).
+      const int64_t cap = mib(buckets_.size() == 1 ? opt_.first_bucket_mb : opt_.bucket_cap_mb);
+      const auto& first = params_[buckets_.back().params.front()];
+      fresh = first.scalar_type() != p.scalar_type() || first.device() != p.device() ||
+              used + bytes > cap;
+    }
+    if (fresh) {
+      buckets_.emplace_back();
+      used = 0;
+    }
+    auto& b = buckets_.back();
+    slots_[n] = Slot{buckets_.size() - 1, 0};
+    b.params.push_back(n);
+    used += bytes;
+  }
+  for (size_t k = 0; k < buckets_.size(); ++k) {
+    auto& b = buckets_[k];
+    int64_t numel = 0;
+    for (size_t i : b.params) {
+      slots_[i].offset = numel;
+      numel += params_[i].numel();
+    }
+    const auto& p0 = params_[b.params.front()];
+    b.flat = at::zeros({numel}, p0.options().requires_grad(false));
+    b.what = detail::concat("gradient bucket ", k, " (", b.params.size(), " tensors, ",
+                            static_cast<double>(numel * static_cast<int64_t>(p0.element_size())) /
+                                (1024.0 * 1024.0),
+                            " MiB)");
+  }
+  ready_.assign(params_.size(), 0);
+  reset();
+  for (size_t i = 0; i < params_.size(); ++i)
+    hooks_.push_back(
+        static_cast<int64_t>(params_[i].register_hook([this, i](const at::Tensor& g) { on_grad(i, g); })));
+  log::debug("DDP: ", params_.size(), " parameters in ", buckets_.size(), " buckets");
+}
+
+DataParallel::~DataParallel() {
+  for (size_t i = 0; i < hooks_.size(); ++i) {
+    try {
+      params_[i].remove_hook(static_cast<unsigned>(hooks_[i]));
+    } catch (...) {  // the parameter's autograd metadata is gone already
+    }
+  }
+}
+
+void DataParallel::broadcast_buffers() {
+  if (!buffers_.empty()) broadcast_flat(buffers_, comm_, "the buffers from rank 0");
+}
+
+std::vector<std::vector<size_t>> DataParallel::bucket_params() const {
+  std::vector<std::vector<size_t>> out;
+  for (const auto& b : buckets_) out.push_back(b.params);
+  return out;
+}
+
+at::Tensor DataParallel::slice(size_t i) {
+  return buckets_[slots_[i].bucket].flat.narrow(0, slots_[i].offset, params_[i].numel());
+}
+
+void DataParallel::reset() {
+  std::fill(ready_.begin(), ready_.end(), 0);
+  for (auto& b : buckets_) {
+    b.pending = b.params.size();
+    b.work.reset();
+  }
+  next_launch_ = 0;
+  first_launch_ = -1;
+}
+
+void DataParallel::begin_backward(bool sync) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sync_ = sync;
+  reset();
+}
+
+void DataParallel::on_grad(size_t i, const at::Tensor& grad) {
+  if (!sync_) return;
+  c10::NoGradGuard no_grad;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (ready_[i]) return;  // a second hook call in one pass: the grad accumulator sums anyway
+  auto s = slice(i);
+  const auto& acc = params_[i].grad();  // gradients of earlier micro-batches (no_sync)
+  if (acc.defined())
+    at::add_out(s, acc.reshape(-1), grad.reshape(-1));
+  else
+    s.copy_(grad.reshape(-1));
+  ready_[i] = 1;
+  if (--buckets_[slots_[i].bucket].pending == 0) launch_ready();
+}
+
+void DataParallel::launch_ready() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
+    auto& b = buckets_[next_launch_++];
+    // The mean: divide first, so 16-bit sums of many ranks cannot overflow.
+    const double n = static_cast<double>(comm_.world_size());
+    if (opt_.compression == "bf16" || opt_.compression == "fp16") {
+      b.wire = b.flat.div(n).to(opt_.compression == "bf16" ? at::kBFloat16 : at::kHalf);
+    } else {
+      if (n != 1) b.flat.div_(n);
+      b.wire = b.flat;
+    }
+    if (first_launch_ < 0) first_launch_ = steady_seconds();
+    b.work = comm_.start_sum(b.wire, b.what);
+  }
+}
+
+void DataParallel::finish_backward() {
+  if (!sync_) return;
+  c10::NoGradGuard no_grad;
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double backward_end = steady_seconds();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (ready_[i]) continue;
+    SCULPT_CHECK(opt_.find_unused_parameters, "DDP: parameter '", names_[i],
+                 "' got no gradient in this backward pass; if the model or a pass leaves it out "
+                 "of some steps, set distributed.find_unused_parameters=true");
+    auto s = slice(i);
+    const auto& acc = params_[i].grad();
+    if (acc.defined())
+      s.copy_(acc.reshape(-1));
+    else
+      s.zero_();
+    auto& b = buckets_[slots_[i].bucket];
+    --b.pending;
+  }
+  launch_ready();
+  double last_done = backward_end;
+  for (auto& b : buckets_) {
+    b.work->wait();
+    last_done = std::max(last_done, b.work->completed_at());
+    if (b.wire.data_ptr() != b.flat.data_ptr()) b.flat.copy_(b.wire);
+  }
+  if (first_launch_ >= 0) {
+    ++stats_.reductions;
+    stats_.comm_s += last_done - first_launch_;
+    stats_.exposed_s += std::max(0.0, last_done - std::max(backward_end, first_launch_));
+  }
+  std::vector<float> used(params_.size(), 1.0f);
+  if (opt_.find_unused_parameters) {  // gradients no rank produced stay untouched
+    for (size_t i = 0; i < params_.size(); ++i)
+      used[i] = (ready_[i] || params_[i].grad().defined()) ? 1.0f : 0.0f;
+    auto flags = at::tensor(used);
+    comm_.all_reduce(flags, ReduceOp::max, "the DDP used-parameter flags");
+    for (size_t i = 0; i < params_.size(); ++i)
+      used[i] = flags[static_cast<int64_t>(i)].item<float>();
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (used[i] == 0) continue;
+    auto& p = params_[i];
+    auto s = slice(i).view_as(p);
+    if (p.grad().defined())
+      p.mutable_grad().copy_(s);
+    else
+      p.mutable_grad() = s.clone();
+  }
+  reset();
+  sync_ = false;  // backward passes outside a step (a pass's own gradients) stay local
+}
+
+}  // namespace sculpt::distributed

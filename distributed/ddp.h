@@ -1,0 +1,100 @@
+// Data-parallel gradient reduction (DDP): the parameters and buffers start equal (broadcast from
+// rank 0); during backward, gradient hooks copy each gradient into its bucket and, as soon as a
+// bucket is complete, start its asynchronous all-reduce, so communication overlaps the rest of
+// backward. Buckets are filled in reverse registration order (the last layers' gradients are
+// ready first), the first one small (first_bucket_mb), the others up to bucket_cap_mb; they are
+// launched strictly in bucket order on every rank. finish_backward() waits for them and writes
+// the mean gradient over the ranks into every .grad. Gradient accumulation: micro-batches
+// before the last of a step run with sync=false (local sums only, no communication).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/config/config.h"
+#include "core/run/collectives.h"
+
+namespace sculpt::distributed {
+
+struct DdpOptions {
+  double bucket_cap_mb = 25;
+  double first_bucket_mb = 1;
+  bool find_unused_parameters = false;
+  std::string compression = "none";  // none | bf16 | fp16
+  static DdpOptions from(const config::DistributedConfig& c);
+};
+
+// Timing of the synchronised backward passes (for the overlap benchmark): the span from the
+// first bucket launch to the last completion, and the part of it after backward had ended
+// (communication not hidden behind backward).
+struct DdpStats {
+  int64_t reductions = 0;
+  double comm_s = 0;
+  double exposed_s = 0;
+};
+
+class DataParallel {
+ public:
+  // `params` in registration order (those without requires_grad are skipped), `names` beside
+  // them (for errors). Broadcasts params and buffers from rank 0 and checks that every rank has
+  // the same parameter shapes.
+  DataParallel(std::vector<at::Tensor> params, std::vector<std::string> names,
+               std::vector<at::Tensor> buffers, Collectives& comm, DdpOptions options);
+  ~DataParallel();
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  // Before a backward pass: whether it reduces (the last micro-batch of a step) or only
+  // accumulates locally (no_sync).
+  void begin_backward(bool sync);
+  // After a synchronising backward pass: launches what is left, waits, and sets every .grad to
+  // the mean over the ranks. With find_unused_parameters, gradients no rank produced stay as
+  // they were; without it, a parameter without gradient is an error naming it.
+  void finish_backward();
+  // Rank 0's buffers (e.g. BatchNorm statistics) to every rank.
+  void broadcast_buffers();
+
+  // Parameter indices (into the trained parameters) of every bucket, in launch order.
+  std::vector<std::vector<size_t>> bucket_params() const;
+  const DdpStats& stats() const { return stats_; }
+
+ private:
+  struct Bucket {
+    std::vector<size_t> params;
+    at::Tensor flat;  // the gradients, concatenated
+    at::Tensor wire;  // what travels (flat, or its 16-bit copy)
+    size_t pending = 0;
+    std::unique_ptr<Collectives::Pending> work;
+    std::string what;
+  };
+  struct Slot {
+    size_t bucket = 0;
+    int64_t offset = 0;
+  };
+  void on_grad(size_t i, const at::Tensor& grad);
+  void launch_ready();  // starts the complete buckets in order
+  at::Tensor slice(size_t i);
+  void reset();
+
+  std::vector<at::Tensor> params_;
+  std::vector<std::string> names_;
+  std::vector<at::Tensor> buffers_;
+  std::vector<int64_t> hooks_;
+  std::vector<Slot> slots_;
+  std::vector<char> ready_;
+  std::vector<Bucket> buckets_;
+  size_t next_launch_ = 0;
+  bool sync_ = false;  // armed by begin_backward(true) until finish_backward()
+  double first_launch_ = -1;
+  Collectives& comm_;
+  DdpOptions opt_;
+  DdpStats stats_;
+  std::mutex mutex_;
+};
+
+}  // namespace sculpt::distributed

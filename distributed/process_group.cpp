@@ -1,0 +1,256 @@
+#include "distributed/process_group.h"
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+
+#include "core/error.h"
+#include "core/logging/logging.h"
+
+namespace sculpt::distributed {
+
+namespace {
+
+using Ms = std::chrono::milliseconds;
+
+std::string message_of(const std::exception& e) {
+  const auto* ce = dynamic_cast<const c10::Error*>(&e);
+  std::string m = ce ? ce->what_without_backtrace() : e.what();
+  if (m.size() > 600) m = m.substr(0, 600) + " ...";
+  return m;
+}
+
+c10d::ReduceOp to_c10d(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::max:
+      return c10d::ReduceOp::MAX;
+    case ReduceOp::min:
+      return c10d::ReduceOp::MIN;
+    default:  // mean: Gloo has no AVG; sum, then divide
+      return c10d::ReduceOp::SUM;
+  }
+}
+
+class C10dCollectives final : public Collectives {
+ public:
+  C10dCollectives(const WorldInfo& w, c10::intrusive_ptr<c10d::Store> store,
+                  c10::intrusive_ptr<c10d::Backend> backend, std::string name, double timeout_s)
+      : rank_(w.rank),
+        size_(w.world_size),
+        store_(std::move(store)),
+        backend_(std::move(backend)),
+        name_(std::move(name)),
+        timeout_s_(timeout_s) {}
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return size_; }
+
+  void all_reduce(at::Tensor& t, ReduceOp op, const std::string& what) override {
+    c10d::AllreduceOptions o;
+    o.reduceOp = to_c10d(op);
+    std::vector<at::Tensor> v{t};
+    wait(start("all_reduce", what, [&] { return backend_->allreduce(v, o); }), "all_reduce", what);
+    if (op == ReduceOp::mean) t.div_(size_);
+  }
+
+  void broadcast(at::Tensor& t, int root, const std::string& what) override {
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    std::vector<at::Tensor> v{t};
+    wait(start("broadcast", what, [&] { return backend_->broadcast(v, o); }), "broadcast", what);
+  }
+
+  std::vector<std::string> all_gather(const std::string& value,
+                                      const std::string& what) override {
+    const std::string key = "sculpt/gather/" + std::to_string(gathers_++) + "/";
+    std::vector<std::string> all(static_cast<size_t>(size_));
+    try {
+      store_->set(key + std::to_string(rank_), std::vector<uint8_t>(value.begin(), value.end()));
+      for (int r = 0; r < size_; ++r) {
+        auto bytes = store_->get(key + std::to_string(r));
+        all[static_cast<size_t>(r)] = std::string(bytes.begin(), bytes.end());
+      }
+    } catch (const std::exception& e) {
+      throw std::runtime_error(failure("all_gather", what, e));
+    }
+    return all;
+  }
+
+  class Work final : public Pending {
+   public:
+    Work(C10dCollectives& owner, c10::intrusive_ptr<c10d::Work> work, std::string what)
+        : owner_(owner), work_(std::move(work)), what_(std::move(what)),
+          done_(std::make_shared<std::atomic<double>>(-1.0)) {
+      auto done = done_;
+      try {
+        work_->getFuture()->addCallback(
+            [done](c10::ivalue::Future&) { done->store(steady_seconds()); });
+      } catch (const std::exception&) {  // a backend without futures: time taken at wait()
+      }
+    }
+    void wait() override {
+      owner_.wait(work_, "all_reduce", what_);
+      if (done_->load() < 0) done_->store(steady_seconds());
+    }
+    double completed_at() const override { return done_->load(); }
+
+   private:
+    C10dCollectives& owner_;
+    c10::intrusive_ptr<c10d::Work> work_;
+    std::string what_;
+    std::shared_ptr<std::atomic<double>> done_;
+  };
+
+  std::unique_ptr<Pending> start_sum(at::Tensor& t, const std::string& what) override {
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    std::vector<at::Tensor> v{t};
+    return std::make_unique<Work>(
+        *this, start("all_reduce", what, [&] { return backend_->allreduce(v, o); }), what);
+  }
+
+  std::string failure(const char* op, const std::string& what, const std::exception& e) const {
+    return detail::concat("rank ", rank_, " of ", size_, ": ", op, " of ", what, " failed (",
+                          name_, " backend, distributed.timeout_s=", timeout_s_,
+                          "; a rank stopped, died or runs another step): ", message_of(e));
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::Work> start(const char* op, const std::string& what,
+                                       const std::function<c10::intrusive_ptr<c10d::Work>()>& f) {
+    try {
+      return f();
+    } catch (const std::exception& e) {
+      throw std::runtime_error(failure(op, what, e));
+    }
+  }
+
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* op, const std::string& what) {
+    try {
+      // Gloo's own context timeout ends a stuck operation; NCCL's wait blocks at most this long.
+      const bool ok = name_ == "nccl" ? work->wait(Ms(static_cast<int64_t>(timeout_s_ * 1000)))
+                                      : work->wait();
+      if (!ok) throw std::runtime_error("timed out");
+    } catch (const std::exception& e) {
+      throw std::runtime_error(failure(op, what, e));
+    }
+  }
+
+  int rank_, size_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::Backend> backend_;
+  std::string name_;
+  double timeout_s_;
+  int64_t gathers_ = 0;
+};
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+}  // namespace
+
+bool nccl_built() {
+#ifdef USE_C10D_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string choose_backend(const std::string& configured, c10::Device device) {
+  std::string b = configured;
+  if (b == "auto") b = device.is_cuda() ? "nccl" : "gloo";
+  if (b == "nccl") {
+    SCULPT_CHECK(nccl_built(), "distributed.backend: nccl, but this build of Sculpt has no NCCL "
+                               "(a CPU build); use distributed.backend=gloo");
+    SCULPT_CHECK(device.is_cuda(), "distributed.backend: nccl needs CUDA devices, but the run's "
+                                   "device is ", device.str(), "; use distributed.backend=gloo or "
+                                   "run.device=cuda");
+  }
+  return b;
+}
+
+std::shared_ptr<Collectives> connect(const WorldInfo& world, const config::DistributedConfig& cfg,
+                                     c10::Device device) {
+  const std::string backend_name = choose_backend(cfg.backend, device);
+  const Ms timeout(static_cast<int64_t>(cfg.timeout_s * 1000));
+  c10::intrusive_ptr<c10d::Store> store;
+  try {
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<uint16_t>(world.master_port);
+    o.isServer = world.rank == 0;
+    o.numWorkers = static_cast<size_t>(world.world_size);
+    o.waitWorkers = true;
+    o.timeout = timeout;
+    store = c10::make_intrusive<c10d::TCPStore>(world.master_addr, o);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(detail::concat(
+        "rank ", world.rank, " of ", world.world_size, ": rendezvous at ", world.master_addr, ":",
+        world.master_port, " (", world.source, ") failed within distributed.timeout_s=",
+        cfg.timeout_s, " s", world.rank == 0 ? " (rank 0 hosts the store there)" : "", ": ",
+        message_of(e)));
+  }
+  c10::intrusive_ptr<c10d::Backend> backend;
+  try {
+    if (backend_name == "gloo") {
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      const char* iface = std::getenv("GLOO_SOCKET_IFNAME");
+      if (iface && *iface)
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(iface));
+      else if (is_loopback(world.master_addr))
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      else
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
+          c10::make_intrusive<c10d::PrefixStore>("gloo/", store), world.rank, world.world_size,
+          opts);
+    } else {
+#ifdef USE_C10D_NCCL
+      c10::cuda::set_device(device.index());  // before any NCCL call: one GPU per local rank
+      // A timeout raises in wait() instead of tearing the process down without a message.
+      setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+      auto opts = c10d::ProcessGroupNCCL::Options::create();
+      opts->timeout = timeout;
+      backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+          c10::make_intrusive<c10d::PrefixStore>("nccl/", store), world.rank, world.world_size,
+          opts);
+#endif
+    }
+  } catch (const std::exception& e) {
+    throw std::runtime_error(detail::concat("rank ", world.rank, " of ", world.world_size,
+                                            ": creating the ", backend_name,
+                                            " process group failed: ", message_of(e)));
+  }
+  log::info("distributed: rank ", world.rank, " of ", world.world_size, " (local rank ",
+            world.local_rank, ", ", world.source, "), ", backend_name, " backend, store ",
+            world.master_addr, ":", world.master_port);
+  return std::make_shared<C10dCollectives>(world, store, backend, backend_name, cfg.timeout_s);
+}
+
+void check_same_config(Collectives& comm, const std::string& hash) {
+  const auto all = comm.all_gather(hash, "the config hash");
+  std::string differing;
+  for (size_t r = 1; r < all.size(); ++r)
+    if (all[r] != all[0]) differing += (differing.empty() ? "" : ", ") + std::to_string(r);
+  SCULPT_CHECK(differing.empty(), "the ranks run different configs: rank(s) ", differing,
+               " differ from rank 0 (config hash ", all[0], "; ranks: ",
+               [&] {
+                 std::string s;
+                 for (size_t r = 0; r < all.size(); ++r)
+                   s += (r ? ", " : "") + std::to_string(r) + "=" + all[r];
+                 return s;
+               }(),
+               "); every rank must get the same YAML file and overrides");
+}
+
+}  // namespace sculpt::distributed
