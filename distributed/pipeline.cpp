@@ -1,5 +1,7 @@
 #include "distributed/pipeline.h"
 
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "core/run/collectives.h"
 
 namespace sculpt::distributed::pipeline {
 
@@ -154,7 +157,7 @@ StepStats run_step(Schedule kind, int64_t stage, int64_t stages, const std::vect
     return t;
   };
   std::vector<at::Tensor> in(static_cast<size_t>(m)), out(static_cast<size_t>(m));
-  int64_t live = 0;
+  int64_t live = 0, backwards = 0;
   for (const auto& a : schedule(kind, stage, stages, m)) {
     const auto i = static_cast<size_t>(a.microbatch);
     if (a.forward) {
@@ -173,16 +176,18 @@ StepStats run_step(Schedule kind, int64_t stage, int64_t stages, const std::vect
       in[i] = x;
       st.peak_live = std::max(st.peak_live, ++live);
     } else {
-      if (last) {
+      const bool final_backward = ++backwards == m;
+      at::Tensor g = last ? at::Tensor() : timed_recv(stage + 1);
+      if (fns.before_backward) fns.before_backward(final_backward);
+      if (last)
         out[i].backward();
-      } else {
-        at::Tensor g = timed_recv(stage + 1);
+      else
         out[i].backward(g);
+      if (!first) {  // the previous stage waits for this before the reduction below
+        at::Tensor gi = in[i].grad();
+        transport.send(gi.defined() ? gi : at::zeros_like(in[i]), stage - 1);
       }
-      if (!first) {
-        at::Tensor g = in[i].grad();
-        transport.send(g.defined() ? g : at::zeros_like(in[i]), stage - 1);
-      }
+      if (final_backward && fns.after_backwards) fns.after_backwards();
       in[i] = at::Tensor();
       out[i] = at::Tensor();
       --live;
@@ -194,6 +199,60 @@ StepStats run_step(Schedule kind, int64_t stage, int64_t stages, const std::vect
   st.total_seconds = since(t_step);
   st.busy_seconds = st.total_seconds - st.wait_seconds;
   return st;
+}
+
+// ---- between processes ----
+
+namespace {
+constexpr int64_t kMaxDims = 8;
+
+class CollectivesTransport final : public Transport {
+ public:
+  CollectivesTransport(Collectives& comm, c10::Device device) : comm_(comm), device_(device) {}
+
+  void send(const at::Tensor& t, int64_t to) override {
+    SCULPT_CHECK(t.dim() <= kMaxDims, "pipeline: a stage output with ", t.dim(),
+                 " dimensions (at most ", kMaxDims, " travel between stages)");
+    auto header = at::zeros({2 + kMaxDims}, at::kLong);
+    auto h = header.accessor<int64_t, 1>();
+    h[0] = static_cast<int64_t>(t.scalar_type());
+    h[1] = t.dim();
+    for (int64_t d = 0; d < t.dim(); ++d) h[2 + d] = t.size(d);
+    header = header.to(device_);
+    auto data = t.detach().contiguous();
+    const auto what = detail::concat("a tensor for pipeline stage ", to);
+    pending_.push_back({header, comm_.send(header, static_cast<int>(to), what)});
+    pending_.push_back({data, comm_.send(data, static_cast<int>(to), what)});
+  }
+
+  at::Tensor recv(int64_t from) override {
+    const auto what = detail::concat("a tensor from pipeline stage ", from);
+    auto header = at::empty({2 + kMaxDims}, at::TensorOptions().dtype(at::kLong).device(device_));
+    comm_.recv(header, static_cast<int>(from), what);
+    header = header.cpu();
+    auto h = header.accessor<int64_t, 1>();
+    std::vector<int64_t> sizes(h.data() + 2, h.data() + 2 + h[1]);
+    auto t = at::empty(sizes, at::TensorOptions()
+                                  .dtype(static_cast<c10::ScalarType>(h[0]))
+                                  .device(device_));
+    comm_.recv(t, static_cast<int>(from), what);
+    return t;
+  }
+
+  void flush() override {
+    for (auto& p : pending_) p.second->wait();
+    pending_.clear();
+  }
+
+ private:
+  Collectives& comm_;
+  c10::Device device_;
+  std::vector<std::pair<at::Tensor, std::unique_ptr<Collectives::Pending>>> pending_;
+};
+}  // namespace
+
+std::unique_ptr<Transport> collectives_transport(Collectives& comm, c10::Device device) {
+  return std::make_unique<CollectivesTransport>(comm, device);
 }
 
 // ---- in-process transport ----

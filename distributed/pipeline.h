@@ -9,12 +9,17 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+namespace sculpt {
+class Collectives;
+}
 
 namespace sculpt::distributed::pipeline {
 
@@ -86,11 +91,21 @@ class LocalHub {
   std::unique_ptr<Queues> q_;
 };
 
+// Between processes: stage s is rank s of `comm` (the pipeline's group). A tensor travels as
+// a small header (dtype, dimensions, sizes) and then its data, so shapes may change from one
+// micro-batch to the next; received tensors are placed on `device`.
+std::unique_ptr<Transport> collectives_transport(Collectives& comm, c10::Device device);
+
 // What one stage computes: its blocks (input -> output) and, on the last stage, the loss of an
 // output against its targets (a scalar, mean over the micro-batch's rows).
+// Optional: before_backward(last) runs before each backward (last: the step's final one on
+// this stage), after_backwards() once after the final one -- where data parallelism arms and
+// collects its gradient reduction (DataParallel::begin_backward / finish_backward).
 struct StageFunctions {
   std::function<at::Tensor(const at::Tensor&)> forward;
   std::function<at::Tensor(const at::Tensor&, const at::Tensor&)> loss;
+  std::function<void(bool last)> before_backward;
+  std::function<void()> after_backwards;
 };
 
 struct StepStats {
