@@ -136,6 +136,16 @@ std::vector<int64_t> microbatch_rows(int64_t rows, int64_t m) {
   return out;
 }
 
+std::vector<at::Tensor> split_rows(const at::Tensor& t, const std::vector<int64_t>& rows) {
+  std::vector<at::Tensor> out;
+  int64_t at = 0;
+  for (auto r : rows) {
+    out.push_back(t.narrow(0, at, r));
+    at += r;
+  }
+  return out;
+}
+
 StepStats run_step(Schedule kind, int64_t stage, int64_t stages, const std::vector<int64_t>& rows,
                    const std::vector<at::Tensor>& inputs, const std::vector<at::Tensor>& targets,
                    const StageFunctions& fns, Transport& transport) {

@@ -131,4 +131,7 @@ StepStats run_step(Schedule kind, int64_t stage, int64_t stages, const std::vect
 // UserError when there are fewer rows than micro-batches.
 std::vector<int64_t> microbatch_rows(int64_t rows, int64_t microbatches);
 
+// `t` cut along dim 0 into consecutive pieces of `rows` rows (views).
+std::vector<at::Tensor> split_rows(const at::Tensor& t, const std::vector<int64_t>& rows);
+
 }  // namespace sculpt::distributed::pipeline

@@ -127,13 +127,7 @@ int main(int argc, char** argv) {
       auto xr = x.narrow(0, replica * per_replica, per_replica);
       auto yr = y.narrow(0, replica * per_replica, per_replica);
       const auto rows = pp::microbatch_rows(per_replica, m);
-      std::vector<at::Tensor> xs, ys;
-      int64_t at = 0;
-      for (auto r : rows) {
-        xs.push_back(xr.narrow(0, at, r));
-        ys.push_back(yr.narrow(0, at, r));
-        at += r;
-      }
+      const auto xs = pp::split_rows(xr, rows), ys = pp::split_rows(yr, rows);
       opt.zero_grad();
       auto st = pp::run_step(kind, stage, stages, rows, stage == 0 ? xs : std::vector<at::Tensor>{},
                              stage == stages - 1 ? ys : std::vector<at::Tensor>{}, fns, *transport);

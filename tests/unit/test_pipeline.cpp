@@ -39,13 +39,7 @@ double pipelined_step(sculpt::models::Model& model, const pp::StageRanges& range
                       std::vector<int64_t>* peaks = nullptr) {
   const auto stages = static_cast<int64_t>(ranges.size());
   const auto rows = pp::microbatch_rows(x.size(0), m);
-  std::vector<at::Tensor> xs, ys;
-  int64_t at = 0;
-  for (auto r : rows) {
-    xs.push_back(x.narrow(0, at, r));
-    ys.push_back(y.narrow(0, at, r));
-    at += r;
-  }
+  const auto xs = pp::split_rows(x, rows), ys = pp::split_rows(y, rows);
   pp::LocalHub hub(stages);
   std::vector<pp::StepStats> stats(static_cast<size_t>(stages));
   std::vector<std::thread> threads;
