@@ -8,6 +8,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -40,16 +41,22 @@ c10d::ReduceOp to_c10d(ReduceOp op) {
   }
 }
 
+// Makes the backend (Gloo or NCCL, with the run's options) of a group over a store.
+using BackendFactory = std::function<c10::intrusive_ptr<c10d::Backend>(
+    const c10::intrusive_ptr<c10d::Store>&, int rank, int size)>;
+
 class C10dCollectives final : public Collectives {
  public:
   C10dCollectives(const WorldInfo& w, c10::intrusive_ptr<c10d::Store> store,
-                  c10::intrusive_ptr<c10d::Backend> backend, std::string name, double timeout_s)
+                  c10::intrusive_ptr<c10d::Backend> backend, std::string name, double timeout_s,
+                  BackendFactory factory)
       : rank_(w.rank),
         size_(w.world_size),
         store_(std::move(store)),
         backend_(std::move(backend)),
         name_(std::move(name)),
-        timeout_s_(timeout_s) {}
+        timeout_s_(timeout_s),
+        factory_(std::move(factory)) {}
 
   int rank() const override { return rank_; }
   int world_size() const override { return size_; }
@@ -87,8 +94,9 @@ class C10dCollectives final : public Collectives {
 
   class Work final : public Pending {
    public:
-    Work(C10dCollectives& owner, c10::intrusive_ptr<c10d::Work> work, std::string what)
-        : owner_(owner), work_(std::move(work)), what_(std::move(what)),
+    Work(C10dCollectives& owner, c10::intrusive_ptr<c10d::Work> work, std::string what,
+         const char* op = "all_reduce")
+        : owner_(owner), work_(std::move(work)), what_(std::move(what)), op_(op),
           done_(std::make_shared<std::atomic<double>>(-1.0)) {
       auto done = done_;
       try {
@@ -98,7 +106,7 @@ class C10dCollectives final : public Collectives {
       }
     }
     void wait() override {
-      owner_.wait(work_, "all_reduce", what_);
+      owner_.wait(work_, op_, what_);
       if (done_->load() < 0) done_->store(steady_seconds());
     }
     double completed_at() const override { return done_->load(); }
@@ -107,6 +115,7 @@ class C10dCollectives final : public Collectives {
     C10dCollectives& owner_;
     c10::intrusive_ptr<c10d::Work> work_;
     std::string what_;
+    const char* op_;
     std::shared_ptr<std::atomic<double>> done_;
   };
 
@@ -116,6 +125,34 @@ class C10dCollectives final : public Collectives {
     std::vector<at::Tensor> v{t};
     return std::make_unique<Work>(
         *this, start("all_reduce", what, [&] { return backend_->allreduce(v, o); }), what);
+  }
+
+  std::unique_ptr<Pending> send(at::Tensor& t, int to, const std::string& what) override {
+    std::vector<at::Tensor> v{t};
+    return std::make_unique<Work>(*this, start("send", what, [&] { return backend_->send(v, to, 0); }),
+                                  what, "send");
+  }
+
+  void recv(at::Tensor& t, int from, const std::string& what) override {
+    std::vector<at::Tensor> v{t};
+    wait(start("recv", what, [&] { return backend_->recv(v, from, 0); }), "recv", what);
+  }
+
+  std::shared_ptr<Collectives> subgroup(const std::vector<int>& ranks,
+                                        const std::string& name) override {
+    auto it = std::find(ranks.begin(), ranks.end(), rank_);
+    SCULPT_CHECK(it != ranks.end(), "rank ", rank_, " is not a member of the group ", name);
+    WorldInfo w;
+    w.rank = static_cast<int>(it - ranks.begin());
+    w.world_size = static_cast<int>(ranks.size());
+    auto store = c10::make_intrusive<c10d::PrefixStore>("group/" + name + "/", store_);
+    c10::intrusive_ptr<c10d::Backend> backend;
+    try {
+      backend = factory_(store, w.rank, w.world_size);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(failure("creating the group", name, e));
+    }
+    return std::make_shared<C10dCollectives>(w, store, backend, name_, timeout_s_, factory_);
   }
 
   std::string failure(const char* op, const std::string& what, const std::exception& e) const {
@@ -150,6 +187,7 @@ class C10dCollectives final : public Collectives {
   c10::intrusive_ptr<c10d::Backend> backend_;
   std::string name_;
   double timeout_s_;
+  BackendFactory factory_;
   int64_t gathers_ = 0;
 };
 
@@ -200,32 +238,39 @@ std::shared_ptr<Collectives> connect(const WorldInfo& world, const config::Distr
         cfg.timeout_s, " s", world.rank == 0 ? " (rank 0 hosts the store there)" : "", ": ",
         message_of(e)));
   }
-  c10::intrusive_ptr<c10d::Backend> backend;
-  try {
+  const std::string master_addr = world.master_addr;
+  const int device_index = device.index();
+  BackendFactory factory = [backend_name, timeout, master_addr, device_index](
+                               const c10::intrusive_ptr<c10d::Store>& st, int rank,
+                               int size) -> c10::intrusive_ptr<c10d::Backend> {
     if (backend_name == "gloo") {
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
       const char* iface = std::getenv("GLOO_SOCKET_IFNAME");
       if (iface && *iface)
         opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(iface));
-      else if (is_loopback(world.master_addr))
+      else if (is_loopback(master_addr))
         opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
       else
         opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-      backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
-          c10::make_intrusive<c10d::PrefixStore>("gloo/", store), world.rank, world.world_size,
-          opts);
-    } else {
-#ifdef USE_C10D_NCCL
-      c10::cuda::set_device(device.index());  // before any NCCL call: one GPU per local rank
-      // A timeout raises in wait() instead of tearing the process down without a message.
-      setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
-      auto opts = c10d::ProcessGroupNCCL::Options::create();
-      opts->timeout = timeout;
-      backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(
-          c10::make_intrusive<c10d::PrefixStore>("nccl/", store), world.rank, world.world_size,
-          opts);
-#endif
+      return c10::make_intrusive<c10d::ProcessGroupGloo>(
+          c10::make_intrusive<c10d::PrefixStore>("gloo/", st), rank, size, opts);
     }
+#ifdef USE_C10D_NCCL
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_index));  // before any NCCL call
+    // A timeout raises in wait() instead of tearing the process down without a message.
+    setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout;
+    return c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        c10::make_intrusive<c10d::PrefixStore>("nccl/", st), rank, size, opts);
+#else
+    (void)device_index;
+    throw std::runtime_error("this build has no NCCL");
+#endif
+  };
+  c10::intrusive_ptr<c10d::Backend> backend;
+  try {
+    backend = factory(store, world.rank, world.world_size);
   } catch (const std::exception& e) {
     throw std::runtime_error(detail::concat("rank ", world.rank, " of ", world.world_size,
                                             ": creating the ", backend_name,
@@ -234,7 +279,8 @@ std::shared_ptr<Collectives> connect(const WorldInfo& world, const config::Distr
   log::info("distributed: rank ", world.rank, " of ", world.world_size, " (local rank ",
             world.local_rank, ", ", world.source, "), ", backend_name, " backend, store ",
             world.master_addr, ":", world.master_port);
-  return std::make_shared<C10dCollectives>(world, store, backend, backend_name, cfg.timeout_s);
+  return std::make_shared<C10dCollectives>(world, store, backend, backend_name, cfg.timeout_s,
+                                           std::move(factory));
 }
 
 void check_same_config(Collectives& comm, const std::string& hash) {

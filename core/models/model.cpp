@@ -35,6 +35,13 @@ at::Tensor Model::forward(at::Tensor x) {
   return x;
 }
 
+at::Tensor Model::forward_blocks(at::Tensor x, int64_t first, int64_t last) {
+  SCULPT_CHECK(first >= 0 && first <= last && last <= static_cast<int64_t>(blocks_.size()),
+               "model ", name(), ": block range [", first, ", ", last, ") of ", blocks_.size());
+  for (int64_t i = first; i < last; ++i) x = blocks_[static_cast<size_t>(i)].second->forward(x);
+  return x;
+}
+
 void Model::set_taps(const std::vector<std::string>& names) {
   std::fill(tap_.begin(), tap_.end(), false);
   for (const auto& n : names) {

@@ -49,6 +49,10 @@ class Model : public torch::nn::Module {
   // Appends a block; its parameters are registered under `name`.
   void add_block(const std::string& name, std::shared_ptr<Block> block);
   at::Tensor forward(at::Tensor x);
+  // The blocks [first, last) only (a pipeline stage); taps are not recorded.
+  at::Tensor forward_blocks(at::Tensor x, int64_t first, int64_t last);
+  size_t block_count() const { return blocks_.size(); }
+  Block& block(size_t i) { return *blocks_.at(i).second; }
   std::vector<std::string> block_names() const;
   // Named feature taps: forward() records the output of each listed block (distillation).
   // Unknown block names are a UserError that lists the blocks.

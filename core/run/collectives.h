@@ -44,6 +44,18 @@ class Collectives {
     virtual double completed_at() const { return -1; }
   };
   virtual std::unique_ptr<Pending> start_sum(at::Tensor& t, const std::string& what);
+
+  // Point to point (pipeline stages): send() returns at once, the Pending completes when the
+  // tensor has left (keep `t` alive and unchanged until then); recv() fills `t`, whose shape
+  // and dtype must match what the peer sends. A single process has no peer: UserError.
+  virtual std::unique_ptr<Pending> send(at::Tensor& t, int to, const std::string& what);
+  virtual void recv(at::Tensor& t, int from, const std::string& what);
+
+  // The collectives of some ranks (pipeline stages, data-parallel replicas): every rank in
+  // `ranks` calls it with the same list and `name`; they are renumbered 0..n-1 in list order.
+  // UserError when this rank is not in `ranks`.
+  virtual std::shared_ptr<Collectives> subgroup(const std::vector<int>& ranks,
+                                                const std::string& name);
 };
 
 // The single-process collectives (a shared instance).
