@@ -340,11 +340,13 @@ TEST_CASE("Hits@k and MRR@k equal hand-computed values", "[gr][metrics]") {
   };
   // Targets: row 0 -> 11 (rank 2), row 1 -> 12 (rank 1), row 2 -> 10 (rank 3), row 3 -> 10
   // (rank 3: the model prefers token 5, which is no ID, then 12, 11, 10).
-  auto inputs = at::tensor({0, token::bos, token::pad, 1, token::bos, token::pad, 2, token::bos,
-                            token::pad, 3, token::bos, token::pad},
+  auto inputs = at::tensor(std::vector<int64_t>{0, token::bos, token::pad, 1, token::bos,
+                                                token::pad, 2, token::bos, token::pad, 3,
+                                                token::bos, token::pad},
                            at::kLong)
                     .view({4, 3});
-  auto targets = at::tensor({11, 3, 12, 3, 10, 3, 10, 3}, at::kLong).view({4, 2});
+  auto targets =
+      at::tensor(std::vector<int64_t>{11, 3, 12, 3, 10, 3, 10, 3}, at::kLong).view({4, 2});
   for (int64_t r = 0; r < 4; ++r) inputs[r][2] = targets[r][0];
   auto cfg = sculpt::config::Config::parse(
       "model: {name: mlp}\ndata: {name: synthetic_blobs}\n"
