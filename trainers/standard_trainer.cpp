@@ -88,8 +88,9 @@ class StandardTrainer final : public Trainer {
     if (parts.test)
       result.final_metrics["test"] =
           evaluate(*model, *task, *parts.test, c.data, ctx.device(), bf16);
-    result.final_metrics["train"] =
-        evaluate(*model, *task, split.train, c.data, ctx.device(), bf16);
+    if (cfg_.final_train_eval)
+      result.final_metrics["train"] =
+          evaluate(*model, *task, split.train, c.data, ctx.device(), bf16);
     result.time_s = seconds_since(t0);
     auto summary = run_summary(ctx, *model, result, run, callbacks);
     write_run_outputs(ctx, *model, summary);

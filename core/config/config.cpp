@@ -112,6 +112,9 @@ void TrainerConfig::visit(Visitor& v) {
            "on a NaN/Inf loss: abort with the step and values, or skip the step and count it");
   v.choice("precision", precision, {"auto", "fp32", "bf16"},
            "forward passes under bf16 autocast: auto (on CUDA only) | fp32 | bf16 (also on CPU)");
+  v.field("final_train_eval", final_train_eval,
+          "standard trainer: also evaluate the training set at the end (summary.json final.train); "
+          "off where evaluation decodes (beam search) and the training set is large");
   v.field("tensorboard", tensorboard,
           "also write every metric as a TensorBoard scalar <split>/<metric> in <run>/tensorboard");
   v.field("early_stopping", early_stopping,

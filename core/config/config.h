@@ -90,6 +90,7 @@ struct TrainerConfig : Section {
   int64_t early_stopping = 0;            // stop after this many evals without a new best; 0: off
   std::string precision = "auto";        // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
   bool tensorboard = true;               // also write metrics as TensorBoard scalars
+  bool final_train_eval = true;          // the end-of-run metrics also cover the training set
   void visit(Visitor& v) override;
   
 };

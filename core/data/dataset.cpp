@@ -30,12 +30,18 @@ at::Tensor Dataset::targets() const {
 
 Dataset Dataset::subset(const at::Tensor& index) const {
   Dataset d = *this;
+  d.val_rows_ = at::Tensor();
   d.index_ = index_.defined() ? index_.index_select(0, index) : index.contiguous();
   d.size_ = d.index_.size(0);
   return d;
 }
 
 Split split_dataset(const Dataset& all, double val_fraction, int64_t seed) {
+  if (all.val_rows().defined() && val_fraction > 0) {
+    auto is_val = at::zeros({all.size()}, at::kBool).index_fill_(0, all.val_rows(), true);
+    return {all.subset(is_val.logical_not().nonzero().flatten()),
+            all.subset(all.val_rows())};
+  }
   auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
   auto perm = at::randperm(all.size(), gen, at::kLong);
   auto n_val = static_cast<int64_t>(static_cast<double>(all.size()) * val_fraction);
@@ -52,6 +58,7 @@ void register_builtin_datasets(DatasetRegistry& r) {
   add_file_datasets(r);
   add_image_table_datasets(r);
   add_text_datasets(r);
+  add_gr_datasets(r);
 }
 
 }  // namespace sculpt::data

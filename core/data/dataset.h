@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "core/registry/registry.h"
 
 namespace sculpt::data {
+
+class IdTrie;
 
 // Token ids shared by every text dataset and sequence model.
 namespace token {
@@ -39,6 +42,9 @@ struct DataSpec {
   int64_t vocab_size = 0;            // token datasets: ids in [0, vocab_size)
   int64_t source_len = 0;            // seq2seq: source positions at the front of each input
   std::vector<std::string> vocab;    // text datasets: id -> word (decoding, reports); may be empty
+  // Generative retrieval (gr.h): every valid target (document ID tokens + eos), for decoding
+  // constrained to them; null for other datasets.
+  std::shared_ptr<const IdTrie> valid_targets;
 };
 
 class Dataset {
@@ -55,10 +61,15 @@ class Dataset {
   // A view of the rows `index` (an int64 tensor) of this one: it shares the tensors and keeps
   // only the index, so a train/val split of a large dataset costs no copy.
   Dataset subset(const at::Tensor& index) const;
+  // Rows (int64 positions) the dataset holds out for validation itself (a generated corpus's
+  // validation queries); split_dataset uses them instead of a random val_fraction share.
+  void set_val_rows(at::Tensor rows) { val_rows_ = std::move(rows); }
+  const at::Tensor& val_rows() const { return val_rows_; }
 
  private:
   at::Tensor inputs_, targets_;
   at::Tensor index_;  // undefined: all rows in order
+  at::Tensor val_rows_;  // undefined: none of its own (only on a dataset that is no subset)
   DataSpec spec_;
   int64_t size_;
 };
@@ -70,7 +81,9 @@ using DatasetRegistry = Registry<Dataset, const config::DataConfig&, DataPart>;
 DatasetRegistry& dataset_registry();
 void register_builtin_datasets(DatasetRegistry& r);
 
-// Deterministic train/validation split by data.val_fraction and data.split_seed.
+// Deterministic train/validation split by data.val_fraction and data.split_seed. A dataset
+// with validation rows of its own (set_val_rows) is split into those and the rest whenever
+// val_fraction > 0.
 struct Split {
   Dataset train;
   Dataset val;
@@ -154,5 +167,6 @@ void add_synthetic_datasets(DatasetRegistry& r);
 void add_file_datasets(DatasetRegistry& r);
 void add_image_table_datasets(DatasetRegistry& r);
 void add_text_datasets(DatasetRegistry& r);
+void add_gr_datasets(DatasetRegistry& r);  // gr_data.cpp: gr_synthetic, gr_jsonl
 
 }  // namespace sculpt::data

@@ -1,7 +1,8 @@
 // Token-sequence tasks. language_model: next-token cross-entropy over every position; metrics
 // loss (per token), perplexity = exp(loss), accuracy (next token). seq2seq: teacher-forced
 // cross-entropy over the target tokens (padding ignored); metrics loss, token_accuracy and,
-// by decoding, exact_match (greedy) and hits@k (the target among the k best beams).
+// by decoding, exact_match (greedy), hits@k (the target among the k best beams) and mrr@k.
+// generative_retrieval: seq2seq with its decoding constrained to the dataset's document IDs.
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -21,6 +22,10 @@ void Seq2SeqOptions::visit(config::Visitor& v) {
           config::Range::at_least(0));
   v.field("hits_at", hits_at, "seq2seq: k of the hits@k metrics (each <= beam_size)",
           config::Range::at_least(1));
+  v.field("mrr_at", mrr_at, "seq2seq: also report mrr@k, the mean reciprocal rank of the target "
+          "among the k best beams (<= beam_size); 0: off", config::Range::at_least(0));
+  v.field("constrained", constrained,
+          "seq2seq: beams only follow the dataset's valid targets (gr_* document IDs)");
 }
 
 void Seq2SeqOptions::check(config::Checker& c) const {
@@ -29,6 +34,10 @@ void Seq2SeqOptions::check(config::Checker& c) const {
       c.error("hits_at", "hits@" + std::to_string(k) + " needs beam_size >= " +
                              std::to_string(k) + " (beam_size is " + std::to_string(beam_size) +
                              ")");
+  if (mrr_at > beam_size)
+    c.error("mrr_at", "mrr@" + std::to_string(mrr_at) + " needs beam_size >= " +
+                          std::to_string(mrr_at) + " (beam_size is " + std::to_string(beam_size) +
+                          ")");
 }
 
 namespace {
@@ -62,7 +71,12 @@ class LanguageModel final : public Task {
 
 class Seq2Seq final : public Task {
  public:
-  Seq2Seq(Seq2SeqOptions o, int64_t source_len) : o_(std::move(o)), source_len_(source_len) {
+  Seq2Seq(Seq2SeqOptions o, const data::DataSpec& spec)
+      : o_(std::move(o)), source_len_(spec.source_len), valid_(spec.valid_targets) {
+    SCULPT_CHECK(!o_.constrained || valid_, "task option constrained: the dataset has no set of "
+                 "valid targets (use a gr_synthetic or gr_jsonl dataset)");
+    SCULPT_CHECK(!o_.constrained || o_.beam_size > 0,
+                 "task option constrained: needs beam_size > 0");
     if (o_.beam_size > 0 && o_.hits_at.empty()) o_.hits_at = {1, o_.beam_size};
     std::sort(o_.hits_at.begin(), o_.hits_at.end());
     o_.hits_at.erase(std::unique(o_.hits_at.begin(), o_.hits_at.end()), o_.hits_at.end());
@@ -99,10 +113,19 @@ class Seq2Seq final : public Task {
                            .sum()
                            .item<double>();
     if (o_.beam_size > 0) {
-      auto beams = beam_search(forward, source, max_len, o_.beam_size);
-      auto match = beams.tokens.eq(targets.unsqueeze(1)).all(2);  // [B, K]
+      auto beams = beam_search(forward, source, max_len, o_.beam_size,
+                               o_.constrained ? valid_.get() : nullptr);
+      // [B, K]; beams that found no sequence (score -inf) match nothing.
+      auto match = beams.tokens.eq(targets.unsqueeze(1)).all(2).logical_and(
+          beams.scores.isfinite());
       for (auto k : o_.hits_at)
         sums["hits@" + std::to_string(k)] += match.narrow(1, 0, k).any(1).sum().item<double>();
+      if (o_.mrr_at > 0) {
+        auto m = match.narrow(1, 0, o_.mrr_at).to(at::kFloat);
+        auto ranks = at::arange(1, o_.mrr_at + 1, m.options());
+        // The first match's 1/rank: the max of match / rank over the beams.
+        sums["mrr@" + std::to_string(o_.mrr_at)] += (m / ranks).amax(1).sum().item<double>();
+      }
     }
   }
 
@@ -114,7 +137,7 @@ class Seq2Seq final : public Task {
                                        {"token_accuracy", sums.at("correct_tokens") / tokens}};
     for (const auto& [key, value] : sums) {
       if (key == "exact") m["exact_match"] = value / n;
-      if (key.rfind("hits@", 0) == 0) m[key] = value / n;
+      if (key.rfind("hits@", 0) == 0 || key.rfind("mrr@", 0) == 0) m[key] = value / n;
     }
     return m;
   }
@@ -122,6 +145,7 @@ class Seq2Seq final : public Task {
  private:
   Seq2SeqOptions o_;
   int64_t source_len_;
+  std::shared_ptr<const data::IdTrie> valid_;
 };
 
 }  // namespace
@@ -143,9 +167,21 @@ void add_sequence_tasks(TaskRegistry& r) {
                      "task seq2seq: needs a seq2seq dataset (jsonl with query/target)");
         return std::make_unique<Seq2Seq>(
             c.options ? dynamic_cast<const Seq2SeqOptions&>(*c.options) : Seq2SeqOptions{},
-            spec.source_len);
+            spec);
       },
       [] { return std::make_shared<Seq2SeqOptions>(); });
+  r.add(
+      "generative_retrieval",
+      "seq2seq over document IDs (gr_synthetic, gr_jsonl): beam search constrained to valid "
+      "IDs; metrics loss, token_accuracy, hits@1, hits@10, mrr@10",
+      [](const config::TaskConfig& c, const data::DataSpec& spec) -> std::unique_ptr<Task> {
+        SCULPT_CHECK(spec.vocab_size > 0 && spec.source_len > 0 && spec.valid_targets,
+                     "task generative_retrieval: needs a gr_synthetic or gr_jsonl dataset");
+        return std::make_unique<Seq2Seq>(
+            c.options ? dynamic_cast<const Seq2SeqOptions&>(*c.options) : RetrievalOptions{},
+            spec);
+      },
+      [] { return std::make_shared<RetrievalOptions>(); });
 }
 
 }  // namespace sculpt::tasks

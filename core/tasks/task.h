@@ -49,8 +49,22 @@ struct Seq2SeqOptions : config::Section {
   bool greedy = true;            // evaluation decodes greedily: exact_match
   int64_t beam_size = 0;         // evaluation beam search of this width: hits@k; 0: off
   std::vector<int64_t> hits_at;  // k of the hits@k metrics (<= beam_size); empty: 1, beam_size
+  int64_t mrr_at = 0;            // also report mrr@k (<= beam_size); 0: off
+  bool constrained = false;      // beams only follow the dataset's valid targets (gr_* IDs)
   void visit(config::Visitor& v) override;
   void check(config::Checker& c) const override;
+};
+
+// generative_retrieval: seq2seq whose evaluation decodes document IDs by beam search
+// constrained to the corpus's valid IDs; Hits@1, Hits@10 and MRR@10 by default.
+struct RetrievalOptions : Seq2SeqOptions {
+  RetrievalOptions() {
+    greedy = false;
+    beam_size = 10;
+    hits_at = {1, 10};
+    mrr_at = 10;
+    constrained = true;
+  }
 };
 
 // Registration, one function per file (called from register_builtin_tasks: one list).

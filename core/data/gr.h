@@ -1,0 +1,82 @@
+// Generative-retrieval corpora: documents, queries and document IDs (docids.h), as seq2seq rows
+// (DataSpec: source = the query, padded; decoder over the document's ID tokens + eos).
+//  gr_synthetic: N documents over K latent topics, each a token sequence drawn from its topic's
+//                Zipf distribution over the vocabulary (every topic ranks the words by its own
+//                permutation); M queries per document, each a span of the document with tokens
+//                dropped, substituted (by words of the topic) and swapped with a neighbour.
+//                Query 0 of each document is in the test split, query 1 in the validation
+//                split, the others in the training split.
+//  gr_jsonl:     documents {"doc_id", "text"} and (query, doc_id) pairs {"query", "doc_id"} as
+//                JSON lines; words by whitespace, hashed into buckets or looked up in a
+//                vocabulary built from the documents.
+// Both can hold documents that arrive later ("new" documents): they get IDs from
+// IdTree::add, next to their nearest old documents, and `documents` picks whose rows a part
+// holds (old | new | all). The ID trie in the DataSpec always holds every document's ID.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config/config.h"
+#include "core/data/docids.h"
+
+namespace sculpt::data {
+
+// Keys shared by the two corpora: IDs and which rows a part holds.
+struct GrCommonOptions : config::Section {
+  std::string ids = "semantic";  // semantic (k-means digit paths) | atomic (one token per doc)
+  int64_t id_branch = 10;        // semantic: digit slots per tree node
+  double id_reserve = 0.2;       // semantic: fraction of each node's slots kept for new docs
+  int64_t id_max_depth = 6;      // semantic: longest digit path
+  int64_t id_dims = 128;         // semantic: TF-IDF randomly projected to this width; 0: none
+  std::string documents = "all";  // rows of old | new | all documents
+  bool index_docs = true;        // the train part also maps each document's text to its ID
+  int64_t eval_docs = 0;         // val/test rows only for the first N selected docs; 0: all
+  int64_t seed = 0;              // generator / k-means seed
+  void visit_common(config::Visitor& v);
+};
+
+struct GrSyntheticOptions : GrCommonOptions {
+  int64_t docs = 20000;         // documents of the original corpus
+  int64_t new_docs = 0;         // documents that arrive later
+  int64_t topics = 50;          // latent topics
+  int64_t vocab = 5000;         // words
+  double zipf = 1.1;            // Zipf exponent of every topic's word distribution
+  int64_t doc_len = 32;         // tokens per document
+  int64_t queries_per_doc = 4;  // queries per document (>= 3: test, val, train)
+  int64_t query_len = 8;        // span length before noise
+  double drop = 0.1;            // per-token probability of dropping it from the query
+  double substitute = 0.1;      // ... of replacing it by a word of the topic
+  double swap = 0.1;            // ... of swapping it with its right neighbour
+  void visit(config::Visitor& v) override;
+};
+
+struct GrJsonlOptions : GrCommonOptions {
+  std::string docs_file;          // JSON lines {"doc_id", "text"}
+  std::string new_docs_file;      // documents that arrive later; "": none
+  std::string queries_file;       // JSON lines {"query", "doc_id"}: the training queries
+  std::string test_queries_file;  // held-out queries (test part); "": none
+  std::string tokenizer = "hash";  // hash (words into `buckets`) | vocab (from the documents)
+  int64_t buckets = 8192;          // hash: word buckets
+  int64_t max_query_len = 16;      // query / document tokens kept
+  void visit(config::Visitor& v) override;
+};
+
+// A generated corpus (deterministic by its options; document i is the same whatever `docs`
+// and `new_docs` are).
+struct GrQuery {
+  int64_t doc = 0;
+  TokenSeq tokens;   // word ids in [0, vocab)
+  int split = 0;     // 0 train, 1 val, 2 test
+};
+struct GrCorpus {
+  std::vector<TokenSeq> docs;  // word ids in [0, vocab): the old documents, then the new
+  std::vector<int64_t> topic;  // per document
+  int64_t old_docs = 0;
+  std::vector<GrQuery> queries;
+};
+GrCorpus generate_gr_corpus(const GrSyntheticOptions& o);
+
+}  // namespace sculpt::data
