@@ -48,11 +48,10 @@ DataParallel::DataParallel(std::vector<at::Tensor> params, std::vector<std::stri
     : buffers_(std::move(buffers)), comm_(comm), opt_(std::move(options)) {
   SCULPT_ASSERT(params.size() == names.size(), params.size(), " parameters, ", names.size(),
                 " names");
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (!params[i].requires_grad()) continue;
-    params_.push_back(params[i]);
-    names_.push_back(names[i]);
-  }
+  // All of them, also those frozen now: a pass may turn requires_grad on and off (every rank
+  // alike); finish_backward() skips the ones without it.
+  params_ = std::move(params);
+  names_ = std::move(names);
   // Every rank must hold the same parameters: compare a signature before any collective on them.
   std::string signature = std::to_string(params_.size()) + " parameters:";
   for (const auto& p : params_) signature += " " + std::to_string(p.numel());
@@ -102,15 +101,22 @@ DataParallel::DataParallel(std::vector<at::Tensor> params, std::vector<std::stri
                             " MiB)");
   }
   ready_.assign(params_.size(), 0);
+  hooks_.assign(params_.size(), -1);
   reset();
-  for (size_t i = 0; i < params_.size(); ++i)
-    hooks_.push_back(
-        static_cast<int64_t>(params_[i].register_hook([this, i](const at::Tensor& g) { on_grad(i, g); })));
+  add_hooks();
   log::debug("DDP: ", params_.size(), " parameters in ", buckets_.size(), " buckets");
+}
+
+void DataParallel::add_hooks() {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (hooks_[i] < 0 && params_[i].requires_grad())
+      hooks_[i] = static_cast<int64_t>(
+          params_[i].register_hook([this, i](const at::Tensor& g) { on_grad(i, g); }));
 }
 
 DataParallel::~DataParallel() {
   for (size_t i = 0; i < hooks_.size(); ++i) {
+    if (hooks_[i] < 0) continue;
     try {
       params_[i].remove_hook(static_cast<unsigned>(hooks_[i]));
     } catch (...) {  // the parameter's autograd metadata is gone already
@@ -143,6 +149,7 @@ void DataParallel::reset() {
 }
 
 void DataParallel::begin_backward(bool sync) {
+  add_hooks();  // parameters a pass has unfrozen since
   std::lock_guard<std::mutex> lock(mutex_);
   sync_ = sync;
   reset();
@@ -174,6 +181,7 @@ void DataParallel::launch_ready() {
       if (n != 1) b.flat.div_(n);
       b.wire = b.flat;
     }
+    if (n == 1) continue;  // the sum over one rank is the bucket itself: no collective
     if (first_launch_ < 0) first_launch_ = steady_seconds();
     b.work = comm_.start_sum(b.wire, b.what);
   }
@@ -186,7 +194,7 @@ void DataParallel::finish_backward() {
   const double backward_end = steady_seconds();
   for (size_t i = 0; i < params_.size(); ++i) {
     if (ready_[i]) continue;
-    SCULPT_CHECK(opt_.find_unused_parameters, "DDP: parameter '", names_[i],
+    SCULPT_CHECK(opt_.find_unused_parameters || !params_[i].requires_grad(), "DDP: parameter '", names_[i],
                  "' got no gradient in this backward pass; if the model or a pass leaves it out "
                  "of some steps, set distributed.find_unused_parameters=true");
     auto s = slice(i);
@@ -201,8 +209,10 @@ void DataParallel::finish_backward() {
   launch_ready();
   double last_done = backward_end;
   for (auto& b : buckets_) {
-    b.work->wait();
-    last_done = std::max(last_done, b.work->completed_at());
+    if (b.work) {
+      b.work->wait();
+      last_done = std::max(last_done, b.work->completed_at());
+    }
     if (b.wire.data_ptr() != b.flat.data_ptr()) b.flat.copy_(b.wire);
   }
   if (first_launch_ >= 0) {
@@ -211,6 +221,8 @@ void DataParallel::finish_backward() {
     stats_.exposed_s += std::max(0.0, last_done - std::max(backward_end, first_launch_));
   }
   std::vector<float> used(params_.size(), 1.0f);
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (!params_[i].requires_grad()) used[i] = 0;  // frozen: its gradient stays as it was
   if (opt_.find_unused_parameters) {  // gradients no rank produced stay untouched
     for (size_t i = 0; i < params_.size(); ++i)
       used[i] = (ready_[i] || params_[i].grad().defined()) ? 1.0f : 0.0f;

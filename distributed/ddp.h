@@ -5,7 +5,9 @@
 // ready first), the first one small (first_bucket_mb), the others up to bucket_cap_mb; they are
 // launched strictly in bucket order on every rank. finish_backward() waits for them and writes
 // the mean gradient over the ranks into every .grad. Gradient accumulation: micro-batches
-// before the last of a step run with sync=false (local sums only, no communication).
+// before the last of a step run with sync=false (local sums only, no communication). In a group
+// of one rank the buckets are filled and read back as usual but no collective is called (the
+// sum over one rank is the bucket itself).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -40,8 +42,8 @@ struct DdpStats {
 
 class DataParallel {
  public:
-  // `params` in registration order (those without requires_grad are skipped), `names` beside
-  // them (for errors). Broadcasts params and buffers from rank 0 and checks that every rank has
+  // `params` in registration order, `names` beside them (for errors). Parameters whose
+  // requires_grad is off in a step (frozen by a pass) take no part in it. Broadcasts params and buffers from rank 0 and checks that every rank has
   // the same parameter shapes.
   DataParallel(std::vector<at::Tensor> params, std::vector<std::string> names,
                std::vector<at::Tensor> buffers, Collectives& comm, DdpOptions options);
@@ -77,6 +79,7 @@ class DataParallel {
     int64_t offset = 0;
   };
   void on_grad(size_t i, const at::Tensor& grad);
+  void add_hooks();  // on the parameters that require grad and have none yet
   void launch_ready();  // starts the complete buckets in order
   at::Tensor slice(size_t i);
   void reset();

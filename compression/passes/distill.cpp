@@ -22,6 +22,7 @@
 #include "compression/passes/distill.h"
 #include "compression/passes/distill_losses.h"
 #include "compression/passes/distill_teachers.h"
+#include "core/run/collectives.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"
 #include "core/data/loader.h"
@@ -421,13 +422,28 @@ class Distill final : public CompressionPass {
     // reflects about the last 50 batches.
     auto same = student.argmax(-1).eq(teacher.argmax(-1));
     constexpr double kDecay = 0.98;
+    double agree = 0, seen = 0;
     if (keep.defined()) {
-      agree_ = kDecay * agree_ + same.logical_and(keep).sum().item<double>();
-      seen_ = kDecay * seen_ + keep.sum().item<double>();
+      agree = same.logical_and(keep).sum().item<double>();
+      seen = keep.sum().item<double>();
     } else {
-      agree_ = kDecay * agree_ + same.sum().item<double>();
-      seen_ = kDecay * seen_ + static_cast<double>(same.numel());
+      agree = same.sum().item<double>();
+      seen = static_cast<double>(same.numel());
     }
+    if (ctx.collectives && ctx.collectives->distributed()) {
+      // Data parallelism: the statistics of the global batch (term means, summed counts), so
+      // every rank keeps the same state.
+      std::vector<double> v{agree, seen};
+      for (const auto& [k, t] : terms_) v.push_back(t / ctx.collectives->world_size());
+      auto sums = at::tensor(v, at::kDouble);
+      ctx.collectives->all_reduce(sums, ReduceOp::sum, "the distill statistics");
+      agree = sums[0].item<double>();
+      seen = sums[1].item<double>();
+      int64_t i = 2;
+      for (auto& [k, t] : terms_) t = sums[i++].item<double>();
+    }
+    agree_ = kDecay * agree_ + agree;
+    seen_ = kDecay * seen_ + seen;
     return extra;
   }
 

@@ -11,7 +11,9 @@ namespace sculpt::config {
 void RunConfig::visit(Visitor& v) {
   v.field("name", name, "run name; the run directory defaults to runs/<name>");
   v.field("output_dir", output_dir, "run directory; empty means runs/<run.name>");
-  v.field("seed", seed, "seed of torch and std RNGs (rank r uses seed + r)", Range::at_least(0));
+  v.field("seed", seed,
+          "seed of torch and std RNGs (the same on every rank of a data-parallel run)",
+          Range::at_least(0));
   v.field("device", device, "auto, cpu, cuda or cuda:N (auto: cuda when available)");
   v.field("resume", resume,
           "empty: a fresh run; auto: continue from this run's latest checkpoint if any; or a "

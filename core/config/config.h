@@ -15,7 +15,7 @@ namespace sculpt::config {
 struct RunConfig : Section {
   std::string name = "run";     // run name; the run directory defaults to runs/<name>
   std::string output_dir;       // run directory; empty: runs/<name>
-  int64_t seed = 0;             // seeds torch and std RNGs (rank r adds r), >= 0
+  int64_t seed = 0;             // seeds torch and std RNGs (every rank alike), >= 0
   std::string device = "auto";  // auto | cpu | cuda | cuda:N
   std::string resume;           // "" fresh, "auto" latest checkpoint of this run, or a path
   void visit(Visitor& v) override;

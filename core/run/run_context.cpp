@@ -82,7 +82,9 @@ RunContext RunContext::create(const config::Config& cfg, int rank, int world_siz
   if (rank == 0) io::write_file_atomic((dir / "config.yaml").string(), cfg.dump());
   log::add_file(
       (dir / (rank == 0 ? "log.txt" : "log.rank" + std::to_string(rank) + ".txt")).string());
-  auto rng = seed_everything(cfg.run.seed, rank);
+  // Every rank draws the same random numbers (model and pass initialisation agree across the
+  // ranks of a data-parallel run); the ranks' data shards and augmentations differ.
+  auto rng = seed_everything(cfg.run.seed);
   return RunContext(cfg, dir, device, rank, world_size, rng);
 }
 

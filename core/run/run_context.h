@@ -18,7 +18,8 @@ namespace sculpt {
 // or N is out of range.
 c10::Device resolve_device(const std::string& spec, int local_rank = 0);
 
-// Seeds torch (CPU and CUDA) and returns a std engine seeded the same way; seed + rank.
+// Seeds torch (CPU and CUDA) and returns a std engine seeded the same way; seed + rank (runs
+// seed every rank alike: RunContext passes rank 0).
 std::mt19937_64 seed_everything(int64_t seed, int rank = 0);
 
 // Wall seconds since this process started (from /proc; for "time to first step").
