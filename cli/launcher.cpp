@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,7 +12,6 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -461,7 +459,7 @@ int launch(const LaunchOptions& opt_in) {
   WorkDir work(o.log_dir);
   Group group(o, work.path);
   const int world = o.nnodes * o.nproc_per_node;
-  std::cerr << "sculpt-run: " << o.nproc_per_node << " worker(s) on node " << o.node_rank << "/"
+  std::cerr << "sculpt-run: " << o.nproc_per_node << " worker(s) on node " << o.node_rank << " of "
             << o.nnodes << " (world size " << world << "), master " << o.master_addr << ":"
             << o.master_port << ", max restarts " << o.max_restarts
             << (o.log_dir.empty() ? "" : ", logs in " + o.log_dir) << "\n";
