@@ -33,6 +33,10 @@ def sync():
         torch.cuda.synchronize()
 
 
+# CPU: process CPU time (robust to other processes' load, as bench_kernels); CUDA: wall time.
+clock = time.perf_counter if cuda else time.process_time
+
+
 def median_us(fns, iters, rounds=7):
     """Median microseconds per call of each function, timed alternately."""
     for f in fns:
@@ -41,11 +45,11 @@ def median_us(fns, iters, rounds=7):
     for _ in range(rounds):
         for i, f in enumerate(fns):
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(iters):
                 f()
             sync()
-            times[i].append((time.perf_counter() - t0) / iters * 1e6)
+            times[i].append((clock() - t0) / iters * 1e6)
     return [statistics.median(t) for t in times]
 
 

@@ -25,7 +25,7 @@ if [ -d "$deps" ]; then
 fi
 build="$root/build-cuda"
 [ "$stage" = "--dry-run" ] && build="$root/build-gpucheck-dry"
-cd "$root"
+cd "$root" || exit 1
 
 configure() {
   [ -f "$build/CMakeCache.txt" ] && return 0

@@ -118,7 +118,6 @@ at::Tensor sparse_forward(const Checked& c, const at::Tensor& x2, const at::Tens
   TORCH_CHECK(x2.is_cpu(), "sculpt::bsr_linear: unsupported device ", x2.device());
   const auto ct = x2.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const at::Tensor xc = x2.to(ct).contiguous();
-  at::Tensor y = at::empty({n, c.rows}, xc.options());
   const bsr::View v{c.crow.const_data_ptr<int64_t>(), c.col.const_data_ptr<int64_t>(), c.rows,
                     c.cols, c.block};
   const at::Tensor vc = values.to(ct).contiguous();
@@ -137,6 +136,7 @@ at::Tensor sparse_forward(const Checked& c, const at::Tensor& x2, const at::Tens
     if (tiles > 0 && c.nnz > 0) SCULPT_CPU_CALL(bsr, forward_tiles, v, vc, xt, yt);
     return yt.permute({0, 2, 1}).reshape({tiles * t, c.rows}).slice(0, 0, n).to(x2.scalar_type());
   }
+  at::Tensor y = at::empty({n, c.rows}, xc.options());
   if (n > 0) SCULPT_CPU_CALL(bsr, forward, v, vc, xc, bc, y);
   return y.to(x2.scalar_type());
 }
