@@ -10,6 +10,13 @@
 #include "core/models/model.h"
 #include "distributed/pipeline.h"
 
+namespace sculpt::distributed::pipeline {
+// How Catch prints a schedule that differs ("F0 F1 B0 ...").
+std::ostream& operator<<(std::ostream& o, const Action& a) {
+  return o << (a.forward ? "F" : "B") << a.microbatch;
+}
+}  // namespace sculpt::distributed::pipeline
+
 namespace pp = sculpt::distributed::pipeline;
 using pp::Action;
 using pp::Schedule;
