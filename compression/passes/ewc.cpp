@@ -7,6 +7,7 @@
 // Data parallelism: each rank takes every world_size-th of the chosen samples, and the Fisher
 // sums are all-reduced before the division, so every rank stores the Fisher of all of them.
 #include "compression/passes/ewc.h"
+#include "core/data/dataset.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -49,16 +50,33 @@ std::vector<at::Tensor> diagonal_fisher(const std::function<at::Tensor(const at:
   for (const auto& p : params) fisher.push_back(torch::zeros_like(p, at::kFloat));
   const int64_t n = inputs.size(0);
   for (int64_t i = 0; i < n; ++i) {
-    auto logp = torch::log_softmax(forward(inputs.narrow(0, i, 1)).to(at::kFloat), -1)
-                    .reshape({-1});
-    int64_t y = 0;
-    if (empirical) {
-      y = targets[i].item<int64_t>();
+    at::Tensor nll;
+    if (targets.dim() > 1) {
+      // Token sequences (seq2seq, generative retrieval): the sequence's log-likelihood, summed
+      // over its non-padding positions; true Fisher samples every position's token.
+      auto logp = torch::log_softmax(forward(inputs.narrow(0, i, 1)).to(at::kFloat), -1);
+      logp = logp.reshape({-1, logp.size(-1)});
+      const auto real = targets[i].reshape({-1}).to(at::kLong);
+      at::Tensor y = real;
+      if (!empirical) {
+        torch::NoGradGuard no_grad;
+        y = at::multinomial(logp.exp(), 1, false, gen).reshape({-1});
+      }
+      const auto keep = real.ne(data::token::pad).to(at::kFloat);
+      nll = -(logp.gather(1, y.unsqueeze(1)).squeeze(1) * keep).sum();
     } else {
-      torch::NoGradGuard no_grad;
-      y = at::multinomial(logp.exp().unsqueeze(0), 1, false, gen).item<int64_t>();
+      auto logp = torch::log_softmax(forward(inputs.narrow(0, i, 1)).to(at::kFloat), -1)
+                      .reshape({-1});
+      int64_t y = 0;
+      if (empirical) {
+        y = targets[i].item<int64_t>();
+      } else {
+        torch::NoGradGuard no_grad;
+        y = at::multinomial(logp.exp().unsqueeze(0), 1, false, gen).item<int64_t>();
+      }
+      nll = -logp[y];
     }
-    auto grads = torch::autograd::grad({-logp[y]}, params, {}, false, false, true);
+    auto grads = torch::autograd::grad({nll}, params, {}, false, false, true);
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < params.size(); ++k)
       if (grads[k].defined()) fisher[k].add_(grads[k].to(at::kFloat).pow(2));

@@ -30,7 +30,8 @@ struct EwcOptions : config::Section {
 // The diagonal Fisher of `params` (leaves of `forward`'s graph): the mean over the rows of
 // `inputs` of the squared gradient of the per-sample cross-entropy, -log p(y | x), each sample
 // on its own (never the square of a batch-mean gradient). `empirical`: y is the label in
-// `targets`; otherwise y is drawn from the model's softmax with `gen`.
+// `targets`; otherwise y is drawn from the model's softmax with `gen`. Token-sequence targets
+// ([N, T], outputs [N, T, V]): -log p of the sequence, summed over its non-padding positions.
 std::vector<at::Tensor> diagonal_fisher(const std::function<at::Tensor(const at::Tensor&)>& forward,
                                         const std::vector<at::Tensor>& params,
                                         const at::Tensor& inputs, const at::Tensor& targets,

@@ -172,7 +172,17 @@ class ReplayPass final : public CompressionPass {
   // the per-sample loss of the model as it is now).
   void on_increment_end(models::Model& model, const data::Dataset& seen,
                         const StepContext& ctx) override {
-    const auto x = seen.inputs(), y = seen.targets();
+    auto x = seen.inputs(), y = seen.targets();
+    if (y.dim() > 1) {
+      // Token-sequence targets (seq2seq): each kept row is the input row followed by its target
+      // row (on_batch splits them at the batch's input width); the first target token stands
+      // for the class of class_balanced.
+      SCULPT_CHECK(x.dim() == 2 && y.dim() == 2 && x.scalar_type() == y.scalar_type(),
+                   "compression pass replay: targets of shape ", y.sizes(),
+                   " need token rows as inputs (seq2seq)");
+      x = at::cat({x, y}, 1);
+      y = y.select(1, 0);
+    }
     std::vector<double> scores(static_cast<size_t>(seen.size()), 0.0);
     if (options().policy == "importance") scores = losses(model, seen, ctx);
     std::vector<int64_t> order(static_cast<size_t>(seen.size()));
@@ -209,8 +219,15 @@ class ReplayPass final : public CompressionPass {
     for (auto& i : pick) i = uniform(rng_, buffer_.size());
     const auto idx = at::tensor(pick, at::kLong);
     const auto device = b.inputs.device();
-    b.inputs = at::cat({b.inputs, stacked_.index_select(0, idx).to(device, b.inputs.scalar_type())});
-    b.targets = at::cat({b.targets, labels_.index_select(0, idx).to(device)});
+    auto rows = stacked_.index_select(0, idx).to(device, b.inputs.scalar_type());
+    if (b.targets.dim() > 1) {  // input row + target row (token sequences)
+      const int64_t w = b.inputs.size(1);
+      b.inputs = at::cat({b.inputs, rows.narrow(1, 0, w)});
+      b.targets = at::cat({b.targets, rows.narrow(1, w, rows.size(1) - w).to(b.targets.scalar_type())});
+    } else {
+      b.inputs = at::cat({b.inputs, rows});
+      b.targets = at::cat({b.targets, labels_.index_select(0, idx).to(device)});
+    }
     if (b.rows.defined())
       b.rows = at::cat({b.rows, at::full({k}, -1, b.rows.options())});
     replayed_ += k;
