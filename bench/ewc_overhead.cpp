@@ -1,8 +1,8 @@
 // bench_ewc_overhead: the cost of the EWC penalty per training step (issue 8 target: <= 10%) on
 // Permuted MNIST's model, an MLP 784-400-400-10 at batch 128: one SGD step (forward, loss,
-// backward, update) without and with the ewc pass's extra_loss (Fisher estimated first), the
-// two measured in alternation so that a shared machine's load hits both alike. Also the time of
-// one Fisher estimate (on_increment_end, 200 per-sample gradients). Prints a markdown table.
+// backward, update) without and with the ewc pass's penalty (its after_backward; Fisher estimated
+// first), the two measured in alternation so that a shared machine's load hits both alike. Also
+// the time of one Fisher estimate (on_increment_end, 200 per-sample gradients). Markdown table.
 //   build/bin/bench_ewc_overhead [steps per round, default 20] [rounds, default 15]
 #include <torch/torch.h>
 
@@ -53,8 +53,8 @@ int main(int argc, char** argv) {
     auto step = [&](bool penalty) {
       sgd.zero_grad();
       auto loss = torch::nn::functional::cross_entropy(model.forward(x), y);
-      if (penalty) loss = loss + pass.extra_loss(model, ctx);
       loss.backward();
+      if (penalty) pass.after_backward(model, ctx);  // the penalty's gradient, in one pass
       sgd.step();
     };
     for (int i = 0; i < 5; ++i) step(false), step(true);  // warm-up

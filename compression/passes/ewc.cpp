@@ -14,12 +14,17 @@
 
 #include "compression/passes/pass_options.h"
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <chrono>
+#include <functional>
 
 #include "core/data/loader.h"
 #include "core/error.h"
 #include "core/logging/logging.h"
 #include "core/models/model.h"
+#include "core/nn/layers.h"
 #include "core/run/run_context.h"
 
 namespace sculpt::compression {
@@ -87,25 +92,54 @@ std::vector<at::Tensor> diagonal_fisher(const std::function<at::Tensor(const at:
 
 namespace {
 
-// lambda/2 * sum F (w - w*)^2 with its gradient lambda F (w - w*), as one autograd node: three
-// passes over the parameter forward (w - w*, F (w - w*), the dot product) and one backward, about
-// half what the same formula costs as separate autograd ops.
-struct EwcPenalty : torch::autograd::Function<EwcPenalty> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& param,
-                            const at::Tensor& fisher, const at::Tensor& anchor, double lambda) {
-    const auto diff = param - anchor;
-    const auto weighted = fisher * diff;
-    ctx->saved_data["weighted"] = weighted;
-    ctx->saved_data["lambda"] = lambda;
-    return at::dot(weighted.reshape({-1}), diff.reshape({-1})) * (lambda / 2);
+// One term of the penalty on one parameter, in a single pass over memory: adds
+// lambda F (w - w*) to `grad` and returns sum F (w - w*)^2. Contiguous fp32 on the CPU runs a
+// loop that reads w, F, w* and the gradient once and writes the gradient once (the penalty is
+// memory-bound: the autograd formula made ~4x that traffic plus temporaries); anything else
+// goes through ATen ops.
+at::Tensor penalty_into_grad(const at::Tensor& w, const at::Tensor& f, const at::Tensor& a,
+                             at::Tensor& grad, double lambda) {
+  const bool fast = w.device().is_cpu() && w.scalar_type() == at::kFloat &&
+                    f.scalar_type() == at::kFloat && a.scalar_type() == at::kFloat &&
+                    grad.scalar_type() == at::kFloat && w.is_contiguous() && f.is_contiguous() &&
+                    a.is_contiguous() && grad.is_contiguous();
+  if (!fast) {
+    const auto d = w.detach() - a;
+    const auto fd = f * d;
+    grad.add_(fd, lambda);
+    return at::dot(fd.reshape({-1}), d.reshape({-1})).to(at::kDouble);
   }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grad) {
-    const auto weighted = ctx->saved_data["weighted"].toTensor();
-    const double lambda = ctx->saved_data["lambda"].toDouble();
-    return {weighted * (grad[0] * lambda), at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-};
+  const float* wp = w.const_data_ptr<float>();
+  const float* fp = f.const_data_ptr<float>();
+  const float* ap = a.const_data_ptr<float>();
+  float* gp = grad.mutable_data_ptr<float>();
+  const float lam = static_cast<float>(lambda);
+  const double sum = at::parallel_reduce(
+      int64_t{0}, w.numel(), int64_t{1} << 16, 0.0,
+      [&](int64_t begin, int64_t end, double acc) {
+        constexpr int64_t kLanes = 8, kBlock = 4096;  // float partial sums, folded into double
+        for (int64_t c = begin; c < end; c += kBlock) {
+          const int64_t ce = std::min(end, c + kBlock);
+          float lane[kLanes] = {};
+          int64_t i = c;
+          for (; i + kLanes <= ce; i += kLanes)
+            for (int64_t j = 0; j < kLanes; ++j) {
+              const float d = wp[i + j] - ap[i + j], fd = fp[i + j] * d;
+              gp[i + j] += lam * fd;
+              lane[j] += fd * d;
+            }
+          for (; i < ce; ++i) {
+            const float d = wp[i] - ap[i], fd = fp[i] * d;
+            gp[i] += lam * fd;
+            lane[0] += fd * d;
+          }
+          for (float l : lane) acc += l;
+        }
+        return acc;
+      },
+      std::plus<double>());
+  return at::scalar_tensor(sum, at::kDouble);
+}
 
 class EwcPass final : public CompressionPass {
  public:
@@ -115,7 +149,10 @@ class EwcPass final : public CompressionPass {
     params_.clear();
     for_each_weight<EwcOptions>(
         *this, model, [&](const Target& t, const std::string& key, const at::Tensor& w,
-                          const EwcOptions& o) { params_.push_back({t.name, key, w, o.lambda}); });
+                          const EwcOptions& o) {
+          params_.push_back({t.name, key, w, o.lambda, t.layer,
+                             key.size() > 5 && key.compare(key.size() - 5, 5, ".bias") == 0});
+        });
     const auto& o = base_options();
     online_ = o.mode == "online";
     gamma_ = o.gamma;
@@ -148,12 +185,16 @@ class EwcPass final : public CompressionPass {
     const bool was_training = model.is_training();
     model.eval();
     data::Batch b;
+    bool vectorized = true;
     while (loader.next(b)) {
-      auto part = diagonal_fisher([&](const at::Tensor& x) { return model.forward(x); }, live,
-                                  b.inputs.to(ctx.device), b.targets.to(ctx.device), empirical_,
-                                  gen);
+      const auto x = b.inputs.to(ctx.device), y = b.targets.to(ctx.device);
+      if (vectorized && linear_fisher_sums(model, x, y, gen, fisher)) continue;
+      vectorized = false;  // one backward per sample from here on
+      auto part = diagonal_fisher([&](const at::Tensor& in) { return model.forward(in); }, live,
+                                  x, y, empirical_, gen);
       for (size_t k = 0; k < fisher.size(); ++k) fisher[k].add_(part[k] * b.size());
     }
+    fisher_vectorized_ = vectorized;
     model.train(was_training);
     if (comm)
       for (size_t k = 0; k < fisher.size(); ++k)
@@ -179,23 +220,35 @@ class EwcPass final : public CompressionPass {
               ctx.increment);
   }
 
-  at::Tensor extra_loss(models::Model& /*model*/, const StepContext& /*ctx*/) override {
+  // The penalty's gradient goes straight into the gradients, after backward (and after DDP's
+  // reduction: it is the same on every rank), in one pass per parameter; its value
+  // (lambda/2 sum F (w - w*)^2, the same step's weights) is kept for the summary and
+  // penalty(), not added to the logged task loss.
+  void after_backward(models::Model& /*model*/, const StepContext& /*ctx*/) override {
+    if (terms_.empty()) return;
     if (terms_.size() > 1 && merged_.fisher.empty()) merge_terms();
+    torch::NoGradGuard no_grad;
     at::Tensor total;
-    for (auto& t : terms_.size() > 1 ? std::vector<Term>{merged_} : terms_)
-      for (size_t k = 0; k < params_.size(); ++k) {
-        const auto& p = params_[k];
-        if (p.lambda == 0) continue;
-        if (t.anchor[k].device() != p.param.device()) {
-          t.anchor[k] = t.anchor[k].to(p.param.device());
-          t.fisher[k] = t.fisher[k].to(p.param.device());
-        }
-        auto term = EwcPenalty::apply(p.param, t.fisher[k], t.anchor[k], p.lambda);
-        if (!t.constant.empty()) term = term + t.constant[k] * (p.lambda / 2);
-        total = total.defined() ? total + term : term;
+    Term& t = terms_.size() > 1 ? merged_ : terms_[0];
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const auto& p = params_[k];
+      if (p.lambda == 0 || !p.param.requires_grad()) continue;
+      if (t.anchor[k].device() != p.param.device()) {
+        t.anchor[k] = t.anchor[k].to(p.param.device());
+        t.fisher[k] = t.fisher[k].to(p.param.device());
       }
-    return total;
+      auto& grad = p.param.mutable_grad();
+      if (!grad.defined()) grad = at::zeros_like(p.param);
+      auto value = penalty_into_grad(p.param, t.fisher[k], t.anchor[k], grad, p.lambda);
+      if (!t.constant.empty()) value = value + t.constant[k];
+      value = value * (p.lambda / 2);
+      total = total.defined() ? total + value : value;
+    }
+    last_penalty_ = total;
   }
+  // The penalty at the last after_backward (undefined before any): a double scalar tensor on
+  // the parameters' device.
+  at::Tensor penalty() const { return last_penalty_; }
 
   CallbackState state_dict() const override {
     CallbackState s;
@@ -252,9 +305,13 @@ class EwcPass final : public CompressionPass {
       layers.push_back(j);
     }
     return {{"mode", online_ ? "online" : "separate"},
+            {"penalty", last_penalty_.defined() ? nlohmann::json(last_penalty_.item<double>())
+                                                : nlohmann::json(nullptr)},
             {"increments", increments_},
             {"penalty_terms", terms_.size()},
             {"fisher_seconds", fisher_seconds_},
+            {"fisher_method", fisher_vectorized_ ? "per-sample, vectorized over Linear layers"
+                                                 : "per-sample backward"},
             {"parameters", layers}};
   }
 
@@ -266,7 +323,69 @@ class EwcPass final : public CompressionPass {
     std::string key;  // <layer>.weight / <layer>.bias
     at::Tensor param;
     double lambda = 0;
+    std::shared_ptr<nn::Compressible> module;
+    bool is_bias = false;
   };
+
+  // The Fisher sums of one batch from one forward and one backward, when every parameter is the
+  // weight or bias of a Linear layer with no weight transform: with a_i the layer's input row
+  // and g_i = d(-log p(y_i | x_i))/dz_i the gradient at its output row, the per-sample weight
+  // gradient is the outer product g_i a_i^T, so sum_i (g_i a_i^T)^2 = (g^2)^T (a^2) and the
+  // bias's is sum_i g_i^2 -- exact per-sample squares, since in eval mode z_i depends on
+  // sample i alone. False (nothing added) when the batch does not fit: a layer seen other than
+  // once, inputs other than [B, features], token-sequence targets.
+  bool linear_fisher_sums(models::Model& model, const at::Tensor& inputs, const at::Tensor& targets,
+                          at::Generator& gen, std::vector<at::Tensor>& sums) const {
+    if (targets.dim() != 1) return false;
+    std::vector<nn::Linear*> layers;
+    std::vector<size_t> layer_of;
+    for (const auto& p : params_) {
+      auto* lin = dynamic_cast<nn::Linear*>(p.module.get());
+      if (!lin || lin->runtime() || !lin->weight_transform_names().empty()) return false;
+      size_t idx = std::find(layers.begin(), layers.end(), lin) - layers.begin();
+      if (idx == layers.size()) layers.push_back(lin);
+      layer_of.push_back(idx);
+    }
+    std::vector<at::Tensor> in(layers.size()), out(layers.size());
+    std::vector<int> seen(layers.size(), 0);
+    for (size_t l = 0; l < layers.size(); ++l)
+      layers[l]->observe = [&, l](const at::Tensor& a, const at::Tensor& z) {
+        in[l] = a;
+        out[l] = z;
+        ++seen[l];
+      };
+    at::Tensor logits;
+    try {
+      logits = model.forward(inputs);
+    } catch (...) {
+      for (auto* lin : layers) lin->observe = nullptr;
+      throw;
+    }
+    for (auto* lin : layers) lin->observe = nullptr;
+    for (size_t l = 0; l < layers.size(); ++l)
+      if (seen[l] != 1 || in[l].dim() != 2 || out[l].dim() != 2 || !out[l].requires_grad())
+        return false;
+    auto logp = torch::log_softmax(logits.to(at::kFloat), -1);
+    if (logp.dim() != 2) return false;
+    at::Tensor y = targets.to(at::kLong);
+    if (!empirical_) {
+      torch::NoGradGuard no_grad;
+      y = at::multinomial(logp.exp(), 1, false, gen).reshape({-1});
+    }
+    const auto nll = -logp.gather(1, y.unsqueeze(1)).sum();
+    const auto g = torch::autograd::grad({nll}, out, {}, false, false, true);
+    torch::NoGradGuard no_grad;
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const auto& gl = g[layer_of[k]];
+      if (!gl.defined()) continue;
+      const auto g2 = gl.to(at::kFloat).square();
+      if (params_[k].is_bias)
+        sums[k].add_(g2.sum(0));
+      else
+        sums[k].add_(at::mm(g2.t(), in[layer_of[k]].to(at::kFloat).square()));
+    }
+    return true;
+  }
   struct Term {
     std::vector<at::Tensor> fisher, anchor;  // per entry of params_
     std::vector<double> constant;            // merged terms: what the fold leaves over
@@ -301,6 +420,8 @@ class EwcPass final : public CompressionPass {
   int64_t samples_ = 1000;
   int64_t increments_ = 0;
   double fisher_seconds_ = 0;
+  bool fisher_vectorized_ = false;  // the last Fisher came from linear_fisher_sums throughout
+  at::Tensor last_penalty_;
 };
 
 }  // namespace

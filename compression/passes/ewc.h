@@ -1,7 +1,9 @@
 // ewc: Elastic Weight Consolidation (Kirkpatrick et al. 2017) for continual learning. At the end
 // of every increment (incremental trainer) it estimates the diagonal Fisher information of the
 // chosen layers' parameters from per-sample gradients, and from then on adds
-// lambda/2 * sum F (theta - theta*)^2 to the loss. `online` keeps one Fisher, decayed by gamma
+// lambda/2 * sum F (theta - theta*)^2 to the objective: its gradient lambda F (theta - theta*)
+// goes into the gradients after backward in one fused pass (the value is in the summary, not in
+// the logged task loss). `online` keeps one Fisher, decayed by gamma
 // at every increment (Schwarz et al. 2018); `separate` keeps one penalty per past increment.
 // lambda per layer through `overrides:` (first match wins).
 #pragma once

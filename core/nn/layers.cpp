@@ -106,7 +106,11 @@ Linear::Linear(int64_t in, int64_t out, bool bias)
 
 at::Tensor Linear::forward(const at::Tensor& x) {
   if (runtime_) return runtime_->forward(x);
-  return torch::nn::functional::linear(transform_input(x), effective_weight(), bias_);
+  if (!observe) return torch::nn::functional::linear(transform_input(x), effective_weight(), bias_);
+  auto in = transform_input(x);
+  auto out = torch::nn::functional::linear(in, effective_weight(), bias_);
+  observe(in, out);
+  return out;
 }
 
 Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, bool bias, int64_t g)

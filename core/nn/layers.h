@@ -9,6 +9,7 @@
 
 #include <torch/nn/module.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -83,6 +84,9 @@ class Linear : public Compressible {
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   at::Tensor forward(const at::Tensor& x);
   int64_t in_features, out_features;
+  // While set, the float path calls it with the input it multiplied (after the input chain)
+  // and the output, on every forward: the EWC Fisher takes per-sample gradients from them.
+  std::function<void(const at::Tensor& input, const at::Tensor& output)> observe;
 };
 
 class Conv2d : public Compressible {

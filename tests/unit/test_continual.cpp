@@ -14,6 +14,8 @@
 #include "compression/passes/ewc.h"
 #include "compression/passes/replay.h"
 #include "core/config/config.h"
+#include "core/data/loader.h"
+#include <ATen/CPUGeneratorImpl.h>
 #include "core/config/errors.h"
 #include "core/models/model.h"
 #include "trainers/continual_metrics.h"
@@ -103,6 +105,63 @@ TEST_CASE("the EWC Fisher is the mean of per-sample squared gradients", "[contin
   CHECK(torch::allclose(many.to(torch::kDouble), expected, 0.1, 0.01));
 }
 
+TEST_CASE("the EWC pass's vectorized Fisher on Linear layers equals the per-sample loop",
+          "[continual][ewc]") {
+  sculpt::cli::register_builtins();
+  for (const char* fisher : {"empirical", "true"}) {
+    const auto cfg = Config::parse(
+        std::string("model: {name: mlp, hidden: [16, 12]}\n"
+                    "data: {name: synthetic_blobs, samples: 300, features: 8, classes: 3}\n"
+                    "compression: [{name: ewc, samples: 0, fisher: ") +
+        fisher + "}]\n");
+    auto attached = sculpt::test::attach_first_pass(cfg);
+    auto& model = attached.model();
+    const auto& train = attached.parts.split.train;
+    attached.pass().on_increment_end(model, train, attached.ctx);
+    const auto summary = attached.pass().summary();
+    CHECK(summary["fisher_method"] == "per-sample, vectorized over Linear layers");
+    const auto state = attached.pass().state_dict();
+    // The same rows through the same evaluation loader, one backward per sample.
+    sculpt::data::Loader loader(
+        train, 256, sculpt::data::LoaderOptions::for_evaluation(sculpt::config::DataConfig{}));
+    std::vector<at::Tensor> xs, ys;
+    sculpt::data::Batch b;
+    while (loader.next(b)) xs.push_back(b.inputs), ys.push_back(b.targets);
+    std::vector<std::string> names;
+    std::vector<at::Tensor> params;
+    for (const auto& p : model.named_parameters()) names.push_back(p.key()), params.push_back(p.value());
+    model.eval();
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+    if (std::string(fisher) == "empirical") {
+      auto loop = sculpt::compression::diagonal_fisher(
+          [&](const at::Tensor& x) { return model.forward(x); }, params, torch::cat(xs),
+          torch::cat(ys), true, gen);
+      int compared = 0;
+      for (const auto& [key, f] : state.tensors)
+        for (size_t k = 0; k < names.size(); ++k)
+          if (key == "0/fisher/" + names[k]) {
+            CHECK(torch::allclose(f, loop[k], 1e-4, 1e-7));
+            CHECK(f.abs().sum().item<double>() > 0);
+            ++compared;
+          }
+      CHECK(compared == 6);  // three Linear layers, weight and bias
+    } else {
+      // Sampled labels y ~ p: the head bias's gradient is p - e_y, so its Fisher's trace has
+      // the expectation mean_i sum_y p_y |p_i - e_y|^2 = mean_i (1 - |p_i|^2).
+      REQUIRE(names.back().find("bias") != std::string::npos);
+      at::Tensor head_bias;
+      for (const auto& [key, f] : state.tensors)
+        if (key == "0/fisher/" + names.back()) head_bias = f;
+      REQUIRE(head_bias.defined());
+      torch::NoGradGuard no_grad;
+      const auto p = torch::softmax(model.forward(torch::cat(xs)), -1);
+      const double expected = (1 - p.square().sum(1)).mean().item<double>();
+      CHECK(expected > 0.05);
+      CHECK(head_bias.sum().item<double>() == Approx(expected).epsilon(0.15));
+    }
+  }
+}
+
 TEST_CASE("the EWC penalty is lambda/2 sum F (w - w*)^2 and its gradient lambda F (w - w*)",
           "[continual][ewc]") {
   sculpt::cli::register_builtins();
@@ -115,11 +174,21 @@ TEST_CASE("the EWC penalty is lambda/2 sum F (w - w*)^2 and its gradient lambda 
   auto& model = attached.model();
   auto& pass = attached.pass();
   auto& ctx = attached.ctx;
-  CHECK_FALSE(pass.extra_loss(model, ctx).defined());  // nothing learned yet
+  // The penalty's gradient is added to the gradients after backward; its value is reported.
+  auto penalty_step = [&](sculpt::trainers::Callback& p, sculpt::models::Model& m,
+                          const sculpt::trainers::StepContext& c) {
+    for (auto& t : m.parameters()) t.mutable_grad() = torch::zeros_like(t);
+    CHECK_FALSE(p.extra_loss(m, c).defined());  // nothing goes through the loss's graph
+    p.after_backward(m, c);
+    return p.summary()["penalty"];
+  };
+  CHECK(penalty_step(pass, model, ctx).is_null());  // nothing learned yet
+  for (const auto& p : model.parameters()) CHECK(p.grad().abs().max().item<float>() == 0);
   pass.on_increment_end(model, attached.parts.split.train, ctx);
   const auto state = pass.state_dict();
   REQUIRE(state.meta["terms"] == 1);
-  CHECK(pass.extra_loss(model, ctx).item<double>() == 0.0);  // at the anchor
+  CHECK(penalty_step(pass, model, ctx).get<double>() == 0.0);  // at the anchor
+  for (const auto& p : model.parameters()) CHECK(p.grad().abs().max().item<float>() == 0);
 
   torch::manual_seed(7);
   {
@@ -146,10 +215,7 @@ TEST_CASE("the EWC penalty is lambda/2 sum F (w - w*)^2 and its gradient lambda 
     expected_grad[name] = lambda * f.to(torch::kDouble) * diff;
   }
   REQUIRE(expected_grad.size() == 4);  // hidden0 and head, weight and bias
-  auto loss = pass.extra_loss(model, ctx);
-  CHECK(loss.item<double>() == Approx(hand).epsilon(1e-5));
-  model.zero_grad();
-  loss.backward();
+  CHECK(penalty_step(pass, model, ctx).get<double>() == Approx(hand).epsilon(1e-5));
   for (const auto& p : params)
     for (const auto& [name, g] : expected_grad)
       if (p.key() == name || p.key() == name + "_raw")
@@ -188,7 +254,7 @@ TEST_CASE("the EWC penalty is lambda/2 sum F (w - w*)^2 and its gradient lambda 
         sum += (f.to(torch::kDouble) * (p.value().detach().to(torch::kDouble) -
                                          a.to(torch::kDouble)).pow(2)).sum().item<double>();
       }
-    CHECK(sep.pass().extra_loss(sep.model(), sep.ctx).item<double>() ==
+    CHECK(penalty_step(sep.pass(), sep.model(), sep.ctx).get<double>() ==
           Approx(sum).epsilon(1e-4));
   }
 
