@@ -11,7 +11,8 @@
 Prints average accuracy, BWT, FWT, forgetting, the mean step time and the time per increment,
 as a Markdown table. The step time of a method against naive is the penalty's overhead.
 
-    $SCULPT_PYTHON bench/continual_mnist.py --data ../shared/data/mnist [--increments 10] [--epochs 1]
+    $SCULPT_PYTHON bench/continual_mnist.py --data ../shared/data/mnist [--increments 10] [--epochs 1] \
+        [--scheduler cosine] [--ewc-lambda 100]
 """
 import argparse
 import json
@@ -60,17 +61,20 @@ def main():
     ap.add_argument("--increments", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--ewc-lambda", type=float, default=100)
+    ap.add_argument("--scheduler", default="constant",
+                    help="scheduler.name: the learning-rate schedule within each increment (cosine)")
     ap.add_argument("--only", choices=["permuted", "split"], help="run one benchmark")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="sculpt-continual-")
     header = ("| method | average accuracy | BWT | FWT | forgetting (from best) | ms/step "
               "| s/increment |\n|---|---|---|---|---|---|---|")
-    common = [f"data.dir={args.data}", f"trainer.epochs={args.epochs}"]
+    common = [f"data.dir={args.data}", f"trainer.epochs={args.epochs}",
+              f"scheduler.name={args.scheduler}"]
     if args.only != "split":
         incs = ", ".join(f"{{name: perm{i}, permute_pixels: {{seed: {i}}}}}"
                          for i in range(args.increments))
         print(f"Permuted MNIST: {args.increments} increments, {args.epochs} epoch(s) each, "
-              f"EWC lambda {args.ewc_lambda}\n\n{header}", flush=True)
+              f"schedule {args.scheduler}, EWC lambda {args.ewc_lambda}\n\n{header}", flush=True)
         for name, recipe in PERMUTED.items():
             s = train(args.sculpt, "configs/permuted_mnist_ewc.yaml",
                       os.path.join(work, "permuted_" + name.replace(" ", "_").replace("+", "")),
