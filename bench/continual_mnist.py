@@ -12,7 +12,7 @@ Prints average accuracy, BWT, FWT, forgetting, the mean step time and the time p
 as a Markdown table. The step time of a method against naive is the penalty's overhead.
 
     $SCULPT_PYTHON bench/continual_mnist.py --data ../shared/data/mnist [--increments 10] [--epochs 1] \
-        [--scheduler cosine] [--ewc-lambda 100]
+        [--scheduler cosine] [--ewc-lambda 60] [--replay-ewc-lambda 30]
 """
 import argparse
 import json
@@ -27,7 +27,7 @@ PERMUTED = {
     "ewc": "compression=[{name: ewc, mode: separate, lambda: LAMBDA, samples: 1000}]",
     "online ewc": "compression=[{name: ewc, mode: online, gamma: 1.0, lambda: LAMBDA, samples: 1000}]",
     "replay": "compression=[{name: replay, buffer: 1000, policy: reservoir, batch_size: 128}]",
-    "ewc + replay": "compression=[{name: ewc, mode: online, lambda: LAMBDA, samples: 1000}, "
+    "ewc + replay": "compression=[{name: ewc, mode: online, lambda: RLAMBDA, samples: 1000}, "
                     "{name: replay, buffer: 1000, policy: reservoir, batch_size: 128}]",
 }
 SPLIT = {
@@ -61,10 +61,16 @@ def main():
     ap.add_argument("--increments", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--ewc-lambda", type=float, default=100)
+    ap.add_argument("--replay-ewc-lambda", type=float,
+                    help="lambda of the EWC term of ewc + replay (default: --ewc-lambda); replay "
+                         "already protects the old increments, so a lighter penalty keeps more "
+                         "room for the new ones")
     ap.add_argument("--scheduler", default="constant",
                     help="scheduler.name: the learning-rate schedule within each increment (cosine)")
     ap.add_argument("--only", choices=["permuted", "split"], help="run one benchmark")
     args = ap.parse_args()
+    if args.replay_ewc_lambda is None:
+        args.replay_ewc_lambda = args.ewc_lambda
     work = tempfile.mkdtemp(prefix="sculpt-continual-")
     header = ("| method | average accuracy | BWT | FWT | forgetting (from best) | ms/step "
               "| s/increment |\n|---|---|---|---|---|---|---|")
@@ -74,12 +80,14 @@ def main():
         incs = ", ".join(f"{{name: perm{i}, permute_pixels: {{seed: {i}}}}}"
                          for i in range(args.increments))
         print(f"Permuted MNIST: {args.increments} increments, {args.epochs} epoch(s) each, "
-              f"schedule {args.scheduler}, EWC lambda {args.ewc_lambda}\n\n{header}", flush=True)
+              f"schedule {args.scheduler}, EWC lambda {args.ewc_lambda} (with replay: "
+              f"{args.replay_ewc_lambda})\n\n{header}", flush=True)
         for name, recipe in PERMUTED.items():
             s = train(args.sculpt, "configs/permuted_mnist_ewc.yaml",
                       os.path.join(work, "permuted_" + name.replace(" ", "_").replace("+", "")),
                       common + [f"increments=[{incs}]",
-                                recipe.replace("LAMBDA", str(args.ewc_lambda))])
+                                recipe.replace("RLAMBDA", str(args.replay_ewc_lambda))
+                                      .replace("LAMBDA", str(args.ewc_lambda))])
             print(row(name, s), flush=True)
     if args.only != "permuted":
         print(f"\nSplit MNIST: 5 increments of 2 classes, class-incremental, {args.epochs} "

@@ -15,6 +15,9 @@
 #include "compression/passes/pass_options.h"
 
 #include <ATen/Parallel.h>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -92,13 +95,51 @@ std::vector<at::Tensor> diagonal_fisher(const std::function<at::Tensor(const at:
 
 namespace {
 
+// Denormal floats cost ~20x a normal one on x86 (measured: 6.7 ms instead of 0.32 ms for the
+// loop below over 477k weights), and F (w - w*) lands there easily: F is tiny for weights an
+// increment barely uses. Flushed to zero while the object lives (the calling thread only).
+struct FlushDenormals {
+#if defined(__SSE__) || defined(__x86_64__)
+  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved); }
+  unsigned saved;
+#endif
+};
+
+// g += lam F (w - a) over n entries, returning sum F (w - a)^2. The restrict-qualified
+// parameters let the compiler vectorize it at -O2 (2.4x faster than without, measured); not
+// inlined, or the compiler drops what restrict told it and the loop stays scalar.
+__attribute__((noinline)) float penalty_block(const float* __restrict w,
+                                              const float* __restrict f,
+                                              const float* __restrict a, float* __restrict g,
+                                              int64_t n, float lam) {
+  constexpr int64_t kLanes = 8;
+  float lane[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const float d = w[i + j] - a[i + j], fd = f[i + j] * d;
+      g[i + j] += lam * fd;
+      lane[j] += fd * d;
+    }
+  for (; i < n; ++i) {
+    const float d = w[i] - a[i], fd = f[i] * d;
+    g[i] += lam * fd;
+    lane[0] += fd * d;
+  }
+  float sum = 0;
+  for (float l : lane) sum += l;
+  return sum;
+}
+
 // One term of the penalty on one parameter, in a single pass over memory: adds
-// lambda F (w - w*) to `grad` and returns sum F (w - w*)^2. Contiguous fp32 on the CPU runs a
-// loop that reads w, F, w* and the gradient once and writes the gradient once (the penalty is
-// memory-bound: the autograd formula made ~4x that traffic plus temporaries); anything else
-// goes through ATen ops.
+// lambda F (w - w*) to `grad` and adds sum F (w - w*)^2 to `host_sum` (contiguous fp32 on the
+// CPU: a loop that reads w, F, w* and the gradient once and writes the gradient once, no
+// tensor allocated -- the penalty is memory-bound, and on small models the per-op overhead of
+// a few tensor ops per parameter cost as much as the loop) or returns it as a device scalar
+// (anything else, through ATen ops).
 at::Tensor penalty_into_grad(const at::Tensor& w, const at::Tensor& f, const at::Tensor& a,
-                             at::Tensor& grad, double lambda) {
+                             at::Tensor& grad, double lambda, double& host_sum) {
   const bool fast = w.device().is_cpu() && w.scalar_type() == at::kFloat &&
                     f.scalar_type() == at::kFloat && a.scalar_type() == at::kFloat &&
                     grad.scalar_type() == at::kFloat && w.is_contiguous() && f.is_contiguous() &&
@@ -117,28 +158,15 @@ at::Tensor penalty_into_grad(const at::Tensor& w, const at::Tensor& f, const at:
   const double sum = at::parallel_reduce(
       int64_t{0}, w.numel(), int64_t{1} << 16, 0.0,
       [&](int64_t begin, int64_t end, double acc) {
-        constexpr int64_t kLanes = 8, kBlock = 4096;  // float partial sums, folded into double
-        for (int64_t c = begin; c < end; c += kBlock) {
-          const int64_t ce = std::min(end, c + kBlock);
-          float lane[kLanes] = {};
-          int64_t i = c;
-          for (; i + kLanes <= ce; i += kLanes)
-            for (int64_t j = 0; j < kLanes; ++j) {
-              const float d = wp[i + j] - ap[i + j], fd = fp[i + j] * d;
-              gp[i + j] += lam * fd;
-              lane[j] += fd * d;
-            }
-          for (; i < ce; ++i) {
-            const float d = wp[i] - ap[i], fd = fp[i] * d;
-            gp[i] += lam * fd;
-            lane[0] += fd * d;
-          }
-          for (float l : lane) acc += l;
-        }
+        const FlushDenormals ftz;
+        constexpr int64_t kBlock = 4096;  // float partial sums, folded into double per block
+        for (int64_t c = begin; c < end; c += kBlock)
+          acc += penalty_block(wp + c, fp + c, ap + c, gp + c, std::min(end, c + kBlock) - c, lam);
         return acc;
       },
       std::plus<double>());
-  return at::scalar_tensor(sum, at::kDouble);
+  host_sum += sum;
+  return at::Tensor();
 }
 
 class EwcPass final : public CompressionPass {
@@ -228,7 +256,8 @@ class EwcPass final : public CompressionPass {
     if (terms_.empty()) return;
     if (terms_.size() > 1 && merged_.fisher.empty()) merge_terms();
     torch::NoGradGuard no_grad;
-    at::Tensor total;
+    at::Tensor device_total;
+    double host_total = 0;
     Term& t = terms_.size() > 1 ? merged_ : terms_[0];
     for (size_t k = 0; k < params_.size(); ++k) {
       const auto& p = params_[k];
@@ -239,12 +268,16 @@ class EwcPass final : public CompressionPass {
       }
       auto& grad = p.param.mutable_grad();
       if (!grad.defined()) grad = at::zeros_like(p.param);
-      auto value = penalty_into_grad(p.param, t.fisher[k], t.anchor[k], grad, p.lambda);
-      if (!t.constant.empty()) value = value + t.constant[k];
-      value = value * (p.lambda / 2);
-      total = total.defined() ? total + value : value;
+      double sum = t.constant.empty() ? 0.0 : t.constant[k];
+      auto on_device = penalty_into_grad(p.param, t.fisher[k], t.anchor[k], grad, p.lambda, sum);
+      host_total += sum * (p.lambda / 2);
+      if (on_device.defined()) {
+        on_device = on_device * (p.lambda / 2);
+        device_total = device_total.defined() ? device_total + on_device : on_device;
+      }
     }
-    last_penalty_ = total;
+    last_penalty_ = device_total.defined() ? device_total + host_total
+                                           : at::scalar_tensor(host_total, at::kDouble);
   }
   // The penalty at the last after_backward (undefined before any): a double scalar tensor on
   // the parameters' device.
