@@ -33,7 +33,9 @@
 namespace sculpt::compression {
 
 void EwcOptions::visit(config::Visitor& v) {
-  v.field("lambda", lambda, "ewc: strength; adds lambda/2 * sum F (w - w*)^2 to the loss",
+  v.field("lambda", lambda,
+          "ewc: strength; adds lambda/2 * sum F (w - w*)^2 to the objective (its gradient after "
+          "backward, its value in the summary rather than the logged loss)",
           config::Range::at_least(0));
   v.choice("mode", mode, {"online", "separate"},
            "ewc: online (one Fisher, decayed by gamma per increment) | separate (one penalty per "
