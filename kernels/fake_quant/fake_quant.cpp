@@ -189,9 +189,19 @@ class FakeQuantRowsFunction : public torch::autograd::Function<FakeQuantRowsFunc
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
                             const at::Tensor& zero_point, int64_t rows, int64_t qmin, int64_t qmax,
-                            const RowQParams* derive) {
+                            const RowQParams* derive, c10::Storage* reuse) {
     const at::Tensor xc = x.contiguous();
-    at::Tensor y = at::empty_like(xc, at::MemoryFormat::Contiguous);
+    at::Tensor y;
+    if (reuse && *reuse && reuse->use_count() == 1 && reuse->nbytes() == xc.nbytes()) {
+      // The buffer is ours alone (its last tensor is gone): a new tensor on it, no allocation.
+      y = at::detail::make_tensor<c10::TensorImpl>(c10::Storage(*reuse),
+                                                   c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                                   xc.dtype());
+      y.unsafeGetTensorImpl()->set_sizes_contiguous(xc.sizes());
+    } else {
+      y = at::empty_like(xc, at::MemoryFormat::Contiguous);
+      if (reuse) *reuse = y.storage();
+    }
     // Given qparams are read only: a zero point to round or clamp is a prepared copy.
     const at::Tensor zp = derive ? zero_point : prepared_zero_point(zero_point, qmin, qmax);
     const bool inside = SCULPT_CPU_CALL(fq, forward_rows, xc.const_data_ptr<float>(),
@@ -208,7 +218,7 @@ class FakeQuantRowsFunction : public torch::autograd::Function<FakeQuantRowsFunc
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list out(7);
+    variable_list out(8);
     if (ctx->saved_data["inside"].toBool() || !grads[0].defined()) {
       out[0] = grads[0];
       return out;
@@ -267,7 +277,7 @@ at::Tensor fake_quant(const at::Tensor& x, const at::Tensor& scale, const at::Te
 
 at::Tensor fake_quant_rows(const at::Tensor& x, int64_t rows, const at::Tensor& scale,
                            const at::Tensor& zero_point, int64_t qmin, int64_t qmax,
-                           const RowQParams* derive) {
+                           const RowQParams* derive, c10::Storage* reuse) {
   TORCH_CHECK(x.is_cpu() && x.scalar_type() == at::kFloat,
               "sculpt::fake_quant_rows: x must be a float32 CPU tensor, got ", x.scalar_type(),
               " on ", x.device());
@@ -280,7 +290,7 @@ at::Tensor fake_quant_rows(const at::Tensor& x, int64_t rows, const at::Tensor& 
                 "sculpt::fake_quant_rows: scale and zero_point must be contiguous float32 CPU "
                 "tensors of ", rows, " elements, got ", t->sizes(), " ", t->scalar_type());
   if (x.numel() == 0) return at::empty_like(x);
-  return FakeQuantRowsFunction::apply(x, scale, zero_point, rows, qmin, qmax, derive);
+  return FakeQuantRowsFunction::apply(x, scale, zero_point, rows, qmin, qmax, derive, reuse);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_backward(

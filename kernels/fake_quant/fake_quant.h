@@ -13,6 +13,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Storage.h>
 
 #include <functional>
 #include <optional>
@@ -41,10 +42,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_backward(
 // derive: the given qparams. y equals fake_quant(x, scale, zero_point, ...) bit for bit.
 // Autograd: the straight-through gradient for x (no gradient for the qparams); when every grid
 // value fell inside [qmin, qmax] the backward hands the gradient through without a pass.
+// reuse (optional): y's buffer from the previous call; when nothing else refers to it any more
+// (its tensor, views and autograd uses are gone) and it has y's size, y is written there (warm
+// in cache, no allocation); otherwise y is new and *reuse becomes its buffer.
 using RowQParams = std::function<void(int64_t row, float lo, float hi, float& scale, float& zp)>;
 at::Tensor fake_quant_rows(const at::Tensor& x, int64_t rows, const at::Tensor& scale,
                            const at::Tensor& zero_point, int64_t qmin, int64_t qmax,
-                           const RowQParams* derive = nullptr);
+                           const RowQParams* derive = nullptr, c10::Storage* reuse = nullptr);
 
 // Plain-ATen references (the tests' oracle): the same formulas as composite ATen ops.
 at::Tensor fake_quant_ref(const at::Tensor& x, const at::Tensor& scale,

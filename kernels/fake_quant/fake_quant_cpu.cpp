@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/fake_quant/fake_quant_impl.h"
@@ -102,7 +103,8 @@ inline C fq_scalar(C x, C s, C inv, C lo, C hi) {
 }
 
 // y = fake quantization of x[0, n) with one scale. Track: returns whether every grid value was
-// inside [lo, hi] (a NaN counts as outside, as in the backward); otherwise returns true.
+// inside [lo, hi] (a NaN counts as outside, as in the backward); otherwise returns true. Tracked
+// as the bits of q - clamp(q), zero only inside (NaN for a NaN q).
 template <class T, bool Track>
 bool fq_span(const T* x, T* y, int64_t n, typename Lanes<T>::C s, typename Lanes<T>::C inv,
              typename Lanes<T>::C lo, typename Lanes<T>::C hi) {
@@ -110,15 +112,24 @@ bool fq_span(const T* x, T* y, int64_t n, typename Lanes<T>::C s, typename Lanes
   using C = typename L::C;
   using V = typename L::V;
   const V vs(s), vinv(inv), vlo(lo), vhi(hi);
-  V in = V(0) == V(0);  // all bits set per lane while every value was inside
+  V off(0);
   int64_t i = 0;
   for (; i + L::kStep <= n; i += L::kStep) {
     V a, b;
     L::load(x + i, a, b);
     a = (a * vinv).round();
     b = (b * vinv).round();
-    if constexpr (Track) in = in & (a >= vlo) & (a <= vhi) & (b >= vlo) & (b <= vhi);
-    L::store(y + i, at::vec::clamp(a, vlo, vhi) * vs, at::vec::clamp(b, vlo, vhi) * vs);
+    const V ca = at::vec::clamp(a, vlo, vhi), cb = at::vec::clamp(b, vlo, vhi);
+    if constexpr (Track) off = off | (a - ca) | (b - cb);
+    L::store(y + i, ca * vs, cb * vs);
+  }
+  if constexpr (std::is_same_v<T, C>) {  // one more vector of the tail
+    if (i + V::size() <= n) {
+      const V a = (V::loadu(x + i) * vinv).round(), ca = at::vec::clamp(a, vlo, vhi);
+      if constexpr (Track) off = off | (a - ca);
+      (ca * vs).store(y + i);
+      i += V::size();
+    }
   }
   bool inside = true;
   for (; i < n; ++i) {
@@ -126,7 +137,7 @@ bool fq_span(const T* x, T* y, int64_t n, typename Lanes<T>::C s, typename Lanes
     if constexpr (Track) inside = inside && q >= lo && q <= hi;
     y[i] = static_cast<T>(std::min(std::max(q, lo), hi) * s);
   }
-  if constexpr (Track) inside = inside && in.zero_mask() == 0;
+  if constexpr (Track) inside = inside && off.zero_mask() == (1 << V::size()) - 1;
   return inside;
 }
 
@@ -169,30 +180,45 @@ void forward_typed(const T* x, T* y, const Params<typename Lanes<T>::C>& p, cons
 }
 
 // min and max of x[0, n), n > 0; a NaN anywhere makes both NaN (as at::aminmax).
-void span_range(const float* x, int64_t n, float& lo, float& hi) {
-  using V = Vectorized<float>;
-  constexpr int64_t k = V::size();
+void exact_range(const float* x, int64_t n, float& lo, float& hi) {
   float l = std::numeric_limits<float>::infinity(), h = -l;
-  int64_t i = 0;
-  if (n >= 2 * k) {
-    V l0 = V::loadu(x), l1 = V::loadu(x + k), h0 = l0, h1 = l1;
-    for (i = 2 * k; i + 2 * k <= n; i += 2 * k) {
-      const V a = V::loadu(x + i), b = V::loadu(x + i + k);
-      l0 = at::vec::minimum(l0, a), l1 = at::vec::minimum(l1, b);
-      h0 = at::vec::maximum(h0, a), h1 = at::vec::maximum(h1, b);
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) {
+      lo = hi = std::numeric_limits<float>::quiet_NaN();
+      return;
     }
-    l = at::vec::vec_reduce_all<float>([](const V& a, const V& b) { return at::vec::minimum(a, b); },
-                                      at::vec::minimum(l0, l1));
-    h = at::vec::vec_reduce_all<float>([](const V& a, const V& b) { return at::vec::maximum(a, b); },
-                                      at::vec::maximum(h0, h1));
-  }
-  bool nan = std::isnan(l) || std::isnan(h);
-  for (; i < n; ++i) {
-    nan = nan || std::isnan(x[i]);
     l = std::min(l, x[i]);
     h = std::max(h, x[i]);
   }
-  if (nan) l = h = std::numeric_limits<float>::quiet_NaN();
+  lo = l, hi = h;
+}
+
+// The same, vectorized with plain min / max; the bits of x - x (zero unless x is NaN or
+// infinite) send spans with such values to exact_range.
+void span_range(const float* x, int64_t n, float& lo, float& hi) {
+  using V = Vectorized<float>;
+  constexpr int64_t k = V::size();
+  if (n < 2 * k) return exact_range(x, n, lo, hi);
+  V l0 = V::loadu(x), l1 = V::loadu(x + k), h0 = l0, h1 = l1;
+  V bad = (l0 - l0) | (l1 - l1);
+  int64_t i = 2 * k;
+  for (; i + 2 * k <= n; i += 2 * k) {
+    const V a = V::loadu(x + i), b = V::loadu(x + i + k);
+    l0 = at::vec::clamp_max(l0, a), l1 = at::vec::clamp_max(l1, b);
+    h0 = at::vec::clamp_min(h0, a), h1 = at::vec::clamp_min(h1, b);
+    bad = bad | (a - a) | (b - b);
+  }
+  float l = at::vec::vec_reduce_all<float>(
+      [](const V& a, const V& b) { return at::vec::clamp_max(a, b); }, at::vec::clamp_max(l0, l1));
+  float h = at::vec::vec_reduce_all<float>(
+      [](const V& a, const V& b) { return at::vec::clamp_min(a, b); }, at::vec::clamp_min(h0, h1));
+  bool finite = bad.zero_mask() == (1 << k) - 1;
+  for (; i < n; ++i) {
+    finite = finite && std::isfinite(x[i]);
+    l = std::min(l, x[i]);
+    h = std::max(h, x[i]);
+  }
+  if (!finite) return exact_range(x, n, lo, hi);
   lo = l, hi = h;
 }
 

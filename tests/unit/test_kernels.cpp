@@ -212,6 +212,41 @@ TEST_CASE("sculpt::fake_quant_rows: range, qparams and forward in one call equal
   CHECK(seen[0] == xn[0].min().item<float>());
   CHECK(std::isnan(seen[2]));
   CHECK(std::isnan(seen[3]));
+  // Infinities are ranges like any value (the vector path hands them to the exact one).
+  at::Tensor xi = torch::randn({1, 100});
+  xi[0][60] = std::numeric_limits<float>::infinity();
+  at::Tensor s3 = torch::empty({1}), z3 = torch::empty({1});
+  k::fake_quant_rows(xi, 1, s3, z3, -127, 127, &spy);
+  CHECK(seen[0] == xi.min().item<float>());
+  CHECK(seen[1] == std::numeric_limits<float>::infinity());
+  // The output buffer is reused once nothing refers to it, never while a tensor (or the autograd
+  // graph) still holds it.
+  c10::Storage buf;
+  const at::Tensor xr = torch::randn({8, 40}), sr = torch::full({8}, 0.02), zr = torch::zeros({8});
+  const at::Tensor want = k::fake_quant(xr, sr, zr, 0, -127, 127);
+  at::Tensor y1 = k::fake_quant_rows(xr, 8, sr, zr, -127, 127, nullptr, &buf);
+  const void* first = y1.data_ptr();
+  CHECK(buf.data() == first);
+  at::Tensor y2 = k::fake_quant_rows(xr * 2, 8, sr, zr, -127, 127, nullptr, &buf);
+  CHECK(y2.data_ptr() != first);
+  CHECK(torch::equal(y1, want));
+  const void* second = y2.data_ptr();
+  y1.reset();
+  at::Tensor v = y2.view({-1});
+  y2.reset();
+  CHECK(k::fake_quant_rows(xr, 8, sr, zr, -127, 127, nullptr, &buf).data_ptr() != second);  // v
+  v.reset();
+  auto xg = xr.clone().requires_grad_(true);
+  at::Tensor y3 = k::fake_quant_rows(xg, 8, sr, zr, -127, 127, nullptr, &buf);
+  const void* third = y3.data_ptr();
+  at::Tensor loss = (y3 * y3).sum();  // the graph keeps y3
+  y3.reset();
+  CHECK(k::fake_quant_rows(xr, 8, sr, zr, -127, 127, nullptr, &buf).data_ptr() != third);
+  loss.backward();
+  loss.reset();
+  at::Tensor y4 = k::fake_quant_rows(xr, 8, sr, zr, -127, 127, nullptr, &buf);
+  CHECK(y4.data_ptr() == buf.data());
+  CHECK(torch::equal(y4, want));
   // Bad arguments name the problem.
   CHECK_THROWS_WITH(k::fake_quant_rows(x.to(torch::kDouble), 4, s, z, 0, 15),
                     Catch::Contains("float32 CPU"));

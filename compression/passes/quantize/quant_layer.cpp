@@ -37,7 +37,7 @@ at::Tensor QuantWeight::fused_refresh(const at::Tensor& wf, int64_t rows) {
   const kernels::RowQParams derive = [&spec](int64_t, float lo, float hi, float& s, float& z) {
     quant::qparams_of_range(lo, hi, spec, s, z);
   };
-  at::Tensor y = kernels::fake_quant_rows(wf, rows, scale, zp, spec_.qmin(), spec_.qmax(), &derive);
+  at::Tensor y = kernels::fake_quant_rows(wf, rows, scale, zp, spec_.qmin(), spec_.qmax(), &derive, &out_);
   qp_ = QParams{spec_, scale, zp};
   dirty_ = false;
   return y;
@@ -49,7 +49,7 @@ at::Tensor QuantInput::fused_observe(const at::Tensor& x) {
     observer_.observe_range(lo, hi);
     observer_.host_qparams(s, z);
   };
-  at::Tensor y = kernels::fake_quant_rows(x, 1, scale, zp, spec_.qmin(), spec_.qmax(), &derive);
+  at::Tensor y = kernels::fake_quant_rows(x, 1, scale, zp, spec_.qmin(), spec_.qmax(), &derive, &out_);
   qp_ = QParams{spec_, scale, zp};
   dirty_ = false;
   return y;

@@ -70,7 +70,8 @@ class QuantWeight final : public nn::WeightTransform {
     } else {
       if (derive) refresh(wf);
       if (rows > 0 && fused_qparams(qp_, rows)) {
-        y = kernels::fake_quant_rows(wf, rows, qp_.scale, qp_.zero_point, spec_.qmin(), spec_.qmax());
+        y = kernels::fake_quant_rows(wf, rows, qp_.scale, qp_.zero_point, spec_.qmin(), spec_.qmax(),
+                                     nullptr, &out_);
       } else if (lsq_) {
         const double g = 1.0 / std::sqrt(static_cast<double>(
                                    quant::elements_per_scale(wf.sizes(), spec_)) *
@@ -127,6 +128,7 @@ class QuantWeight final : public nn::WeightTransform {
   bool dirty_ = true, fold_ = false, scale_init_ = false;
   at::Tensor scale_ = at::zeros({}, at::kFloat).set_requires_grad(true);  // LSQ
   std::shared_ptr<torch::nn::BatchNorm2dImpl> bn_;
+  c10::Storage out_;  // the fused path's output buffer, reused once free
 };
 
 class QuantInput final : public nn::ActivationTransform {
@@ -147,7 +149,8 @@ class QuantInput final : public nn::ActivationTransform {
       if (dirty_) refresh();
       SCULPT_CHECK(qp_.defined(), "quantize: an input observer has no data yet");
       if (fused_qparams(qp_, 1))
-        return kernels::fake_quant_rows(x, 1, qp_.scale, qp_.zero_point, spec_.qmin(), spec_.qmax());
+        return kernels::fake_quant_rows(x, 1, qp_.scale, qp_.zero_point, spec_.qmin(), spec_.qmax(),
+                                        nullptr, &out_);
     }
     if (observe) {
       observer_.observe(x);
@@ -209,6 +212,7 @@ class QuantInput final : public nn::ActivationTransform {
   at::Tensor alpha_;
   bool record_ = false;
   at::Tensor recorded_;
+  c10::Storage out_;  // the fused path's output buffer, reused once free
 };
 
 // A quantized layer: its transforms and what the summary reports.
