@@ -208,6 +208,12 @@ void span_range(const float* x, int64_t n, float& lo, float& hi) {
     h0 = at::vec::clamp_min(h0, a), h1 = at::vec::clamp_min(h1, b);
     bad = bad | (a - a) | (b - b);
   }
+  if (i + k <= n) {  // one more vector of the tail
+    const V a = V::loadu(x + i);
+    l0 = at::vec::clamp_max(l0, a), h0 = at::vec::clamp_min(h0, a);
+    bad = bad | (a - a);
+    i += k;
+  }
   float l = at::vec::vec_reduce_all<float>(
       [](const V& a, const V& b) { return at::vec::clamp_max(a, b); }, at::vec::clamp_max(l0, l1));
   float h = at::vec::vec_reduce_all<float>(
