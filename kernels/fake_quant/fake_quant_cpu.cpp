@@ -105,7 +105,8 @@ inline C fq_scalar(C x, C s, C inv, C lo, C hi) {
 // y = fake quantization of x[0, n) with one scale. Track: returns whether every grid value was
 // inside [lo, hi] (a NaN counts as outside, as in the backward); otherwise returns true. Tracked
 // as the bits of q - clamp(q), zero only inside (NaN for a NaN q).
-template <class T, bool Track>
+// Clamp false: the caller knows every grid value is inside (clamping would change nothing).
+template <class T, bool Track, bool Clamp = true>
 bool fq_span(const T* x, T* y, int64_t n, typename Lanes<T>::C s, typename Lanes<T>::C inv,
              typename Lanes<T>::C lo, typename Lanes<T>::C hi) {
   using L = Lanes<T>;
@@ -119,13 +120,17 @@ bool fq_span(const T* x, T* y, int64_t n, typename Lanes<T>::C s, typename Lanes
     L::load(x + i, a, b);
     a = (a * vinv).round();
     b = (b * vinv).round();
-    const V ca = at::vec::clamp(a, vlo, vhi), cb = at::vec::clamp(b, vlo, vhi);
-    if constexpr (Track) off = off | (a - ca) | (b - cb);
-    L::store(y + i, ca * vs, cb * vs);
+    if constexpr (Clamp) {
+      const V ca = at::vec::clamp(a, vlo, vhi), cb = at::vec::clamp(b, vlo, vhi);
+      if constexpr (Track) off = off | (a - ca) | (b - cb);
+      a = ca, b = cb;
+    }
+    L::store(y + i, a * vs, b * vs);
   }
   if constexpr (std::is_same_v<T, C>) {  // one more vector of the tail
     if (i + V::size() <= n) {
-      const V a = (V::loadu(x + i) * vinv).round(), ca = at::vec::clamp(a, vlo, vhi);
+      const V a = (V::loadu(x + i) * vinv).round();
+      const V ca = Clamp ? at::vec::clamp(a, vlo, vhi) : a;
       if constexpr (Track) off = off | (a - ca);
       (ca * vs).store(y + i);
       i += V::size();
@@ -135,7 +140,7 @@ bool fq_span(const T* x, T* y, int64_t n, typename Lanes<T>::C s, typename Lanes
   for (; i < n; ++i) {
     const C q = std::nearbyint(static_cast<C>(x[i]) * inv);
     if constexpr (Track) inside = inside && q >= lo && q <= hi;
-    y[i] = static_cast<T>(std::min(std::max(q, lo), hi) * s);
+    y[i] = static_cast<T>((Clamp ? std::min(std::max(q, lo), hi) : q) * s);
   }
   if constexpr (Track) inside = inside && off.zero_mask() == (1 << V::size()) - 1;
   return inside;
@@ -397,36 +402,41 @@ void backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& scale
   }
 }
 
+// The forward of one span with derived qparams. x * inv and rounding are monotonic (inv > 0), so
+// when the span's extremes [xlo, xhi] land inside the grid every value does: no clamp and no
+// tracking then (the same y). Otherwise (or NaN anywhere) the tracked, clamped path.
+bool quantize_span(const float* x, float* y, int64_t n, float s, float z, int64_t qmin,
+                   int64_t qmax, bool ranged, float xlo, float xhi) {
+  const float inv = 1.0f / s, lo = static_cast<float>(qmin) - z, hi = static_cast<float>(qmax) - z;
+  if (ranged && inv > 0 && std::nearbyint(xlo * inv) >= lo && std::nearbyint(xhi * inv) <= hi) {
+    fq_span<float, false, false>(x, y, n, s, inv, lo, hi);
+    return true;
+  }
+  return fq_span<float, true>(x, y, n, s, inv, lo, hi);
+}
+
 bool forward_rows(const float* x, float* y, int64_t rows, int64_t inner, int64_t qmin,
                   int64_t qmax, float* scale, float* zp, const RowQParams* derive) {
   std::atomic<bool> inside{true};
-  auto quantize = [&](int64_t r, const float* xr, float* yr, int64_t n) {
-    const float z = prepared_zero_point(zp[r], qmin, qmax);
-    if (derive) zp[r] = z;
-    const float s = scale[r];
-    if (!fq_span<float, true>(xr, yr, n, s, 1.0f / s, static_cast<float>(qmin) - z,
-                              static_cast<float>(qmax) - z))
-      inside = false;
-  };
   if (rows == 1) {  // one range: partial ranges of fixed segments, merged in order
     const int64_t segs = (inner + kSegment - 1) / kSegment;
     auto seg_size = [&](int64_t g) { return std::min(kSegment, inner - g * kSegment); };
+    float lo = 0, hi = 0;
     if (derive) {
       std::vector<float> pl(static_cast<size_t>(segs)), ph(pl.size());
       at::parallel_for(0, segs, 1, [&](int64_t begin, int64_t end) {
         for (int64_t g = begin; g < end; ++g) span_range(x + g * kSegment, seg_size(g), pl[g], ph[g]);
       });
-      float lo = pl[0], hi = ph[0];
+      lo = pl[0], hi = ph[0];
       for (int64_t g = 1; g < segs; ++g) merge_range(lo, hi, pl[g], ph[g]);
       (*derive)(0, lo, hi, scale[0], zp[0]);
     }
     const float z = prepared_zero_point(zp[0], qmin, qmax);
     if (derive) zp[0] = z;
-    const float s = scale[0], inv = 1.0f / s;
-    const float lo = static_cast<float>(qmin) - z, hi = static_cast<float>(qmax) - z;
     at::parallel_for(0, segs, 1, [&](int64_t begin, int64_t end) {
       for (int64_t g = begin; g < end; ++g)
-        if (!fq_span<float, true>(x + g * kSegment, y + g * kSegment, seg_size(g), s, inv, lo, hi))
+        if (!quantize_span(x + g * kSegment, y + g * kSegment, seg_size(g), scale[0], z, qmin, qmax,
+                           derive != nullptr, lo, hi))
           inside = false;
     });
     return inside;
@@ -436,12 +446,15 @@ bool forward_rows(const float* x, float* y, int64_t rows, int64_t inner, int64_t
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float* xr = x + r * inner;
+      float lo = 0, hi = 0;
       if (derive) {
-        float lo, hi;
         span_range(xr, inner, lo, hi);
         (*derive)(r, lo, hi, scale[r], zp[r]);
       }
-      quantize(r, xr, y + r * inner, inner);
+      const float z = prepared_zero_point(zp[r], qmin, qmax);
+      if (derive) zp[r] = z;
+      if (!quantize_span(xr, y + r * inner, inner, scale[r], z, qmin, qmax, derive != nullptr, lo, hi))
+        inside = false;
     }
   });
   return inside;
