@@ -3,6 +3,7 @@
 #include "kernels/fake_quant/fake_quant.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
@@ -183,38 +184,52 @@ class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction> {
   }
 };
 
-// fake_quant_rows: the fused CPU forward and, unless every value was inside the grid, the STE
-// backward kernel on the saved x and qparams.
+// The fused CPU forward of fake_quant_rows: y, whether every value was inside the grid, and the
+// contiguous x and zero point the kernel used.
+struct RowsForward {
+  at::Tensor y, x, zp;
+  bool inside = true;
+};
+
+RowsForward rows_forward(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+                         int64_t rows, int64_t qmin, int64_t qmax, const RowQParams* derive,
+                         c10::Storage* reuse) {
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y;
+  if (reuse && *reuse && reuse->use_count() == 1 && reuse->nbytes() == xc.nbytes()) {
+    // The buffer is ours alone (its last tensor is gone): a new tensor on it, no allocation.
+    y = at::detail::make_tensor<c10::TensorImpl>(c10::Storage(*reuse),
+                                                 c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                                 xc.dtype());
+    y.unsafeGetTensorImpl()->set_sizes_contiguous(xc.sizes());
+  } else {
+    y = at::empty_like(xc, at::MemoryFormat::Contiguous);
+    if (reuse) *reuse = y.storage();
+  }
+  // Given qparams are read only: a zero point to round or clamp is a prepared copy.
+  const at::Tensor zp = derive ? zero_point : prepared_zero_point(zero_point, qmin, qmax);
+  const bool inside = SCULPT_CPU_CALL(fq, forward_rows, xc.const_data_ptr<float>(),
+                                      y.data_ptr<float>(), rows, xc.numel() / rows, qmin, qmax,
+                                      scale.data_ptr<float>(), zp.data_ptr<float>(), derive);
+  return {y, xc, zp, inside};
+}
+
+// fake_quant_rows with autograd: unless every value was inside the grid, the backward is the STE
+// kernel on the saved x and qparams.
 class FakeQuantRowsFunction : public torch::autograd::Function<FakeQuantRowsFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
                             const at::Tensor& zero_point, int64_t rows, int64_t qmin, int64_t qmax,
                             const RowQParams* derive, c10::Storage* reuse) {
-    const at::Tensor xc = x.contiguous();
-    at::Tensor y;
-    if (reuse && *reuse && reuse->use_count() == 1 && reuse->nbytes() == xc.nbytes()) {
-      // The buffer is ours alone (its last tensor is gone): a new tensor on it, no allocation.
-      y = at::detail::make_tensor<c10::TensorImpl>(c10::Storage(*reuse),
-                                                   c10::DispatchKeySet(c10::DispatchKey::CPU),
-                                                   xc.dtype());
-      y.unsafeGetTensorImpl()->set_sizes_contiguous(xc.sizes());
-    } else {
-      y = at::empty_like(xc, at::MemoryFormat::Contiguous);
-      if (reuse) *reuse = y.storage();
-    }
-    // Given qparams are read only: a zero point to round or clamp is a prepared copy.
-    const at::Tensor zp = derive ? zero_point : prepared_zero_point(zero_point, qmin, qmax);
-    const bool inside = SCULPT_CPU_CALL(fq, forward_rows, xc.const_data_ptr<float>(),
-                                        y.data_ptr<float>(), rows, xc.numel() / rows, qmin, qmax,
-                                        scale.data_ptr<float>(), zp.data_ptr<float>(), derive);
-    ctx->saved_data["inside"] = inside;
-    if (!inside) {
-      ctx->save_for_backward({xc, scale, zp});
+    RowsForward f = rows_forward(x, scale, zero_point, rows, qmin, qmax, derive, reuse);
+    ctx->saved_data["inside"] = f.inside;
+    if (!f.inside) {
+      ctx->save_for_backward({f.x, scale, f.zp});
       ctx->saved_data["rows"] = rows;
       ctx->saved_data["qmin"] = qmin;
       ctx->saved_data["qmax"] = qmax;
     }
-    return y;
+    return f.y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -290,6 +305,8 @@ at::Tensor fake_quant_rows(const at::Tensor& x, int64_t rows, const at::Tensor& 
                 "sculpt::fake_quant_rows: scale and zero_point must be contiguous float32 CPU "
                 "tensors of ", rows, " elements, got ", t->sizes(), " ", t->scalar_type());
   if (x.numel() == 0) return at::empty_like(x);
+  if (!(at::GradMode::is_enabled() && x.requires_grad()))  // no graph to record (a data batch)
+    return rows_forward(x, scale, zero_point, rows, qmin, qmax, derive, reuse).y;
   return FakeQuantRowsFunction::apply(x, scale, zero_point, rows, qmin, qmax, derive, reuse);
 }
 
