@@ -3,6 +3,7 @@
 #include "kernels/fake_quant/fake_quant.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
@@ -11,11 +12,36 @@
 #include <ATen/ops/round.h>
 #include <ATen/ops/zeros.h>
 
+#include <cmath>
+
 #include "kernels/fake_quant/fake_quant_impl.h"
 
 namespace sculpt::kernels {
 
 namespace {
+
+// x as a flat [-1] tensor, without a view when it already is one.
+at::Tensor flat(const at::Tensor& x) { return x.dim() == 1 ? x : x.reshape({-1}); }
+
+// The zero point rounded half to even and clamped to [qmin, qmax], contiguous. A CPU tensor that
+// already is (the usual case) comes back as it is, without ATen calls.
+template <class T>
+bool is_prepared(const T* z, int64_t n, int64_t qmin, int64_t qmax) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!(z[i] == std::nearbyint(z[i]) && z[i] >= static_cast<T>(qmin) && z[i] <= static_cast<T>(qmax)))
+      return false;
+  return true;
+}
+
+at::Tensor prepared_zero_point(const at::Tensor& z, int64_t qmin, int64_t qmax) {
+  if (z.is_cpu() && z.is_contiguous()) {
+    if (z.scalar_type() == at::kFloat && is_prepared(z.const_data_ptr<float>(), z.numel(), qmin, qmax))
+      return z;
+    if (z.scalar_type() == at::kDouble && is_prepared(z.const_data_ptr<double>(), z.numel(), qmin, qmax))
+      return z;
+  }
+  return at::clamp(at::round(z), qmin, qmax).contiguous();
+}
 
 struct Prepared {
   fq::Layout layout;
@@ -54,8 +80,8 @@ Prepared prepare(const at::Tensor& x, const at::Tensor& scale, const at::Tensor&
               p.layout.channels, " scale(s) and zero point(s), got ", scale.numel(), " and ",
               zero_point.numel());
   const auto ct = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  p.scale = scale.detach().to(ct).contiguous().reshape({-1});
-  p.zp = at::clamp(at::round(zero_point.detach().to(ct)), qmin, qmax).contiguous().reshape({-1});
+  p.scale = flat(scale.detach().to(ct).contiguous());
+  p.zp = flat(prepared_zero_point(zero_point.detach().to(ct), qmin, qmax));
   return p;
 }
 
@@ -158,6 +184,74 @@ class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction> {
   }
 };
 
+// The fused CPU forward of fake_quant_rows: y, whether every value was inside the grid, and the
+// contiguous x and zero point the kernel used.
+struct RowsForward {
+  at::Tensor y, x, zp;
+  bool inside = true;
+};
+
+RowsForward rows_forward(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+                         int64_t rows, int64_t qmin, int64_t qmax, const RowQParams* derive,
+                         c10::Storage* reuse) {
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y;
+  if (reuse && *reuse && reuse->use_count() == 1 && reuse->nbytes() == xc.nbytes()) {
+    // The buffer is ours alone (its last tensor is gone): a new tensor on it, no allocation.
+    y = at::detail::make_tensor<c10::TensorImpl>(c10::Storage(*reuse),
+                                                 c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                                 xc.dtype());
+    y.unsafeGetTensorImpl()->set_sizes_contiguous(xc.sizes());
+  } else {
+    y = at::empty_like(xc, at::MemoryFormat::Contiguous);
+    if (reuse) *reuse = y.storage();
+  }
+  // Given qparams are read only: a zero point to round or clamp is a prepared copy.
+  const at::Tensor zp = derive ? zero_point : prepared_zero_point(zero_point, qmin, qmax);
+  const bool inside = SCULPT_CPU_CALL(fq, forward_rows, xc.const_data_ptr<float>(),
+                                      y.data_ptr<float>(), rows, xc.numel() / rows, qmin, qmax,
+                                      scale.data_ptr<float>(), zp.data_ptr<float>(), derive);
+  return {y, xc, zp, inside};
+}
+
+// fake_quant_rows with autograd: unless every value was inside the grid, the backward is the STE
+// kernel on the saved x and qparams.
+class FakeQuantRowsFunction : public torch::autograd::Function<FakeQuantRowsFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
+                            const at::Tensor& zero_point, int64_t rows, int64_t qmin, int64_t qmax,
+                            const RowQParams* derive, c10::Storage* reuse) {
+    RowsForward f = rows_forward(x, scale, zero_point, rows, qmin, qmax, derive, reuse);
+    ctx->saved_data["inside"] = f.inside;
+    if (!f.inside) {
+      ctx->save_for_backward({f.x, scale, f.zp});
+      ctx->saved_data["rows"] = rows;
+      ctx->saved_data["qmin"] = qmin;
+      ctx->saved_data["qmax"] = qmax;
+    }
+    return f.y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list out(8);
+    if (ctx->saved_data["inside"].toBool() || !grads[0].defined()) {
+      out[0] = grads[0];
+      return out;
+    }
+    const auto saved = ctx->get_saved_variables();
+    fq::Layout l;
+    l.channels = ctx->saved_data["rows"].toInt();
+    l.inner = saved[0].numel() / l.channels;
+    l.qmin = ctx->saved_data["qmin"].toInt();
+    l.qmax = ctx->saved_data["qmax"].toInt();
+    const at::Tensor dy = grads[0].to(at::kFloat).contiguous();
+    at::Tensor dx = at::empty_like(saved[0], at::MemoryFormat::Contiguous);
+    SCULPT_CPU_CALL(fq, backward, dy, saved[0], saved[1], saved[2], l, dx, nullptr, nullptr);
+    out[0] = dx;
+    return out;
+  }
+};
+
 at::Tensor fake_quant_autograd(const at::Tensor& x, const at::Tensor& scale,
                                const at::Tensor& zero_point, std::optional<int64_t> axis,
                                int64_t qmin, int64_t qmax, double grad_factor) {
@@ -194,6 +288,26 @@ at::Tensor fake_quant(const at::Tensor& x, const at::Tensor& scale, const at::Te
                       std::optional<int64_t> axis, int64_t qmin, int64_t qmax,
                       double grad_factor) {
   return fake_quant_op().call(x, scale, zero_point, axis, qmin, qmax, grad_factor);
+}
+
+at::Tensor fake_quant_rows(const at::Tensor& x, int64_t rows, const at::Tensor& scale,
+                           const at::Tensor& zero_point, int64_t qmin, int64_t qmax,
+                           const RowQParams* derive, c10::Storage* reuse) {
+  TORCH_CHECK(x.is_cpu() && x.scalar_type() == at::kFloat,
+              "sculpt::fake_quant_rows: x must be a float32 CPU tensor, got ", x.scalar_type(),
+              " on ", x.device());
+  TORCH_CHECK(qmin < qmax, "sculpt::fake_quant_rows: quant_min ", qmin, " must be < quant_max ", qmax);
+  TORCH_CHECK(rows > 0 && x.numel() % rows == 0, "sculpt::fake_quant_rows: ", x.numel(),
+              " elements do not split into ", rows, " rows");
+  for (const at::Tensor* t : {&scale, &zero_point})
+    TORCH_CHECK(t->is_cpu() && t->scalar_type() == at::kFloat && t->is_contiguous() &&
+                    t->numel() == rows,
+                "sculpt::fake_quant_rows: scale and zero_point must be contiguous float32 CPU "
+                "tensors of ", rows, " elements, got ", t->sizes(), " ", t->scalar_type());
+  if (x.numel() == 0) return at::empty_like(x);
+  if (!(at::GradMode::is_enabled() && x.requires_grad()))  // no graph to record (a data batch)
+    return rows_forward(x, scale, zero_point, rows, qmin, qmax, derive, reuse).y;
+  return FakeQuantRowsFunction::apply(x, scale, zero_point, rows, qmin, qmax, derive, reuse);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_backward(

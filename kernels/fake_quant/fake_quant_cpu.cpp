@@ -16,7 +16,10 @@
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
+#include <atomic>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/fake_quant/fake_quant_impl.h"
@@ -99,6 +102,50 @@ inline C fq_scalar(C x, C s, C inv, C lo, C hi) {
   return std::min(std::max(q, lo), hi) * s;
 }
 
+// y = fake quantization of x[0, n) with one scale. Track: returns whether every grid value was
+// inside [lo, hi] (a NaN counts as outside, as in the backward); otherwise returns true. Tracked
+// as the bits of q - clamp(q), zero only inside (NaN for a NaN q).
+// Clamp false: the caller knows every grid value is inside (clamping would change nothing).
+template <class T, bool Track, bool Clamp = true>
+bool fq_span(const T* x, T* y, int64_t n, typename Lanes<T>::C s, typename Lanes<T>::C inv,
+             typename Lanes<T>::C lo, typename Lanes<T>::C hi) {
+  using L = Lanes<T>;
+  using C = typename L::C;
+  using V = typename L::V;
+  const V vs(s), vinv(inv), vlo(lo), vhi(hi);
+  V off(0);
+  int64_t i = 0;
+  for (; i + L::kStep <= n; i += L::kStep) {
+    V a, b;
+    L::load(x + i, a, b);
+    a = (a * vinv).round();
+    b = (b * vinv).round();
+    if constexpr (Clamp) {
+      const V ca = at::vec::clamp(a, vlo, vhi), cb = at::vec::clamp(b, vlo, vhi);
+      if constexpr (Track) off = off | (a - ca) | (b - cb);
+      a = ca, b = cb;
+    }
+    L::store(y + i, a * vs, b * vs);
+  }
+  if constexpr (std::is_same_v<T, C>) {  // one more vector of the tail
+    if (i + V::size() <= n) {
+      const V a = (V::loadu(x + i) * vinv).round();
+      const V ca = Clamp ? at::vec::clamp(a, vlo, vhi) : a;
+      if constexpr (Track) off = off | (a - ca);
+      (ca * vs).store(y + i);
+      i += V::size();
+    }
+  }
+  bool inside = true;
+  for (; i < n; ++i) {
+    const C q = std::nearbyint(static_cast<C>(x[i]) * inv);
+    if constexpr (Track) inside = inside && q >= lo && q <= hi;
+    y[i] = static_cast<T>((Clamp ? std::min(std::max(q, lo), hi) : q) * s);
+  }
+  if constexpr (Track) inside = inside && off.zero_mask() == (1 << V::size()) - 1;
+  return inside;
+}
+
 template <class T>
 void forward_typed(const T* x, T* y, const Params<typename Lanes<T>::C>& p, const Layout& l) {
   using L = Lanes<T>;
@@ -131,21 +178,73 @@ void forward_typed(const T* x, T* y, const Params<typename Lanes<T>::C>& p, cons
   at::parallel_for(0, l.outer * l.channels * segs, 1, [&](int64_t begin, int64_t end) {
     for (int64_t w = begin; w < end; ++w) {
       const Segment sg(w, segs, l);
-      const int64_t ch = sg.channel, i0 = sg.begin, n = sg.size;
-      const C s = p.s[ch], inv = p.inv[ch], lo = p.lo[ch], hi = p.hi[ch];
-      const V vs(s), vinv(inv), vlo(lo), vhi(hi);
-      const T* xr = x + i0;
-      T* yr = y + i0;
-      int64_t i = 0;
-      for (; i + L::kStep <= n; i += L::kStep) {
-        V a, b;
-        L::load(xr + i, a, b);
-        L::store(yr + i, at::vec::clamp((a * vinv).round(), vlo, vhi) * vs,
-                 at::vec::clamp((b * vinv).round(), vlo, vhi) * vs);
-      }
-      for (; i < n; ++i) yr[i] = static_cast<T>(fq_scalar<C>(static_cast<C>(xr[i]), s, inv, lo, hi));
+      const int64_t ch = sg.channel;
+      fq_span<T, false>(x + sg.begin, y + sg.begin, sg.size, p.s[ch], p.inv[ch], p.lo[ch], p.hi[ch]);
     }
   });
+}
+
+// min and max of x[0, n), n > 0; a NaN anywhere makes both NaN (as at::aminmax).
+void exact_range(const float* x, int64_t n, float& lo, float& hi) {
+  float l = std::numeric_limits<float>::infinity(), h = -l;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) {
+      lo = hi = std::numeric_limits<float>::quiet_NaN();
+      return;
+    }
+    l = std::min(l, x[i]);
+    h = std::max(h, x[i]);
+  }
+  lo = l, hi = h;
+}
+
+// The same, vectorized with plain min / max; the bits of x - x (zero unless x is NaN or
+// infinite) send spans with such values to exact_range.
+void span_range(const float* x, int64_t n, float& lo, float& hi) {
+  using V = Vectorized<float>;
+  constexpr int64_t k = V::size();
+  if (n < 2 * k) return exact_range(x, n, lo, hi);
+  V l0 = V::loadu(x), l1 = V::loadu(x + k), h0 = l0, h1 = l1;
+  V bad = (l0 - l0) | (l1 - l1);
+  int64_t i = 2 * k;
+  for (; i + 2 * k <= n; i += 2 * k) {
+    const V a = V::loadu(x + i), b = V::loadu(x + i + k);
+    l0 = at::vec::clamp_max(l0, a), l1 = at::vec::clamp_max(l1, b);
+    h0 = at::vec::clamp_min(h0, a), h1 = at::vec::clamp_min(h1, b);
+    bad = bad | (a - a) | (b - b);
+  }
+  if (i + k <= n) {  // one more vector of the tail
+    const V a = V::loadu(x + i);
+    l0 = at::vec::clamp_max(l0, a), h0 = at::vec::clamp_min(h0, a);
+    bad = bad | (a - a);
+    i += k;
+  }
+  float l = at::vec::vec_reduce_all<float>(
+      [](const V& a, const V& b) { return at::vec::clamp_max(a, b); }, at::vec::clamp_max(l0, l1));
+  float h = at::vec::vec_reduce_all<float>(
+      [](const V& a, const V& b) { return at::vec::clamp_min(a, b); }, at::vec::clamp_min(h0, h1));
+  bool finite = bad.zero_mask() == (1 << k) - 1;
+  for (; i < n; ++i) {
+    finite = finite && std::isfinite(x[i]);
+    l = std::min(l, x[i]);
+    h = std::max(h, x[i]);
+  }
+  if (!finite) return exact_range(x, n, lo, hi);
+  lo = l, hi = h;
+}
+
+// Ranges that may hold NaN: NaN wins, as in span_range.
+inline void merge_range(float& lo, float& hi, float l, float h) {
+  if (std::isnan(lo) || std::isnan(l)) {
+    lo = hi = std::numeric_limits<float>::quiet_NaN();
+    return;
+  }
+  lo = std::min(lo, l), hi = std::max(hi, h);
+}
+
+// The zero point as the operator uses it: rounded half to even, clamped to the grid.
+inline float prepared_zero_point(float z, int64_t qmin, int64_t qmax) {
+  return std::min(std::max(std::nearbyint(z), static_cast<float>(qmin)), static_cast<float>(qmax));
 }
 
 // LSQ sums of one vector step, accumulated into ds / dz.
@@ -301,6 +400,64 @@ void backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& scale
       dzp[ch] += pz[it];
     }
   }
+}
+
+// The forward of one span with derived qparams. x * inv and rounding are monotonic (inv > 0), so
+// when the span's extremes [xlo, xhi] land inside the grid every value does: no clamp and no
+// tracking then (the same y). Otherwise (or NaN anywhere) the tracked, clamped path.
+bool quantize_span(const float* x, float* y, int64_t n, float s, float z, int64_t qmin,
+                   int64_t qmax, bool ranged, float xlo, float xhi) {
+  const float inv = 1.0f / s, lo = static_cast<float>(qmin) - z, hi = static_cast<float>(qmax) - z;
+  if (ranged && inv > 0 && std::nearbyint(xlo * inv) >= lo && std::nearbyint(xhi * inv) <= hi) {
+    fq_span<float, false, false>(x, y, n, s, inv, lo, hi);
+    return true;
+  }
+  return fq_span<float, true>(x, y, n, s, inv, lo, hi);
+}
+
+bool forward_rows(const float* x, float* y, int64_t rows, int64_t inner, int64_t qmin,
+                  int64_t qmax, float* scale, float* zp, const RowQParams* derive) {
+  std::atomic<bool> inside{true};
+  if (rows == 1) {  // one range: partial ranges of fixed segments, merged in order
+    const int64_t segs = (inner + kSegment - 1) / kSegment;
+    auto seg_size = [&](int64_t g) { return std::min(kSegment, inner - g * kSegment); };
+    float lo = 0, hi = 0;
+    if (derive) {
+      std::vector<float> pl(static_cast<size_t>(segs)), ph(pl.size());
+      at::parallel_for(0, segs, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t g = begin; g < end; ++g) span_range(x + g * kSegment, seg_size(g), pl[g], ph[g]);
+      });
+      lo = pl[0], hi = ph[0];
+      for (int64_t g = 1; g < segs; ++g) merge_range(lo, hi, pl[g], ph[g]);
+      (*derive)(0, lo, hi, scale[0], zp[0]);
+    }
+    const float z = prepared_zero_point(zp[0], qmin, qmax);
+    if (derive) zp[0] = z;
+    at::parallel_for(0, segs, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g)
+        if (!quantize_span(x + g * kSegment, y + g * kSegment, seg_size(g), scale[0], z, qmin, qmax,
+                           derive != nullptr, lo, hi))
+          inside = false;
+    });
+    return inside;
+  }
+  // Rows: each row's range, qparams and forward together, while the row is in cache.
+  const int64_t grain = std::max<int64_t>(1, kSegment / std::max<int64_t>(inner, 1));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * inner;
+      float lo = 0, hi = 0;
+      if (derive) {
+        span_range(xr, inner, lo, hi);
+        (*derive)(r, lo, hi, scale[r], zp[r]);
+      }
+      const float z = prepared_zero_point(zp[r], qmin, qmax);
+      if (derive) zp[r] = z;
+      if (!quantize_span(xr, y + r * inner, inner, scale[r], z, qmin, qmax, derive != nullptr, lo, hi))
+        inside = false;
+    }
+  });
+  return inside;
 }
 
 }  // namespace sculpt::kernels::fq::SCULPT_CPU_NS

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/capability.h"
+#include "kernels/fake_quant/fake_quant.h"
 
 namespace sculpt::kernels::fq {
 
@@ -30,6 +31,13 @@ SCULPT_CPU_DECLARE(void, forward, (const at::Tensor& x, const at::Tensor& scale,
 SCULPT_CPU_DECLARE(void, backward, (const at::Tensor& dy, const at::Tensor& x,
                                     const at::Tensor& scale, const at::Tensor& zp, const Layout& l,
                                     at::Tensor& dx, double* dscale, double* dzp))
+
+// fake_quant_rows (fake_quant.h) on float32 x, y of rows * inner elements: row r uses scale[r]
+// and zp[r]; with derive, the row's range first and derive sets them (zp then written back
+// rounded and clamped). Returns whether every grid value was inside [qmin, qmax].
+SCULPT_CPU_DECLARE(bool, forward_rows, (const float* x, float* y, int64_t rows, int64_t inner,
+                                        int64_t qmin, int64_t qmax, float* scale, float* zp,
+                                        const RowQParams* derive))
 
 #ifdef SCULPT_WITH_CUDA
 // The same on the current CUDA stream; scale / zp on x's device; dscale / dzp: [channels] in

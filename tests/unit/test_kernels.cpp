@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -124,6 +125,133 @@ TEST_CASE("sculpt::fake_quant autograd: STE for x, LSQ gradients for a learned s
     k::fake_quant(x2, s0, z0, axis, 0, 15).mul(w).sum().backward();
     CHECK(torch::equal(x2.grad(), rdx));
   }
+}
+
+TEST_CASE("sculpt::fake_quant_rows: range, qparams and forward in one call equal aminmax and fake_quant",
+          "[kernels][fake_quant]") {
+  torch::manual_seed(21);
+  // A symmetric rule (zero point 0) and an asymmetric one with a zero point to round and clamp.
+  const std::pair<int64_t, int64_t> sym{-127, 127}, asym{0, 15};
+  for (auto [qmin, qmax] : {sym, asym}) {
+    const k::RowQParams rule = [qmin = qmin, qmax = qmax](int64_t, float lo, float hi, float& s,
+                                                          float& z) {
+      if (qmin < 0) {
+        s = std::max(std::max(-lo, hi), 1e-6f) / static_cast<float>(qmax), z = 0.0f;
+      } else {
+        s = std::max(hi - std::min(lo, 0.0f), 1e-6f) / static_cast<float>(qmax - qmin);
+        z = static_cast<float>(qmin) - lo / s + 0.3f;  // rounded and clamped by the kernel
+      }
+    };
+    for (const auto& [rows, inner] : std::vector<std::pair<int64_t, int64_t>>{
+             {1, 1}, {1, 7}, {1, 100003}, {1, 9 * 70001}, {5, 3}, {64, 784}, {10, 64},
+             {3, 40000}, {300, 48}, {7, 33}}) {
+      CAPTURE(qmin, rows, inner);
+      const at::Tensor x0 = torch::randn({rows, inner}) * 3.0;
+      std::vector<float> los(static_cast<size_t>(rows)), his(los.size());
+      const k::RowQParams derive = [&](int64_t r, float lo, float hi, float& s, float& z) {
+        los[static_cast<size_t>(r)] = lo, his[static_cast<size_t>(r)] = hi;
+        rule(r, lo, hi, s, z);
+      };
+      at::Tensor s = torch::empty({rows}), z = torch::empty({rows});
+      auto x = x0.clone().requires_grad_(true);
+      const at::Tensor y = k::fake_quant_rows(x, rows, s, z, qmin, qmax, &derive);
+      // The ranges the rule saw are aminmax's; the kernel kept the rounded, clamped zero point.
+      auto [rlo, rhi] = at::aminmax(rows == 1 ? x0.reshape({1, -1}) : x0, 1);
+      CHECK(torch::equal(torch::from_blob(los.data(), {rows}).clone(), rlo));
+      CHECK(torch::equal(torch::from_blob(his.data(), {rows}).clone(), rhi));
+      at::Tensor rs = torch::empty({rows}), rz = torch::empty({rows});
+      for (int64_t r = 0; r < rows; ++r) {
+        float a, b;
+        rule(r, rlo[r].item<float>(), rhi[r].item<float>(), a, b);
+        rs[r] = a, rz[r] = b;
+      }
+      CHECK(torch::equal(s, rs));
+      CHECK(torch::equal(z, rz.round().clamp(qmin, qmax)));
+      const std::optional<int64_t> axis = rows == 1 ? std::nullopt : std::optional<int64_t>(0);
+      const at::Tensor fq = rows == 1 ? k::fake_quant(x0.reshape({-1}), rs, rz, axis, qmin, qmax)
+                                      : k::fake_quant(x0, rs, rz, axis, qmin, qmax);
+      CHECK(torch::equal(y, fq.reshape(y.sizes())));
+      // The STE gradient; on the symmetric grid of the rows' own ranges every value is inside,
+      // so the gradient passes through unchanged.
+      const at::Tensor g = torch::randn(y.sizes());
+      y.backward(g);
+      auto rdx0 = std::get<0>(k::fake_quant_backward_ref(g.reshape({rows, -1}),
+                                                         x0.reshape({rows, -1}), s, z, 0, qmin,
+                                                         qmax, 1.0));
+      CHECK(torch::equal(x.grad(), rdx0.reshape(x.sizes())));
+      if (qmin < 0) CHECK(torch::equal(x.grad(), g));
+      // Given qparams (half the scales: values clip), read only; the STE masks the gradient.
+      const at::Tensor hs = s / 2, hz = z.clone();
+      auto x2 = x0.clone().requires_grad_(true);
+      const at::Tensor y2 = k::fake_quant_rows(x2, rows, hs, hz, qmin, qmax);
+      CHECK(torch::equal(hs, s / 2));
+      const at::Tensor fq2 = k::fake_quant(x0.reshape({rows, -1}), hs, hz, 0, qmin, qmax);
+      CHECK(torch::equal(y2, fq2.reshape(y2.sizes())));
+      y2.backward(g);
+      auto [rdx, rds, rdz] =
+          k::fake_quant_backward_ref(g.reshape({rows, -1}), x0.reshape({rows, -1}), hs, hz, 0, qmin, qmax, 1.0);
+      CHECK(torch::equal(x2.grad(), rdx.reshape(x2.sizes())));
+      if (inner > 100) CHECK(x2.grad().eq(0).any().item<bool>());
+    }
+  }
+  // Given zero points off the grid are rounded half to even and clamped, as fake_quant does.
+  const at::Tensor x = torch::randn({4, 100}) * 4.0;
+  const at::Tensor s = torch::full({4}, 0.05), z = torch::tensor({2.5f, 3.5f, -3.0f, 40.0f});
+  CHECK(torch::equal(k::fake_quant_rows(x, 4, s, z, 0, 15), k::fake_quant(x, s, z, 0, 0, 15)));
+  CHECK(torch::equal(z, torch::tensor({2.5f, 3.5f, -3.0f, 40.0f})));
+  // A NaN reaches the rule as the row's range (as at::aminmax).
+  at::Tensor xn = torch::randn({2, 50});
+  xn[1][17] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> seen(4);
+  const k::RowQParams spy = [&](int64_t r, float lo, float hi, float& s2, float& z2) {
+    seen[static_cast<size_t>(2 * r)] = lo, seen[static_cast<size_t>(2 * r + 1)] = hi;
+    s2 = 0.1f, z2 = 0.0f;
+  };
+  at::Tensor s2 = torch::empty({2}), z2 = torch::empty({2});
+  k::fake_quant_rows(xn, 2, s2, z2, -127, 127, &spy);
+  CHECK(seen[0] == xn[0].min().item<float>());
+  CHECK(std::isnan(seen[2]));
+  CHECK(std::isnan(seen[3]));
+  // Infinities are ranges like any value (the vector path hands them to the exact one).
+  at::Tensor xi = torch::randn({1, 100});
+  xi[0][60] = std::numeric_limits<float>::infinity();
+  at::Tensor s3 = torch::empty({1}), z3 = torch::empty({1});
+  k::fake_quant_rows(xi, 1, s3, z3, -127, 127, &spy);
+  CHECK(seen[0] == xi.min().item<float>());
+  CHECK(seen[1] == std::numeric_limits<float>::infinity());
+  // The output buffer is reused once nothing refers to it, never while a tensor (or the autograd
+  // graph) still holds it.
+  c10::Storage buf;
+  const at::Tensor xr = torch::randn({8, 40}), sr = torch::full({8}, 0.02), zr = torch::zeros({8});
+  const at::Tensor want = k::fake_quant(xr, sr, zr, 0, -127, 127);
+  at::Tensor y1 = k::fake_quant_rows(xr, 8, sr, zr, -127, 127, nullptr, &buf);
+  const void* first = y1.data_ptr();
+  CHECK(buf.data() == first);
+  at::Tensor y2 = k::fake_quant_rows(xr * 2, 8, sr, zr, -127, 127, nullptr, &buf);
+  CHECK(y2.data_ptr() != first);
+  CHECK(torch::equal(y1, want));
+  const void* second = y2.data_ptr();
+  y1.reset();
+  at::Tensor v = y2.view({-1});
+  y2.reset();
+  CHECK(k::fake_quant_rows(xr, 8, sr, zr, -127, 127, nullptr, &buf).data_ptr() != second);  // v
+  v.reset();
+  auto xg = xr.clone().requires_grad_(true);
+  at::Tensor y3 = k::fake_quant_rows(xg, 8, sr, zr, -127, 127, nullptr, &buf);
+  const void* third = y3.data_ptr();
+  at::Tensor loss = (y3 * y3).sum();  // the graph keeps y3
+  y3.reset();
+  CHECK(k::fake_quant_rows(xr, 8, sr, zr, -127, 127, nullptr, &buf).data_ptr() != third);
+  loss.backward();
+  loss.reset();
+  at::Tensor y4 = k::fake_quant_rows(xr, 8, sr, zr, -127, 127, nullptr, &buf);
+  CHECK(y4.data_ptr() == buf.data());
+  CHECK(torch::equal(y4, want));
+  // Bad arguments name the problem.
+  CHECK_THROWS_WITH(k::fake_quant_rows(x.to(torch::kDouble), 4, s, z, 0, 15),
+                    Catch::Contains("float32 CPU"));
+  CHECK_THROWS_WITH(k::fake_quant_rows(x, 3, s, z, 0, 15), Catch::Contains("do not split"));
+  CHECK_THROWS_WITH(k::fake_quant_rows(x, 2, s, z, 0, 15), Catch::Contains("of 2 elements"));
 }
 
 TEST_CASE("sculpt::fake_quant equals ATen's fake_quantize_per_tensor/per_channel_affine and their backward",

@@ -8,6 +8,7 @@
 #include "compression/passes/quantize/int8_model.h"
 #include "compression/passes/quantize/observers.h"
 #include "compression/passes/quantize/qparams.h"
+#include "compression/passes/quantize/quant_layer.h"
 #include "core/error.h"
 #include "core/nn/layers.h"
 
@@ -184,6 +185,84 @@ TEST_CASE("observers: min/max, moving average and percentile in closed form", "[
   CHECK(whi.flatten()[0].item<float>() == 99.f);
   CHECK(whi.flatten()[1].item<float>() == 198.f);
   CHECK(wlo.flatten()[0].item<float>() == -99.f);
+}
+
+TEST_CASE("the fused QAT transforms (one kernel call each) equal the reference path bit for bit",
+          "[quant]") {
+  namespace qd = sculpt::compression::quantize_detail;
+  torch::manual_seed(9);
+  qd::Phase phase{true, true, false};
+  // Weights: the range of the current tensor, qparams by the tensor path, fake_quantize.
+  const ObserverOptions mm;
+  for (const QSpec& ws :
+       {spec(8, true, Granularity::per_channel, 0), spec(4, false, Granularity::per_channel, 0),
+        spec(8, true), spec(3, false), spec(4, true, Granularity::per_group, 0, 16),
+        spec(8, false, Granularity::per_group, 0, 8)}) {
+    for (const std::vector<int64_t>& shape :
+         {std::vector<int64_t>{64, 784}, {6, 2, 4, 4}, {10, 64}}) {
+      CAPTURE(ws.describe(), shape);
+      phase.observing = true;
+      qd::QuantWeight qw(ws, mm, false, &phase);
+      for (int step = 0; step < 3; ++step) {
+        const at::Tensor w0 = torch::randn(shape) * (step + 1);
+        auto w = w0.clone().requires_grad_(true), w2 = w0.clone().requires_grad_(true);
+        qw.mark_dirty();
+        const at::Tensor y = qw.forward(w);
+        auto [lo, hi] = weight_range(w0, ws, mm);
+        const QParams ref = qparams_from_range(lo.dim() ? lo : lo.reshape({1}),
+                                               hi.dim() ? hi : hi.reshape({1}), ws);
+        CHECK(torch::equal(qw.qp_.scale.flatten(), ref.scale.flatten()));
+        CHECK(torch::equal(qw.qp_.zero_point.flatten(), ref.zero_point.flatten()));
+        const at::Tensor ry = fake_quantize(w2, ref);
+        CHECK(torch::equal(y, ry));
+        const at::Tensor g = torch::randn(shape);
+        y.backward(g);
+        ry.backward(g);
+        CHECK(torch::equal(w.grad(), w2.grad()));
+      }
+      // Observers frozen: the qparams stay, applied to new weights.
+      phase.observing = false;
+      const QParams kept = qw.qp_;
+      const at::Tensor w0 = torch::randn(shape) * 3;
+      CHECK(torch::equal(qw.forward(w0), fake_quantize(w0, kept)));
+      CHECK(qw.qp_.scale.data_ptr() == kept.scale.data_ptr());
+    }
+  }
+  // Inputs: a moving-average observer fed batch by batch, as ActivationObserver + fake_quantize.
+  ObserverOptions ma;
+  ma.kind = ObserverKind::moving_average;
+  ma.momentum = 0.1;
+  for (const QSpec& as : {spec(8, false), spec(8, true), spec(4, false)}) {
+    CAPTURE(as.describe());
+    phase.observing = true;
+    qd::QuantInput qi(as, ma, false, false, 6.0, &phase);
+    ActivationObserver ref(as, ma);
+    bool clipped = false;
+    for (int step = 0; step < 6; ++step) {
+      const at::Tensor x0 = torch::randn({64, 100}) * (1 + step % 3) + 0.5;
+      auto x = x0.clone().requires_grad_(true), x2 = x0.clone().requires_grad_(true);
+      const at::Tensor y = qi.forward(x);
+      ref.observe(x0);
+      const QParams rq = ref.qparams();
+      CHECK(torch::equal(qi.qp_.scale, rq.scale));
+      CHECK(torch::equal(qi.qp_.zero_point, rq.zero_point));
+      const at::Tensor ry = fake_quantize(x2, rq);
+      CHECK(torch::equal(y, ry));
+      const at::Tensor g = torch::randn_like(x0);
+      y.backward(g);
+      ry.backward(g);
+      CHECK(torch::equal(x.grad(), x2.grad()));
+      clipped = clipped || x.grad().eq(0).any().item<bool>();
+    }
+    CHECK(clipped);  // the moving range lags the wider batches
+    CHECK(qi.observer_.batches() == ref.batches());
+    CHECK(torch::equal(qi.observer_.range().second, ref.range().second));
+    // Evaluation: no observing, the last qparams.
+    qi.eval();
+    const at::Tensor x0 = torch::randn({64, 100}) * 4;
+    CHECK(torch::equal(qi.forward(x0), fake_quantize(x0, ref.qparams())));
+    CHECK(qi.observer_.batches() == ref.batches());
+  }
 }
 
 TEST_CASE("mse and entropy observers clip outliers that min/max keeps", "[quant]") {

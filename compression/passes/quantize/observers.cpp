@@ -284,27 +284,37 @@ void ActivationObserver::observe(const at::Tensor& x_in) {
     double lo = blo.item<double>(), hi = bhi.item<double>();
     if (hi <= lo) hi = lo + 1e-6;
     add_to_histogram(x.cpu(), lo, hi);
+    ++batches_;
   } else {
-    // Running range on the host (one sync per batch, no tensor arithmetic).
-    const float lo = blo.item<float>(), hi = bhi.item<float>();
-    if (batches_ == 0) {
-      lo_f_ = lo, hi_f_ = hi;
-    } else if (o_.kind == ObserverKind::moving_average) {
-      lo_f_ += (lo - lo_f_) * static_cast<float>(o_.momentum);
-      hi_f_ += (hi - hi_f_) * static_cast<float>(o_.momentum);
-    } else {
-      lo_f_ = std::min(lo_f_, lo);
-      hi_f_ = std::max(hi_f_, hi);
-    }
-    lo_ = at::scalar_tensor(lo_f_, at::kFloat);
-    hi_ = at::scalar_tensor(hi_f_, at::kFloat);
+    observe_range(blo.item<float>(), bhi.item<float>());
+  }
+}
+
+void ActivationObserver::observe_range(float lo, float hi) {
+  SCULPT_ASSERT(!uses_histogram(), "observe_range: a histogram observer needs the values");
+  // Running range on the host (no tensor arithmetic).
+  if (batches_ == 0) {
+    lo_f_ = lo, hi_f_ = hi;
+  } else if (o_.kind == ObserverKind::moving_average) {
+    lo_f_ += (lo - lo_f_) * static_cast<float>(o_.momentum);
+    hi_f_ += (hi - hi_f_) * static_cast<float>(o_.momentum);
+  } else {
+    lo_f_ = std::min(lo_f_, lo);
+    hi_f_ = std::max(hi_f_, hi);
   }
   ++batches_;
 }
 
+void ActivationObserver::host_qparams(float& scale, float& zero_point) const {
+  SCULPT_CHECK(seen(), "observer ", observer_name(o_.kind), ": no data observed yet");
+  SCULPT_ASSERT(!uses_histogram(), "host_qparams: a histogram observer's range is a search");
+  qparams_of_range(lo_f_, hi_f_, spec_, scale, zero_point);
+}
+
 std::pair<at::Tensor, at::Tensor> ActivationObserver::range() const {
   SCULPT_CHECK(seen(), "observer ", observer_name(o_.kind), ": no data observed yet");
-  if (!uses_histogram()) return {lo_, hi_};
+  if (!uses_histogram())
+    return {at::scalar_tensor(lo_f_, at::kFloat), at::scalar_tensor(hi_f_, at::kFloat)};
   const auto r = histogram_range(hist_, lo_.item<double>(), hi_.item<double>(), spec_, o_);
   return {at::scalar_tensor(r.first), at::scalar_tensor(r.second)};
 }
@@ -316,9 +326,14 @@ QParams ActivationObserver::qparams() const {
 
 void ActivationObserver::save(io::NamedTensors& out, const std::string& prefix) const {
   if (!seen()) return;
-  out.emplace_back(prefix + ".lo", lo_);
-  out.emplace_back(prefix + ".hi", hi_);
-  if (hist_.defined()) out.emplace_back(prefix + ".hist", hist_);
+  if (uses_histogram()) {
+    out.emplace_back(prefix + ".lo", lo_);
+    out.emplace_back(prefix + ".hi", hi_);
+    out.emplace_back(prefix + ".hist", hist_);
+    return;
+  }
+  out.emplace_back(prefix + ".lo", at::scalar_tensor(lo_f_, at::kFloat));
+  out.emplace_back(prefix + ".hi", at::scalar_tensor(hi_f_, at::kFloat));
 }
 
 void ActivationObserver::load(const std::map<std::string, at::Tensor>& in,

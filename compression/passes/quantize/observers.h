@@ -39,9 +39,15 @@ class ActivationObserver {
  public:
   ActivationObserver(QSpec spec, ObserverOptions o) : spec_(spec), o_(o) {}
   void observe(const at::Tensor& x);
+  // minmax / moving_average only: one batch's range, already reduced (and all-reduced).
+  void observe_range(float lo, float hi);
+  // minmax / moving_average only: qparams() as two floats, without tensors.
+  void host_qparams(float& scale, float& zero_point) const;
+  bool uses_histogram() const;
   // Data-parallel runs: every batch's range (and histogram counts) is all-reduced, so each
   // rank's observer holds what one process would hold with the global batch.
   void set_collectives(Collectives* comm) { comm_ = comm && comm->distributed() ? comm : nullptr; }
+  bool distributed() const { return comm_ != nullptr; }
   bool seen() const { return batches_ > 0; }
   int64_t batches() const { return batches_; }
   std::pair<at::Tensor, at::Tensor> range() const;  // UserError before any data
@@ -52,13 +58,12 @@ class ActivationObserver {
             int64_t batches);
 
  private:
-  bool uses_histogram() const;
   void add_to_histogram(const at::Tensor& x, double lo, double hi);
   QSpec spec_;
   ObserverOptions o_;
   int64_t batches_ = 0;
-  at::Tensor lo_, hi_;  // minmax / moving_average: running range; histogram kinds: its range
-  float lo_f_ = 0, hi_f_ = 0;  // minmax / moving_average: the same range on the host
+  at::Tensor lo_, hi_;  // histogram kinds: the histogram's range
+  float lo_f_ = 0, hi_f_ = 0;  // minmax / moving_average: the running range
   at::Tensor hist_;     // 2048 bins over [lo_, hi_] (histogram kinds)
   Collectives* comm_ = nullptr;
 };

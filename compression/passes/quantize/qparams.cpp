@@ -117,20 +117,23 @@ std::pair<at::Tensor, at::Tensor> reduce_min_max(const at::Tensor& x, const QSpe
   return {at::amin(v, dims, /*keepdim=*/true), at::amax(v, dims, /*keepdim=*/true)};
 }
 
+void qparams_of_range(float lo_in, float hi_in, const QSpec& spec, float& scale, float& zp) {
+  // The tensor path's arithmetic on the host, in float.
+  const auto qmin = static_cast<float>(spec.qmin()), qmax = static_cast<float>(spec.qmax());
+  const float lo = std::min(lo_in, 0.0f), hi = std::max(hi_in, 0.0f);
+  zp = 0;
+  if (spec.symmetric) {
+    scale = std::max((spec.is_signed ? std::max(-lo, hi) : hi) / qmax, static_cast<float>(kMinScale));
+  } else {
+    scale = std::max((hi - lo) / (qmax - qmin), static_cast<float>(kMinScale));
+    zp = std::clamp(qmin - std::nearbyint(lo / scale), qmin, qmax);
+  }
+}
+
 QParams qparams_from_range(const at::Tensor& lo_in, const at::Tensor& hi_in, const QSpec& spec) {
-  const auto qmin_d = static_cast<double>(spec.qmin()), qmax_d = static_cast<double>(spec.qmax());
   if (lo_in.dim() == 0 && lo_in.device().is_cpu()) {
-    // One range: the same arithmetic on the host, in float as the tensor path computes it.
-    const float lo = std::min(lo_in.item<float>(), 0.0f), hi = std::max(hi_in.item<float>(), 0.0f);
-    float scale, zp = 0;
-    if (spec.symmetric) {
-      scale = std::max((spec.is_signed ? std::max(-lo, hi) : hi) / static_cast<float>(qmax_d),
-                       static_cast<float>(kMinScale));
-    } else {
-      scale = std::max((hi - lo) / static_cast<float>(qmax_d - qmin_d), static_cast<float>(kMinScale));
-      zp = std::clamp(static_cast<float>(qmin_d) - std::nearbyint(lo / scale),
-                      static_cast<float>(qmin_d), static_cast<float>(qmax_d));
-    }
+    float scale, zp;
+    qparams_of_range(lo_in.item<float>(), hi_in.item<float>(), spec, scale, zp);
     return QParams{spec, at::scalar_tensor(scale, at::kFloat), at::scalar_tensor(zp, at::kFloat)};
   }
   at::Tensor lo = at::clamp_max(lo_in.to(at::kFloat), 0.0);

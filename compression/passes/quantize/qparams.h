@@ -54,6 +54,8 @@ struct QParams {
 std::pair<at::Tensor, at::Tensor> reduce_min_max(const at::Tensor& x, const QSpec& spec);
 // Scale and zero point that cover [lo, hi] (widened to include 0). Scale >= float eps.
 QParams qparams_from_range(const at::Tensor& lo, const at::Tensor& hi, const QSpec& spec);
+// The same for one range, on the host (bit for bit the tensor path's float arithmetic).
+void qparams_of_range(float lo, float hi, const QSpec& spec, float& scale, float& zero_point);
 
 // Fake quantization, differentiable: straight-through gradient for x inside the grid, zero
 // outside (as ATen's fake_quantize_* ops). No gradient reaches scale or zero point.

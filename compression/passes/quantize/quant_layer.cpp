@@ -12,6 +12,49 @@ quant::ObserverOptions observer_options(const QuantizeOptions& o, const std::str
   return obs;
 }
 
+int64_t fused_rows(const at::Tensor& x, const QSpec& spec) {
+  if (!x.is_cpu() || x.scalar_type() != at::kFloat || x.numel() == 0) return 0;
+  switch (spec.granularity) {
+    case Granularity::per_tensor: return 1;
+    case Granularity::per_channel: return spec.axis == 0 && x.dim() > 0 ? x.size(0) : 0;
+    case Granularity::per_group: return x.numel() / spec.group_size;
+  }
+  return 0;
+}
+
+bool fused_qparams(const QParams& qp, int64_t rows) {
+  for (const at::Tensor* t : {&qp.scale, &qp.zero_point})
+    if (!t->defined() || !t->is_cpu() || t->scalar_type() != at::kFloat || !t->is_contiguous() ||
+        t->numel() != rows)
+      return false;
+  return true;
+}
+
+at::Tensor QuantWeight::fused_refresh(const at::Tensor& wf, int64_t rows) {
+  const auto shape = quant::qparam_shape(wf.sizes(), spec_);
+  at::Tensor scale = at::empty(shape, at::kFloat), zp = at::empty(shape, at::kFloat);
+  const QSpec& spec = spec_;
+  const kernels::RowQParams derive = [&spec](int64_t, float lo, float hi, float& s, float& z) {
+    quant::qparams_of_range(lo, hi, spec, s, z);
+  };
+  at::Tensor y = kernels::fake_quant_rows(wf, rows, scale, zp, spec_.qmin(), spec_.qmax(), &derive, &out_);
+  qp_ = QParams{spec_, scale, zp};
+  dirty_ = false;
+  return y;
+}
+
+at::Tensor QuantInput::fused_observe(const at::Tensor& x) {
+  at::Tensor scale = at::empty({}, at::kFloat), zp = at::empty({}, at::kFloat);
+  const kernels::RowQParams derive = [this](int64_t, float lo, float hi, float& s, float& z) {
+    observer_.observe_range(lo, hi);
+    observer_.host_qparams(s, z);
+  };
+  at::Tensor y = kernels::fake_quant_rows(x, 1, scale, zp, spec_.qmin(), spec_.qmax(), &derive, &out_);
+  qp_ = QParams{spec_, scale, zp};
+  dirty_ = false;
+  return y;
+}
+
 Layer attach_layer(const std::string& name, const std::shared_ptr<nn::Compressible>& layer,
                    const QuantizeOptions& o, const Phase* phase, c10::Device device) {
   Layer l;

@@ -17,6 +17,7 @@
 #include "core/data/dataset.h"
 #include "core/error.h"
 #include "core/models/model.h"
+#include "kernels/fake_quant/fake_quant.h"
 
 namespace sculpt::compression::quantize_detail {
 
@@ -25,6 +26,18 @@ using quant::QParams;
 using quant::QSpec;
 
 quant::ObserverOptions observer_options(const QuantizeOptions& o, const std::string& kind);
+
+// The fused CPU path (kernels::fake_quant_rows, one call for range, qparams and fake
+// quantization, one or no pass backward): the number of qparam rows of x's flat layout under
+// `spec`, or 0 where it does not apply (not float32 on the CPU; per channel on an axis other
+// than the first).
+int64_t fused_rows(const at::Tensor& x, const QSpec& spec);
+// Whether `qp` can feed that path as given qparams for `rows` rows.
+bool fused_qparams(const QParams& qp, int64_t rows);
+// Whether `o` gives the range as min / max (the kinds the fused path derives on the fly).
+inline bool min_max_kind(const quant::ObserverOptions& o) {
+  return o.kind == quant::ObserverKind::minmax || o.kind == quant::ObserverKind::moving_average;
+}
 
 // What the pass switches on and off for every transform.
 struct Phase {
@@ -49,15 +62,24 @@ class QuantWeight final : public nn::WeightTransform {
       f = fold_factor().reshape({-1, 1, 1, 1});
       wf = w * f;
     }
-    if (!qp_.defined() || (phase_->observing && dirty_)) refresh(wf);
+    const bool derive = !qp_.defined() || (phase_->observing && dirty_);
+    const int64_t rows = lsq_ ? 0 : fused_rows(wf, spec_);
     at::Tensor y;
-    if (lsq_) {
-      const double g = 1.0 / std::sqrt(static_cast<double>(
-                                 quant::elements_per_scale(wf.sizes(), spec_)) *
-                             static_cast<double>(spec_.qmax()));
-      y = quant::fake_quantize_lsq(wf, scale_, qp_.zero_point, spec_, g);
+    if (rows > 0 && derive && min_max_kind(obs_)) {
+      y = fused_refresh(wf, rows);
     } else {
-      y = quant::fake_quantize(wf, qp_);
+      if (derive) refresh(wf);
+      if (rows > 0 && fused_qparams(qp_, rows)) {
+        y = kernels::fake_quant_rows(wf, rows, qp_.scale, qp_.zero_point, spec_.qmin(), spec_.qmax(),
+                                     nullptr, &out_);
+      } else if (lsq_) {
+        const double g = 1.0 / std::sqrt(static_cast<double>(
+                                   quant::elements_per_scale(wf.sizes(), spec_)) *
+                               static_cast<double>(spec_.qmax()));
+        y = quant::fake_quantize_lsq(wf, scale_, qp_.zero_point, spec_, g);
+      } else {
+        y = quant::fake_quantize(wf, qp_);
+      }
     }
     return fold_ ? y / f : y;
   }
@@ -73,6 +95,8 @@ class QuantWeight final : public nn::WeightTransform {
       scale_init_ = true;
     }
   }
+  // refresh() and the fake quantization in one fused call (minmax / moving_average, no LSQ).
+  at::Tensor fused_refresh(const at::Tensor& wf, int64_t rows);
   void mark_dirty() { dirty_ = true; }
   // The qparams the export uses (the learned scale under LSQ).
   QParams qparams() const {
@@ -104,6 +128,7 @@ class QuantWeight final : public nn::WeightTransform {
   bool dirty_ = true, fold_ = false, scale_init_ = false;
   at::Tensor scale_ = at::zeros({}, at::kFloat).set_requires_grad(true);  // LSQ
   std::shared_ptr<torch::nn::BatchNorm2dImpl> bn_;
+  c10::Storage out_;  // the fused path's output buffer, reused once free
 };
 
 class QuantInput final : public nn::ActivationTransform {
@@ -117,7 +142,17 @@ class QuantInput final : public nn::ActivationTransform {
   at::Tensor forward(const at::Tensor& x) override {
     if (record_) recorded_ = x.detach();
     if (!phase_->active) return x;
-    if (phase_->observing && (is_training() || phase_->calibrating) && !pact_) {
+    const bool observe = phase_->observing && (is_training() || phase_->calibrating) && !pact_;
+    if (!pact_ && !lsq_ && !observer_.uses_histogram() && !observer_.distributed() &&
+        fused_rows(x, spec_) == 1) {
+      if (observe) return fused_observe(x);
+      if (dirty_) refresh();
+      SCULPT_CHECK(qp_.defined(), "quantize: an input observer has no data yet");
+      if (fused_qparams(qp_, 1))
+        return kernels::fake_quant_rows(x, 1, qp_.scale, qp_.zero_point, spec_.qmin(), spec_.qmax(),
+                                        nullptr, &out_);
+    }
+    if (observe) {
       observer_.observe(x);
       dirty_ = true;
     }
@@ -139,6 +174,8 @@ class QuantInput final : public nn::ActivationTransform {
     return quant::fake_quantize(x, qp_);
   }
 
+  // observe(), refresh() and the fake quantization in one fused call.
+  at::Tensor fused_observe(const at::Tensor& x);
   void refresh() {
     if (!observer_.seen()) return;
     qp_ = observer_.qparams();
@@ -175,6 +212,7 @@ class QuantInput final : public nn::ActivationTransform {
   at::Tensor alpha_;
   bool record_ = false;
   at::Tensor recorded_;
+  c10::Storage out_;  // the fused path's output buffer, reused once free
 };
 
 // A quantized layer: its transforms and what the summary reports.
