@@ -268,8 +268,10 @@ class EwcPass final : public CompressionPass {
         t.anchor[k] = t.anchor[k].to(p.param.device());
         t.fisher[k] = t.fisher[k].to(p.param.device());
       }
+      // No gradient: the parameter does not train this step (a `freeze` pass dropped it, or
+      // the loss did not reach it), and the penalty must not make it move either.
       auto& grad = p.param.mutable_grad();
-      if (!grad.defined()) grad = at::zeros_like(p.param);
+      if (!grad.defined()) continue;
       double sum = t.constant.empty() ? 0.0 : t.constant[k];
       auto on_device = penalty_into_grad(p.param, t.fisher[k], t.anchor[k], grad, p.lambda, sum);
       host_total += sum * (p.lambda / 2);

@@ -220,6 +220,17 @@ TEST_CASE("the EWC penalty is lambda/2 sum F (w - w*)^2 and its gradient lambda 
     for (const auto& [name, g] : expected_grad)
       if (p.key() == name || p.key() == name + "_raw")
         CHECK(torch::allclose(p.value().grad().to(torch::kDouble), g, 1e-4, 1e-7));
+  // A parameter without a gradient (dropped by `freeze`, or not reached) is left without one.
+  at::Tensor protected_param;
+  for (const auto& p : params)
+    if (expected_grad.count(p.key()) || expected_grad.count(p.key().substr(0, p.key().size() - 4)))
+      protected_param = p.value();
+  REQUIRE(protected_param.defined());
+  for (auto& p : model.parameters()) p.mutable_grad() = torch::zeros_like(p);
+  protected_param.mutable_grad().reset();
+  pass.after_backward(model, ctx);
+  CHECK_FALSE(protected_param.grad().defined());
+  CHECK(penalty_step(pass, model, ctx).get<double>() == Approx(hand).epsilon(1e-5));  // the others
 
   // Separate mode: one term per increment, folded into one for the step; the value is still
   // the sum of the terms.
