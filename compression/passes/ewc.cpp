@@ -252,8 +252,8 @@ class EwcPass final : public CompressionPass {
 
   // The penalty's gradient goes straight into the gradients, after backward (and after DDP's
   // reduction: it is the same on every rank), in one pass per parameter; its value
-  // (lambda/2 sum F (w - w*)^2, the same step's weights) is kept for the summary and
-  // penalty(), not added to the logged task loss.
+  // (lambda/2 sum F (w - w*)^2, the same step's weights) goes to the summary's "penalty", not
+  // into the logged task loss.
   void after_backward(models::Model& /*model*/, const StepContext& /*ctx*/) override {
     if (terms_.empty()) return;
     if (terms_.size() > 1 && merged_.fisher.empty()) merge_terms();
@@ -283,10 +283,6 @@ class EwcPass final : public CompressionPass {
     last_penalty_ = device_total.defined() ? device_total + host_total
                                            : at::scalar_tensor(host_total, at::kDouble);
   }
-  // The penalty at the last after_backward (undefined before any): a double scalar tensor on
-  // the parameters' device.
-  at::Tensor penalty() const { return last_penalty_; }
-
   CallbackState state_dict() const override {
     CallbackState s;
     for (size_t i = 0; i < terms_.size(); ++i)
