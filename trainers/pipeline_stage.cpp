@@ -94,8 +94,11 @@ std::unique_ptr<models::Model> make_stage(RunContext& ctx, models::Model& whole,
   } else {
     std::vector<double> weights;
     if (pc.balance == "time") {
-      // Every rank measures; the mean decides, so all ranks cut alike.
-      auto t = at::tensor(block_seconds(whole, sample), at::kDouble);
+      // On a micro-batch's worth of rows (the sample's, repeated). Every rank measures; the
+      // mean decides, so all ranks cut alike.
+      const int64_t rows = std::max<int64_t>(1, c.data.batch_size / pc.microbatches);
+      const auto timing_rows = at::arange(rows, at::kLong).remainder(sample.size(0));
+      auto t = at::tensor(block_seconds(whole, sample.index_select(0, timing_rows)), at::kDouble);
       world.all_reduce(t, ReduceOp::mean, "the measured block times");
       weights.assign(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
     } else {
@@ -188,6 +191,9 @@ StageStep pipeline_step(PipelineStage& ps, models::Model& model, const tasks::Ta
   fns.extra_loss = extra_loss;
   const auto st = pp::run_step(ps.gpipe ? pp::Schedule::gpipe : pp::Schedule::one_f_one_b,
                                ps.stage, ps.stages, rows, inputs, targets, fns, *ps.transport);
+  ps.busy_s += st.busy_seconds;
+  ps.wait_s += st.wait_seconds;
+  ps.peak_live = std::max(ps.peak_live, st.peak_live);
   return StageStep{st.loss, st.extra_loss, st.peak_live};
 }
 
@@ -299,9 +305,15 @@ nlohmann::json gather_summaries(PipelineStage& ps, const Callbacks& callbacks) {
   return out;
 }
 
-nlohmann::json stage_blocks(PipelineStage& ps, models::Model& model) {
-  const auto all = ps.pipe->all_gather(nlohmann::json(model.block_names()).dump(),
-                                       "the stages' block names");
+nlohmann::json stage_report(PipelineStage& ps, models::Model& model) {
+  const double total = ps.busy_s + ps.wait_s;
+  const nlohmann::json mine = {{"blocks", model.block_names()},
+                               {"params", model.parameter_count()},
+                               {"busy_s", ps.busy_s},
+                               {"wait_s", ps.wait_s},
+                               {"bubble", total > 0 ? ps.wait_s / total : 0.0},
+                               {"peak_live_microbatches", ps.peak_live}};
+  const auto all = ps.pipe->all_gather(mine.dump(), "the stages' reports");
   nlohmann::json out = nlohmann::json::array();
   for (const auto& a : all) out.push_back(nlohmann::json::parse(a));
   return out;

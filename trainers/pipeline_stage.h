@@ -59,6 +59,10 @@ struct PipelineStage {
   std::shared_ptr<Collectives> data;   // this stage's replicas; null with one replica
   std::unique_ptr<distributed::pipeline::Transport> transport;  // over `pipe`
   int64_t whole_params = 0;            // parameters of the whole model
+  // Measured over the training steps: compute, time blocked waiting for a neighbour, and the
+  // most micro-batches whose activations were held at once.
+  double busy_s = 0, wait_s = 0;
+  int64_t peak_live = 0;
 
   bool first() const { return stage == 0; }
   bool last() const { return stage == stages - 1; }
@@ -118,8 +122,9 @@ io::NamedTensors gather_model(PipelineStage& ps, models::Model& model);
 // Every stage's callback summaries, in stage order: [{stage, pass, summary}, ...] on stage 0.
 nlohmann::json gather_summaries(PipelineStage& ps, const Callbacks& callbacks);
 
-// The block names of every stage, in stage order (collective over the stages).
-nlohmann::json stage_blocks(PipelineStage& ps, models::Model& model);
+// Every stage, in stage order: its blocks and parameters, and its measured busy and waiting
+// seconds, idle fraction (the bubble) and peak micro-batches held (collective over the stages).
+nlohmann::json stage_report(PipelineStage& ps, models::Model& model);
 
 // Stage k's part of the run: <run>/stage_<k> (its checkpoints/ live there).
 std::filesystem::path stage_dir(const std::filesystem::path& run_dir, int64_t stage);

@@ -138,7 +138,10 @@ class StandardTrainer final : public Trainer {
     const auto& pc = c.distributed.pipeline;
     summary["pipeline"] = {{"stages", pc.stages},        {"replicas", stage.replicas},
                            {"schedule", pc.schedule},    {"microbatches", pc.microbatches},
-                           {"stage_blocks", stage_blocks(stage, *model)}};
+                           {"theoretical_bubble",
+                            static_cast<double>(pc.stages - 1) /
+                                static_cast<double>(pc.microbatches + pc.stages - 1)},
+                           {"per_stage", stage_report(stage, *model)}};
     write_run_outputs(ctx, gather_model(stage, *model), summary);
     return result;
   }

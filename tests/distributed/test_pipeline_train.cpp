@@ -113,8 +113,16 @@ TEST_CASE("pipeline 2 stages, 1F1B: sculpt train equals one process, pruning on 
 
   const auto s = nlohmann::json::parse(read_text(dir + "/pipe/summary.json"));
   CHECK(s["pipeline"]["stages"] == 2);
-  REQUIRE(s["pipeline"]["stage_blocks"].size() == 2);
-  const auto stage0 = s["pipeline"]["stage_blocks"][0], stage1 = s["pipeline"]["stage_blocks"][1];
+  const auto& stages = s["pipeline"]["per_stage"];
+  REQUIRE(stages.size() == 2);
+  const auto stage0 = stages[0]["blocks"], stage1 = stages[1]["blocks"];
+  // 1F1B: stage 0 holds at most 2 micro-batches (the stages), the last one 1.
+  CHECK(stages[0]["peak_live_microbatches"] == 2);
+  CHECK(stages[1]["peak_live_microbatches"] == 1);
+  for (const auto& st : stages) {
+    CHECK(st["bubble"].get<double>() > 0);
+    CHECK(st["bubble"].get<double>() < 1);
+  }
   CHECK(stage0.front() == "flatten");
   CHECK(stage1.back() == "head");
   // The prune pass ran on each stage, over that stage's layers only; summaries gathered on rank 0.
@@ -151,8 +159,13 @@ TEST_CASE("pipeline 4 stages, GPipe, cut by block names: equals one process",
                                  "distributed.pipeline.cuts=[hidden0,hidden1,3]",
                                  4, 12);
   const auto s = nlohmann::json::parse(read_text(dir + "/pipe/summary.json"));
-  CHECK(s["pipeline"]["stage_blocks"] ==
-        nlohmann::json::parse(R"([["flatten"], ["hidden0"], ["hidden1"], ["hidden2", "head"]])"));
+  std::vector<std::vector<std::string>> blocks;
+  for (const auto& st : s["pipeline"]["per_stage"]) {
+    blocks.push_back(st["blocks"].get<std::vector<std::string>>());
+    CHECK(st["peak_live_microbatches"] == 4);  // GPipe holds every micro-batch (4 by default)
+  }
+  CHECK(blocks == std::vector<std::vector<std::string>>{
+                      {"flatten"}, {"hidden0"}, {"hidden1"}, {"hidden2", "head"}});
 }
 
 TEST_CASE("pipeline 2 x data 2 (4 processes) equals plain DDP on 2 ranks",
