@@ -191,8 +191,12 @@ StageStep pipeline_step(PipelineStage& ps, models::Model& model, const tasks::Ta
   fns.extra_loss = extra_loss;
   const auto st = pp::run_step(ps.gpipe ? pp::Schedule::gpipe : pp::Schedule::one_f_one_b,
                                ps.stage, ps.stages, rows, inputs, targets, fns, *ps.transport);
+  // The step's window is the slowest stage's (the stages start together: every step ends in a
+  // collective); a stage is idle for the part of it it does not compute.
+  auto window = at::tensor({st.total_seconds}, at::kDouble);
+  ps.pipe->all_reduce(window, ReduceOp::max, "the pipeline step's duration");
   ps.busy_s += st.busy_seconds;
-  ps.wait_s += st.wait_seconds;
+  ps.window_s += window.item<double>();
   ps.peak_live = std::max(ps.peak_live, st.peak_live);
   return StageStep{st.loss, st.extra_loss, st.peak_live};
 }
@@ -306,12 +310,11 @@ nlohmann::json gather_summaries(PipelineStage& ps, const Callbacks& callbacks) {
 }
 
 nlohmann::json stage_report(PipelineStage& ps, models::Model& model) {
-  const double total = ps.busy_s + ps.wait_s;
   const nlohmann::json mine = {{"blocks", model.block_names()},
                                {"params", model.parameter_count()},
                                {"busy_s", ps.busy_s},
-                               {"wait_s", ps.wait_s},
-                               {"bubble", total > 0 ? ps.wait_s / total : 0.0},
+                               {"steps_s", ps.window_s},
+                               {"bubble", ps.window_s > 0 ? 1.0 - ps.busy_s / ps.window_s : 0.0},
                                {"peak_live_microbatches", ps.peak_live}};
   const auto all = ps.pipe->all_gather(mine.dump(), "the stages' reports");
   nlohmann::json out = nlohmann::json::array();

@@ -59,9 +59,9 @@ struct PipelineStage {
   std::shared_ptr<Collectives> data;   // this stage's replicas; null with one replica
   std::unique_ptr<distributed::pipeline::Transport> transport;  // over `pipe`
   int64_t whole_params = 0;            // parameters of the whole model
-  // Measured over the training steps: compute, time blocked waiting for a neighbour, and the
-  // most micro-batches whose activations were held at once.
-  double busy_s = 0, wait_s = 0;
+  // Measured over the training steps: this stage's forward/backward compute, the steps' windows
+  // (each the slowest stage's time), and the most micro-batches held at once.
+  double busy_s = 0, window_s = 0;
   int64_t peak_live = 0;
 
   bool first() const { return stage == 0; }
@@ -122,8 +122,9 @@ io::NamedTensors gather_model(PipelineStage& ps, models::Model& model);
 // Every stage's callback summaries, in stage order: [{stage, pass, summary}, ...] on stage 0.
 nlohmann::json gather_summaries(PipelineStage& ps, const Callbacks& callbacks);
 
-// Every stage, in stage order: its blocks and parameters, and its measured busy and waiting
-// seconds, idle fraction (the bubble) and peak micro-batches held (collective over the stages).
+// Every stage, in stage order: its blocks and parameters, its compute seconds, the steps'
+// seconds, its idle fraction of them (the bubble) and the most micro-batches it held
+// (collective over the stages).
 nlohmann::json stage_report(PipelineStage& ps, models::Model& model);
 
 // Stage k's part of the run: <run>/stage_<k> (its checkpoints/ live there).

@@ -214,3 +214,45 @@ TEST_CASE("quant-sensitivity reports each layer's drop and writes rules that mee
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Catch::Contains("over the budget"));
 }
+
+TEST_CASE("a pruned int8 export stores bitmask + values, smaller, and evaluates the same",
+          "[quantize][prune][cli]") {
+  const std::string dir = sculpt::test::temp_dir("quant-sparse");
+  const std::string prune =
+      "{name: prune, pattern: unstructured, sparsity: 0.9, schedule: agp, start: 10, end: 40, "
+      "every: 10}";
+  const auto dense = blobs_config(dir, "dense", "{epochs: 4, tensorboard: false}",
+                                  "[{name: quantize, freeze_observers_at: 3e}]");
+  const auto sparse = blobs_config(dir, "sparse", "{epochs: 4, tensorboard: false}",
+                                   "[" + prune + ", {name: quantize, freeze_observers_at: 3e}]");
+  for (const auto& cfg : {dense, sparse}) {  // big enough that the weights outweigh the headers
+    auto text = sculpt::test::read_text(cfg);
+    text.replace(text.find("hidden: [32, 16]"), 16, "hidden: [256, 128]");
+    text.replace(text.find("features: 8,"), 12, "features: 64,");
+    sculpt::test::write_text(cfg, text);
+    REQUIRE(run_process(kSculpt + " train " + cfg + " --log-level warn").exit_code == 0);
+  }
+  const auto md = nlohmann::json::parse(sculpt::test::read_text(dir + "/dense/quantized/manifest.json"));
+  const auto ms = nlohmann::json::parse(sculpt::test::read_text(dir + "/sparse/quantized/manifest.json"));
+  int sparse_layers = 0;
+  for (const auto& [name, l] : ms.at("layers").items()) {
+    INFO(name);
+    CHECK_FALSE(md.at("layers").at(name).contains("sparse"));  // a dense weight stays dense
+    if (!l.contains("sparse")) continue;
+    ++sparse_layers;
+    CHECK(l.at("sparse").at("format") == "bitmask");
+    int64_t n = 1;
+    for (auto d : l.at("shape")) n *= d.get<int64_t>();
+    // 90% pruned: about a tenth of the values remain (masked weights sit on the grid's zero).
+    CHECK(l.at("sparse").at("nnz").get<int64_t>() <= n / 8);
+  }
+  CHECK(sparse_layers >= 2);  // the 64x256 and 256x128 layers; the 128x3 head may stay dense
+  // Dense int8: 49,536 bytes of weights. 10% of them plus a bit each: about a quarter.
+  CHECK(ms.at("bytes").get<int64_t>() < md.at("bytes").get<int64_t>() * 35 / 100);
+  // The run verified its export against the fake-quant model, and eval reads it back.
+  const auto s = quant_summary(dir + "/sparse");
+  CHECK(s.at("verify_max_abs_diff").get<double>() <= s.at("verify_tolerance").get<double>());
+  const auto summary = nlohmann::json::parse(sculpt::test::read_text(dir + "/sparse/summary.json"));
+  CHECK(eval_quantized(sparse).at("val").at("accuracy").get<double>() ==
+        Approx(summary.at("final").at("val").at("accuracy").get<double>()).margin(0.02));
+}

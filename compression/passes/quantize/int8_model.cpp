@@ -72,6 +72,21 @@ at::Tensor unpack_int4(const at::Tensor& packed, const QSpec& s, at::IntArrayRef
   return at::stack({lo, hi}, 1).flatten().slice(0, 0, n).to(at::kInt).add(s.qmin()).reshape(shape);
 }
 
+// A bool tensor as bits, 8 per byte, least significant first, in row-major order.
+at::Tensor pack_bits(const at::Tensor& mask) {
+  at::Tensor b = mask.flatten().to(at::kByte);
+  const int64_t pad = (8 - b.numel() % 8) % 8;
+  if (pad) b = at::cat({b, at::zeros({pad}, b.options())});
+  const at::Tensor weights = at::pow(2, at::arange(8, at::kLong)).to(at::kByte);
+  return b.reshape({-1, 8}).mul(weights).sum(1).to(at::kByte);
+}
+
+at::Tensor unpack_bits(const at::Tensor& packed, int64_t n) {
+  const at::Tensor shifts = at::arange(8, at::kByte);
+  return packed.to(at::kByte).unsqueeze(1).bitwise_right_shift(shifts).bitwise_and(1).flatten()
+      .slice(0, 0, n).to(at::kBool);
+}
+
 // int8 GEMM of quantized rows x [M, K] (float) against a stored weight, with zero points.
 class Int8Gemm {
  public:
@@ -245,11 +260,24 @@ nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLa
                         {"shape", l.folded_weight.sizes().vec()},
                         {"folded_norm", l.folded_norm},
                         {"act", l.act.defined() ? spec_json(l.act.spec) : nlohmann::json()}};
-    if (l.weight.spec.bits <= 4) {
-      out.emplace_back(l.name + ".qweight_packed", pack_int4(q, l.weight.spec));
+    // A pruned weight: a bitmask of the entries off the grid's zero and only those values, when
+    // that is smaller than every value.
+    const bool int4 = l.weight.spec.bits <= 4;
+    const auto stored = [&](int64_t k) { return int4 ? (k + 1) / 2 : k; };
+    const at::Tensor off_zero =
+        q.ne(quantize_to_int(at::zeros_like(l.folded_weight), l.weight).cpu());
+    const int64_t n = q.numel(), nnz = off_zero.sum().item<int64_t>();
+    at::Tensor values = q;
+    if ((n + 7) / 8 + stored(nnz) < stored(n)) {
+      values = q.flatten().masked_select(off_zero.flatten());
+      out.emplace_back(l.name + ".qweight_mask", pack_bits(off_zero));
+      j["sparse"] = {{"format", "bitmask"}, {"nnz", nnz}};
+    }
+    if (int4) {
+      out.emplace_back(l.name + ".qweight_packed", pack_int4(values, l.weight.spec));
       j["packed"] = "int4";
     } else {
-      out.emplace_back(l.name + ".qweight", (q - storage_offset(l.weight.spec)).to(at::kChar));
+      out.emplace_back(l.name + ".qweight", (values - storage_offset(l.weight.spec)).to(at::kChar));
       j["packed"] = "int8";
     }
     out.emplace_back(l.name + ".w_scale", l.weight.scale.to(at::kFloat).cpu().contiguous());
@@ -322,9 +350,27 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
     w.scale = take(name + ".w_scale").to(at::kFloat);
     w.zero_point = w.spec.symmetric ? at::zeros_like(w.scale)
                                     : take(name + ".w_zero_point").to(at::kFloat);
-    at::Tensor q = j.value("packed", "int8") == "int4"
-                       ? unpack_int4(take(name + ".qweight_packed"), w.spec, shape)
-                       : take(name + ".qweight").to(at::kInt) + storage_offset(w.spec);
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    const bool sparse = j.contains("sparse");
+    const int64_t count = sparse ? j.at("sparse").at("nnz").get<int64_t>() : n;
+    at::Tensor values = j.value("packed", "int8") == "int4"
+                            ? unpack_int4(take(name + ".qweight_packed"), w.spec, {count})
+                            : take(name + ".qweight").to(at::kInt) + storage_offset(w.spec);
+    SCULPT_CHECK(values.numel() == count, tpath.string(), ": layer ", name, " stores ",
+                 values.numel(), " weight values, its manifest says ", count);
+    at::Tensor q = sparse ? at::Tensor() : values.reshape(shape);
+    if (sparse) {  // the grid's zero everywhere, then the stored values where the mask says
+      const auto mask = unpack_bits(take(name + ".qweight_mask"), n);
+      SCULPT_CHECK(mask.sum().item<int64_t>() == count, tpath.string(), ": layer ", name,
+                   ": its bitmask marks ", mask.sum().item<int64_t>(), " weights, its manifest ",
+                   count);
+      q = quantize_to_int(at::zeros(shape, at::kFloat), w).to(at::kInt).flatten();
+      q.masked_scatter_(mask, values.to(at::kInt));
+      q = q.reshape(shape);
+      log::info("quantized ", name, ": stored as a bitmask and ", count, " of ", n,
+                " values; it runs dense");
+    }
     at::Tensor bias = file.count(name + ".bias_q") ? take(name + ".bias_q") : at::Tensor();
     QParams a;
     if (!j.at("act").is_null()) {
