@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "compression/passes/prune_core.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/io/safetensors.h"
@@ -70,21 +71,6 @@ at::Tensor unpack_int4(const at::Tensor& packed, const QSpec& s, at::IntArrayRef
   for (auto d : shape) n *= d;
   const at::Tensor lo = packed.bitwise_and(15), hi = packed.bitwise_right_shift(4);
   return at::stack({lo, hi}, 1).flatten().slice(0, 0, n).to(at::kInt).add(s.qmin()).reshape(shape);
-}
-
-// A bool tensor as bits, 8 per byte, least significant first, in row-major order.
-at::Tensor pack_bits(const at::Tensor& mask) {
-  at::Tensor b = mask.flatten().to(at::kByte);
-  const int64_t pad = (8 - b.numel() % 8) % 8;
-  if (pad) b = at::cat({b, at::zeros({pad}, b.options())});
-  const at::Tensor weights = at::pow(2, at::arange(8, at::kLong)).to(at::kByte);
-  return b.reshape({-1, 8}).mul(weights).sum(1).to(at::kByte);
-}
-
-at::Tensor unpack_bits(const at::Tensor& packed, int64_t n) {
-  const at::Tensor shifts = at::arange(8, at::kByte);
-  return packed.to(at::kByte).unsqueeze(1).bitwise_right_shift(shifts).bitwise_and(1).flatten()
-      .slice(0, 0, n).to(at::kBool);
 }
 
 // int8 GEMM of quantized rows x [M, K] (float) against a stored weight, with zero points.
@@ -270,7 +256,7 @@ nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLa
     at::Tensor values = q;
     if ((n + 7) / 8 + stored(nnz) < stored(n)) {
       values = q.flatten().masked_select(off_zero.flatten());
-      out.emplace_back(l.name + ".qweight_mask", pack_bits(off_zero));
+      out.emplace_back(l.name + ".qweight_mask", compression::prune::pack_bits(off_zero));
       j["sparse"] = {{"format", "bitmask"}, {"nnz", nnz}};
     }
     if (int4) {
@@ -361,7 +347,7 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
                  values.numel(), " weight values, its manifest says ", count);
     at::Tensor q = sparse ? at::Tensor() : values.reshape(shape);
     if (sparse) {  // the grid's zero everywhere, then the stored values where the mask says
-      const auto mask = unpack_bits(take(name + ".qweight_mask"), n);
+      const auto mask = compression::prune::unpack_bits(take(name + ".qweight_mask"), {n});
       SCULPT_CHECK(mask.sum().item<int64_t>() == count, tpath.string(), ": layer ", name,
                    ": its bitmask marks ", mask.sum().item<int64_t>(), " weights, its manifest ",
                    count);
