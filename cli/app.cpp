@@ -59,6 +59,12 @@ int run_sculpt(int argc, char** argv) {
                                      "evaluate the integer model a quantize pass exported "
                                      "(default folder: <run dir>/quantized)")
                         ->expected(0, 1);
+  std::string sparse_dir;
+  auto* sparse = eval->add_option("--sparse", sparse_dir,
+                                  "evaluate the sparse model a prune pass exported (BSR and "
+                                  "bitmask layers; default folder: <run dir>/sparse)")
+                     ->expected(0, 1);
+  quantized->excludes(sparse);
   add_plugin_option(eval);
 
   std::string file;
@@ -104,7 +110,7 @@ int run_sculpt(int argc, char** argv) {
     if (*train) return cmd_train(config_path, overrides, plugins, log_level);
     if (*eval)
       return cmd_eval(config_path, overrides, plugins, weights, quantized->count() > 0,
-                      quantized_dir);
+                      quantized_dir, sparse->count() > 0, sparse_dir);
     if (*inspect) return cmd_inspect(file);
     if (*qs) return cmd_quant_sensitivity(config_path, overrides, plugins, weights, sens);
     return 2;

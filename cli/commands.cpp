@@ -8,6 +8,7 @@
 
 #include "compression/pass.h"
 #include "compression/passes/quantize/int8_model.h"
+#include "compression/passes/sparse_export.h"
 #include "compression/passes/quantize/quantize.h"
 #include "core/io/atomic_file.h"
 #include "compression/plugin.h"
@@ -76,7 +77,7 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
 
 int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
              const std::vector<std::string>& plugins, std::string weights, bool quantized,
-             std::string quantized_dir) {
+             std::string quantized_dir, bool sparse, std::string sparse_dir) {
   auto cfg = load_config(path, overrides, plugins);
   auto device = resolve_device(cfg.run.device);
   std::cout << "{";
@@ -91,6 +92,14 @@ int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
     const auto bytes = manifest.at("bytes").get<int64_t>();
     const auto fp32 = manifest.at("fp32_bytes").get<int64_t>();
     std::cout << "\"bytes\": {\"quantized\": " << bytes << ", \"fp32\": " << fp32
+              << ", \"ratio\": " << config::format_double(static_cast<double>(bytes) / fp32) << "}";
+    sep = ", ";
+  } else if (sparse) {
+    if (sparse_dir.empty()) sparse_dir = (RunContext::dir_for(cfg) / "sparse").string();
+    const auto manifest = compression::prune::load_sparse(*parts.model, sparse_dir);
+    const auto bytes = manifest.at("bytes").get<int64_t>();
+    const auto fp32 = manifest.at("dense_fp32_bytes").get<int64_t>();
+    std::cout << "\"bytes\": {\"sparse\": " << bytes << ", \"fp32\": " << fp32
               << ", \"ratio\": " << config::format_double(static_cast<double>(bytes) / fp32) << "}";
     sep = ", ";
   } else {

@@ -17,7 +17,7 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
 // <run dir>/quantized) instead of float weights.
 int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
              const std::vector<std::string>& plugins, std::string weights, bool quantized = false,
-             std::string quantized_dir = "");
+             std::string quantized_dir = "", bool sparse = false, std::string sparse_dir = "");
 int cmd_inspect(const std::string& file);
 struct SensitivityArgs {
   int64_t batches = 8;

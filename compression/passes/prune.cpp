@@ -10,6 +10,8 @@
 // come from DDP's averaged gradients and magnitudes from identical weights, but RigL's dense
 // gradients are each rank's own, so rank 0 decides for all.
 #include "compression/passes/prune.h"
+#include "compression/passes/sparse_export.h"
+#include "core/run/run_context.h"
 
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -134,7 +136,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     }
   }
 
-  void finalize(models::Model& model, const StepContext& /*ctx*/) override {
+  void finalize(models::Model& model, const StepContext& ctx) override {
     torch::NoGradGuard no_grad;
     // Bake each mask into its raw weight and drop the transform.
     for (auto& l : layers_) {
@@ -147,6 +149,29 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
         cuts.push_back({l.name, l.norm, l.mask->unit_mask().to(at::kCPU)});
     if (!cuts.empty()) removed_ = prune::remove_channels(model, cuts, name());
     install_runtimes(model);
+    write_sparse_export(model, ctx);
+  }
+
+  // <run>/sparse: block-pruned weights in BSR, others as bitmask + values (rank 0; a pipeline
+  // stage holds part of the model only, so none there).
+  void write_sparse_export(models::Model& model, const StepContext& ctx) {
+    std::vector<prune::SparseTarget> targets;
+    for (const auto& l : layers_)
+      if (l.o.export_sparse) targets.push_back({l.name, l.o.pattern == "block" ? l.o.block : 0});
+    if (targets.empty() || !ctx.run || !ctx.run->writes_files()) return;
+    if (ctx.run->config().distributed.pipeline.stages > 1) {
+      log::info("prune: no sparse export under a pipeline (each stage holds part of the model)");
+      return;
+    }
+    const auto dir = (ctx.run->dir() / "sparse").string();
+    const auto m = prune::export_sparse(model, targets, dir);
+    exported_ = {{"dir", dir},
+                 {"bytes", m.at("bytes")},
+                 {"dense_fp32_bytes", m.at("dense_fp32_bytes")},
+                 {"sparse_layers", m.at("layers").size()}};
+    log::info("prune: sparse export ", dir, ": ", m.at("bytes").get<int64_t>(), " bytes (dense FP32 ",
+              m.at("dense_fp32_bytes").get<int64_t>(), "), ", m.at("layers").size(),
+              " layer(s) stored sparse");
   }
 
   // Block-pruned Linear layers compute through the BSR kernel (CPU) where it pays.
@@ -269,6 +294,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
                           {"sparse_bytes", bytes},
                           {"charts", charts()}};
     if (!removed_.is_null()) out["removed"] = removed_;
+    if (!exported_.is_null()) out["sparse_export"] = exported_;
     if (!runtimes_.empty()) out["runtimes"] = runtimes_;
     return out;
   }
@@ -582,6 +608,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
   int64_t step_ = 0;
   nlohmann::json curve_ = nlohmann::json::array();
   nlohmann::json removed_;  // physical removal: what was cut
+  nlohmann::json exported_;  // the sparse export written at finalize
   nlohmann::json runtimes_ = nlohmann::json::object();  // layer -> its BSR runtime
 };
 

@@ -34,6 +34,7 @@ struct PruneOptions : config::Section {
   double max_sparsity = 1.0;
   std::string runtime = "auto";          // block: bsr | dense | auto (BSR below the crossover)
   bool remove = true;                    // channel: physically remove pruned channels at finalize
+  bool export_sparse = true;             // write the layer sparse in <run>/sparse at the end
   void visit(config::Visitor& v) override;
   void check(config::Checker& c) const override;
 };

@@ -49,6 +49,9 @@ void PruneOptions::visit(config::Visitor& v) {
            "always, dense never");
   v.field("remove", remove,
           "prune channel: remove pruned channels at the end (mlp, lenet5): a smaller dense model");
+  v.field("export", export_sparse,
+          "prune: store the layer sparse in <run>/sparse at the end (block patterns as BSR, others "
+          "as a bitmask + values, where smaller than dense); sculpt eval --sparse reads it");
 }
 
 void PruneOptions::check(config::Checker& c) const {

@@ -75,4 +75,17 @@ nlohmann::json read_json_file(const std::string& path) {
   }
 }
 
+void replace_dir_atomic(const std::string& dir,
+                        const std::function<void(const std::filesystem::path& tmp)>& fill) {
+  namespace fs = std::filesystem;
+  const fs::path target(dir), tmp = dir + ".tmp", old = dir + ".old";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  fill(tmp);
+  fs::remove_all(old);
+  if (fs::exists(target)) fs::rename(target, old);
+  fs::rename(tmp, target);
+  fs::remove_all(old);
+}
+
 }  // namespace sculpt::io

@@ -2,6 +2,8 @@
 // A reader sees the old file or the new one, never a torn one.
 #pragma once
 
+#include <filesystem>
+#include <functional>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
@@ -9,6 +11,11 @@ namespace sculpt::io {
 
 // Writes `data` to `path` atomically. Throws std::runtime_error naming the file on failure.
 void write_file_atomic(const std::string& path, const std::string& data);
+
+// Replaces the folder `dir` as a whole: `fill` writes the new contents into a temporary folder
+// beside it, which then takes its place; a failure in `fill` leaves `dir` as it was.
+void replace_dir_atomic(const std::string& dir,
+                        const std::function<void(const std::filesystem::path& tmp)>& fill);
 
 // Reads a whole file; throws UserError naming the file when it cannot be opened.
 std::string read_file(const std::string& path);

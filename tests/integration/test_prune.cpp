@@ -123,3 +123,47 @@ TEST_CASE("sculpt eval loads a channel-removed model and runs block-sparse layer
     CHECK_THAT(r.out, Catch::Contains("head.seq.0 [4, 32]: 2:4, magnitude, agp to 0.5"));
   }
 }
+
+TEST_CASE("the sparse export: BSR and bitmask layers, smaller, and sculpt eval --sparse matches",
+          "[prune][cli]") {
+  const std::string dir = sculpt::test::temp_dir("prune-sparse-export");
+  // Blocks on the hidden layers, unstructured on the head.
+  const auto cfg = train_tiny(dir,
+                              "{name: prune, pattern: block, block: 8, sparsity: 0.75, start: 5, "
+                              "end: 40, every: 5, overrides: [{layers: 'head.*', pattern: "
+                              "unstructured, sparsity: 0.8}]}");
+  const auto manifest =
+      nlohmann::json::parse(sculpt::test::read_text(dir + "/out/sparse/manifest.json"));
+  const auto& layers = manifest.at("layers");
+  REQUIRE(layers.contains("hidden1.seq.0"));
+  CHECK(layers.at("hidden1.seq.0").at("storage") == "bsr");
+  CHECK(layers.at("hidden1.seq.0").at("blocks") == 4);  // a quarter of the 4 x 4 blocks
+  REQUIRE(layers.contains("head.seq.0"));
+  CHECK(layers.at("head.seq.0").at("storage") == "bitmask");
+  CHECK(layers.at("head.seq.0").at("nnz").get<int64_t>() <= 4 * 32 / 5 + 1);
+  // Smaller than the dense weights file of the same run.
+  CHECK(manifest.at("bytes").get<int64_t>() <
+        static_cast<int64_t>(std::filesystem::file_size(dir + "/out/model.safetensors")) * 3 / 4);
+  // The file holds no dense copy of the sparse weights.
+  for (const auto& [name, t] : sculpt::io::load_safetensors(dir + "/out/sparse/model.safetensors"))
+    CHECK(name != "hidden1.seq.0.weight");
+  // Evaluated from the export: the same metrics as from the dense file, the BSR layers on the
+  // block-sparse kernel, the bitmask one dense, each said in the log.
+  auto dense = nlohmann::json::parse(sculpt_ok("eval", cfg).out);
+  auto r = sculpt_ok("eval --sparse", cfg);
+  CHECK_THAT(r.err, Catch::Contains("sparse: hidden1.seq.0 runs block-sparse"));
+  CHECK_THAT(r.err, Catch::Contains("sparse: head.seq.0: stored as a bitmask"));
+  auto sparse = nlohmann::json::parse(r.out);
+  for (const char* split : {"train", "val"}) {
+    INFO(split);
+    CHECK(sparse[split]["accuracy"] == dense[split]["accuracy"]);
+    CHECK(sparse[split]["loss"].get<double>() ==
+          Approx(dense[split]["loss"].get<double>()).margin(1e-5));
+  }
+  CHECK(sparse["bytes"]["ratio"].get<double>() < 0.75);
+  // A damaged export is an error naming the file, exit code 2.
+  sculpt::test::write_text(dir + "/out/sparse/manifest.json", "{\"format\": \"other\"}");
+  auto bad = sculpt::test::run_process(std::string(SCULPT_BIN) + " eval --sparse " + cfg);
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("sparse/manifest.json: format is not sculpt-sparse"));
+}

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "compression/export_dir.h"
 #include "compression/passes/prune_core.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
@@ -283,39 +284,17 @@ nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLa
   }
   manifest["fp32_bytes"] = fp32_bytes(model);
 
-  const fs::path target(dir);
-  const fs::path tmp = target.string() + ".tmp";
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  io::save_safetensors((tmp / "model.safetensors").string(), out, {{"format", kFormat}});
-  manifest["bytes"] = static_cast<int64_t>(fs::file_size(tmp / "model.safetensors"));
-  io::write_file_atomic((tmp / "manifest.json").string(), manifest.dump(2) + "\n");
-  const fs::path old = target.string() + ".old";
-  fs::remove_all(old);
-  if (fs::exists(target)) fs::rename(target, old);
-  fs::rename(tmp, target);
-  fs::remove_all(old);
+  compression::write_export(dir, out, manifest, kFormat);
   return manifest;
 }
 
 nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
   at::NoGradGuard no_grad;
-  const fs::path mpath = fs::path(dir) / "manifest.json", tpath = fs::path(dir) / "model.safetensors";
-  SCULPT_CHECK(fs::exists(mpath) && fs::exists(tpath), dir,
-               ": not a quantized export (expected manifest.json and model.safetensors; a "
-               "quantize pass writes <run>/quantized when training ends)");
-  const nlohmann::json manifest = io::read_json_file(mpath.string());
-  SCULPT_CHECK(manifest.value("format", "") == kFormat, mpath.string(), ": format is not ",
-               kFormat);
-  std::map<std::string, at::Tensor> file;
-  for (auto& [n, t] : io::load_safetensors(tpath.string())) file[n] = t;
-  auto take = [&](const std::string& n) {
-    auto it = file.find(n);
-    SCULPT_CHECK(it != file.end(), tpath.string(), ": tensor '", n, "' is missing");
-    at::Tensor t = it->second;
-    file.erase(it);
-    return t;
-  };
+  compression::ExportReader reader(dir, kFormat, "a quantize pass writes <run>/quantized when training ends");
+  const nlohmann::json& manifest = reader.manifest();
+  const std::string mpath = reader.manifest_path(), tpath = reader.tensors_path();
+  auto& file = reader.rest();
+  auto take = [&](const std::string& n) { return reader.take(n); };
   auto mods = modules_by_name(model);
   std::set<std::string> replaced;
   const auto device = model.parameters().empty() ? c10::Device(c10::kCPU)
@@ -324,11 +303,11 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
                                 "the kernels issue)");
   for (const auto& [name, j] : manifest.at("layers").items()) {
     auto it = mods.find(name);
-    SCULPT_CHECK(it != mods.end(), mpath.string(), ": layer '", name, "' is not in the model");
+    SCULPT_CHECK(it != mods.end(), mpath, ": layer '", name, "' is not in the model");
     auto layer = std::dynamic_pointer_cast<nn::Compressible>(it->second);
-    SCULPT_CHECK(layer, mpath.string(), ": '", name, "' is not a compressible layer");
+    SCULPT_CHECK(layer, mpath, ": '", name, "' is not a compressible layer");
     const auto shape = j.at("shape").get<std::vector<int64_t>>();
-    SCULPT_CHECK(at::IntArrayRef(shape) == layer->raw_weight().sizes(), mpath.string(), ": layer ",
+    SCULPT_CHECK(at::IntArrayRef(shape) == layer->raw_weight().sizes(), mpath, ": layer ",
                  name, " has shape ", at::IntArrayRef(shape), " but the model's is ",
                  layer->raw_weight().sizes());
     QParams w;
@@ -343,12 +322,12 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
     at::Tensor values = j.value("packed", "int8") == "int4"
                             ? unpack_int4(take(name + ".qweight_packed"), w.spec, {count})
                             : take(name + ".qweight").to(at::kInt) + storage_offset(w.spec);
-    SCULPT_CHECK(values.numel() == count, tpath.string(), ": layer ", name, " stores ",
+    SCULPT_CHECK(values.numel() == count, tpath, ": layer ", name, " stores ",
                  values.numel(), " weight values, its manifest says ", count);
     at::Tensor q = sparse ? at::Tensor() : values.reshape(shape);
     if (sparse) {  // the grid's zero everywhere, then the stored values where the mask says
       const auto mask = compression::prune::unpack_bits(take(name + ".qweight_mask"), {n});
-      SCULPT_CHECK(mask.sum().item<int64_t>() == count, tpath.string(), ": layer ", name,
+      SCULPT_CHECK(mask.sum().item<int64_t>() == count, tpath, ": layer ", name,
                    ": its bitmask marks ", mask.sum().item<int64_t>(), " weights, its manifest ",
                    count);
       q = quantize_to_int(at::zeros(shape, at::kFloat), w).to(at::kInt).flatten();
@@ -410,7 +389,7 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
     const std::string norm = j.value("folded_norm", "");
     if (!norm.empty()) {
       auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(mods.at(norm));
-      SCULPT_CHECK(bn, mpath.string(), ": folded norm '", norm, "' is not a BatchNorm2d");
+      SCULPT_CHECK(bn, mpath, ": folded norm '", norm, "' is not a BatchNorm2d");
       // An exact identity: (x - 0) / sqrt(1 + 0) * 1 + 0.
       bn->running_mean.zero_();
       bn->running_var.fill_(1);
@@ -424,11 +403,11 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
   for (auto& [name, t] : model.state_tensors()) {
     if (replaced.count(name)) continue;
     at::Tensor v = take(name);
-    SCULPT_CHECK(v.sizes() == t.sizes(), tpath.string(), ": tensor '", name, "' has shape ",
+    SCULPT_CHECK(v.sizes() == t.sizes(), tpath, ": tensor '", name, "' has shape ",
                  v.sizes(), " but the model expects ", t.sizes());
     t.copy_(v);
   }
-  SCULPT_CHECK(file.empty(), tpath.string(), ": tensor '", file.begin()->first,
+  SCULPT_CHECK(file.empty(), tpath, ": tensor '", file.begin()->first,
                "' belongs to no layer of this model (an export of another model?)");
   return manifest;
 }
