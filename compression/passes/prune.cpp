@@ -148,6 +148,15 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
       if (l.o.pattern == "channel" && l.o.remove && l.mask->unit_mask().defined())
         cuts.push_back({l.name, l.norm, l.mask->unit_mask().to(at::kCPU)});
     if (!cuts.empty()) removed_ = prune::remove_channels(model, cuts, name());
+    std::vector<prune::HeadCut> head_cuts;
+    for (auto& l : layers_)
+      if (l.o.pattern == "head" && l.o.remove && l.mask->unit_mask().defined())
+        head_cuts.push_back({l.name, l.mask->unit_mask().to(at::kCPU).to(at::kBool)});
+    if (!head_cuts.empty()) {
+      auto heads = prune::remove_heads(model, head_cuts, name());
+      if (removed_.is_null()) removed_ = heads;
+      else removed_["heads"] = heads;
+    }
     install_runtimes(model);
     write_sparse_export(model, ctx);
   }
@@ -246,10 +255,9 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
 
   std::string pipeline_limitation() const override {
     for (const auto& l : layers_) {
-      if ((l.o.pattern == "channel" || l.o.pattern == "head") && l.o.remove)
-        return "layer " + l.name + " has its " + l.o.pattern +
-               "s removed at finalize, which resizes layers that may live on the next stage "
-               "(set remove: false to keep the masks)";
+      if (l.o.pattern == "channel" && l.o.remove)  // (heads stay within their attention)
+        return "layer " + l.name + " has its channels removed at finalize, which resizes the "
+               "next layer, possibly on the next stage (set remove: false to keep the masks)";
       if (!l.o.group.empty())
         return "layer " + l.name + " shares the budget of group '" + l.o.group +
                "', which would be split per stage";

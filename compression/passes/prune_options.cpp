@@ -48,7 +48,8 @@ void PruneOptions::visit(config::Visitor& v) {
            "block density is at most the measured CPU crossover of the kernels' dispatcher, bsr "
            "always, dense never");
   v.field("remove", remove,
-          "prune channel: remove pruned channels at the end (mlp, lenet5): a smaller dense model");
+          "prune channel/head: remove pruned channels (mlp, lenet5, resnet inner convs) or attention "
+          "heads (transformers) at the end: a smaller dense model");
   v.field("export", export_sparse,
           "prune: store the layer sparse in <run>/sparse at the end (block patterns as BSR, others "
           "as a bitmask + values, where smaller than dense); sculpt eval --sparse reads it");

@@ -59,7 +59,9 @@ at::Tensor join(const at::Tensor& h, const at::Tensor& valid) {
 
 class Attention final : public torch::nn::Module, public AttentionRecorder {
  public:
-  Attention(int64_t d, int64_t heads, double dropout) : heads_(heads), dropout_(dropout) {
+  // The head count follows q's rows (head_dim_ each): a pruned attention with heads removed
+  // (prune pattern head) loads and runs with fewer.
+  Attention(int64_t d, int64_t heads, double dropout) : head_dim_(d / heads), dropout_(dropout) {
     q_ = register_module("q", std::make_shared<nn::Linear>(d, d));
     k_ = register_module("k", std::make_shared<nn::Linear>(d, d));
     v_ = register_module("v", std::make_shared<nn::Linear>(d, d));
@@ -70,7 +72,7 @@ class Attention final : public torch::nn::Module, public AttentionRecorder {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& mem, const at::Tensor& key_ok,
                      bool causal) {
     auto heads = [&](const at::Tensor& t) {
-      return t.view({t.size(0), t.size(1), heads_, -1}).transpose(1, 2);
+      return t.view({t.size(0), t.size(1), -1, head_dim_}).transpose(1, 2);
     };
     auto q = heads(q_->forward(x)), k = heads(k_->forward(mem)), v = heads(v_->forward(mem));
     const double p = is_training() ? dropout_ : 0.0;
@@ -99,7 +101,7 @@ class Attention final : public torch::nn::Module, public AttentionRecorder {
   const at::Tensor& attention() const override { return probs_; }
 
  private:
-  int64_t heads_;
+  int64_t head_dim_;
   double dropout_;
   bool record_ = false;
   at::Tensor probs_;

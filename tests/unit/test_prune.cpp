@@ -389,6 +389,66 @@ TEST_CASE("channel pruning removes neurons and filters: same outputs, smaller mo
   }
 }
 
+TEST_CASE("transformer heads and feed-forward neurons are removed: same outputs, reloadable",
+          "[prune]") {
+  sculpt::cli::register_builtins();
+  torch::manual_seed(6);
+  const auto cfg = Config::parse(
+      "model: {name: transformer_encoder, d_model: 16, heads: 4, layers: 2, patch_size: 4}\n"
+      "data: {name: synthetic_blobs}\n"
+      "compression: [{name: prune, pattern: head, heads: 4, schedule: one_shot, sparsity: 0.5, "
+      "include: ['.*self_attn.o']}]\n");
+  const auto spec = spec_of({1, 8, 8}, 10);
+  auto model = model_for(cfg, spec);
+  model->eval();
+  auto pass = the_pass(cfg);
+  sculpt::trainers::StepContext ctx;
+  ctx.total_steps = 10;
+  pass->attach(*model, ctx);  // start 0: pruned at attach
+  const auto x = torch::randn({3, 1, 8, 8});
+  const auto masked = model->forward(x).detach();
+  pass->finalize(*model, ctx);
+  const auto removed = model->forward(x).detach();
+  CHECK(torch::allclose(removed, masked, 1e-5, 1e-5));
+  const auto summary = pass->summary()["removed"];
+  REQUIRE(summary["layers"].size() == 2);
+  for (const auto& l : summary["layers"]) {
+    CHECK(l["heads_before"] == 4);
+    CHECK(l["heads"] == 2);
+  }
+  for (const auto& [n, l] : sculpt::nn::compressible_layers(*model)) {
+    INFO(n);
+    if (n.find("self_attn.q") != std::string::npos) CHECK(l->raw_weight().size(0) == 8);
+    if (n.find("self_attn.o") != std::string::npos) CHECK(l->raw_weight().size(1) == 8);
+  }
+  // A fresh model built from the config loads the smaller weights and runs 2 heads.
+  auto fresh = model_for(cfg, spec);
+  fresh->eval();
+  fresh->load_state_tensors(model->state_tensors(), "pruned");
+  CHECK(torch::allclose(fresh->forward(x), masked, 1e-5, 1e-5));
+
+  // Feed-forward neurons (fc1 outputs, fc2 inputs) go too; other transformer outputs stay zeros.
+  const auto ffn = Config::parse(
+      "model: {name: transformer_encoder, d_model: 16, heads: 4, layers: 2, patch_size: 4}\n"
+      "data: {name: synthetic_blobs}\n"
+      "compression: [{name: prune, pattern: channel, schedule: one_shot, sparsity: 0.5, "
+      "include: ['.*fc1', '.*self_attn.v']}]\n");
+  auto m2 = model_for(ffn, spec);
+  m2->eval();
+  auto p2 = the_pass(ffn);
+  p2->attach(*m2, ctx);
+  const auto masked2 = m2->forward(x).detach();
+  p2->finalize(*m2, ctx);
+  CHECK(torch::allclose(m2->forward(x).detach(), masked2, 1e-5, 1e-5));
+  for (const auto& [n, l] : sculpt::nn::compressible_layers(*m2)) {
+    INFO(n);
+    if (n.find(".fc1") != std::string::npos) CHECK(l->raw_weight().size(0) == 32);  // of 64
+    if (n.find(".fc2") != std::string::npos) CHECK(l->raw_weight().size(1) == 32);
+    if (n.find("self_attn.v") != std::string::npos) CHECK(l->raw_weight().size(0) == 16);
+  }
+  CHECK(p2->summary()["removed"]["kept_as_zeros"].size() == 2);  // the two v projections
+}
+
 TEST_CASE("prune config errors name the pass, key and layer", "[prune]") {
   sculpt::cli::register_builtins();
   CHECK_THROWS_WITH(Config::parse(std::string(kRun) +
