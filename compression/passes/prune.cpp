@@ -83,6 +83,10 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
       l.sched = resolve(l.o, ctx.total_steps, per_epoch, t.name);
       l.sizes = prune::unit_sizes(l.rows, l.cols, l.pattern);
       if (l.o.pattern == "channel")
+        for (const auto& g : model.channel_groups())
+          for (const auto& producer : g.producers)
+            if (producer == t.name) l.coupled = g.name;
+      if (l.o.pattern == "channel")
         for (const auto& [layer, norm] : model.norm_pairs())
           if (layer == t.name) {
             l.norm = norm;
@@ -352,6 +356,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     int64_t acc_steps = 0;
     int64_t positions = 1;  // output positions per sample (FLOPs)
     std::string norm;                    // channel: the norm layer that follows (norm_pairs)
+    std::string coupled;                 // channel: the model's channel group it adds into
     std::vector<at::Tensor> norm_params;  // its weight and bias
   };
 
@@ -503,7 +508,9 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     std::vector<std::vector<Layer*>> batches;
     for (auto& l : layers_) {
       if (!prune::update_due(l.sched, t)) continue;
-      if (l.o.group.empty()) {
+      if (!l.coupled.empty()) {  // a residual stream: one mask for all its producers
+        groups["\x01" + l.coupled].push_back(&l);
+      } else if (l.o.group.empty()) {
         batches.push_back({&l});
       } else {
         groups[l.o.group].push_back(&l);
@@ -525,6 +532,25 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
         if (m.defined()) u = u.masked_fill(m.to(at::kCPU).logical_not(),
                                            -std::numeric_limits<double>::infinity());
         unit_scores.push_back(u);
+      }
+      if (!lead.coupled.empty()) {
+        // The producers' channel scores, each layer's scaled by its mean, summed: the channels
+        // of the stream, kept or pruned in every producer alike.
+        at::Tensor sum;
+        for (const auto& u : unit_scores) {
+          const auto finite = u.masked_select(u.isfinite());
+          const double mean = finite.numel() ? finite.abs().mean().item<double>() : 1.0;
+          const auto scaled = u / (mean > 0 ? mean : 1.0);
+          sum = sum.defined() ? sum + scaled : scaled;
+        }
+        auto unit = prune::select_units(sum, lead.sizes, target, lead.pattern);
+        if (!unit.any().item<bool>()) unit.view(-1).index_fill_(0, sum.reshape(-1).argmax(), true);
+        for (auto* l : members) {
+          set_mask(*l, unit.clone(), ctx);
+          l->acc = at::Tensor();
+          l->acc_steps = 0;
+        }
+        continue;
       }
       std::vector<double> share(members.size(), target);
       if (members.size() > 1 || !lead.o.group.empty()) {

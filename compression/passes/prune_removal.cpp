@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <set>
 
 #include "core/error.h"
 #include "core/logging/logging.h"
@@ -14,6 +15,59 @@ namespace sculpt::compression::prune {
 namespace {
 void resize(const at::Tensor& param, const at::Tensor& value) {
   const_cast<at::Tensor&>(param).set_data(value.contiguous());
+}
+
+using Layers = std::vector<std::pair<std::string, std::shared_ptr<nn::Compressible>>>;
+using Modules = torch::OrderedDict<std::string, std::shared_ptr<torch::nn::Module>>;
+
+// A layer's output channels `keep` (rows, bias, the norm after it, the layer's size).
+void keep_outputs(nn::Compressible& layer, torch::nn::Module* norm, const at::Tensor& keep) {
+  const int64_t before = layer.raw_weight().size(0);
+  resize(layer.raw_weight(), layer.raw_weight().index_select(0, keep));
+  if (layer.bias().defined()) resize(layer.bias(), layer.bias().index_select(0, keep));
+  if (norm) {  // the norm's per-channel parameters and running statistics
+    for (auto& p : norm->named_parameters(false)) resize(p.value(), p.value().index_select(0, keep));
+    for (auto& b : norm->named_buffers(false))
+      if (b.value().dim() == 1 && b.value().size(0) == before)
+        resize(b.value(), b.value().index_select(0, keep));
+  }
+  if (auto* lin = dynamic_cast<nn::Linear*>(&layer)) lin->out_features = keep.numel();
+  if (auto* conv = dynamic_cast<nn::Conv2d*>(&layer)) conv->out_channels = keep.numel();
+}
+
+// A layer's input channels `keep` (a conv's, or a Linear's features one per channel).
+void keep_inputs(nn::Compressible& layer, const at::Tensor& keep) {
+  resize(layer.raw_weight(), layer.raw_weight().index_select(1, keep));
+  if (auto* lin = dynamic_cast<nn::Linear*>(&layer)) lin->in_features = keep.numel();
+  if (auto* conv = dynamic_cast<nn::Conv2d*>(&layer)) conv->in_channels = keep.numel();
+}
+
+nlohmann::json remove_stream(models::Model& model, const Layers& layers, Modules& modules,
+                             const models::Model::ChannelGroup& g, const ChannelCut& cut,
+                             std::map<std::string, const ChannelCut*>& by_layer) {
+  auto find = [&](const std::string& name) -> nn::Compressible& {
+    for (const auto& [n, l] : layers)
+      if (n == name) return *l;
+    throw InternalError("model " + model.name() + " declares channel group layer " + name +
+                        ", which it does not have");
+  };
+  const auto keep = cut.keep.to(at::kCPU).nonzero().reshape(-1);
+  const int64_t before = cut.keep.numel();
+  for (const auto& p : g.producers) {
+    auto& layer = find(p);
+    const auto& norm = by_layer[p]->norm;
+    keep_outputs(layer, norm.empty() ? nullptr : modules[norm].get(),
+                 keep.to(layer.raw_weight().device()));
+  }
+  for (const auto& c : g.consumers) {
+    auto& layer = find(c);
+    keep_inputs(layer, keep.to(layer.raw_weight().device()));
+  }
+  log::info("prune: the residual stream after ", g.name, " keeps ", keep.numel(), " of ", before,
+            " channels (removed from ", g.producers.size(), " producers and ",
+            g.consumers.size(), " consumers)");
+  return {{"name", g.name}, {"channels_before", before}, {"channels", keep.numel()},
+          {"producers", g.producers}, {"consumers", g.consumers}};
 }
 }  // namespace
 
@@ -35,7 +89,39 @@ nlohmann::json remove_channels(models::Model& model, const std::vector<ChannelCu
   auto ends_with = [](const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
   };
+  // Residual streams (Model::channel_groups): removed as a whole when every producer was cut
+  // alike; their consumers lose the matching input channels.
+  std::map<std::string, const ChannelCut*> by_layer;
+  for (const auto& cut : cuts) by_layer[cut.layer] = &cut;
+  std::set<std::string> grouped;
+  for (const auto& g : model.channel_groups()) {
+    bool any = false, all = true;
+    const ChannelCut* first = nullptr;
+    for (const auto& p : g.producers) {
+      auto it = by_layer.find(p);
+      if (it == by_layer.end()) {
+        all = false;
+        continue;
+      }
+      any = true;
+      if (!first) first = it->second;
+      all = all && at::equal(it->second->keep.to(at::kCPU).to(at::kBool),
+                             first->keep.to(at::kCPU).to(at::kBool));
+    }
+    if (!any) continue;
+    for (const auto& p : g.producers) grouped.insert(p);
+    if (!all) {
+      log::warn("compression pass ", pass, ": the residual stream after ", g.name,
+                " is not pruned alike in all its producers (", g.producers.size(),
+                " layers); its channels stay as zeros");
+      for (const auto& p : g.producers)
+        if (by_layer.count(p)) out["kept_as_zeros"].push_back(p);
+      continue;
+    }
+    out["layers"].push_back(remove_stream(model, layers, modules, g, *first, by_layer));
+  }
   for (const auto& cut : cuts) {
+    if (grouped.count(cut.layer)) continue;
     size_t i = 0;
     while (i < layers.size() && layers[i].first != cut.layer) ++i;
     SCULPT_CHECK(i + 1 < layers.size(), "compression pass ", pass, ": cannot remove channels of ",
@@ -60,21 +146,10 @@ nlohmann::json remove_channels(models::Model& model, const std::vector<ChannelCu
     auto keep = cut.keep.to(at::kCPU).nonzero().reshape(-1);
     const int64_t kept = keep.numel();
     auto dev_keep = keep.to(layer.raw_weight().device());
-    resize(layer.raw_weight(), layer.raw_weight().index_select(0, dev_keep));
-    if (layer.bias().defined()) resize(layer.bias(), layer.bias().index_select(0, dev_keep));
-    if (!cut.norm.empty()) {  // the norm's per-channel parameters and running statistics
-      auto& norm = *modules[cut.norm];
-      for (auto& p : norm.named_parameters(false)) resize(p.value(), p.value().index_select(0, dev_keep));
-      for (auto& b : norm.named_buffers(false))
-        if (b.value().dim() == 1 && b.value().size(0) == before)
-          resize(b.value(), b.value().index_select(0, dev_keep));
-    }
-    if (auto* lin = dynamic_cast<nn::Linear*>(&layer)) lin->out_features = kept;
-    if (auto* conv = dynamic_cast<nn::Conv2d*>(&layer)) {
+    if (auto* conv = dynamic_cast<nn::Conv2d*>(&layer))
       SCULPT_CHECK(conv->groups == 1, "compression pass ", pass, ": ", cut.layer,
                    " is a grouped conv; channel removal needs groups = 1");
-      conv->out_channels = kept;
-    }
+    keep_outputs(layer, cut.norm.empty() ? nullptr : modules[cut.norm].get(), dev_keep);
     // The consumer's inputs: a conv's input channels, or a Linear's features (after a flatten
     // of [channels, h, w]: `per` consecutive features per channel).
     const auto& w = next.raw_weight();
@@ -82,9 +157,8 @@ nlohmann::json remove_channels(models::Model& model, const std::vector<ChannelCu
     SCULPT_CHECK(per * before == w.size(1) || dynamic_cast<nn::Conv2d*>(&next), "compression pass ",
                  pass, ": ", layers[i + 1].first, " takes ", w.size(1), " inputs, not a multiple of ",
                  cut.layer, "'s ", before, " channels");
-    if (auto* conv = dynamic_cast<nn::Conv2d*>(&next)) {
-      resize(w, w.index_select(1, dev_keep));
-      conv->in_channels = kept;
+    if (dynamic_cast<nn::Conv2d*>(&next)) {
+      keep_inputs(next, dev_keep);
     } else {
       auto cols = (dev_keep.unsqueeze(1) * per + at::arange(per, dev_keep.options())).reshape(-1);
       resize(w, w.index_select(1, cols));

@@ -69,6 +69,15 @@ class Model : public torch::nn::Module {
   // removal (pruning) treat the two together. Built-in models declare theirs.
   void add_norm_pair(const std::string& layer, const std::string& norm);
   const std::vector<std::pair<std::string, std::string>>& norm_pairs() const { return norm_pairs_; }
+  // Layers whose output channels are added together (a residual stream), by dotted names: channel
+  // pruning keeps the same channels in every producer, and removing them shrinks the inputs of
+  // every consumer. Built-in models with residual adds declare theirs.
+  struct ChannelGroup {
+    std::string name;
+    std::vector<std::string> producers, consumers;
+  };
+  void add_channel_group(ChannelGroup group) { channel_groups_.push_back(std::move(group)); }
+  const std::vector<ChannelGroup>& channel_groups() const { return channel_groups_; }
   // A physically pruned model (channel removal in pruning's finalize) is smaller than the one its
   // config builds. mark_resized() adds a marker tensor (kResizedKey) to state_tensors(), so its
   // weights file says so; load_state_tensors() of such a file then takes each tensor's shape
@@ -85,6 +94,7 @@ class Model : public torch::nn::Module {
   std::vector<bool> tap_;  // per block
   std::map<std::string, at::Tensor> tapped_;
   std::vector<std::pair<std::string, std::string>> norm_pairs_;
+  std::vector<ChannelGroup> channel_groups_;
   bool resized_ = false;
 };
 

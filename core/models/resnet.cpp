@@ -97,6 +97,8 @@ void add_resnet(ModelRegistry& r) {
         m->add_block("stem", std::make_shared<Stem>(spec.input_shape[0], ch(16)));
         m->add_norm_pair("stem.conv", "stem.bn");
         int64_t in = ch(16);
+        // The residual stream of each width: the layers adding into it and those reading it.
+        Model::ChannelGroup stream{"stem", {"stem.conv"}, {}};
         for (int stage = 0; stage < 3; ++stage) {
           const int64_t out = ch(16 << stage);
           for (int64_t i = 0; i < n; ++i) {
@@ -104,12 +106,24 @@ void add_resnet(ModelRegistry& r) {
             const std::string name = "stage" + std::to_string(stage + 1) + "_" + std::to_string(i);
             auto block = std::make_shared<BasicBlock>(in, out, stride);
             m->add_block(name, block);
-            for (const auto& [conv, bn] : block->norm_pairs())
+            bool down = false;
+            for (const auto& [conv, bn] : block->norm_pairs()) {
               m->add_norm_pair(name + "." + conv, name + "." + bn);
+              down = down || conv == "down";
+            }
+            stream.consumers.push_back(name + ".conv1");
+            if (down) {  // a new stream starts at the 1x1 shortcut
+              stream.consumers.push_back(name + ".down");
+              m->add_channel_group(stream);
+              stream = {name, {name + ".down"}, {}};
+            }
+            stream.producers.push_back(name + ".conv2");
             in = out;
           }
         }
         m->add_block("head", std::make_shared<Head>(in, spec.num_classes));
+        stream.consumers.push_back("head.fc");
+        m->add_channel_group(stream);
         return m;
       },
       [] { return std::make_shared<ResNetOptions>(); });

@@ -547,17 +547,22 @@ TEST_CASE("lowrank keeps the energy asked for and runs as two thin GEMMs", "[low
   CHECK(static_cast<bool>(lin->runtime()) == (k * (64 + 48) < 64 * 48));
 }
 
-TEST_CASE("resnet: a basic block's inner channels are removed with their BN; residual ones stay",
-          "[prune]") {
+namespace {
+// Channel pruning (one-shot 50%, `include` patterns) of a small ResNet with BN statistics and
+// affine parameters that are not trivial, then finalize: the outputs equal the masked model's,
+// and a fresh model from the config loads the smaller weights. Returns the pass's "removed"
+// summary and the final weights; `shrink` gets parameters after / before.
+nlohmann::json prune_resnet(uint64_t seed, const std::string& include,
+                            std::map<std::string, at::Tensor>& weights, double& shrink) {
   const auto cfg = seeded(
-      8,
+      seed,
       "model: {name: resnet, depth: 8, width: 0.5}\ndata: {name: synthetic_blobs}\n"
       "compression: [{name: prune, pattern: channel, schedule: one_shot, sparsity: 0.5, "
-      "include: ['stage.*conv1', 'stem.conv']}]\n");
+      "include: [" + include + "]}]\n");
   const auto spec = spec_of({3, 16, 16}, 10);
   auto model = model_for(cfg, spec);
   {
-    torch::NoGradGuard no_grad;  // BN statistics and affine parameters that are not trivial
+    torch::NoGradGuard no_grad;
     for (auto& b : model->named_buffers())
       if (b.key().find("running") != std::string::npos) b.value().uniform_(0.5, 1.5);
     for (auto& p : model->named_parameters())
@@ -573,13 +578,44 @@ TEST_CASE("resnet: a basic block's inner channels are removed with their BN; res
   const auto masked = model->forward(x).detach();
   pass->finalize(*model, ctx);
   CHECK(torch::allclose(model->forward(x), masked, 1e-5, 1e-5));
-  CHECK(model->parameter_count() < before);
-  const auto removed = pass->summary()["removed"];
-  CHECK(removed["kept_as_zeros"] == nlohmann::json::array({"stem.conv"}));
-  REQUIRE(removed["layers"].size() == 3);  // stage1_0, stage2_0, stage3_0
-  CHECK(removed["layers"][0]["channels"] == 4);
+  shrink = static_cast<double>(model->parameter_count()) / static_cast<double>(before);
+  for (const auto& [n, t] : model->state_tensors()) weights[n] = t;
   auto fresh = model_for(cfg, spec);
   fresh->eval();
   fresh->load_state_tensors(model->state_tensors(), "pruned");
   CHECK(torch::allclose(fresh->forward(x), masked, 1e-5, 1e-5));
+  return pass->summary()["removed"];
+}
+}  // namespace
+
+TEST_CASE("resnet: residual streams are pruned alike in every producer and removed",
+          "[prune]") {
+  // Every layer that adds into a residual stream (stem, conv2, 1x1 shortcuts): one mask per
+  // stream (Model::channel_groups), and removal shrinks the readers (conv1, shortcuts, head).
+  std::map<std::string, at::Tensor> w;
+  double shrink = 1;
+  const auto removed = prune_resnet(9, "'stem.conv', 'stage.*conv2', 'stage.*down'", w, shrink);
+  CHECK(shrink < 0.6);
+  CHECK_FALSE(removed.contains("kept_as_zeros"));
+  REQUIRE(removed["layers"].size() == 3);  // the streams of widths 8, 16 and 32
+  CHECK(removed["layers"][0]["name"] == "stem");
+  CHECK(removed["layers"][0]["channels"] == 4);
+  CHECK(removed["layers"][2]["consumers"] == nlohmann::json::array({"head.fc"}));
+  CHECK(w["stem.conv.weight"].size(0) == 4);
+  CHECK(w["stage1_0.conv2.weight"].size(0) == 4);
+  CHECK(w["stage1_0.conv1.weight"].size(1) == 4);
+  CHECK(w["stage2_0.down.weight"].size(1) == 4);
+  CHECK(w["head.fc.weight"].size(1) == 16);
+}
+
+TEST_CASE("resnet: a basic block's inner channels are removed with their BN; residual ones stay",
+          "[prune]") {
+  // The stem alone of its stream's producers: that stream keeps its channels as zeros.
+  std::map<std::string, at::Tensor> w;
+  double shrink = 1;
+  const auto removed = prune_resnet(8, "'stage.*conv1', 'stem.conv'", w, shrink);
+  CHECK(shrink < 1);
+  CHECK(removed["kept_as_zeros"] == nlohmann::json::array({"stem.conv"}));
+  REQUIRE(removed["layers"].size() == 3);  // stage1_0, stage2_0, stage3_0
+  CHECK(removed["layers"][0]["channels"] == 4);
 }
