@@ -109,6 +109,11 @@ struct MlpOptions : config::Section {
   void visit(config::Visitor& v) override;
 };
 
+struct LeNet5Options : config::Section {
+  std::string variant = "lecun";  // lecun: 6/16 filters, 120-84; caffe: 20/50 filters, 500
+  void visit(config::Visitor& v) override;
+};
+
 struct ResNetOptions : config::Section {
   int64_t depth = 20;  // 6n + 2: 20, 32, 56, 110
   double width = 1.0;  // channel multiplier of the 16/32/64 stages, > 0
