@@ -131,7 +131,8 @@ DataParallel::DataParallel(std::vector<at::Tensor> params, std::vector<std::stri
                                 (1024.0 * 1024.0),
                             " MiB)");
   }
-  identity_ = comm_.world_size() == 1 && opt_.compression != "bf16" && opt_.compression != "fp16";
+  identity_ = comm_.world_size() == 1 && opt_.compression != "bf16" &&
+              opt_.compression != "fp16" && !opt_.buckets_at_world_1;
   ready_.assign(params_.size(), 0);
   accumulators_.resize(params_.size());
   hooks_.assign(params_.size(), 0);

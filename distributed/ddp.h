@@ -37,6 +37,9 @@ struct DdpOptions {
   double first_bucket_mb = 1;
   bool find_unused_parameters = false;
   std::string compression = "none";  // none | bf16 | fp16
+  // Fill the buckets also in a group of one rank without compression, where the reduction is
+  // the identity (bench_ddp measures that path's fixed cost with it); not a config key.
+  bool buckets_at_world_1 = false;
   static DdpOptions from(const config::DistributedConfig& c);
 };
 
