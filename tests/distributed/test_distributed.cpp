@@ -108,7 +108,7 @@ TEST_CASE("DDP gradients equal single-process full-batch gradients within 1e-6",
   CHECK(max_diff(r[0].out) < 5e-3);
 }
 
-TEST_CASE("DDP gradients are bucket views; 20 steps of 2 accumulated micro-batches equal one "
+TEST_CASE("DDP gradients are bucket views, and 20 steps of 2 accumulated micro-batches equal one "
           "process within 1e-5",
           "[distributed]") {
   // keep: zero_grad zeroes in place, the views survive and only the first step copies (its
@@ -212,7 +212,7 @@ TEST_CASE("2-rank sculpt train matches 1 rank with twice the batch: 20 losses wi
   CHECK(summary["steps"] == 20);
 }
 
-TEST_CASE("2-rank sculpt train with grad accumulation 2 matches 1 rank; its sharded val metrics "
+TEST_CASE("2-rank sculpt train with grad accumulation 2 matches 1 rank, and its sharded val metrics "
           "equal sculpt eval of its weights",
           "[distributed]") {
   const auto dir = sculpt::test::temp_dir("ddp-accumulate");
