@@ -13,7 +13,7 @@
 #include "core/registry/registry.h"
 #include "trainers/callback.h"
 
-#define SCULPT_PASS_API_VERSION 2
+#define SCULPT_PASS_API_VERSION 3
 
 namespace sculpt::compression {
 

@@ -3,6 +3,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -189,10 +190,22 @@ StepStats run_step(Schedule kind, int64_t stage, int64_t stages, const std::vect
       const bool final_backward = ++backwards == m;
       at::Tensor g = last ? at::Tensor() : timed_recv(stage + 1);
       if (fns.before_backward) fns.before_backward(final_backward);
-      if (last)
-        out[i].backward();
-      else
-        out[i].backward(g);
+      // The micro-batch's output (unless nothing before it trains: a first stage without
+      // parameters) and, at the final backward, the stage's extra term, in one backward.
+      std::vector<at::Tensor> roots, grads;
+      if (out[i].requires_grad()) {
+        roots.push_back(out[i]);
+        grads.push_back(last ? at::Tensor() : g);
+      }
+      at::Tensor extra = final_backward && fns.extra_loss ? fns.extra_loss() : at::Tensor();
+      if (extra.defined()) {
+        st.extra_loss = extra.item<double>();
+        if (extra.requires_grad()) {
+          roots.push_back(extra);
+          grads.push_back(at::Tensor());
+        }
+      }
+      if (!roots.empty()) torch::autograd::backward(roots, grads);
       if (!first) {  // the previous stage waits for this before the reduction below
         at::Tensor gi = in[i].grad();
         transport.send(gi.defined() ? gi : at::zeros_like(in[i]), stage - 1);

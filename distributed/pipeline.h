@@ -106,10 +106,14 @@ struct StageFunctions {
   std::function<at::Tensor(const at::Tensor&, const at::Tensor&)> loss;
   std::function<void(bool last)> before_backward;
   std::function<void()> after_backwards;
+  // Optional: a scalar term of this stage's own parameters (a weight penalty), added to the
+  // loss once per step: its gradient joins the step's final backward on this stage.
+  std::function<at::Tensor()> extra_loss;
 };
 
 struct StepStats {
   double loss = 0;             // last stage: the batch's mean loss (others 0)
+  double extra_loss = 0;       // this stage's extra_loss term (0 without one)
   int64_t peak_live = 0;       // most micro-batches with activations held at once
   double busy_seconds = 0;     // forward and backward compute
   double wait_seconds = 0;     // blocked in recv

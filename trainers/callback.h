@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "core/io/safetensors.h"
@@ -98,6 +99,14 @@ class Callback {
   virtual void load_state_dict(const CallbackState& /*state*/) {}
   // What it did, for summary.json and report.html (sparsity per layer, bit widths, ...).
   virtual nlohmann::json summary() const { return nlohmann::json::object(); }
+  // Pipeline parallelism runs the recipe on every stage, where the model holds only that
+  // stage's blocks, the batch's inputs are the previous stage's activations and the hooks never
+  // see the whole model's outputs (extra_loss gets none; its term's gradient reaches this stage's
+  // parameters only). Empty when the callback works that way; otherwise why not (it reads the
+  // model's outputs, changes the batch, or needs layers of other stages), for the error.
+  virtual std::string pipeline_limitation() const {
+    return "it does not declare that it can run on one pipeline stage";
+  }
 };
 
 using Callbacks = std::vector<std::shared_ptr<Callback>>;

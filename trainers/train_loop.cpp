@@ -36,12 +36,16 @@ StepContext make_hook(RunContext& ctx, const data::Dataset& train) {
   return hook;
 }
 
+at::Tensor attach_sample_rows(const data::Dataset& train) {
+  return at::arange(std::min<int64_t>(train.size(), 4), at::kLong);
+}
+
 void attach_callbacks(const Callbacks& callbacks, models::Model& model, StepContext& hook,
-                      const data::Dataset& train) {
+                      const data::Dataset& train, const at::Tensor& stage_inputs) {
   if (callbacks.empty()) return;
   data::Batch sample;
-  auto rows = at::arange(std::min<int64_t>(train.size(), 4), at::kLong);
-  sample.inputs = train.input_rows(rows).to(hook.device);
+  auto rows = attach_sample_rows(train);
+  sample.inputs = (stage_inputs.defined() ? stage_inputs : train.input_rows(rows)).to(hook.device);
   sample.targets = train.target_rows(rows).to(hook.device);
   sample.rows = rows;
   hook.batch = &sample;
@@ -111,8 +115,14 @@ FitResult interrupted_at(int64_t steps, Clock::time_point t0) {
 void write_run_outputs(const RunContext& ctx, models::Model& model,
                        const nlohmann::json& summary) {
   if (!ctx.writes_files()) return;  // rank 0 writes the run's files
+  write_run_outputs(ctx, model.state_tensors(), summary);
+}
+
+void write_run_outputs(const RunContext& ctx, const io::NamedTensors& weights,
+                       const nlohmann::json& summary) {
+  if (!ctx.writes_files()) return;
   const auto& c = ctx.config();
-  io::save_safetensors((ctx.dir() / "model.safetensors").string(), model.state_tensors(),
+  io::save_safetensors((ctx.dir() / "model.safetensors").string(), weights,
                        {{"sculpt_config_hash", c.hash()}, {"sculpt_model", c.model.name}});
   io::write_file_atomic((ctx.dir() / "summary.json").string(), summary.dump(2) + "\n");
   report::write_html_report(ctx.dir().string(), "Sculpt run " + c.run.name);
@@ -207,7 +217,8 @@ void MetricsLog::record(nlohmann::json j) {
 }
 
 std::filesystem::path TrainLoop::save(const TrainState& st, bool is_best) {
-  if (!p_.ctx.writes_files()) return {};  // rank 0 writes the run's checkpoints
+  // Rank 0 writes the run's checkpoints; under a pipeline, replica 0 of every stage its part.
+  if (!(p_.pipeline ? p_.pipeline->writes_checkpoints() : p_.ctx.writes_files())) return {};
   return p_.store.save(p_.model, p_.optimizer, st, is_best,
                        [&](const std::filesystem::path& dir) {
                          save_callback_states(p_.callbacks, dir);
@@ -219,8 +230,11 @@ std::map<std::string, double> TrainLoop::eval_and_record(const TrainState& st) {
   if (p_.val.size() == 0) return {};
   if (progress_) progress_->clear();
   // Under DDP each rank evaluates its shard of the val data; the sums are added over the ranks.
-  auto m = evaluate(p_.model, p_.task, p_.val, p_.data, p_.ctx.device(), p_.bf16, p_.map_outputs,
-                    p_.ctx.data_parallel() ? &p_.ctx.collectives() : nullptr);
+  auto m = p_.pipeline ? pipeline_evaluate(*p_.pipeline, p_.model, p_.task, p_.val, p_.data,
+                                           p_.ctx.device(), p_.bf16)
+                       : evaluate(p_.model, p_.task, p_.val, p_.data, p_.ctx.device(), p_.bf16,
+                                  p_.map_outputs,
+                                  p_.ctx.data_parallel() ? &p_.ctx.collectives() : nullptr);
   nlohmann::json j = {{"step", st.step}, {"epoch", st.epoch}, {"split", "val"}};
   j.update(p_.record_extra);
   std::string line;
@@ -252,7 +266,8 @@ std::map<std::string, double> TrainLoop::eval_and_track(TrainState& st, bool& im
 namespace {
 // DDP over what the optimizer trains (the model's parameters and those passes added), named
 // for error messages; the model's buffers follow rank 0's.
-std::unique_ptr<distributed::DataParallel> make_ddp(RunContext& ctx, models::Model& model,
+std::unique_ptr<distributed::DataParallel> make_ddp(RunContext& ctx, Collectives& comm,
+                                                   models::Model& model,
                                                    torch::optim::Optimizer& optimizer) {
   std::map<const void*, std::string> names;
   for (const auto& p : model.named_parameters()) names[p.value().unsafeGetTensorImpl()] = p.key();
@@ -266,8 +281,7 @@ std::unique_ptr<distributed::DataParallel> make_ddp(RunContext& ctx, models::Mod
                                               : "pass parameter " + std::to_string(params.size()));
     }
   const auto& dc = ctx.config().distributed;
-  return std::make_unique<distributed::DataParallel>(params, param_names, model.buffers(),
-                                                     ctx.collectives(),
+  return std::make_unique<distributed::DataParallel>(params, param_names, model.buffers(), comm,
                                                      distributed::DdpOptions::from(dc));
 }
 }  // namespace
@@ -281,12 +295,19 @@ LoopResult TrainLoop::run(TrainState& st) {
   const auto device = p_.ctx.device();
   auto& comm = p_.ctx.collectives();
   auto loader_options = data::LoaderOptions::for_training(p_.data, p_.loader_seed);
-  loader_options.rank = comm.rank();
-  loader_options.world_size = comm.world_size();
+  PipelineStage* const pipe = p_.pipeline;
+  // Under a pipeline every stage of a replica reads the replica's batches (the first uses the
+  // inputs, the last the targets) and DDP reduces within each stage's replicas.
+  loader_options.rank = pipe ? static_cast<int>(pipe->replica) : comm.rank();
+  loader_options.world_size = pipe ? static_cast<int>(pipe->replicas) : comm.world_size();
   loader_options.pad_shards = c.distributed.uneven_data == "pad";
   data::Loader loader(p_.train, p_.data.batch_size, loader_options);
-  auto ddp = p_.ctx.data_parallel() ? make_ddp(p_.ctx, model, p_.optimizer) : nullptr;
-  st.world_size = comm.world_size();
+  std::unique_ptr<distributed::DataParallel> ddp;
+  if (pipe && pipe->data)
+    ddp = make_ddp(p_.ctx, *pipe->data, model, p_.optimizer);
+  else if (!pipe && p_.ctx.data_parallel())
+    ddp = make_ddp(p_.ctx, comm, model, p_.optimizer);
+  st.world_size = loader_options.world_size;
   const int64_t k = cfg.grad_accumulation;
   const int64_t begin = p_.begin_step, end = p_.end_step, total = end - begin;
   LoopResult r;
@@ -330,7 +351,32 @@ LoopResult TrainLoop::run(TrainState& st) {
       hook.step = step;
       hook.epoch = st.epoch;
       if (ddp) ddp->broadcast_buffers();
-      while (micro < k && loader.next(b)) {
+      if (pipe && loader.next(b)) {
+        // One batch in micro-batches through the stages; the passes' own terms (weight
+        // penalties) join each stage's final backward.
+        hook.batch = &b;
+        for (const auto& cb : callbacks) cb->on_batch(b, hook);
+        const auto extra = [&] {
+          at::Tensor sum;
+          for (const auto& cb : callbacks) {
+            auto e = cb->extra_loss(model, hook);
+            if (e.defined()) sum = sum.defined() ? sum + e.to(at::kFloat) : e.to(at::kFloat);
+          }
+          return sum;
+        };
+        const auto s = pipeline_step(*pipe, model, p_.task, b, device, p_.bf16, ddp.get(), extra);
+        hook.batch = nullptr;
+        // Every stage logs the replica's loss: the last stage's plus every stage's extra term.
+        auto shared = at::tensor({s.loss, s.extra_loss}, at::kDouble);
+        pipe->pipe->all_reduce(shared, ReduceOp::sum, "the step's loss");
+        loss_sum = shared[0].item<double>() + shared[1].item<double>();
+        if (!std::isfinite(loss_sum))
+          nonfinite = detail::concat("loss ", loss_sum, " at step ", step, " (epoch ", st.epoch, ")");
+        samples = pipe->first() ? b.size() : 0;
+        micro = 1;
+        ++st.batch_in_epoch;
+      }
+      while (!pipe && micro < k && loader.next(b)) {
         // DDP reduces in the step's last micro-batch only (no_sync before it).
         const bool sync = micro + 1 == k || loader.remaining() == 0;
         if (ddp) ddp->begin_backward(sync);
@@ -398,7 +444,9 @@ LoopResult TrainLoop::run(TrainState& st) {
         ++r.skipped_steps;
       } else {
         for (const auto& cb : callbacks) cb->after_backward(model, hook);
-        if (cfg.grad_clip_norm > 0)
+        if (cfg.grad_clip_norm > 0 && pipe)
+          clip_grad_norm(*pipe, model, cfg.grad_clip_norm);  // the norm over every stage
+        else if (cfg.grad_clip_norm > 0)
           torch::nn::utils::clip_grad_norm_(model.parameters(), cfg.grad_clip_norm);
         p_.optimizer.step();
         window_loss += loss_sum / static_cast<double>(micro);

@@ -25,6 +25,7 @@
 #include "core/run/run_context.h"
 #include "core/tasks/task.h"
 #include "trainers/callback.h"
+#include "trainers/pipeline_stage.h"
 
 namespace torch::optim {
 class Optimizer;
@@ -41,10 +42,13 @@ using OutputMap = std::function<at::Tensor(const at::Tensor&)>;
 
 // The StepContext every hook reads (device, world, run, data), for training on `train`.
 StepContext make_hook(RunContext& ctx, const data::Dataset& train);
+// The rows of `train` that attach() sees as its sample batch (the first few).
+at::Tensor attach_sample_rows(const data::Dataset& train);
 // attach() of every callback with a sample of the first training rows; the model is moved to
-// the run's device again afterwards (a pass may have added tensors).
+// the run's device again afterwards (a pass may have added tensors). `stage_inputs`, when
+// given, replaces the sample's inputs (a pipeline stage's inputs for those rows).
 void attach_callbacks(const Callbacks& callbacks, models::Model& model, StepContext& hook,
-                      const data::Dataset& train);
+                      const data::Dataset& train, const at::Tensor& stage_inputs = {});
 // The configured optimizer over the model's parameters and those the callbacks train.
 std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c,
                                                          models::Model& model,
@@ -110,6 +114,8 @@ struct LoopParts {
   std::function<void(const std::filesystem::path&)> save_extra;
   // Extra keys of every metrics record (e.g. the increment).
   nlohmann::json record_extra = nlohmann::json::object();
+  // Pipeline parallelism: this process's stage (the model holds its blocks only); null: none.
+  PipelineStage* pipeline = nullptr;
 };
 
 struct LoopResult {
@@ -130,6 +136,9 @@ nlohmann::json run_summary(const RunContext& ctx, models::Model& model, const Fi
 FitResult interrupted_at(int64_t steps, Clock::time_point t0);
 // model.safetensors, summary.json and report.html into the run directory.
 void write_run_outputs(const RunContext& ctx, models::Model& model,
+                       const nlohmann::json& summary);
+// The same with the model's tensors given (a pipeline's, gathered from its stages).
+void write_run_outputs(const RunContext& ctx, const io::NamedTensors& weights,
                        const nlohmann::json& summary);
 
 class TrainLoop {

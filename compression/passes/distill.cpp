@@ -473,6 +473,9 @@ class Distill final : public CompressionPass {
     terms_ = s.meta.value("terms", std::map<std::string, double>{});
   }
 
+  std::string pipeline_limitation() const override {
+    return "it compares the whole model's outputs (and features) with a teacher run on the raw inputs";
+  }
   nlohmann::json summary() const override {
     nlohmann::json teachers = nlohmann::json::array();
     for (const auto& t : teachers_)

@@ -326,6 +326,7 @@ class EwcPass final : public CompressionPass {
   }
 
   // Per layer: lambda and the Fisher's mean and max (of the newest term); the penalty count.
+  std::string pipeline_limitation() const override { return {}; }
   nlohmann::json summary() const override {
     nlohmann::json layers = nlohmann::json::array();
     for (size_t k = 0; k < params_.size(); ++k) {

@@ -77,6 +77,7 @@ class FreezePass final : public CompressionPass {
     steps_ = state.meta["step"].get<int64_t>();
   }
 
+  std::string pipeline_limitation() const override { return {}; }
   nlohmann::json summary() const override {
     nlohmann::json layers = nlohmann::json::array();
     for (const auto& l : layers_)

@@ -66,6 +66,7 @@ class L2spPass final : public CompressionPass {
   }
 
   // Per layer: ||w - w0|| and ||w - w0|| / ||w0|| over its anchored tensors.
+  std::string pipeline_limitation() const override { return {}; }
   nlohmann::json summary() const override {
     torch::NoGradGuard no_grad;
     nlohmann::json layers = nlohmann::json::array();

@@ -89,6 +89,7 @@ class LoraPass final : public CompressionPass {
       merged_ = true;
     }
   }
+  std::string pipeline_limitation() const override { return {}; }
   nlohmann::json summary() const override {
     nlohmann::json layers = nlohmann::json::array();
     int64_t adapters = 0;
@@ -209,6 +210,7 @@ class LowRankPass final : public CompressionPass, public RuntimeProvider {
       lin->set_runtime(rt);
     }
   }
+  std::string pipeline_limitation() const override { return {}; }
   nlohmann::json summary() const override {
     nlohmann::json layers = nlohmann::json::array();
     for (const auto& l : layers_) {

@@ -61,6 +61,9 @@ class LwfPass final : public CompressionPass {
     if (state.meta.value("has_teacher", false)) set_teacher(state.tensors);
   }
 
+  std::string pipeline_limitation() const override {
+    return "it distils the whole model's outputs against its earlier self on the raw inputs";
+  }
   nlohmann::json summary() const override {
     return {{"alpha", options().alpha}, {"tau", options().tau}, {"has_teacher", teacher_ != nullptr}};
   }

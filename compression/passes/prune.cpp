@@ -219,6 +219,18 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     }
   }
 
+  std::string pipeline_limitation() const override {
+    for (const auto& l : layers_) {
+      if ((l.o.pattern == "channel" || l.o.pattern == "head") && l.o.remove)
+        return "layer " + l.name + " has its " + l.o.pattern +
+               "s removed at finalize, which resizes layers that may live on the next stage "
+               "(set remove: false to keep the masks)";
+      if (!l.o.group.empty())
+        return "layer " + l.name + " shares the budget of group '" + l.o.group +
+               "', which would be split per stage";
+    }
+    return {};
+  }
   nlohmann::json summary() const override {
     nlohmann::json layers = nlohmann::json::array();
     double params = 0, kept = 0, flops = 0, kept_flops = 0, bytes = 0;

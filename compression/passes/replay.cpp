@@ -251,6 +251,9 @@ class ReplayPass final : public CompressionPass {
     stacked_ = at::Tensor();
   }
 
+  std::string pipeline_limitation() const override {
+    return "it mixes stored rows into the batch and scores them by the whole model's loss";
+  }
   nlohmann::json summary() const override {
     nlohmann::json counts = nlohmann::json::object();
     for (const auto& [c, n] : buffer_.class_counts()) counts[std::to_string(c)] = n;

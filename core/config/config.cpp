@@ -224,6 +224,15 @@ void Config::check(Checker& c) const {
   if (!is_incremental && !increments.empty())
     c.error("increments", "increments need trainer.name: incremental (it is '" + trainer.name +
                               "')");
+  if (distributed.pipeline.stages > 1) {
+    if (is_incremental)
+      c.error("distributed.pipeline.stages",
+              "pipeline parallelism runs the standard trainer only (trainer.name: incremental)");
+    if (trainer.grad_accumulation > 1)
+      c.error("trainer.grad_accumulation",
+              "under distributed.pipeline the micro-batches accumulate the gradient: set "
+              "distributed.pipeline.microbatches instead of trainer.grad_accumulation");
+  }
   for (size_t i = 0; i < increments.size(); ++i)
     if (is_incremental && incremental.scenario == "task_incremental" &&
         increments[i].classes.empty())
@@ -257,6 +266,34 @@ void DistributedConfig::visit(Visitor& v) {
   v.field("verify_state", verify_state,
           "after training, check that every rank holds rank 0's weights and pass state bit for "
           "bit, and fail naming what differs");
+  v.section("pipeline", pipeline,
+            "pipeline parallelism: the model's blocks cut into stages, one process each");
+}
+
+void PipelineConfig::visit(Visitor& v) {
+  v.field("stages", stages,
+          "processes one model replica is cut into along its blocks (the world size must be a "
+          "multiple: stages x data-parallel replicas); 1: no pipeline",
+          Range::at_least(1));
+  v.field("cuts", cuts,
+          "block names or indices where stages 2..n start (stages - 1 of them, in order); empty: "
+          "split by `balance`");
+  v.choice("balance", balance, {"params", "time"},
+           "when cuts is empty: stages with equal parameter counts, or equal measured "
+           "forward+backward time per stage");
+  v.field("microbatches", microbatches,
+          "micro-batches each batch is cut into (a batch with fewer rows uses one per row)",
+          Range::at_least(1));
+  v.choice("schedule", schedule, {"gpipe", "1f1b"},
+           "gpipe: all forwards, then all backwards (holds every micro-batch); 1f1b: one "
+           "forward, one backward (holds at most `stages`)");
+}
+
+void PipelineConfig::check(Checker& c) const {
+  if (!cuts.empty() && static_cast<int64_t>(cuts.size()) != stages - 1)
+    c.error("cuts", "cuts start stages 2.." + std::to_string(stages) + ": give " +
+                        std::to_string(stages - 1) + " of them (or none to balance); got " +
+                        std::to_string(cuts.size()));
 }
 
 void Config::visit(Visitor& v) {

@@ -95,6 +95,18 @@ struct TrainerConfig : Section {
   
 };
 
+// Pipeline parallelism (docs/pipeline.md): the model's blocks cut into `stages` processes; the
+// world is stages x data-parallel replicas (rank r: stage r % stages of replica r / stages).
+struct PipelineConfig : Section {
+  int64_t stages = 1;              // processes one model replica is cut into; 1: off
+  std::vector<std::string> cuts;   // block names or indices starting stages 2..n; empty: balance
+  std::string balance = "params";  // params | time: how the blocks are split when cuts is empty
+  int64_t microbatches = 4;        // micro-batches each batch is cut into
+  std::string schedule = "1f1b";   // gpipe | 1f1b
+  void visit(Visitor& v) override;
+  void check(Checker& c) const override;
+};
+
 // Data-parallel training (docs/distributed.md); read when the process runs under torchrun,
 // sculpt-run or SLURM with a world size (WORLD_SIZE etc.).
 struct DistributedConfig : Section {
@@ -106,6 +118,7 @@ struct DistributedConfig : Section {
   std::string grad_compression = "none";  // none | bf16 | fp16: gradients travel in 16 bits
   std::string uneven_data = "pad";     // pad (repeat rows) | drop: equal shards per rank
   bool verify_state = true;            // after training: ranks hold identical weights and state
+  PipelineConfig pipeline;
   void visit(Visitor& v) override;
 };
 

@@ -53,6 +53,7 @@ class Model : public torch::nn::Module {
   at::Tensor forward_blocks(at::Tensor x, int64_t first, int64_t last);
   size_t block_count() const { return blocks_.size(); }
   Block& block(size_t i) { return *blocks_.at(i).second; }
+  std::shared_ptr<Block> block_ptr(size_t i) const { return blocks_.at(i).second; }
   std::vector<std::string> block_names() const;
   // Named feature taps: forward() records the output of each listed block (distillation).
   // Unknown block names are a UserError that lists the blocks.

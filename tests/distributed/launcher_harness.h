@@ -116,4 +116,19 @@ struct Launcher {
 inline std::vector<std::string> args(std::initializer_list<std::string> a) {
   return a;
 }
+// The pid of the launcher's child whose environment holds RANK=<rank>.
+inline pid_t worker_of_rank(pid_t launcher, int rank) {
+  std::istringstream children(read_text("/proc/" + std::to_string(launcher) + "/task/" +
+                                        std::to_string(launcher) + "/children"));
+  pid_t pid;
+  while (children >> pid) {
+    const auto env = read_text("/proc/" + std::to_string(pid) + "/environ");
+    std::istringstream vars(env);
+    std::string var;
+    while (std::getline(vars, var, '\0'))
+      if (var == "RANK=" + std::to_string(rank)) return pid;
+  }
+  return -1;
+}
+
 }  // namespace sculpt::test::launch

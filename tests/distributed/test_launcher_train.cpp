@@ -157,22 +157,6 @@ TEST_CASE("torchrun reads the error file sculpt train writes", "[launcher][torch
   CHECK_THAT(r.err, Catch::Contains("model.hiden: unknown key"));
 }
 
-namespace {
-// The pid of the launcher's child whose environment holds RANK=<rank>.
-pid_t worker_of_rank(pid_t launcher, int rank) {
-  std::istringstream children(read_text("/proc/" + std::to_string(launcher) + "/task/" +
-                                        std::to_string(launcher) + "/children"));
-  pid_t pid;
-  while (children >> pid) {
-    const auto env = read_text("/proc/" + std::to_string(pid) + "/environ");
-    std::istringstream vars(env);
-    std::string var;
-    while (std::getline(vars, var, '\0'))
-      if (var == "RANK=" + std::to_string(rank)) return pid;
-  }
-  return -1;
-}
-}  // namespace
 
 TEST_CASE("DDP on 2 Gloo ranks: a SIGKILLed worker, the group restarts, resumes and matches",
           "[launcher][slow]") {

@@ -83,9 +83,13 @@ TEST_CASE("every shipped config trains for a few steps", "[configs]") {
     if (name.rfind("cifar10", 0) == 0) extra = " data.dir=" + fake_cifar10();
     if (name.rfind("lm_", 0) == 0) extra = " data.file=" + fake_tokens();
     const std::string out = sculpt::test::temp_dir("cfg-" + name);
-    auto r = sculpt::test::run_process(std::string(SCULPT_BIN) + " train " + entry.path().string() +
-                                       extra + " trainer.max_steps=5 run.output_dir=" + out +
-                                       " --log-level warn");
+    const std::string command = std::string(SCULPT_BIN) + " train " + entry.path().string() +
+                                extra + " trainer.max_steps=5 run.output_dir=" + out +
+                                " --log-level warn";
+    // Pipelined configs run as they would under sculpt-run: one process per stage.
+    const bool pipelined = name.rfind("pipeline", 0) == 0;
+    auto r = pipelined ? sculpt::test::run_ranks(command, 2)[0]
+                       : sculpt::test::run_process(command);
     INFO(name << ": " << r.err);
     CHECK(r.exit_code == 0);
     CHECK(fs::exists(out + "/summary.json"));

@@ -24,16 +24,7 @@ namespace {
 const std::string kSculpt = SCULPT_BIN;
 
 // Per-step training losses from metrics.jsonl (log_every: 1).
-std::map<int64_t, double> losses(const std::string& run) {
-  std::map<int64_t, double> out;
-  std::ifstream in(run + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j["split"] == "train") out[j["step"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
-}
+std::map<int64_t, double> losses(const std::string& run) { return sculpt::test::train_losses(run); }
 
 std::string config(const std::string& dir) {
   std::string path = dir + "/r.yaml";

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 namespace sculpt::test {
@@ -37,6 +38,21 @@ std::string temp_dir(const std::string& tag) {
 
 std::string read_text(const std::string& path) {
   return slurp(path);
+}
+
+std::map<int64_t, double> train_losses(const std::string& run_dir, int* repeats) {
+  std::map<int64_t, double> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::string line;
+  if (repeats) *repeats = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["split"] != "train") continue;
+    const auto step = j["step"].get<int64_t>();
+    if (repeats && out.count(step)) ++*repeats;
+    out[step] = j["loss"].get<double>();
+  }
+  return out;
 }
 
 void write_text(const std::string& path, const std::string& text) {

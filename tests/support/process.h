@@ -1,6 +1,8 @@
 // Runs a command line in a shell and captures exit code, stdout and stderr (test helper).
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,10 @@ std::string temp_dir(const std::string& tag);
 void write_text(const std::string& path, const std::string& text);
 // The whole file ("" when it cannot be read).
 std::string read_text(const std::string& path);
+// Training loss per step from a run's metrics.jsonl (log_every: 1); a step logged twice (a
+// resumed run repeats steps after its checkpoint) keeps its last value and counts in
+// `repeats` when given.
+std::map<int64_t, double> train_losses(const std::string& run_dir, int* repeats = nullptr);
 
 }  // namespace sculpt::test
 

@@ -338,6 +338,10 @@ class QuantizePass final : public CompressionPass {
     }
   }
 
+  std::string pipeline_limitation() const override {
+    if (mode_ == "ptq") return "mode ptq calibrates by running training batches through the whole model";
+    return {};
+  }
   nlohmann::json summary() const override {
     nlohmann::json layers = nlohmann::json::array();
     for (const auto& l : layers_) {
