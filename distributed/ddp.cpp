@@ -131,9 +131,10 @@ DataParallel::DataParallel(std::vector<at::Tensor> params, std::vector<std::stri
                                 (1024.0 * 1024.0),
                             " MiB)");
   }
-  identity_ = comm_.world_size() == 1 && opt_.compression != "bf16" &&
-              opt_.compression != "fp16" && !opt_.buckets_at_world_1;
+  compressed_ = opt_.compression == "bf16" || opt_.compression == "fp16";
+  identity_ = comm_.world_size() == 1 && !compressed_ && !opt_.buckets_at_world_1;
   ready_.assign(params_.size(), 0);
+  divided_.assign(params_.size(), 0);
   accumulators_.resize(params_.size());
   hooks_.assign(params_.size(), 0);
   reset();
@@ -176,13 +177,20 @@ bool DataParallel::grad_in_bucket(size_t i) const {
 void DataParallel::into_bucket(size_t i) {
   if (grad_in_bucket(i)) return;
   auto& g = params_[i].mutable_grad();
-  slots_[i].view.copy_(g);
+  const int n = comm_.world_size();
+  if (n > 1 && !compressed_) {
+    at::div_out(slots_[i].view, g, at::scalar_tensor(static_cast<double>(n), at::kDouble));
+    divided_[i] = 1;
+  } else {
+    slots_[i].view.copy_(g);
+  }
   g = slots_[i].view;
   ++stats_.grad_copies;
 }
 
 void DataParallel::reset() {
   std::fill(ready_.begin(), ready_.end(), 0);
+  std::fill(divided_.begin(), divided_.end(), 0);
   for (auto& b : buckets_) {
     b.pending = b.params.size();
     b.work.reset();
@@ -214,10 +222,19 @@ void DataParallel::launch_ready() {
     auto& b = buckets_[next_launch_++];
     // The mean: divide first, so 16-bit sums of many ranks cannot overflow.
     const double n = static_cast<double>(comm_.world_size());
-    if (opt_.compression == "bf16" || opt_.compression == "fp16") {
+    if (compressed_) {
       b.wire = b.flat.div(n).to(opt_.compression == "bf16" ? at::kBFloat16 : at::kHalf);
     } else {
-      if (n != 1) b.flat.div_(n);
+      if (n != 1) {  // the parts the copy into the bucket has not divided yet
+        const auto done = std::count_if(b.params.begin(), b.params.end(),
+                                        [&](size_t i) { return divided_[i] != 0; });
+        if (done == 0) {
+          b.flat.div_(n);
+        } else {
+          for (size_t i : b.params)
+            if (!divided_[i]) slots_[i].view.div_(n);
+        }
+      }
       b.wire = b.flat;
     }
     if (n == 1) continue;  // the sum over one rank is the bucket itself: no collective
@@ -245,6 +262,7 @@ void DataParallel::finish_backward() {
       into_bucket(i);  // earlier micro-batches' gradient: this rank's share of the sum
     } else {
       slots_[i].view.zero_();
+      divided_[i] = 1;  // zero over the world size
     }
     --buckets_[slots_[i].bucket].pending;
   }

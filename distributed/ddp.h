@@ -97,7 +97,9 @@ class DataParallel {
   void on_grad(size_t i);  // after autograd accumulated parameter i's gradient
   void add_hooks();  // on the parameters that require grad and have none yet
   void launch_ready();  // starts the complete buckets in order
-  void into_bucket(size_t i);  // .grad becomes the bucket view holding its value
+  // .grad becomes the bucket view holding its value (already divided by the world size when
+  // the bucket travels uncompressed: the division rides on the copy).
+  void into_bucket(size_t i);
   void reset();
 
   std::vector<at::Tensor> params_;
@@ -109,10 +111,12 @@ class DataParallel {
   std::vector<uintptr_t> hooks_;
   std::vector<Slot> slots_;
   std::vector<char> ready_;
+  std::vector<char> divided_;  // this pass: the bucket part holds gradient / world size
   std::vector<Bucket> buckets_;
   size_t next_launch_ = 0;
   bool sync_ = false;  // armed by begin_backward(true) until finish_backward()
-  bool identity_ = false;  // one rank, no compression: the reduction changes nothing
+  bool compressed_ = false;  // buckets travel in bf16/fp16
+  bool identity_ = false;    // one rank, no compression: the reduction changes nothing
   double first_launch_ = -1;
   Collectives& comm_;
   DdpOptions opt_;
