@@ -1,6 +1,8 @@
 // DDP benchmark (issue 9). Two measurements on LeNet-5 and an MLP 784-256-256-10, SGD, batch 64
 // per rank, CPU, one intra-op thread per process:
-//   1. DDP at world size 1 (a real Gloo group of one) against plain training: time per step.
+//   1. DDP at world size 1 (a real Gloo group of one) against plain training: time per step;
+//      also with the buckets filled as at world size > 1 (the fixed cost of that path apart
+//      from communication), with zero_grad setting the gradients to none and keeping them.
 //   2. Two processes (Gloo over loopback, started by this program as RANK 0/1): time per step
 //      and the share of the all-reduce time not hidden behind backward, from timestamps around
 //      bucket launch and completion (DdpStats: first launch -> last completion, and the part of
@@ -81,7 +83,8 @@ struct Runner {
   std::unique_ptr<torch::optim::SGD> opt;
   std::unique_ptr<distributed::DataParallel> ddp;
   at::Tensor x, y;
-  Runner(Collectives* comm, double bucket_mb, double first_mb) {
+  bool keep_grads = false;  // zero_grad zeroes in place (set_to_none=false)
+  Runner(Collectives* comm, double bucket_mb, double first_mb, bool buckets_at_world_1 = false) {
     torch::manual_seed(1);
     net = std::make_shared<Net>();
     opt = std::make_unique<torch::optim::SGD>(net->parameters(),
@@ -92,6 +95,7 @@ struct Runner {
       distributed::DdpOptions o;
       o.bucket_cap_mb = bucket_mb;
       o.first_bucket_mb = first_mb;
+      o.buckets_at_world_1 = buckets_at_world_1;
       ddp = std::make_unique<distributed::DataParallel>(net->parameters(), names,
                                                         std::vector<at::Tensor>{}, *comm, o);
     }
@@ -100,7 +104,7 @@ struct Runner {
   }
   double step() {  // milliseconds
     const auto t0 = std::chrono::steady_clock::now();
-    opt->zero_grad();
+    opt->zero_grad(!keep_grads);
     if (ddp) ddp->begin_backward(true);
     auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
     loss.backward();
@@ -129,19 +133,24 @@ Result train(int steps, Collectives* comm, double bucket_mb, double first_mb) {
   return r;
 }
 
-// Plain and DDP steps alternated (the same load for both): median ms of each.
+// Plain and DDP steps interleaved, in rotating order (the same load for all): median ms of plain, of DDP, and of
+// DDP made to fill its buckets (the identity reduction of one rank skipped otherwise) with
+// zero_grad setting the gradients to none (one copy into the bucket per gradient and step) and
+// with zero_grad keeping them (the gradients stay bucket views: no copy).
 template <class Net>
-std::pair<double, double> alternate(int steps, Collectives& comm) {
-  Runner<Net> plain(nullptr, 25, 1), ddp(&comm, 25, 1);
-  std::vector<double> a, b;
-  for (int s = 0; s < steps + 5; ++s) {
-    const double ta = plain.step(), tb = ddp.step();
-    if (s >= 5) {
-      a.push_back(ta);
-      b.push_back(tb);
+std::array<double, 4> alternate(int steps, Collectives& comm) {
+  Runner<Net> plain(nullptr, 25, 1), ddp(&comm, 25, 1), copy(&comm, 25, 1, true),
+      view(&comm, 25, 1, true);
+  view.keep_grads = true;
+  std::array<Runner<Net>*, 4> runners{&plain, &ddp, &copy, &view};
+  std::array<std::vector<double>, 4> t;
+  for (int s = 0; s < steps + 5; ++s)
+    for (int k = 0; k < 4; ++k) {  // each one first in turn (the one after another's step
+      const int r = (s + k) % 4;   // finds other caches and allocator state)
+      const double ms = runners[r]->step();
+      if (s >= 5) t[r].push_back(ms);
     }
-  }
-  return {median(a), median(b)};
+  return {median(t[0]), median(t[1]), median(t[2]), median(t[3])};
 }
 
 std::shared_ptr<Collectives> join(const distributed::WorldInfo& w) {
@@ -195,18 +204,24 @@ int main(int argc, char** argv) {
   const int steps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 60;
   std::printf("load average before: %s\n\n", load_average().c_str());
 
-  // 1. World size 1: plain vs DDP (a Gloo group of one; the bucket copies, the all-reduce call
-  // and the hooks are all paid).
+  // 1. World size 1: plain vs DDP (a Gloo group of one: the gradient hooks and the per-step
+  // bookkeeping are paid; the mean over one rank is the gradient itself, so no bucket copy and
+  // no collective).
   distributed::WorldInfo one;
   one.master_port = free_port();
   one.source = "bench";
   auto comm = join(one);
-  std::printf("| model | plain ms/step | DDP world 1 ms/step | overhead |\n|---|---|---|---|\n");
+  std::printf("| model | plain ms/step | DDP world 1 ms/step | overhead | through the buckets, "
+              "zero_grad to none | through the buckets, zero_grad in place |\n"
+              "|---|---|---|---|---|---|\n");
   {
-    const auto [lp, ld] = alternate<LeNet>(steps * 3, *comm);
-    const auto [mp, md] = alternate<Mlp>(steps * 10, *comm);
-    std::printf("| LeNet-5 | %.3f | %.3f | %+.1f%% |\n", lp, ld, 100 * (ld / lp - 1));
-    std::printf("| MLP 784-256-256-10 | %.3f | %.3f | %+.1f%% |\n", mp, md, 100 * (md / mp - 1));
+    const auto l = alternate<LeNet>(steps * 3, *comm);
+    const auto m = alternate<Mlp>(steps * 10, *comm);
+    for (const auto& [name, r] : {std::pair<const char*, std::array<double, 4>>{"LeNet-5", l},
+                                  {"MLP 784-256-256-10", m}})
+      std::printf("| %s | %.3f | %.3f | %+.1f%% | %.3f (%+.1f%%) | %.3f (%+.1f%%) |\n", name, r[0],
+                  r[1], 100 * (r[1] / r[0] - 1), r[2], 100 * (r[2] / r[0] - 1), r[3],
+                  100 * (r[3] / r[0] - 1));
   }
   comm.reset();
 

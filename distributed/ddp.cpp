@@ -2,8 +2,12 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "core/error.h"
 #include "core/logging/logging.h"
@@ -20,8 +24,34 @@ DdpOptions DdpOptions::from(const config::DistributedConfig& c) {
 }
 
 namespace {
+// Runs after a gradient accumulator has written its parameter's .grad.
+class GradReady final : public torch::autograd::FunctionPostHook {
+ public:
+  explicit GradReady(std::function<void()> ready) : ready_(std::move(ready)) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    ready_();
+    return outputs;
+  }
+
+ private:
+  std::function<void()> ready_;
+};
+
+// The part of `flat` from `offset` on, shaped like `p` (contiguous). It shares the storage but
+// is no autograd view, so optimizers may detach_() it as any gradient (torch refuses that on
+// views: "Can't detach views in-place").
+at::Tensor bucket_part(const at::Tensor& flat, int64_t offset, const at::Tensor& p) {
+  c10::NoGradGuard no_grad;
+  std::vector<int64_t> strides(static_cast<size_t>(p.dim()), 1);
+  for (int64_t d = p.dim() - 2; d >= 0; --d) strides[d] = strides[d + 1] * p.size(d + 1);
+  return at::empty({0}, flat.options()).set_(flat.storage(), offset, p.sizes(), strides);
+}
+
 // Tensors of one dtype flattened into one, broadcast from rank 0, copied back.
 void broadcast_flat(std::vector<at::Tensor>& tensors, Collectives& comm, const std::string& what) {
+  if (!comm.distributed()) return;  // one rank: its tensors are rank 0's (the trainer calls
+                                    // this every step, for the buffers)
   c10::NoGradGuard no_grad;
   std::vector<at::ScalarType> dtypes;
   for (const auto& t : tensors)
@@ -95,13 +125,18 @@ DataParallel::DataParallel(std::vector<at::Tensor> params, std::vector<std::stri
     }
     const auto& p0 = params_[b.params.front()];
     b.flat = at::zeros({numel}, p0.options().requires_grad(false));
+    for (size_t i : b.params) slots_[i].view = bucket_part(b.flat, slots_[i].offset, params_[i]);
     b.what = detail::concat("gradient bucket ", k, " (", b.params.size(), " tensors, ",
                             static_cast<double>(numel * static_cast<int64_t>(p0.element_size())) /
                                 (1024.0 * 1024.0),
                             " MiB)");
   }
+  compressed_ = opt_.compression == "bf16" || opt_.compression == "fp16";
+  identity_ = comm_.world_size() == 1 && !compressed_ && !opt_.buckets_at_world_1;
   ready_.assign(params_.size(), 0);
-  hooks_.assign(params_.size(), -1);
+  divided_.assign(params_.size(), 0);
+  accumulators_.resize(params_.size());
+  hooks_.assign(params_.size(), 0);
   reset();
   add_hooks();
   log::debug("DDP: ", params_.size(), " parameters in ", buckets_.size(), " buckets");
@@ -109,19 +144,18 @@ DataParallel::DataParallel(std::vector<at::Tensor> params, std::vector<std::stri
 
 void DataParallel::add_hooks() {
   for (size_t i = 0; i < params_.size(); ++i)
-    if (hooks_[i] < 0 && params_[i].requires_grad())
-      hooks_[i] = static_cast<int64_t>(
-          params_[i].register_hook([this, i](const at::Tensor& g) { on_grad(i, g); }));
+    if (!accumulators_[i] && params_[i].requires_grad()) {
+      accumulators_[i] = torch::autograd::impl::grad_accumulator(params_[i]);
+      SCULPT_ASSERT(accumulators_[i], "DDP: parameter '", names_[i],
+                    "' has no gradient accumulator");
+      hooks_[i] = accumulators_[i]->add_post_hook(
+          std::make_unique<GradReady>([this, i] { on_grad(i); }));
+    }
 }
 
 DataParallel::~DataParallel() {
-  for (size_t i = 0; i < hooks_.size(); ++i) {
-    if (hooks_[i] < 0) continue;
-    try {
-      params_[i].remove_hook(static_cast<unsigned>(hooks_[i]));
-    } catch (...) {  // the parameter's autograd metadata is gone already
-    }
-  }
+  for (size_t i = 0; i < accumulators_.size(); ++i)
+    if (accumulators_[i]) accumulators_[i]->del_post_hook(hooks_[i]);
 }
 
 void DataParallel::broadcast_buffers() {
@@ -134,12 +168,29 @@ std::vector<std::vector<size_t>> DataParallel::bucket_params() const {
   return out;
 }
 
-at::Tensor DataParallel::slice(size_t i) {
-  return buckets_[slots_[i].bucket].flat.narrow(0, slots_[i].offset, params_[i].numel());
+bool DataParallel::grad_in_bucket(size_t i) const {
+  const auto& g = params_[i].grad();
+  const auto& v = slots_[i].view;
+  return g.defined() && g.data_ptr() == v.data_ptr() && g.sizes() == v.sizes();
+}
+
+void DataParallel::into_bucket(size_t i) {
+  if (grad_in_bucket(i)) return;
+  auto& g = params_[i].mutable_grad();
+  const int n = comm_.world_size();
+  if (n > 1 && !compressed_) {
+    at::div_out(slots_[i].view, g, at::scalar_tensor(static_cast<double>(n), at::kDouble));
+    divided_[i] = 1;
+  } else {
+    slots_[i].view.copy_(g);
+  }
+  g = slots_[i].view;
+  ++stats_.grad_copies;
 }
 
 void DataParallel::reset() {
   std::fill(ready_.begin(), ready_.end(), 0);
+  std::fill(divided_.begin(), divided_.end(), 0);
   for (auto& b : buckets_) {
     b.pending = b.params.size();
     b.work.reset();
@@ -155,18 +206,14 @@ void DataParallel::begin_backward(bool sync) {
   reset();
 }
 
-void DataParallel::on_grad(size_t i, const at::Tensor& grad) {
-  if (!sync_) return;
+void DataParallel::on_grad(size_t i) {
+  if (!sync_) return;  // no_sync: the gradient accumulates wherever .grad is
   c10::NoGradGuard no_grad;
   std::lock_guard<std::mutex> lock(mutex_);
-  if (ready_[i]) return;  // a second hook call in one pass: the grad accumulator sums anyway
-  auto s = slice(i);
-  const auto& acc = params_[i].grad();  // gradients of earlier micro-batches (no_sync)
-  if (acc.defined())
-    at::add_out(s, acc.reshape(-1), grad.reshape(-1));
-  else
-    s.copy_(grad.reshape(-1));
+  if (ready_[i]) return;
   ready_[i] = 1;
+  if (identity_) return;  // the mean over one rank is the gradient itself
+  into_bucket(i);
   if (--buckets_[slots_[i].bucket].pending == 0) launch_ready();
 }
 
@@ -175,10 +222,19 @@ void DataParallel::launch_ready() {
     auto& b = buckets_[next_launch_++];
     // The mean: divide first, so 16-bit sums of many ranks cannot overflow.
     const double n = static_cast<double>(comm_.world_size());
-    if (opt_.compression == "bf16" || opt_.compression == "fp16") {
+    if (compressed_) {
       b.wire = b.flat.div(n).to(opt_.compression == "bf16" ? at::kBFloat16 : at::kHalf);
     } else {
-      if (n != 1) b.flat.div_(n);
+      if (n != 1) {  // the parts the copy into the bucket has not divided yet
+        const auto done = std::count_if(b.params.begin(), b.params.end(),
+                                        [&](size_t i) { return divided_[i] != 0; });
+        if (done == 0) {
+          b.flat.div_(n);
+        } else {
+          for (size_t i : b.params)
+            if (!divided_[i]) slots_[i].view.div_(n);
+        }
+      }
       b.wire = b.flat;
     }
     if (n == 1) continue;  // the sum over one rank is the bucket itself: no collective
@@ -194,17 +250,21 @@ void DataParallel::finish_backward() {
   const double backward_end = steady_seconds();
   for (size_t i = 0; i < params_.size(); ++i) {
     if (ready_[i]) continue;
-    SCULPT_CHECK(opt_.find_unused_parameters || !params_[i].requires_grad(), "DDP: parameter '", names_[i],
+    auto& p = params_[i];
+    SCULPT_CHECK(opt_.find_unused_parameters || !p.requires_grad(), "DDP: parameter '", names_[i],
                  "' got no gradient in this backward pass; if the model or a pass leaves it out "
                  "of some steps, set distributed.find_unused_parameters=true");
-    auto s = slice(i);
-    const auto& acc = params_[i].grad();
-    if (acc.defined())
-      s.copy_(acc.reshape(-1));
-    else
-      s.zero_();
-    auto& b = buckets_[slots_[i].bucket];
-    --b.pending;
+    if (identity_) continue;
+    if (!p.requires_grad()) {
+      // Frozen: its gradient stays as it was, apart from the bucket that is reduced.
+      if (grad_in_bucket(i)) p.mutable_grad() = p.grad().clone();
+    } else if (p.grad().defined()) {
+      into_bucket(i);  // earlier micro-batches' gradient: this rank's share of the sum
+    } else {
+      slots_[i].view.zero_();
+      divided_[i] = 1;  // zero over the world size
+    }
+    --buckets_[slots_[i].bucket].pending;
   }
   launch_ready();
   double last_done = backward_end;
@@ -213,32 +273,24 @@ void DataParallel::finish_backward() {
       b.work->wait();
       last_done = std::max(last_done, b.work->completed_at());
     }
-    if (b.wire.data_ptr() != b.flat.data_ptr()) b.flat.copy_(b.wire);
+    if (b.wire.defined() && b.wire.data_ptr() != b.flat.data_ptr()) b.flat.copy_(b.wire);
   }
   if (first_launch_ >= 0) {
     ++stats_.reductions;
     stats_.comm_s += last_done - first_launch_;
     stats_.exposed_s += std::max(0.0, last_done - std::max(backward_end, first_launch_));
   }
-  std::vector<float> used(params_.size(), 1.0f);
-  for (size_t i = 0; i < params_.size(); ++i)
-    if (!params_[i].requires_grad()) used[i] = 0;  // frozen: its gradient stays as it was
-  if (opt_.find_unused_parameters) {  // gradients no rank produced stay untouched
+  if (!identity_ && opt_.find_unused_parameters) {
+    // A gradient that no rank produced stays undefined; one that another rank produced is the
+    // reduced bucket.
+    std::vector<float> used(params_.size(), 0.0f);
     for (size_t i = 0; i < params_.size(); ++i)
-      used[i] = (ready_[i] || params_[i].grad().defined()) ? 1.0f : 0.0f;
+      used[i] = params_[i].requires_grad() && (ready_[i] || params_[i].grad().defined());
     auto flags = at::tensor(used);
-    comm_.all_reduce(flags, ReduceOp::max, "the DDP used-parameter flags");
+    if (comm_.distributed()) comm_.all_reduce(flags, ReduceOp::max, "the DDP used-parameter flags");
+    const float* any = flags.data_ptr<float>();
     for (size_t i = 0; i < params_.size(); ++i)
-      used[i] = flags[static_cast<int64_t>(i)].item<float>();
-  }
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (used[i] == 0) continue;
-    auto& p = params_[i];
-    auto s = slice(i).view_as(p);
-    if (p.grad().defined())
-      p.mutable_grad().copy_(s);
-    else
-      p.mutable_grad() = s.clone();
+      if (any[i] > 0 && !params_[i].grad().defined()) params_[i].mutable_grad() = slots_[i].view;
   }
   reset();
   sync_ = false;  // backward passes outside a step (a pass's own gradients) stay local

@@ -9,8 +9,10 @@
 // Checkpoints hold incremental.json beside the usual files: the matrix so far, the random-init
 // accuracies and the global step the current increment began at, so run.resume continues
 // mid-increment exactly, and incremental.resume_from continues a finished earlier run.
-// Data parallelism: every rank evaluates the increments on the whole data (identical weights give
-// identical matrices); passes reduce their own state (EWC's Fisher) through the collectives.
+// Data parallelism: each rank evaluates its shard of every increment and the metric sums are
+// added over the ranks (every rank gets the same matrix); passes reduce their own state (EWC's
+// Fisher) through the collectives. A checkpoint resumes at another world size as the standard
+// trainer's does (resume_at_world_size, counted from the increment's first step).
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -148,6 +150,14 @@ class IncrementalTrainer final : public Trainer {
         if (i > 0) pr.matrix.back().push_back(measure(model, task, incs[i], ctx, bf16));
       }
       hook.total_steps = steps;
+      if (!fresh && st.world_size != ctx.world_size()) {
+        // A checkpoint written by another number of ranks, inside this increment: continue
+        // after the samples it had read, counting steps from the increment's first one.
+        st.step -= pr.begin_step;
+        resume_at_world_size(st, ctx.world_size(), incs[i].data.batch_size,
+                             hook.steps_per_epoch, cfg_.grad_accumulation, cfg_.max_steps > 0);
+        st.step += pr.begin_step;
+      }
       log::info("increment ", i, " (", incs[i].name, "): ", current.train.size(), " train / ",
                 current.val.size(), " val; ", steps, " steps");
       const OutputMap mask = mask_of(incs[i]);
@@ -275,7 +285,8 @@ class IncrementalTrainer final : public Trainer {
 
   static double measure(models::Model& model, const tasks::Task& task, const Increment& inc,
                         const RunContext& ctx, bool bf16) {
-    auto m = evaluate(model, task, *inc.eval, inc.data, ctx.device(), bf16, mask_of(inc));
+    auto m = evaluate(model, task, *inc.eval, inc.data, ctx.device(), bf16, mask_of(inc),
+                      ctx.data_parallel() ? &ctx.collectives() : nullptr);
     const std::string& key = ctx.config().incremental.metric;
     auto it = m.find(key);
     SCULPT_CHECK(it != m.end(), "incremental.metric: the task has no metric '", key, "'");

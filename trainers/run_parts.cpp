@@ -4,6 +4,9 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
+#include <set>
+#include <sstream>
 
 #include "core/data/loader.h"
 #include "core/error.h"
@@ -54,11 +57,16 @@ Autocast::~Autocast() {
 std::map<std::string, double> evaluate(
     models::Model& model, const tasks::Task& task, const data::Dataset& ds,
     const config::DataConfig& data, c10::Device device, bool bf16,
-    const std::function<at::Tensor(const at::Tensor&)>& map_outputs) {
+    const std::function<at::Tensor(const at::Tensor&)>& map_outputs, Collectives* comm) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  data::Loader loader(ds, data.batch_size, data::LoaderOptions::for_evaluation(data));
+  const bool sharded = comm && comm->distributed();
+  std::optional<data::Dataset> shard;
+  if (sharded)
+    shard = ds.subset(at::arange(comm->rank(), ds.size(), comm->world_size(), at::kLong));
+  data::Loader loader(sharded ? *shard : ds, data.batch_size,
+                      data::LoaderOptions::for_evaluation(data));
   tasks::MetricSums sums;
   data::Batch b;
   const Forward forward = [&](const at::Tensor& x) {
@@ -68,7 +76,26 @@ std::map<std::string, double> evaluate(
   };
   while (loader.next(b)) task.evaluate_batch(sums, forward, b.inputs.to(device), b.targets.to(device));
   model.train(was_training);
+  if (sharded) all_reduce_sums(sums, *comm);
   return task.finish(sums);
+}
+
+void all_reduce_sums(tasks::MetricSums& sums, Collectives& comm) {
+  std::string mine;
+  for (const auto& [key, value] : sums) mine += key + "\n";
+  std::set<std::string> keys;
+  for (const auto& theirs : comm.all_gather(mine, "the evaluation metric names")) {
+    std::istringstream in(theirs);
+    for (std::string key; std::getline(in, key);) keys.insert(key);
+  }
+  if (keys.empty()) return;  // nothing evaluated on any rank
+  std::vector<double> values;
+  for (const auto& key : keys) values.push_back(sums.count(key) ? sums.at(key) : 0.0);
+  auto t = at::tensor(values, at::kDouble);
+  comm.all_reduce(t, ReduceOp::sum, "the evaluation metric sums");
+  const double* sum = t.data_ptr<double>();
+  size_t k = 0;
+  for (const auto& key : keys) sums[key] = sum[k++];
 }
 
 }  // namespace sculpt::trainers

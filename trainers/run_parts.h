@@ -12,6 +12,7 @@
 #include "core/data/dataset.h"
 #include "core/io/safetensors.h"
 #include "core/models/model.h"
+#include "core/run/collectives.h"
 #include "core/tasks/task.h"
 
 namespace sculpt::trainers {
@@ -45,10 +46,16 @@ class Autocast {
 // Metrics of `model` over `ds` (eval mode, no grad), batched by data.batch_size, inputs
 // normalized as data.normalize_* say and never augmented; under bf16 autocast when `bf16`;
 // `map_outputs`, when set, is applied to the outputs before the metrics (task-incremental
-// logit masks).
+// logit masks). With `comm` in a group of several ranks (data parallel, equal weights on every
+// rank), each rank evaluates a disjoint shard (rows rank, rank + n, ...) and the task's sums are
+// added over the ranks: every rank returns the metrics of the whole of `ds`.
 std::map<std::string, double> evaluate(
     models::Model& model, const tasks::Task& task, const data::Dataset& ds,
     const config::DataConfig& data, c10::Device device, bool bf16 = false,
-    const std::function<at::Tensor(const at::Tensor&)>& map_outputs = {});
+    const std::function<at::Tensor(const at::Tensor&)>& map_outputs = {},
+    Collectives* comm = nullptr);
+
+// Adds every rank's metric sums (a key missing on a rank counts as 0 there).
+void all_reduce_sums(tasks::MetricSums& sums, Collectives& comm);
 
 }  // namespace sculpt::trainers

@@ -229,10 +229,12 @@ std::filesystem::path TrainLoop::save(const TrainState& st, bool is_best) {
 std::map<std::string, double> TrainLoop::eval_and_record(const TrainState& st) {
   if (p_.val.size() == 0) return {};
   if (progress_) progress_->clear();
+  // Under DDP each rank evaluates its shard of the val data; the sums are added over the ranks.
   auto m = p_.pipeline ? pipeline_evaluate(*p_.pipeline, p_.model, p_.task, p_.val, p_.data,
                                            p_.ctx.device(), p_.bf16)
                        : evaluate(p_.model, p_.task, p_.val, p_.data, p_.ctx.device(), p_.bf16,
-                                  p_.map_outputs);
+                                  p_.map_outputs,
+                                  p_.ctx.data_parallel() ? &p_.ctx.collectives() : nullptr);
   nlohmann::json j = {{"step", st.step}, {"epoch", st.epoch}, {"split", "val"}};
   j.update(p_.record_extra);
   std::string line;

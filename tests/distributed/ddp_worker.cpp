@@ -6,6 +6,13 @@
 //   agree                                all_reduce/broadcast/all_gather results
 //   verify [same|differ]                 distributed.verify_state's check on an mlp whose
 //                                        weights are (not) the same on every rank
+//   views [keep|none]                    20 SGD steps of 2 accumulated micro-batches under DDP vs
+//                                        one process on the whole batch; zero_grad keeps the
+//                                        gradients (keep) or sets them to none; prints
+//                                        "max_diff <x>", gradients outside their bucket, copies
+//   eval [blobs|gr]                      trainers::evaluate sharded over the ranks vs this
+//                                        process alone on all rows; prints "max_diff <x>" and
+//                                        the rows this rank evaluated
 // Exit 0: as expected; 1: a wrong result; 3: the expected error was raised (printed).
 #include <torch/torch.h>
 
@@ -18,6 +25,7 @@
 #include "core/config/config.h"
 #include "core/data/dataset.h"
 #include "core/models/model.h"
+#include "trainers/run_parts.h"
 #include "trainers/train_loop.h"
 #include "distributed/ddp.h"
 #include "distributed/process_group.h"
@@ -40,6 +48,19 @@ struct Net : torch::nn::Module {
   }
 };
 
+// `net`'s parameters and names, and DDP options that make several buckets (4 KiB).
+distributed::DdpOptions small_buckets(Net& net, std::vector<at::Tensor>& params,
+                                      std::vector<std::string>& names) {
+  for (const auto& p : net.named_parameters()) {
+    params.push_back(p.value());
+    names.push_back(p.key());
+  }
+  distributed::DdpOptions opt;
+  opt.bucket_cap_mb = 0.004;
+  opt.first_bucket_mb = 0.001;
+  return opt;
+}
+
 int grads(Collectives& comm, const std::string& variant) {
   const int rank = comm.rank(), world = comm.world_size();
   torch::manual_seed(100 + rank);  // different initial weights: DDP must broadcast rank 0's
@@ -51,13 +72,7 @@ int grads(Collectives& comm, const std::string& variant) {
 
   std::vector<at::Tensor> params;
   std::vector<std::string> names;
-  for (const auto& p : net->named_parameters()) {
-    params.push_back(p.value());
-    names.push_back(p.key());
-  }
-  distributed::DdpOptions opt;
-  opt.bucket_cap_mb = 0.004;  // several buckets: 4 KiB
-  opt.first_bucket_mb = 0.001;
+  auto opt = small_buckets(*net, params, names);
   opt.find_unused_parameters = variant == "unused";
   if (variant == "bf16") opt.compression = "bf16";
   distributed::DataParallel ddp(params, names, {}, comm, opt);
@@ -107,6 +122,104 @@ int grads(Collectives& comm, const std::string& variant) {
     max_diff = std::max(max_diff, (params[i].grad() - ref[i]).abs().max().item<double>());
   }
   std::printf("max_diff %.3g\n", max_diff);
+  return 0;
+}
+
+int views(Collectives& comm, const std::string& variant) {
+  const int rank = comm.rank(), world = comm.world_size();
+  torch::manual_seed(100);
+  auto ref = std::make_shared<Net>();
+  torch::manual_seed(100 + rank);  // rank 0's weights are ref's; DDP broadcasts them
+  auto net = std::make_shared<Net>();
+  std::vector<at::Tensor> params;
+  std::vector<std::string> names;
+  const auto opt = small_buckets(*net, params, names);
+  distributed::DataParallel ddp(params, names, {}, comm, opt);
+  const auto sgd = torch::optim::SGDOptions(0.1).momentum(0.9);
+  torch::optim::SGD ref_opt(ref->parameters(), sgd), opt_ddp(net->parameters(), sgd);
+  torch::manual_seed(7);  // the same batches on every rank
+  int64_t outside = 0;
+  for (int step = 0; step < 20; ++step) {
+    auto x = torch::randn({16 * world, 8});
+    auto y = torch::randint(0, 4, {16 * world});
+    ref_opt.zero_grad();
+    torch::nn::functional::cross_entropy(ref->forward(x, true), y).backward();
+    ref_opt.step();
+    // This rank's 16 rows as 2 micro-batches of 8; DDP reduces in the second.
+    opt_ddp.zero_grad(variant != "keep");
+    for (int m = 0; m < 2; ++m) {
+      ddp.begin_backward(m == 1);
+      const int64_t at = rank * 16 + m * 8;
+      auto l = torch::nn::functional::cross_entropy(net->forward(x.slice(0, at, at + 8), true),
+                                                    y.slice(0, at, at + 8));
+      (l / 2.0).backward();
+    }
+    ddp.finish_backward();
+    for (size_t i = 0; i < params.size(); ++i) outside += ddp.grad_in_bucket(i) ? 0 : 1;
+    opt_ddp.step();
+  }
+  double max_diff = 0;
+  auto a = ref->parameters(), b = net->parameters();
+  for (size_t i = 0; i < a.size(); ++i)
+    max_diff = std::max(max_diff, (a[i] - b[i]).abs().max().item<double>());
+  std::printf("max_diff %.3g\noutside %lld copies %lld params %zu\n", max_diff,
+              static_cast<long long>(outside), static_cast<long long>(ddp.stats().grad_copies),
+              params.size());
+  return 0;
+}
+
+// The wrapped task, counting the rows this process evaluates.
+class CountingTask final : public tasks::Task {
+ public:
+  explicit CountingTask(std::unique_ptr<tasks::Task> inner) : inner_(std::move(inner)) {}
+  at::Tensor loss(const at::Tensor& o, const at::Tensor& t) const override {
+    return inner_->loss(o, t);
+  }
+  void accumulate(tasks::MetricSums& s, const at::Tensor& o, const at::Tensor& t) const override {
+    inner_->accumulate(s, o, t);
+  }
+  void evaluate_batch(tasks::MetricSums& s, const tasks::Forward& f, const at::Tensor& in,
+                      const at::Tensor& t) const override {
+    rows += t.size(0);
+    inner_->evaluate_batch(s, f, in, t);
+  }
+  std::map<std::string, double> finish(const tasks::MetricSums& s) const override {
+    return inner_->finish(s);
+  }
+  mutable int64_t rows = 0;
+
+ private:
+  std::unique_ptr<tasks::Task> inner_;
+};
+
+int eval(Collectives& comm, const std::string& variant) {
+  cli::register_builtins();
+  const std::string yaml =
+      variant == "gr"
+          ? "data: {name: gr_synthetic, docs: 60, topics: 4, vocab: 200, doc_len: 12, "
+            "query_len: 6, batch_size: 16, val_fraction: 0.3}\n"
+            "model: {name: transformer_seq2seq, d_model: 32, heads: 2, layers: 1, ff: 64}\n"
+            "task: {name: generative_retrieval, greedy: true}\n"
+          : "data: {name: synthetic_blobs, samples: 203, features: 6, classes: 5, spread: 3, "
+            "batch_size: 16}\n"
+            "model: {name: mlp, hidden: [16]}\n";
+  auto cfg = config::Config::parse(yaml);
+  auto ds = data::dataset_registry().create(cfg.data.name, cfg.data, data::DataPart::train);
+  torch::manual_seed(1);  // the same weights on every rank
+  auto model = models::model_registry().create(cfg.model.name, cfg.model, ds->spec());
+  CountingTask task(tasks::task_registry().create(cfg.task.name, cfg.task, ds->spec()));
+  const auto device = c10::Device(c10::kCPU);
+  const auto alone = trainers::evaluate(*model, task, *ds, cfg.data, device);
+  task.rows = 0;
+  const auto shared = trainers::evaluate(*model, task, *ds, cfg.data, device, false, {}, &comm);
+  double max_diff = alone.size() == shared.size() ? 0 : 1e9;
+  std::string values;
+  for (const auto& [k, v] : alone) {
+    max_diff = std::max(max_diff, shared.count(k) ? std::abs(shared.at(k) - v) : 1e9);
+    values += " " + k + "=" + std::to_string(v);
+  }
+  std::printf("rows %lld of %lld\nmax_diff %.3g\nmetrics%s\n", static_cast<long long>(task.rows),
+              static_cast<long long>(ds->size()), max_diff, values.c_str());
   return 0;
 }
 
@@ -177,6 +290,8 @@ int main(int argc, char** argv) {
     if (mode == "timeout") return timeout(*comm);
     if (mode == "agree") return agree(*comm);
     if (mode == "verify") return verify(*comm, variant == "differ");
+    if (mode == "views") return views(*comm, variant);
+    if (mode == "eval") return eval(*comm, variant);
     std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
     return 2;
   } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -107,6 +108,44 @@ TEST_CASE("DDP gradients equal single-process full-batch gradients within 1e-6",
   CHECK(max_diff(r[0].out) < 5e-3);
 }
 
+TEST_CASE("DDP gradients are bucket views, and 20 steps of 2 accumulated micro-batches equal one "
+          "process within 1e-5",
+          "[distributed]") {
+  // keep: zero_grad zeroes in place, the views survive and only the first step copies (its
+  // gradients did not exist yet); none: zero_grad drops them and every step copies each
+  // gradient once into its bucket, as PyTorch's DDP does after set_to_none.
+  for (const std::string variant : {"keep", "none"}) {
+    auto r = run_ranks(kWorker + " views " + variant);
+    for (int k = 0; k < 2; ++k) {
+      INFO(variant << " rank " << k << ": " << r[k].out << r[k].err);
+      REQUIRE(r[k].exit_code == 0);
+      CHECK(max_diff(r[k].out) <= 1e-5);
+      CHECK(r[k].out.find("outside 0 copies " + std::string(variant == "keep" ? "6" : "120") +
+                          " params 6\n") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("sharded evaluation: each rank evaluates half the rows, the metrics equal one process",
+          "[distributed]") {
+  // 203 rows (odd: shards of 102 and 101); gr: seq2seq decoding (exact match, hits@k, mrr).
+  for (const std::string variant : {"blobs", "gr"}) {
+    auto r = run_ranks(kWorker + " eval " + variant);
+    int64_t rows = 0, total = 0;
+    for (int k = 0; k < 2; ++k) {
+      INFO(variant << " rank " << k << ": " << r[k].out << r[k].err);
+      REQUIRE(r[k].exit_code == 0);
+      CHECK(max_diff(r[k].out) <= 1e-6);
+      long long mine = 0, all = 0;
+      REQUIRE(std::sscanf(r[k].out.c_str(), "rows %lld of %lld", &mine, &all) == 2);
+      CHECK(mine == (all + 1 - k) / 2);
+      rows += mine;
+      total = all;
+    }
+    CHECK(rows == total);
+  }
+}
+
 TEST_CASE("a collective timeout is an error naming the rank and the operation, not a hang",
           "[distributed]") {
   const auto t0 = std::chrono::steady_clock::now();
@@ -171,6 +210,118 @@ TEST_CASE("2-rank sculpt train matches 1 rank with twice the batch: 20 losses wi
   CHECK(fs::exists(dir + "/ddp/checkpoints"));
   auto summary = nlohmann::json::parse(sculpt::test::read_text(dir + "/ddp/summary.json"));
   CHECK(summary["steps"] == 20);
+}
+
+TEST_CASE("2-rank sculpt train with grad accumulation 2 matches 1 rank (also with freeze and "
+          "prune), and its sharded val metrics equal sculpt eval of its weights",
+          "[distributed]") {
+  const auto dir = sculpt::test::temp_dir("ddp-accumulate");
+  const std::string accumulate = "trainer.grad_accumulation=2";
+  auto single = run_process("OMP_NUM_THREADS=1 " + kSculpt + " train " + train_config(dir, 32) +
+                            " run.output_dir=" + dir + "/single " + accumulate);
+  INFO(single.err);
+  REQUIRE(single.exit_code == 0);
+  const auto cfg = train_config(dir, 16);
+  auto r = run_ranks(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/ddp " + accumulate);
+  for (int k = 0; k < 2; ++k) {
+    INFO("rank " << k << ": " << r[k].err);
+    REQUIRE(r[k].exit_code == 0);
+  }
+  require_same_losses(losses(dir + "/single"), losses(dir + "/ddp"), 1e-5);
+  // The final val metrics of the 2-rank run (each rank half the val rows, sums added) against
+  // one process evaluating the saved weights on all of them.
+  auto summary = nlohmann::json::parse(sculpt::test::read_text(dir + "/ddp/summary.json"));
+  auto eval = run_process("OMP_NUM_THREADS=1 " + kSculpt + " eval " + cfg + " --weights " + dir +
+                          "/ddp/model.safetensors");
+  INFO(eval.out << eval.err);
+  REQUIRE(eval.exit_code == 0);
+  const auto one = nlohmann::json::parse(eval.out)["val"];
+  const auto two = summary["final"]["val"];
+  REQUIRE(one.size() >= 2);
+  REQUIRE(two.size() == one.size());
+  for (const auto& [k, v] : one.items()) {
+    INFO(k);
+    CHECK(std::abs(two[k].get<double>() - v.get<double>()) <= 1e-6);
+  }
+  // Passes that act on .grad after backward (freeze drops it, Taylor pruning reads it, masks
+  // multiply it) see the same gradients in the bucket views.
+  const std::string recipe =
+      "compression: [{name: freeze, include: ['hidden0.*'], unfreeze_at: 6}, {name: prune, "
+      "schedule: agp, sparsity: 0.5, start: 2, end: 12, every: 2, scorer: taylor}]\n";
+  auto single_p = run_process("OMP_NUM_THREADS=1 " + kSculpt + " train " +
+                              train_config(dir, 32, recipe, "p") + " run.output_dir=" + dir +
+                              "/single_p " + accumulate);
+  INFO(single_p.err);
+  REQUIRE(single_p.exit_code == 0);
+  auto rp = run_ranks(kSculpt + " train " + train_config(dir, 16, recipe, "p") +
+                      " run.output_dir=" + dir + "/ddp_p " + accumulate);
+  for (int k = 0; k < 2; ++k) {
+    INFO("passes, rank " << k << ": " << rp[k].err);
+    REQUIRE(rp[k].exit_code == 0);
+  }
+  require_same_losses(losses(dir + "/single_p"), losses(dir + "/ddp_p"), 1e-5);
+}
+
+TEST_CASE("incremental trainer: 2-rank runs continue on 1 rank (run.resume inside an increment, "
+          "incremental.resume_from)",
+          "[distributed]") {
+  const auto dir = sculpt::test::temp_dir("ddp-incremental");
+  const std::string cfg = dir + "/inc.yaml";
+  sculpt::test::write_text(
+      cfg, "run: {name: inc, device: cpu, seed: 3}\n"
+           "model: {name: mlp, hidden: [32]}\n"
+           "data: {name: synthetic_blobs, samples: 800, features: 8, classes: 4, spread: 2, "
+           "batch_size: 16, val_fraction: 0.2}\n"
+           "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
+           "trainer: {name: incremental, epochs: 1, log_every: 1, checkpoint_every: 5, "
+           "keep_checkpoints: 100, tensorboard: false}\n"
+           "incremental: {eval_on: val}\n"
+           "increments: [{classes: [0, 1]}, {classes: [2, 3]}]\n");
+  auto two = run_ranks(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/two");
+  for (int k = 0; k < 2; ++k) {
+    INFO("rank " << k << ": " << two[k].err);
+    REQUIRE(two[k].exit_code == 0);
+  }
+  // Increment 0: 322 train rows, 161 per rank, 11 steps of 16; step_15 lies 4 steps (4 batches
+  // of each rank's shard: 128 samples) into increment 1.
+  const auto ckpt = dir + "/two/checkpoints/step_15";
+  REQUIRE(fs::exists(ckpt));
+  auto inc = nlohmann::json::parse(sculpt::test::read_text(ckpt + "/incremental.json"));
+  REQUIRE(inc["begin_step"] == 11);
+  auto one = run_process("OMP_NUM_THREADS=1 " + kSculpt + " train " + cfg + " run.output_dir=" +
+                         dir + "/one run.resume=" + ckpt);
+  INFO(one.err);
+  REQUIRE(one.exit_code == 0);
+  CHECK(one.err.find("written by 2 rank(s), this run has 1: epoch 0 continues after 128 "
+                     "samples (batch 8") != std::string::npos);
+  // One rank reads 16 rows a step: increment 1 continues after its step 8 (global 19) and ends
+  // with its 319 rows, 20 steps (global 31).
+  const auto resumed = losses(dir + "/one");
+  REQUIRE(!resumed.empty());
+  CHECK(resumed.begin()->first == 20);
+  CHECK(resumed.rbegin()->first == 31);
+  CHECK(resumed.size() == 12);
+  auto summary = nlohmann::json::parse(sculpt::test::read_text(dir + "/one/summary.json"));
+  CHECK(summary["steps"] == 31);
+  CHECK(summary["continual"]["accuracy_matrix"][1][1].get<double>() > 0.5);
+
+  // incremental.resume_from: a finished 2-rank run over increment 0 continued by one process.
+  std::string text = sculpt::test::read_text(cfg);
+  const std::string both = "increments: [{classes: [0, 1]}, {classes: [2, 3]}]\n";
+  const std::string first_cfg = dir + "/first.yaml";
+  sculpt::test::write_text(first_cfg, text.substr(0, text.find(both)) +
+                                          "increments: [{classes: [0, 1]}]\n");
+  auto first = run_ranks(kSculpt + " train " + first_cfg + " run.output_dir=" + dir + "/first");
+  REQUIRE(first[0].exit_code == 0);
+  auto cont = run_process("OMP_NUM_THREADS=1 " + kSculpt + " train " + cfg + " run.output_dir=" +
+                          dir + "/cont incremental.resume_from=" + dir + "/first");
+  INFO(cont.err);
+  REQUIRE(cont.exit_code == 0);
+  CHECK(cont.err.find("continuing " + dir + "/first after 1 increments") != std::string::npos);
+  auto a = nlohmann::json::parse(sculpt::test::read_text(dir + "/first/summary.json"));
+  auto b = nlohmann::json::parse(sculpt::test::read_text(dir + "/cont/summary.json"));
+  CHECK(b["steps"] == 31);  // 11 steps on 2 ranks, then 20 on one
+  CHECK(b["continual"]["accuracy_matrix"][0][0] == a["continual"]["accuracy_matrix"][0][0]);
 }
 
 TEST_CASE("prune masks and quantize observer ranges agree on both ranks after training",
