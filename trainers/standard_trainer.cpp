@@ -116,7 +116,8 @@ class StandardTrainer final : public Trainer {
     result.final_metrics["val"] = final_val;
     const auto eval_on = [&](const data::Dataset& ds) {
       return pipe_run ? pipeline_evaluate(stage, *model, *task, ds, c.data, ctx.device(), bf16)
-                      : evaluate(*model, *task, ds, c.data, ctx.device(), bf16);
+                      : evaluate(*model, *task, ds, c.data, ctx.device(), bf16, {},
+                                 ctx.data_parallel() ? &ctx.collectives() : nullptr);
     };
     if (parts.test) result.final_metrics["test"] = eval_on(*parts.test);
     if (cfg_.final_train_eval) result.final_metrics["train"] = eval_on(split.train);

@@ -244,8 +244,12 @@ class EwcPass final : public CompressionPass {
     }
     merged_ = Term{};
     ++increments_;
-    fisher_seconds_ +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // The slowest rank's time: pass state must agree across data-parallel ranks.
+    auto seconds = at::tensor(
+        {std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
+        at::kDouble);
+    if (ctx.collectives) ctx.collectives->all_reduce(seconds, ReduceOp::max, "ewc: the Fisher time");
+    fisher_seconds_ += seconds.item<double>();
     log::info("ewc: Fisher of ", params_.size(), " tensors from ", n, " samples of increment ",
               ctx.increment);
   }

@@ -324,6 +324,27 @@ TEST_CASE("incremental trainer: 2-rank runs continue on 1 rank (run.resume insid
   CHECK(b["continual"]["accuracy_matrix"][0][0] == a["continual"]["accuracy_matrix"][0][0]);
 }
 
+TEST_CASE("EWC under DDP: the Fisher and the pass state agree on both ranks across increments",
+          "[distributed]") {
+  const auto dir = sculpt::test::temp_dir("ddp-ewc");
+  const std::string cfg = dir + "/ewc.yaml";
+  sculpt::test::write_text(
+      cfg, "run: {name: ewc, device: cpu, seed: 3}\n"
+           "model: {name: mlp, hidden: [32]}\n"
+           "data: {name: synthetic_blobs, samples: 400, features: 8, classes: 4, spread: 2, "
+           "batch_size: 16}\n"
+           "trainer: {name: incremental, epochs: 1, tensorboard: false}\n"
+           "increments: [{classes: [0, 1]}, {classes: [2, 3]}]\n"
+           "compression: [{name: ewc, lambda: 5, mode: separate, samples: 32}]\n");
+  auto r = run_ranks(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/run");
+  for (int k = 0; k < 2; ++k) {
+    INFO("rank " << k << ": " << r[k].err);
+    REQUIRE(r[k].exit_code == 0);
+    // The state holds the Fisher time too: the slowest rank's, the same everywhere.
+    CHECK(r[k].err.find("all 2 ranks agree on") != std::string::npos);
+  }
+}
+
 TEST_CASE("prune masks and quantize observer ranges agree on both ranks after training",
           "[distributed]") {
   // RigL regrows by each rank's own dense gradient and activation observers see each rank's own
