@@ -21,7 +21,8 @@ ExportReader::ExportReader(const std::string& dir, const std::string& format,
                            const std::string& writer)
     : manifest_path_((fs::path(dir) / "manifest.json").string()),
       tensors_path_((fs::path(dir) / "model.safetensors").string()) {
-  SCULPT_CHECK(fs::exists(manifest_path_) && fs::exists(tensors_path_), dir, ": not a ", format,
+  const std::string kind = format.substr(format.rfind('-') + 1);  // sculpt-sparse: sparse
+  SCULPT_CHECK(fs::exists(manifest_path_) && fs::exists(tensors_path_), dir, ": not a ", kind,
                " export (expected manifest.json and model.safetensors; ", writer, ")");
   manifest_ = io::read_json_file(manifest_path_);
   SCULPT_CHECK(manifest_.value("format", "") == format, manifest_path_, ": format is not ", format);
