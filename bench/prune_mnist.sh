@@ -34,7 +34,13 @@ compression:
      overrides: [{layers: 'conv1.*', max_sparsity: 0.5}]}
 YAML
 cp "$root/configs/mnist_prune_channels.yaml" "$out/lenet5_channels50.yaml"
-for name in mlp_dense mlp_agp92 lenet5_dense lenet5_agp92 lenet5_block4_75 lenet5_channels50; do
+# Han et al.'s LeNet-5 is Caffe's (20/50 filters, 500 hidden, 431k weights): the same schedule.
+for name in lenet5_dense lenet5_agp92; do
+  sed 's/model: {name: lenet5}/model: {name: lenet5, variant: caffe}/' "$out/$name.yaml" \
+    >"$out/caffe_${name#lenet5_}.yaml"
+done
+runs="mlp_dense mlp_agp92 lenet5_dense lenet5_agp92 lenet5_block4_75 lenet5_channels50 caffe_dense caffe_agp92"
+for name in $runs; do
   [ -f "$out/$name/summary.json" ] && continue
   "$bin" train "$out/$name.yaml" data.dir="$data" run.output_dir="$out/$name" --log-level warn
 done
@@ -44,7 +50,7 @@ out = sys.argv[1]
 print("| run | test error % | sparsity | remaining weights | params in file | time (s) |")
 print("|---|---|---|---|---|---|")
 for name in ["mlp_dense", "mlp_agp92", "lenet5_dense", "lenet5_agp92", "lenet5_block4_75",
-             "lenet5_channels50"]:
+             "lenet5_channels50", "caffe_dense", "caffe_agp92"]:
     s = json.load(open(os.path.join(out, name, "summary.json")))
     err = 100 * (1 - s["final"]["test"]["accuracy"])
     c = s.get("compression", [{}])[0].get("summary", {})
