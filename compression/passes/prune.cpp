@@ -124,8 +124,13 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
       if (l.o.scorer == "magnitude") continue;
       const auto& g = l.layer->raw_weight().grad();
       if (!g.defined()) continue;
-      auto wg = (l.layer->raw_weight() * g).reshape({l.rows, l.cols}).to(at::kFloat);
-      auto s = l.o.scorer == "taylor" ? wg.abs() : -wg;
+      at::Tensor s;
+      if (l.o.scorer == "fisher") {  // the diagonal empirical Fisher, from the step's gradient
+        s = g.reshape({l.rows, l.cols}).to(at::kFloat).square();
+      } else {
+        auto wg = (l.layer->raw_weight() * g).reshape({l.rows, l.cols}).to(at::kFloat);
+        s = l.o.scorer == "taylor" ? wg.abs() : -wg;
+      }
       l.acc = l.acc.defined() ? l.acc.add_(s) : s.clone();
       ++l.acc_steps;
     }
@@ -448,6 +453,8 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
 
   // The layer's element scores, [rows, cols] (higher = keep).
   at::Tensor scores(const Layer& l) const {
+    if (l.o.scorer == "fisher" && l.acc.defined() && l.acc_steps > 0)  // F w^2 / 2
+      return l.acc / static_cast<double>(l.acc_steps) * weight2d(l).to(at::kFloat).square() * 0.5;
     if (l.o.scorer != "magnitude" && l.acc.defined() && l.acc_steps > 0) return l.acc;
     return weight2d(l).abs().to(at::kFloat);
   }

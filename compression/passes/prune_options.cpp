@@ -16,9 +16,10 @@ void PruneOptions::visit(config::Visitor& v) {
   v.field("block", block, "prune block: side of the square blocks", config::Range::at_least(1));
   v.field("heads", heads, "prune head: attention heads of the chosen layers (their inputs split "
           "into this many groups)", config::Range::at_least(0));
-  v.choice("scorer", scorer, {"magnitude", "taylor", "movement"},
+  v.choice("scorer", scorer, {"magnitude", "taylor", "movement", "fisher"},
            "prune: importance of a weight: |w|, |w * grad| or -w * grad summed since the last "
-           "mask update");
+           "mask update, or fisher: F w^2 / 2 with F the mean squared gradient since then (the "
+           "diagonal empirical Fisher of the steps' batch gradients)");
   v.choice("schedule", schedule, {"one_shot", "agp", "iterative", "exponential", "rigl"},
            "prune: how the sparsity reaches its target (see docs: formulas)");
   v.field("sparsity", sparsity, "prune: final fraction of weights removed (n:m: 1 - n/m)",

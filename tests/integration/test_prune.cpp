@@ -16,13 +16,13 @@ TEST_CASE("prune (agp, unstructured, magnitude) passes the conformance suite",
       "{name: prune, schedule: agp, sparsity: 0.8, start: 1, end: 7, every: 2}");
 }
 
-TEST_CASE("prune (n:m, blocks, heads, taylor and movement scores) passes the conformance suite",
+TEST_CASE("prune (n:m, blocks, heads, taylor, movement and fisher scores) passes the conformance suite",
           "[passes][conformance][prune]") {
   sculpt::test::run_pass_conformance(
       "{name: prune, pattern: 'n:m', schedule: one_shot, start: 3, scorer: taylor, "
       "overrides: [{layers: 'hidden1.*', pattern: block, block: 4, scorer: movement, "
       "schedule: exponential, sparsity: 0.5, start: 2, end: 6, every: 1}, "
-      "{layers: 'head.*', pattern: head, heads: 4, sparsity: 0.5, start: 2}]}");
+      "{layers: 'head.*', pattern: head, heads: 4, sparsity: 0.5, start: 2, scorer: fisher}]}");
 }
 
 TEST_CASE("prune (rigl, global budget) passes the conformance suite",

@@ -262,6 +262,28 @@ TEST_CASE("taylor keeps the weights with the largest |w * grad| summed since the
         score.masked_select(~kept).max().item<float>());
 }
 
+TEST_CASE("fisher keeps the weights with the largest F w^2 / 2, F the mean squared gradient",
+          "[prune]") {
+  torch::manual_seed(12);
+  auto a = attach(
+      "{name: prune, scorer: fisher, schedule: one_shot, sparsity: 0.5, start: 3, "
+      "include: ['hidden0.*']}");
+  auto& w = const_cast<at::Tensor&>(sculpt::nn::compressible_layers(*a.model)[0].second->raw_weight());
+  torch::optim::SGD optim(a.model->parameters(), torch::optim::SGDOptions(0.0));  // w stays put
+  at::Tensor g2 = torch::zeros_like(w);
+  const auto w0 = w.detach().clone();  // the weights before pruning (lr 0: they stay put)
+  for (int64_t step = 0; step < 3; ++step)
+    step_once(a, optim, step, [&] { g2 += w.grad().square(); });
+  const auto score = g2 / 3 * w0.square() * 0.5;
+  const auto kept = (w != 0);
+  CHECK(kept.to(torch::kDouble).mean().item<double>() == 0.5);
+  CHECK(score.masked_select(kept).min().item<float>() >=
+        score.masked_select(~kept).max().item<float>());
+  // Not the magnitude ranking: the gradients reorder it.
+  const auto median = std::get<0>(w0.abs().flatten().kthvalue(w0.numel() / 2 + 1));
+  CHECK((kept != (w0.abs() >= median)).sum().item<int64_t>() > 0);
+}
+
 TEST_CASE("pruned weights and their SGD momentum / Adam moments stay zero", "[prune]") {
   sculpt::cli::register_builtins();
   for (const std::string opt : {"sgd", "adam"}) {
