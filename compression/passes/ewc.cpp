@@ -7,6 +7,7 @@
 // Data parallelism: each rank takes every world_size-th of the chosen samples, and the Fisher
 // sums are all-reduced before the division, so every rank stores the Fisher of all of them.
 #include "compression/passes/ewc.h"
+#include "compression/fisher_board.h"
 #include "core/data/dataset.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -173,6 +174,9 @@ at::Tensor penalty_into_grad(const at::Tensor& w, const at::Tensor& f, const at:
 
 class EwcPass final : public CompressionPass {
  public:
+  ~EwcPass() override {
+    for (const auto& p : params_) withdraw_fisher(p.param);
+  }
   using CompressionPass::CompressionPass;
 
   void attach(models::Model& model, const StepContext& /*ctx*/) override {
@@ -244,6 +248,7 @@ class EwcPass final : public CompressionPass {
     }
     merged_ = Term{};
     ++increments_;
+    publish();
     // The slowest rank's time: pass state must agree across data-parallel ranks.
     auto seconds = at::tensor(
         {std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
@@ -326,6 +331,20 @@ class EwcPass final : public CompressionPass {
         t.anchor.push_back(a.to(p.param.device(), p.param.scalar_type()));
       }
       terms_.push_back(std::move(t));
+    }
+    publish();
+  }
+
+  // The Fisher of every penalty term, summed, for other passes (the prune pass's fisher scorer).
+  void publish() const {
+    for (size_t k = 0; k < params_.size(); ++k) {
+      if (terms_.empty()) {
+        withdraw_fisher(params_[k].param);
+        continue;
+      }
+      at::Tensor sum = terms_[0].fisher[k].clone();
+      for (size_t i = 1; i < terms_.size(); ++i) sum.add_(terms_[i].fisher[k]);
+      publish_fisher(params_[k].param, sum);
     }
   }
 

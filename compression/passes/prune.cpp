@@ -10,6 +10,7 @@
 // come from DDP's averaged gradients and magnitudes from identical weights, but RigL's dense
 // gradients are each rank's own, so rank 0 decides for all.
 #include "compression/passes/prune.h"
+#include "compression/fisher_board.h"
 #include "compression/passes/sparse_export.h"
 #include "core/run/run_context.h"
 
@@ -453,8 +454,14 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
 
   // The layer's element scores, [rows, cols] (higher = keep).
   at::Tensor scores(const Layer& l) const {
-    if (l.o.scorer == "fisher" && l.acc.defined() && l.acc_steps > 0)  // F w^2 / 2
-      return l.acc / static_cast<double>(l.acc_steps) * weight2d(l).to(at::kFloat).square() * 0.5;
+    if (l.o.scorer == "fisher") {  // F w^2 / 2: the EWC pass's Fisher when it published one
+      at::Tensor f = published_fisher(l.layer->raw_weight());
+      if (f.defined())
+        f = f.reshape({l.rows, l.cols}).to(at::kFloat);
+      else if (l.acc.defined() && l.acc_steps > 0)
+        f = l.acc / static_cast<double>(l.acc_steps);
+      if (f.defined()) return f * weight2d(l).to(at::kFloat).square() * 0.5;
+    }
     if (l.o.scorer != "magnitude" && l.acc.defined() && l.acc_steps > 0) return l.acc;
     return weight2d(l).abs().to(at::kFloat);
   }

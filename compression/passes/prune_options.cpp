@@ -18,8 +18,8 @@ void PruneOptions::visit(config::Visitor& v) {
           "into this many groups)", config::Range::at_least(0));
   v.choice("scorer", scorer, {"magnitude", "taylor", "movement", "fisher"},
            "prune: importance of a weight: |w|, |w * grad| or -w * grad summed since the last "
-           "mask update, or fisher: F w^2 / 2 with F the mean squared gradient since then (the "
-           "diagonal empirical Fisher of the steps' batch gradients)");
+           "mask update, or fisher: F w^2 / 2 with F the ewc pass's Fisher when the recipe has one, "
+           "else the mean squared gradient since the last update");
   v.choice("schedule", schedule, {"one_shot", "agp", "iterative", "exponential", "rigl"},
            "prune: how the sparsity reaches its target (see docs: formulas)");
   v.field("sparsity", sparsity, "prune: final fraction of weights removed (n:m: 1 - n/m)",

@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
+#include "compression/fisher_board.h"
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -267,6 +269,18 @@ TEST_CASE("the EWC penalty is lambda/2 sum F (w - w*)^2 and its gradient lambda 
       }
     CHECK(penalty_step(sep.pass(), sep.model(), sep.ctx).get<double>() ==
           Approx(sum).epsilon(1e-4));
+    // The summed Fisher of the two terms is published for the prune pass's fisher scorer.
+    for (const auto& p : sep.model().named_parameters()) {
+      at::Tensor total;
+      for (const auto& [key, t] : st.tensors)
+        if (key.find("/fisher/") != std::string::npos && key.substr(key.find('/', 2) + 1) == p.key())
+          total = total.defined() ? total + t : t.clone();
+      if (!total.defined()) continue;
+      const auto published = sculpt::compression::published_fisher(p.value());
+      INFO(p.key());
+      REQUIRE(published.defined());
+      CHECK(torch::allclose(published.cpu(), total.to(published.scalar_type()), 1e-6, 1e-6));
+    }
   }
 
   // Online mode: a second increment keeps one term (gamma F_old + F_new).

@@ -11,6 +11,7 @@
 #include "cli/app.h"
 #include "compression/pass.h"
 #include "compression/passes/bsr.h"
+#include "compression/fisher_board.h"
 #include "compression/passes/prune_core.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"
@@ -282,6 +283,22 @@ TEST_CASE("fisher keeps the weights with the largest F w^2 / 2, F the mean squar
   // Not the magnitude ranking: the gradients reorder it.
   const auto median = std::get<0>(w0.abs().flatten().kthvalue(w0.numel() / 2 + 1));
   CHECK((kept != (w0.abs() >= median)).sum().item<int64_t>() > 0);
+
+  // A Fisher another pass published (EWC's, per sample) replaces the scorer's own estimate.
+  auto b = attach(
+      "{name: prune, scorer: fisher, schedule: one_shot, sparsity: 0.5, start: 2, "
+      "include: ['hidden0.*']}");
+  auto& wb = const_cast<at::Tensor&>(sculpt::nn::compressible_layers(*b.model)[0].second->raw_weight());
+  const auto published = torch::rand_like(wb);
+  sculpt::compression::publish_fisher(wb, published);
+  const auto wb0 = wb.detach().clone();
+  torch::optim::SGD optim_b(b.model->parameters(), torch::optim::SGDOptions(0.0));
+  for (int64_t step = 0; step < 2; ++step) step_once(b, optim_b, step);
+  sculpt::compression::withdraw_fisher(wb);
+  const auto kept_b = (wb != 0);
+  const auto score_b = published * wb0.square();
+  CHECK(score_b.masked_select(kept_b).min().item<float>() >=
+        score_b.masked_select(~kept_b).max().item<float>());
 }
 
 TEST_CASE("pruned weights and their SGD momentum / Adam moments stay zero", "[prune]") {
