@@ -379,7 +379,10 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     return l.o.sparsity;
   }
 
+  // The trainer's figure (optimizer steps per epoch of this rank's shard, as resolve_step uses),
+  // else one computed from the whole training split.
   static int64_t steps_per_epoch(const StepContext& ctx) {
+    if (ctx.steps_per_epoch > 0) return ctx.steps_per_epoch;
     if (!ctx.run || !ctx.train) return 0;
     const auto& c = ctx.run->config();
     const int64_t n = ctx.train->size(), bs = std::max<int64_t>(1, c.data.batch_size);

@@ -246,6 +246,29 @@ TEST_CASE("rigl keeps the density and moves the mask: weak weights out, large gr
   CHECK(a.pass->summary()["charts"]["actual sparsity"].size() == 4);
 }
 
+TEST_CASE("prune in epochs counts the trainer's steps per epoch (this rank's shard)", "[prune]") {
+  // Under DDP an epoch is fewer steps per rank than the whole split makes: the pass uses the
+  // trainer's figure, as resolve_step does for the other passes.
+  sculpt::cli::register_builtins();
+  const auto cfg = Config::parse(std::string(kRun) +
+                                 "compression: [{name: prune, unit: epochs, schedule: one_shot, "
+                                 "sparsity: 0.5, start: 2, include: ['hidden0.*']}]\n");
+  auto model = model_for(cfg, blobs_spec());
+  auto pass = the_pass(cfg);
+  sculpt::trainers::StepContext ctx;
+  ctx.total_steps = 40;
+  ctx.steps_per_epoch = 5;  // start: 2 epochs = step 10
+  pass->attach(*model, ctx);
+  const auto& w = sculpt::nn::compressible_layers(*model)[0].second->raw_weight();
+  for (int64_t step = 1; step <= 10; ++step) {
+    ctx.step = step;
+    pass->after_step(*model, ctx);
+    const double zeros = (w == 0).to(torch::kDouble).mean().item<double>();
+    INFO("step " << step);
+    CHECK(zeros == (step < 10 ? 0.0 : 0.5));
+  }
+}
+
 TEST_CASE("taylor keeps the weights with the largest |w * grad| summed since the last update",
           "[prune]") {
   torch::manual_seed(10);
