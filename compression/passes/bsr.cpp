@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/logging/logging.h"
 
 namespace sculpt::compression::prune {
 
@@ -39,6 +40,29 @@ std::string BsrLinearRuntime::describe() const {
      << (m_.rows / m_.block) * (m_.cols / m_.block) << " blocks (" << m_.density() * 100
      << "% dense), " << m_.bytes() / 1024.0 << " KB";
   return os.str();
+}
+
+std::string install_bsr_runtime(nn::Compressible& layer, const std::string& name, Bsr m,
+                                bool force, const std::string& who) {
+  auto* lin = dynamic_cast<nn::Linear*>(&layer);
+  std::string why;
+  const double crossover = kernels::bsr_crossover_density(at::kCPU, m.block, at::kFloat);
+  if (!lin)
+    why = "not a Linear layer";
+  else if (!lin->raw_weight().device().is_cpu())
+    why = "the block-sparse kernel is CPU-only, the layer is on " +
+          lin->raw_weight().device().str();
+  else if (!force && m.density() > crossover)
+    why = detail::concat(m.density() * 100, "% of its blocks remain, above the ", crossover * 100,
+                         "% where the CPU block-sparse kernel stops being faster");
+  if (!why.empty()) {
+    log::info(who, ": ", name, " runs dense: ", why);
+    return {};
+  }
+  auto rt = std::make_shared<BsrLinearRuntime>(std::move(m), lin->bias());
+  log::info(who, ": ", name, " runs block-sparse: ", rt->describe());
+  lin->set_runtime(rt);
+  return rt->describe();
 }
 
 }  // namespace sculpt::compression::prune

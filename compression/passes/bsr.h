@@ -34,4 +34,11 @@ class BsrLinearRuntime final : public nn::LayerRuntime {
   at::Tensor bias_;
 };
 
+// Hands `layer` (named `name` in the log) to the BSR kernel with `m` (its weight's blocks) when that
+// pays: a CPU Linear whose block density is at most the kernel's crossover (any density when
+// `force`). Logs, under `who`, whether it runs block-sparse or dense and why. Returns the
+// runtime's description, or "" when the layer stays dense.
+std::string install_bsr_runtime(nn::Compressible& layer, const std::string& name, Bsr m,
+                                bool force, const std::string& who);
+
 }  // namespace sculpt::compression::prune

@@ -12,7 +12,6 @@
 #include "compression/passes/prune.h"
 #include "compression/fisher_board.h"
 #include "compression/passes/sparse_export.h"
-#include "core/run/run_context.h"
 
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -47,8 +46,6 @@ using prune::Pattern;
 using prune::PositionProbe;
 using prune::Schedule;
 
-double number(const std::string& s) { return std::strtod(s.c_str(), nullptr); }
-
 class PrunePass final : public CompressionPass, public RuntimeProvider {
  public:
   using CompressionPass::CompressionPass;
@@ -58,7 +55,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     layers_.clear();
     curve_ = nlohmann::json::array();
     const auto targets = select_layers(model);
-    const int64_t per_epoch = steps_per_epoch(ctx);
+    const int64_t per_epoch = prune_steps_per_epoch(ctx);
     const auto all_layers = nn::compressible_layers(model);
     for (const auto& t : targets) {
       Layer l;
@@ -168,29 +165,10 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
       else removed_["heads"] = heads;
     }
     install_runtimes(model);
-    write_sparse_export(model, ctx);
-  }
-
-  // <run>/sparse: block-pruned weights in BSR, others as bitmask + values (rank 0; a pipeline
-  // stage holds part of the model only, so none there).
-  void write_sparse_export(models::Model& model, const StepContext& ctx) {
     std::vector<prune::SparseTarget> targets;
     for (const auto& l : layers_)
       if (l.o.export_sparse) targets.push_back({l.name, l.o.pattern == "block" ? l.o.block : 0});
-    if (targets.empty() || !ctx.run || !ctx.run->writes_files()) return;
-    if (ctx.run->config().distributed.pipeline.stages > 1) {
-      log::info("prune: no sparse export under a pipeline (each stage holds part of the model)");
-      return;
-    }
-    const auto dir = (ctx.run->dir() / "sparse").string();
-    const auto m = prune::export_sparse(model, targets, dir);
-    exported_ = {{"dir", dir},
-                 {"bytes", m.at("bytes")},
-                 {"dense_fp32_bytes", m.at("dense_fp32_bytes")},
-                 {"sparse_layers", m.at("layers").size()}};
-    log::info("prune: sparse export ", dir, ": ", m.at("bytes").get<int64_t>(), " bytes (dense FP32 ",
-              m.at("dense_fp32_bytes").get<int64_t>(), "), ", m.at("layers").size(),
-              " layer(s) stored sparse");
+    exported_ = prune::export_sparse_at_end(model, targets, ctx);
   }
 
   // Block-pruned Linear layers compute through the BSR kernel (CPU) where it pays.
@@ -199,31 +177,18 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     runtimes_ = nlohmann::json::object();
     for (const auto& t : select_layers(model)) {
       const auto& o = t.options ? options_of<PruneOptions>(t) : defaults;
-      auto* lin = dynamic_cast<nn::Linear*>(t.layer.get());
-      if (o.pattern != "block" || o.runtime == "dense" || !lin) continue;
-      const auto& w = lin->raw_weight();
-      if (!w.device().is_cpu()) {
-        log::info("prune: ", t.name, " runs dense: the block-sparse kernel is CPU-only, the layer "
-                  "is on ", w.device().str());
+      if (o.pattern != "block" || o.runtime == "dense" ||
+          !dynamic_cast<nn::Linear*>(t.layer.get()))
         continue;
-      }
+      const auto& w = t.layer->raw_weight();
       if (w.size(0) % o.block || w.size(1) % o.block) {
         log::info("prune: ", t.name, " runs dense: ", w.sizes(), " does not split into ", o.block,
                   "x", o.block, " blocks");
         continue;
       }
-      auto m = prune::to_bsr(w, o.block);
-      const double crossover = kernels::bsr_crossover_density(at::kCPU, o.block, at::kFloat);
-      if (o.runtime == "auto" && m.density() > crossover) {
-        log::info("prune: ", t.name, " runs dense: ", m.density() * 100,
-                  "% of its blocks remain, above the ", crossover * 100,
-                  "% where the CPU block-sparse kernel stops being faster");
-        continue;
-      }
-      auto rt = std::make_shared<prune::BsrLinearRuntime>(std::move(m), lin->bias());
-      log::info("prune: ", t.name, " runs block-sparse: ", rt->describe());
-      runtimes_[t.name] = rt->describe();
-      t.layer->set_runtime(rt);
+      const auto rt = prune::install_bsr_runtime(*t.layer, t.name, prune::to_bsr(w, o.block),
+                                                 o.runtime == "bsr", "prune");
+      if (!rt.empty()) runtimes_[t.name] = rt;
     }
   }
 
@@ -332,7 +297,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     const int64_t total =
         o.end > 0 ? static_cast<int64_t>(std::llround(o.end * (epochs ? per_epoch : 1.0) * 1.25))
                   : 1000;
-    Schedule s = resolve_with(o, total, per_epoch);
+    Schedule s = o.schedule_for(total, per_epoch);
     os << "; planned sparsity";
     if (o.end == 0) os << " (in a run of 1000 " << (epochs ? "steps, 100 per epoch" : "steps") << ")";
     os << ":";
@@ -379,41 +344,11 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     return l.o.sparsity;
   }
 
-  // The trainer's figure (optimizer steps per epoch of this rank's shard, as resolve_step uses),
-  // else one computed from the whole training split.
-  static int64_t steps_per_epoch(const StepContext& ctx) {
-    if (ctx.steps_per_epoch > 0) return ctx.steps_per_epoch;
-    if (!ctx.run || !ctx.train) return 0;
-    const auto& c = ctx.run->config();
-    const int64_t n = ctx.train->size(), bs = std::max<int64_t>(1, c.data.batch_size);
-    const int64_t batches = c.data.drop_last ? n / bs : (n + bs - 1) / bs;
-    const int64_t k = std::max<int64_t>(1, c.trainer.grad_accumulation);
-    return (batches + k - 1) / k;
-  }
-
-  static Schedule resolve_with(const PruneOptions& o, int64_t total, double per_epoch) {
-    const double scale = o.unit == "epochs" ? per_epoch : 1.0;
-    auto steps = [&](double v) { return static_cast<int64_t>(std::llround(v * scale)); };
-    Schedule s;
-    s.kind = o.schedule;
-    s.initial = o.initial_sparsity == "from_weights" ? 0.0 : number(o.initial_sparsity);
-    s.final = o.pattern == "n:m" ? 1.0 - static_cast<double>(o.n) / static_cast<double>(o.m)
-                                 : o.sparsity;
-    s.start = steps(o.start);
-    s.end = o.end > 0 ? steps(o.end) : std::max<int64_t>(s.start + 1, total * 3 / 4);
-    if (s.end <= s.start) s.end = s.start + 1;
-    s.every = o.every > 0 ? std::max<int64_t>(1, steps(o.every))
-                          : std::max<int64_t>(1, (s.end - s.start) / 10);
-    s.cycles = o.cycles;
-    s.rigl_alpha = o.rigl_alpha;
-    return s;
-  }
-
   Schedule resolve(const PruneOptions& o, int64_t total, int64_t per_epoch,
                    const std::string& layer) const {
     SCULPT_CHECK(o.unit != "epochs" || per_epoch > 0, "compression pass ", name(), ": layer ",
                  layer, ": unit epochs needs the training data's size");
-    auto s = resolve_with(o, total, static_cast<double>(per_epoch));
+    auto s = o.schedule_for(total, static_cast<double>(per_epoch));
     if (total > 0 && s.start > total)
       log::warn("compression pass ", name(), ": layer ", layer, " starts pruning at step ",
                 s.start, ", after the run's ", total, " steps: it stays dense");
@@ -550,46 +485,34 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
                                            -std::numeric_limits<double>::infinity());
         unit_scores.push_back(u);
       }
-      if (!lead.coupled.empty()) {
-        // The producers' channel scores, each layer's scaled by its mean, summed: the channels
-        // of the stream, kept or pruned in every producer alike.
-        at::Tensor sum;
-        for (const auto& u : unit_scores) {
-          const auto finite = u.masked_select(u.isfinite());
-          const double mean = finite.numel() ? finite.abs().mean().item<double>() : 1.0;
-          const auto scaled = u / (mean > 0 ? mean : 1.0);
-          sum = sum.defined() ? sum + scaled : scaled;
+      std::vector<at::Tensor> units;
+      if (!lead.coupled.empty()) {  // a residual stream: one mask for every producer
+        const auto unit = prune::select_shared_units(unit_scores, lead.sizes, target, lead.pattern);
+        for (size_t i = 0; i < members.size(); ++i) units.push_back(unit.clone());
+      } else {
+        std::vector<double> share(members.size(), target);
+        if (members.size() > 1 || !lead.o.group.empty()) {
+          std::vector<at::Tensor> sizes;
+          std::vector<double> lo, hi;
+          for (auto* l : members) {
+            sizes.push_back(l->sizes);
+            lo.push_back(std::min(l->o.min_sparsity, target));  // a floor, never above the plan
+            hi.push_back(l->o.max_sparsity);
+          }
+          share = prune::allocate_global(unit_scores, sizes, target, lo, hi);
         }
-        auto unit = prune::select_units(sum, lead.sizes, target, lead.pattern);
-        if (!unit.any().item<bool>()) unit.view(-1).index_fill_(0, sum.reshape(-1).argmax(), true);
-        for (auto* l : members) {
-          set_mask(*l, unit.clone(), ctx);
-          l->acc = at::Tensor();
-          l->acc_steps = 0;
+        for (size_t i = 0; i < members.size(); ++i) {
+          auto unit = prune::select_units(unit_scores[i], members[i]->sizes, share[i],
+                                          members[i]->pattern);
+          if (!unit.any().item<bool>())  // never remove a whole layer
+            unit.view(-1).index_fill_(0, unit_scores[i].reshape(-1).argmax(), true);
+          units.push_back(unit);
         }
-        continue;
-      }
-      std::vector<double> share(members.size(), target);
-      if (members.size() > 1 || !lead.o.group.empty()) {
-        std::vector<at::Tensor> sizes;
-        std::vector<double> lo, hi;
-        for (auto* l : members) {
-          sizes.push_back(l->sizes);
-          lo.push_back(std::min(l->o.min_sparsity, target));  // a floor, never above the plan
-          hi.push_back(l->o.max_sparsity);
-        }
-        share = prune::allocate_global(unit_scores, sizes, target, lo, hi);
       }
       for (size_t i = 0; i < members.size(); ++i) {
-        Layer& l = *members[i];
-        auto unit = prune::select_units(unit_scores[i], l.sizes, share[i], l.pattern);
-        if (!unit.any().item<bool>()) {  // never remove a whole layer
-          auto best = unit_scores[i].reshape(-1).argmax();
-          unit.view(-1).index_fill_(0, best, true);
-        }
-        set_mask(l, unit, ctx);
-        l.acc = at::Tensor();
-        l.acc_steps = 0;
+        set_mask(*members[i], units[i], ctx);
+        members[i]->acc = at::Tensor();
+        members[i]->acc_steps = 0;
       }
     }
     if (any) record_curve(t);

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "compression/pass.h"
+#include "compression/passes/prune_core.h"
 
 namespace sculpt::compression {
 
@@ -37,7 +38,14 @@ struct PruneOptions : config::Section {
   bool export_sparse = true;             // write the layer sparse in <run>/sparse at the end
   void visit(config::Visitor& v) override;
   void check(config::Checker& c) const override;
+  // The schedule these keys give in a run of `total_steps` (start/end/every in epochs scaled by
+  // `steps_per_epoch` when unit is epochs; end 0: three quarters of the run).
+  prune::Schedule schedule_for(int64_t total_steps, double steps_per_epoch) const;
 };
+
+// Optimizer steps per epoch for unit: epochs: the trainer's (this rank's shard), else computed
+// from the run's whole training split; 0 when neither is known.
+int64_t prune_steps_per_epoch(const StepContext& ctx);
 
 std::unique_ptr<CompressionPass> make_prune_pass(const config::PassConfig& cfg);
 

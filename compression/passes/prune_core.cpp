@@ -186,6 +186,20 @@ std::vector<double> allocate_global(const std::vector<at::Tensor>& scores,
   return f;
 }
 
+at::Tensor select_shared_units(const std::vector<at::Tensor>& unit_scores,
+                               const at::Tensor& unit_sizes, double sparsity, const Pattern& p) {
+  at::Tensor sum;
+  for (const auto& u : unit_scores) {
+    const auto finite = u.masked_select(u.isfinite());
+    const double mean = finite.numel() ? finite.abs().mean().item<double>() : 1.0;
+    const auto scaled = u / (mean > 0 ? mean : 1.0);
+    sum = sum.defined() ? sum + scaled : scaled;
+  }
+  auto unit = select_units(sum, unit_sizes, sparsity, p);
+  if (!unit.any().item<bool>()) unit.view(-1).index_fill_(0, sum.reshape(-1).argmax(), true);
+  return unit;
+}
+
 at::Tensor pack_bits(const at::Tensor& mask) {
   auto flat = mask.reshape(-1).to(at::kCPU, at::kByte);
   const int64_t n = flat.numel(), padded = (n + 7) / 8 * 8;

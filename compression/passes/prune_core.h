@@ -69,6 +69,11 @@ at::Tensor expand_mask(const at::Tensor& unit_mask, int64_t rows, int64_t cols, 
 // group of m along cols the n highest scores stay (cols % m == 0 required).
 at::Tensor select_units(const at::Tensor& unit_scores, const at::Tensor& unit_sizes,
                         double sparsity, const Pattern& p);
+// One mask for layers whose output channels are summed (a residual stream): their unit scores,
+// each scaled by the mean magnitude of its finite entries, summed, then select_units with the
+// first layer's unit sizes; at least one unit stays.
+at::Tensor select_shared_units(const std::vector<at::Tensor>& unit_scores,
+                               const at::Tensor& unit_sizes, double sparsity, const Pattern& p);
 // The fraction of weights a unit mask removes.
 double mask_sparsity(const at::Tensor& unit_mask, const at::Tensor& unit_sizes);
 

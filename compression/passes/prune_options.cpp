@@ -1,8 +1,12 @@
 // The prune pass's keys and their cross-checks.
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
 #include "compression/passes/prune.h"
+#include "core/data/dataset.h"
+#include "core/run/run_context.h"
 
 namespace sculpt::compression {
 
@@ -71,6 +75,32 @@ void PruneOptions::check(config::Checker& c) const {
   if (min_sparsity > max_sparsity) c.error("min_sparsity", "is above max_sparsity");
   if (end > 0 && end <= start && schedule != "one_shot")
     c.error("end", "must be after start (or 0: three quarters of the run)");
+}
+
+prune::Schedule PruneOptions::schedule_for(int64_t total, double per_epoch) const {
+  const double scale = unit == "epochs" ? per_epoch : 1.0;
+  auto steps = [&](double v) { return static_cast<int64_t>(std::llround(v * scale)); };
+  prune::Schedule s;
+  s.kind = schedule;
+  s.initial = initial_sparsity == "from_weights" ? 0.0 : std::strtod(initial_sparsity.c_str(), nullptr);
+  s.final = pattern == "n:m" ? 1.0 - static_cast<double>(n) / static_cast<double>(m) : sparsity;
+  s.start = steps(start);
+  s.end = end > 0 ? steps(end) : std::max<int64_t>(s.start + 1, total * 3 / 4);
+  if (s.end <= s.start) s.end = s.start + 1;
+  s.every = every > 0 ? std::max<int64_t>(1, steps(every)) : std::max<int64_t>(1, (s.end - s.start) / 10);
+  s.cycles = cycles;
+  s.rigl_alpha = rigl_alpha;
+  return s;
+}
+
+int64_t prune_steps_per_epoch(const StepContext& ctx) {
+  if (ctx.steps_per_epoch > 0) return ctx.steps_per_epoch;
+  if (!ctx.run || !ctx.train) return 0;
+  const auto& c = ctx.run->config();
+  const int64_t rows = ctx.train->size(), bs = std::max<int64_t>(1, c.data.batch_size);
+  const int64_t batches = c.data.drop_last ? rows / bs : (rows + bs - 1) / bs;
+  const int64_t k = std::max<int64_t>(1, c.trainer.grad_accumulation);
+  return (batches + k - 1) / k;
 }
 
 }  // namespace sculpt::compression

@@ -14,6 +14,7 @@
 #include "core/io/safetensors.h"
 #include "core/logging/logging.h"
 #include "core/nn/layers.h"
+#include "core/run/run_context.h"
 
 namespace sculpt::compression::prune {
 namespace fs = std::filesystem;
@@ -74,6 +75,24 @@ nlohmann::json export_sparse(models::Model& model, const std::vector<SparseTarge
   return manifest;
 }
 
+nlohmann::json export_sparse_at_end(models::Model& model, const std::vector<SparseTarget>& targets,
+                                    const trainers::StepContext& ctx) {
+  if (targets.empty() || !ctx.run || !ctx.run->writes_files()) return nullptr;
+  if (ctx.run->config().distributed.pipeline.stages > 1) {
+    log::info("prune: no sparse export under a pipeline (each stage holds part of the model)");
+    return nullptr;
+  }
+  const auto dir = (ctx.run->dir() / "sparse").string();
+  const auto m = export_sparse(model, targets, dir);
+  log::info("prune: sparse export ", dir, ": ", m.at("bytes").get<int64_t>(), " bytes (dense FP32 ",
+            m.at("dense_fp32_bytes").get<int64_t>(), "), ", m.at("layers").size(),
+            " layer(s) stored sparse");
+  return {{"dir", dir},
+          {"bytes", m.at("bytes")},
+          {"dense_fp32_bytes", m.at("dense_fp32_bytes")},
+          {"sparse_layers", m.at("layers").size()}};
+}
+
 nlohmann::json load_sparse(models::Model& model, const std::string& dir) {
   torch::NoGradGuard no_grad;
   ExportReader reader(dir, kFormat, "a prune pass writes <run>/sparse when training ends");
@@ -123,25 +142,9 @@ nlohmann::json load_sparse(models::Model& model, const std::string& dir) {
   model.load_state_tensors(dense, tpath);
   // Block-sparse layers compute through the BSR kernel where it is faster than dense.
   const auto layers = nn::compressible_layers(model);
-  for (auto& [name, m] : bsr) {
-    std::shared_ptr<nn::Compressible> layer;
+  for (auto& [name, m] : bsr)
     for (const auto& [n, l] : layers)
-      if (n == name) layer = l;
-    auto* lin = dynamic_cast<nn::Linear*>(layer.get());
-    const double crossover = kernels::bsr_crossover_density(at::kCPU, m.block, at::kFloat);
-    if (!lin || !lin->raw_weight().device().is_cpu() || m.density() > crossover) {
-      log::info("sparse: ", name, " runs dense: ",
-                !lin ? std::string("not a Linear layer")
-                     : !lin->raw_weight().device().is_cpu()
-                           ? "the block-sparse kernel is CPU-only"
-                           : detail::concat(m.density() * 100, "% of its blocks remain, above the ",
-                                            crossover * 100, "% where BSR stops being faster"));
-      continue;
-    }
-    auto rt = std::make_shared<BsrLinearRuntime>(std::move(m), lin->bias());
-    log::info("sparse: ", name, " runs block-sparse: ", rt->describe());
-    lin->set_runtime(rt);
-  }
+      if (n == name) install_bsr_runtime(*l, name, std::move(m), false, "sparse");
   return manifest;
 }
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/models/model.h"
+#include "trainers/callback.h"
 
 namespace sculpt::compression::prune {
 
@@ -33,6 +34,12 @@ struct SparseTarget {
 // manifest.
 nlohmann::json export_sparse(models::Model& model, const std::vector<SparseTarget>& targets,
                              const std::string& dir);
+
+// The end of a run: the export in <run>/sparse, written by rank 0 (none in a pipeline, whose
+// stages hold part of the model each, nor outside a run); what it wrote, for the pass's
+// summary, or null.
+nlohmann::json export_sparse_at_end(models::Model& model, const std::vector<SparseTarget>& targets,
+                                    const trainers::StepContext& ctx);
 
 // Loads an export into `model` (built from the same config). UserError naming the file on a
 // missing or inconsistent tensor, or a folder that is not a sparse export.

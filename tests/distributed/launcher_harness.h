@@ -131,4 +131,14 @@ inline pid_t worker_of_rank(pid_t launcher, int rank) {
   return -1;
 }
 
+
+// Training records in a run's metrics.jsonl so far (log_every: 1: the steps logged).
+inline size_t logged_steps(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  size_t n = 0;
+  std::string line;
+  while (std::getline(in, line)) n += line.find("\"split\":\"train\"") != std::string::npos;
+  return n;
+}
+
 }  // namespace sculpt::test::launch

@@ -41,14 +41,6 @@ std::string train_config(const std::string& dir) {
   return path;
 }
 
-size_t logged_steps(const std::string& run_dir) {
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  size_t n = 0;
-  std::string line;
-  while (std::getline(in, line)) n += line.find("\"split\":\"train\"") != std::string::npos;
-  return n;
-}
-
 // Every number in a JSON tree, by path ("final/val/accuracy").
 void collect_numbers(const nlohmann::json& j, const std::string& path,
                      std::map<std::string, double>& out) {

@@ -237,14 +237,8 @@ TEST_CASE("a pipeline stage killed by SIGKILL: sculpt-run restarts the group, it
                dir);
   // Stage 1 (rank 1) gets a real SIGKILL once rank 0 has logged 120 steps (checkpoints at 50, 100).
   const auto end = std::chrono::steady_clock::now() + 180s;
-  size_t logged = 0;
-  while (logged < 120 && std::chrono::steady_clock::now() < end) {
+  while (logged_steps(dir + "/b") < 120 && std::chrono::steady_clock::now() < end)
     std::this_thread::sleep_for(2ms);
-    std::ifstream in(dir + "/b/metrics.jsonl");
-    std::string line;
-    logged = 0;
-    while (std::getline(in, line)) logged += line.find("\"split\":\"train\"") != std::string::npos;
-  }
   const pid_t victim = worker_of_rank(run.pid, 1);
   REQUIRE(victim > 0);
   REQUIRE(::kill(victim, SIGKILL) == 0);
