@@ -63,6 +63,12 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
   }
   auto recipe = compression::build_recipe(cfg);
   auto result = trainer->fit(ctx, recipe);
+  if (joined) {
+    // Every rank waits for the others before exiting: rank 0 hosts the store, which groups of
+    // other ranks (pipeline stages of another replica) may still be using.
+    auto done = at::zeros({1});
+    ctx.collectives().all_reduce(done, ReduceOp::sum, "the end of the run");
+  }
   if (result.interrupted) {
     std::cerr << "sculpt: stopped at step " << result.steps << "; continue with: sculpt train "
               << path << " run.resume=auto (and the same overrides)\n";
