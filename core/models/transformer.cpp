@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/models/builtin_models.h"
+#include "core/models/decode_cache.h"
 #include "core/nn/layers.h"
 
 namespace sculpt::models {
@@ -274,6 +275,7 @@ at::Tensor on_source(const at::Tensor& x, int64_t s, F&& f) {
 }
 
 // Encoder layer of a seq2seq model: acts on the source positions, passes the rest through.
+// Within a decode (DecodeScope) the same source gives the same output, computed once.
 class SourceLayer final : public Block {
  public:
   SourceLayer(const TransformerOptions& o, int64_t source_len) : source_len_(source_len) {
@@ -281,8 +283,10 @@ class SourceLayer final : public Block {
   }
   at::Tensor forward(const at::Tensor& x) override {
     return on_source(x, source_len_, [&](const at::Tensor& src) {
-      auto ok = attendable(src);
-      return join(layer_->forward(features(src), ok, false), ok);
+      return memoize_source(this, is_training(), src, [&] {
+        auto ok = attendable(src);
+        return join(layer_->forward(features(src), ok, false), ok);
+      });
     });
   }
 
@@ -299,7 +303,8 @@ class SourceNorm final : public Block {
   }
   at::Tensor forward(const at::Tensor& x) override {
     return on_source(x, source_len_, [&](const at::Tensor& src) {
-      return join(ln_->forward(features(src)), attendable(src));
+      return memoize_source(this, is_training(), src,
+                            [&] { return join(ln_->forward(features(src)), attendable(src)); });
     });
   }
 

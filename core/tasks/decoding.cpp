@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/data/dataset.h"
+#include "core/models/decode_cache.h"
 
 namespace sculpt::tasks {
 
@@ -24,6 +25,7 @@ at::Tensor next_log_probs(const Forward& forward, const at::Tensor& source,
 }  // namespace
 
 at::Tensor greedy_decode(const Forward& forward, const at::Tensor& source, int64_t max_len) {
+  const models::DecodeScope reuse_encoder;  // the source is the same at every step
   const int64_t b = source.size(0);
   auto opts = source.options().dtype(at::kLong);
   auto out = at::full({b, max_len}, data::token::pad, opts);
@@ -56,6 +58,7 @@ at::Tensor trie_mask(const data::IdTrie& trie, const std::vector<int64_t>& nodes
 
 Beams beam_search(const Forward& forward, const at::Tensor& source, int64_t max_len,
                   int64_t beam_size, const data::IdTrie* valid) {
+  const models::DecodeScope reuse_encoder;  // the source is the same at every step
   const int64_t b = source.size(0), k = beam_size;
   auto opts = source.options().dtype(at::kLong);
   auto src = source.repeat_interleave(k, 0);  // [B*K, S]: beam j of row i at i*K + j

@@ -9,6 +9,7 @@
 #include "cli/app.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"
+#include "core/models/decode_cache.h"
 #include "core/models/model.h"
 #include "core/nn/layers.h"
 #include "core/tasks/decoding.h"
@@ -156,6 +157,67 @@ TEST_CASE("transformer_seq2seq: padding and later decoder tokens do not leak", "
   // A shorter decoder input gives the same logits for the positions it has.
   auto prefix = m->forward(ids.narrow(1, 0, 7));
   CHECK(torch::allclose(prefix, after.narrow(1, 0, 2), 1e-5, 1e-5));
+}
+
+TEST_CASE("decode scope: encoder blocks compute once per source within a decode", "[sequence]") {
+  using sculpt::models::DecodeScope;
+  using sculpt::models::memoize_source;
+  torch::NoGradGuard no_grad;
+  int calls = 0;
+  const int key = 0;
+  auto src = torch::arange(6, torch::kFloat).view({2, 3});
+  auto run = [&](const at::Tensor& x, bool training = false) {
+    return memoize_source(&key, training, x, [&] {
+      ++calls;
+      return x * 2;
+    });
+  };
+  run(src), run(src);
+  CHECK(calls == 2);  // no scope: nothing is kept
+  {
+    DecodeScope scope;
+    CHECK(torch::equal(run(src), src * 2));
+    CHECK(torch::equal(run(src.clone()), src * 2));  // equal values, another tensor: reused
+    CHECK(calls == 3);
+    auto other = src + 1;
+    CHECK(torch::equal(run(other), other * 2));  // another source: computed
+    CHECK(calls == 4);
+    run(other, /*training=*/true);
+    CHECK(calls == 5);
+    {
+      torch::AutoGradMode grad(true);
+      run(other);
+      CHECK(calls == 6);
+    }
+    {
+      DecodeScope inner;  // a scope of its own
+      run(other);
+      CHECK(calls == 7);
+    }
+    run(other);
+    CHECK(calls == 7);
+  }
+  run(src);
+  CHECK(calls == 8);
+
+  // transformer_seq2seq: inside a scope every decoder step gives the logits of a plain forward,
+  // and the second step really reuses the encoder (NaN encoder weights set in between do not
+  // reach it).
+  torch::manual_seed(5);
+  auto m = build("model: {name: transformer_seq2seq, d_model: 16, heads: 2, layers: 2}",
+                 seq2seq_spec(5, 4, 13));
+  m->eval();
+  auto step1 = torch::tensor({6, 7, 8, 0, 0, 2}, torch::kLong).view({1, 6});
+  auto step2 = torch::tensor({6, 7, 8, 0, 0, 2, 9}, torch::kLong).view({1, 7});
+  auto other = torch::tensor({5, 7, 8, 9, 0, 2, 9}, torch::kLong).view({1, 7});
+  const auto want1 = m->forward(step1), want2 = m->forward(step2);
+  DecodeScope scope;
+  CHECK(torch::allclose(m->forward(step1), want1, 1e-6, 1e-6));
+  for (auto& p : m->named_parameters())
+    if (p.key().rfind("enc", 0) == 0) p.value().fill_(std::nan(""));
+  auto got2 = m->forward(step2);
+  CHECK(torch::allclose(got2, want2, 1e-5, 1e-5));
+  CHECK(torch::isnan(m->forward(other)).all().item<bool>());  // a new source runs the encoder
 }
 
 TEST_CASE("beam search finds the k most likely sequences; greedy is beam 1", "[sequence]") {
