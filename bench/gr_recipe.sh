@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The generative-retrieval recipe of configs/gr/ end to end, then its results table:
 #   bench/gr_recipe.sh            (from the repository root, after scripts/build.sh)
-# Steps: (a) teacher, (b) distilled student, (c) AGP-pruned student, (d) int8 QAT student,
+# Steps: (a) teacher, (b) distilled student, (c) AGP-pruned student, (d) QAT student (w4 + 8-bit embeddings/head),
 # (e) 10% new documents added in a later run: naive fine-tuning vs replay vs replay + EWC.
 # Then one bench_gr row per step (params, bytes, CPU latency per query at batch 1 and 64,
 # Hits@1/Hits@10/MRR@10 on the test queries) and the old/new-document Hits@1 of step (e).
@@ -43,8 +43,8 @@ echo "|---|---|---|---|---|---|---|---|---|---|---|"
 build/bin/bench_gr "(a) teacher" configs/gr/teacher.yaml
 build/bin/bench_gr "(b) student, distilled" configs/gr/student.yaml
 build/bin/bench_gr "(c) + AGP pruned" configs/gr/prune.yaml
-build/bin/bench_gr "(d) + int8 QAT (float weights)" configs/gr/qat.yaml
-build/bin/bench_gr "(d) + int8 QAT (int8 export)" configs/gr/qat.yaml --quantized
+build/bin/bench_gr "(d) + QAT w4, emb/head 8 bit (fake-quant, float)" configs/gr/qat.yaml
+build/bin/bench_gr "(d) + QAT w4, emb/head 8 bit (integer export)" configs/gr/qat.yaml --quantized
 echo
 python3 - <<'PY'
 import json

@@ -24,8 +24,11 @@ RunParts build_run_parts(const config::Config& c, c10::Device device) {
     SCULPT_CHECK(std::filesystem::exists(init), c.source_file, ": model.init: ", init.string(),
                  " does not exist (give a .safetensors file, or a run or checkpoint folder "
                  "holding model.safetensors)");
-    model->load_state_tensors(io::load_safetensors(init.string()),
-                              "model.init " + init.string());
+    const std::string source = "model.init " + init.string();
+    auto state = io::load_safetensors(init.string());
+    if (!c.model.init_blocks.empty())
+      state = model->pick_blocks(state, c.model.init_blocks, c.source_file + ": " + source);
+    model->load_state_tensors(state, source);
   }
   model->to(device);
   auto task = tasks::task_registry().create(c.task.name, c.task, all->spec());

@@ -69,6 +69,15 @@ void ModelConfig::visit(Visitor& v) {
   v.field("init", init,
           "initial weights (fine-tuning, compressing a trained model): a .safetensors file, or "
           "a run or checkpoint folder holding model.safetensors; empty: random init");
+  v.field("init_blocks", init_blocks,
+          "with init: the blocks of the init weights to load, one per block of this model in "
+          "its order (a shallower student from a deeper teacher: [embed, enc0, enc3, enc_norm, "
+          "dec0, dec3, head]); the init's other blocks are not used; empty: the same names");
+}
+
+void ModelConfig::check(Checker& c) const {
+  if (!init_blocks.empty() && init.empty())
+    c.error("init_blocks", "init_blocks names blocks of the init weights, but model.init is empty");
 }
 
 void TaskConfig::visit(Visitor& v) {

@@ -48,7 +48,9 @@ struct ModelConfig : Section {
   std::string name;                  // registered model
   std::shared_ptr<Section> options;  // the model's own keys, beside `name`
   std::string init;  // start from these weights: a .safetensors file, a run or checkpoint folder
+  std::vector<std::string> init_blocks;  // blocks of `init` to load, one per block of this model
   void visit(Visitor& v) override;
+  void check(Checker& c) const override;
 };
 
 struct TaskConfig : Section {

@@ -42,6 +42,14 @@ at::Tensor Model::forward_blocks(at::Tensor x, int64_t first, int64_t last) {
   return x;
 }
 
+namespace {
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+}  // namespace
+
 void Model::set_taps(const std::vector<std::string>& names) {
   std::fill(tap_.begin(), tap_.end(), false);
   for (const auto& n : names) {
@@ -49,11 +57,8 @@ void Model::set_taps(const std::vector<std::string>& names) {
     for (size_t i = 0; i < blocks_.size(); ++i) {
       if (blocks_[i].first == n) tap_[i] = found = true;
     }
-    if (!found) {
-      std::string known;
-      for (const auto& b : blocks_) known += (known.empty() ? "" : ", ") + b.first;
-      SCULPT_CHECK(false, "model ", name(), " has no block '", n, "'; its blocks: ", known);
-    }
+    SCULPT_CHECK(found, "model ", name(), " has no block '", n, "'; its blocks: ",
+                 join_names(block_names()));
   }
 }
 
@@ -96,6 +101,27 @@ void Model::load_state_tensors(const io::NamedTensors& state, const std::string&
   }
   SCULPT_CHECK(given.empty(), source, ": tensor '", given.empty() ? "" : given.begin()->first,
                "' does not belong to this model");
+}
+
+io::NamedTensors Model::pick_blocks(const io::NamedTensors& state,
+                                    const std::vector<std::string>& from,
+                                    const std::string& source) const {
+  SCULPT_CHECK(from.size() == blocks_.size(), source, ": init_blocks names ", from.size(),
+               " blocks but the model has ", blocks_.size(), " (", join_names(block_names()),
+               "): give one block of the init weights per block of the model, in order");
+  io::NamedTensors out;
+  for (size_t i = 0; i < from.size(); ++i) {
+    const std::string prefix = from[i] + ".";
+    size_t found = 0;
+    for (const auto& [name, t] : state)
+      if (name.rfind(prefix, 0) == 0) {
+        out.emplace_back(blocks_[i].first + "." + name.substr(prefix.size()), t);
+        ++found;
+      }
+    SCULPT_CHECK(found > 0, source, ": init_blocks: block '", from[i], "' (for the model's block '",
+                 blocks_[i].first, "') has no tensors in the init weights");
+  }
+  return out;
 }
 
 void Model::add_norm_pair(const std::string& layer, const std::string& norm) {

@@ -64,6 +64,11 @@ class Model : public torch::nn::Module {
   // Copies `state` into the model. UserError naming `source` and the tensor on a missing,
   // extra or mis-shaped tensor (weights of another model).
   void load_state_tensors(const io::NamedTensors& state, const std::string& source);
+  // `state` with block from[i]'s tensors renamed to this model's block i, the blocks it does
+  // not name left out: loading a shallower model from a deeper one's weights. UserError naming
+  // `source` when the count differs from block_count() or a named block has no tensors there.
+  io::NamedTensors pick_blocks(const io::NamedTensors& state, const std::vector<std::string>& from,
+                               const std::string& source) const;
   // A normalization layer that directly follows a compressible layer on every path (conv1 ->
   // bn1), by dotted module names from the model root: BN folding (quantization) and channel
   // removal (pruning) treat the two together. Built-in models declare theirs.

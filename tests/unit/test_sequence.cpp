@@ -159,6 +159,31 @@ TEST_CASE("transformer_seq2seq: padding and later decoder tokens do not leak", "
   CHECK(torch::allclose(prefix, after.narrow(1, 0, 2), 1e-5, 1e-5));
 }
 
+TEST_CASE("model.init_blocks loads a shallower model from chosen blocks of a deeper one",
+          "[sequence]") {
+  torch::manual_seed(6);
+  const auto spec = seq2seq_spec(5, 4, 13);
+  auto deep = build("model: {name: transformer_seq2seq, d_model: 16, heads: 2, layers: 4}", spec);
+  auto shallow = build("model: {name: transformer_seq2seq, d_model: 16, heads: 2, layers: 2}", spec);
+  const std::vector<std::string> from = {"embed", "enc0", "enc3", "enc_norm", "dec0", "dec3", "head"};
+  shallow->load_state_tensors(shallow->pick_blocks(deep->state_tensors(), from, "t.yaml"), "t");
+  const auto d = params(*deep), s = params(*shallow);
+  CHECK(torch::equal(s.at("enc1.layer.fc1.weight"), d.at("enc3.layer.fc1.weight")));
+  CHECK(torch::equal(s.at("dec1.layer.cross_attn.q.weight"), d.at("dec3.layer.cross_attn.q.weight")));
+  CHECK(torch::equal(s.at("enc0.layer.fc1.weight"), d.at("enc0.layer.fc1.weight")));
+  CHECK(torch::equal(s.at("embed.tokens.weight"), d.at("embed.tokens.weight")));
+  CHECK_FALSE(torch::equal(s.at("enc1.layer.fc1.weight"), d.at("enc1.layer.fc1.weight")));
+  // Bad lists name the file, the counts and the block.
+  CHECK_THROWS_WITH(shallow->pick_blocks(deep->state_tensors(), {"embed", "enc0"}, "t.yaml"),
+                    Catch::Contains("t.yaml: init_blocks names 2 blocks but the model has 7"));
+  auto typo = from;
+  typo[2] = "enc9";
+  CHECK_THROWS_WITH(shallow->pick_blocks(deep->state_tensors(), typo, "t.yaml"),
+                    Catch::Contains("block 'enc9' (for the model's block 'enc1') has no tensors"));
+  CHECK_THROWS_WITH(parse("model: {name: mlp, init_blocks: [a]}"),
+                    Catch::Contains("init_blocks") && Catch::Contains("model.init is empty"));
+}
+
 TEST_CASE("decode scope: encoder blocks compute once per source within a decode", "[sequence]") {
   using sculpt::models::DecodeScope;
   using sculpt::models::memoize_source;
