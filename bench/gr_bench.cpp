@@ -45,6 +45,10 @@ int main(int argc, char** argv) {
     auto& model = *parts.model;
     int64_t bytes = 0;
     if (quantized) {
+      // The run's float weights first (their pruned zeros are the export's): the nonzero count
+      // below is then the export's, not model.init's.
+      model.load_state_tensors(io::load_safetensors((dir / "model.safetensors").string()),
+                               (dir / "model.safetensors").string());
       const auto manifest = quant::load_quantized(model, (dir / "quantized").string());
       bytes = manifest.at("bytes").get<int64_t>();
     } else {
