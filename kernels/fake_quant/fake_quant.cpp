@@ -5,6 +5,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 
 #include <ATen/ops/clamp.h>
@@ -214,43 +215,58 @@ RowsForward rows_forward(const at::Tensor& x, const at::Tensor& scale, const at:
   return {y, xc, zp, inside};
 }
 
-// fake_quant_rows with autograd: unless every value was inside the grid, the backward is the STE
-// kernel on the saved x and qparams.
-class FakeQuantRowsFunction : public torch::autograd::Function<FakeQuantRowsFunction> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
-                            const at::Tensor& zero_point, int64_t rows, int64_t qmin, int64_t qmax,
-                            const RowQParams* derive, c10::Storage* reuse) {
-    RowsForward f = rows_forward(x, scale, zero_point, rows, qmin, qmax, derive, reuse);
-    ctx->saved_data["inside"] = f.inside;
-    if (!f.inside) {
-      ctx->save_for_backward({f.x, scale, f.zp});
-      ctx->saved_data["rows"] = rows;
-      ctx->saved_data["qmin"] = qmin;
-      ctx->saved_data["qmax"] = qmax;
-    }
-    return f.y;
-  }
+// fake_quant_rows's backward node: the incoming gradient as it is when every value was inside
+// the grid (the usual case for weights ranged every step), else the STE kernel on the saved x
+// and qparams. A bare autograd Node rather than a torch::autograd::Function: it runs on every
+// quantized layer at every training step, and the Function's context (saved-data map, saved
+// variables, output wrapping) cost about as much as the tiny layers' GEMMs.
+struct FakeQuantRowsBackward final : public torch::autograd::Node {
+  bool inside = true;
+  at::Tensor x, scale, zp;  // only when not inside
+  uint32_t x_version = 0;
+  int64_t rows = 1, qmin = 0, qmax = 0;
 
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list out(8);
-    if (ctx->saved_data["inside"].toBool() || !grads[0].defined()) {
-      out[0] = grads[0];
-      return out;
-    }
-    const auto saved = ctx->get_saved_variables();
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    if (inside || !grads[0].defined()) return {grads[0]};
+    TORCH_CHECK(x._version() == x_version,
+                "sculpt::fake_quant_rows: its input was modified in place before the backward");
     fq::Layout l;
-    l.channels = ctx->saved_data["rows"].toInt();
-    l.inner = saved[0].numel() / l.channels;
-    l.qmin = ctx->saved_data["qmin"].toInt();
-    l.qmax = ctx->saved_data["qmax"].toInt();
+    l.channels = rows;
+    l.inner = x.numel() / rows;
+    l.qmin = qmin;
+    l.qmax = qmax;
     const at::Tensor dy = grads[0].to(at::kFloat).contiguous();
-    at::Tensor dx = at::empty_like(saved[0], at::MemoryFormat::Contiguous);
-    SCULPT_CPU_CALL(fq, backward, dy, saved[0], saved[1], saved[2], l, dx, nullptr, nullptr);
-    out[0] = dx;
-    return out;
+    at::Tensor dx = at::empty_like(x, at::MemoryFormat::Contiguous);
+    SCULPT_CPU_CALL(fq, backward, dy, x, scale, zp, l, dx, nullptr, nullptr);
+    return {dx.view(dy.sizes())};
   }
+  std::string name() const override { return "sculpt::FakeQuantRowsBackward"; }
+  void release_variables() override { x = scale = zp = at::Tensor(); }
 };
+
+at::Tensor fake_quant_rows_autograd(const at::Tensor& x, const at::Tensor& scale,
+                                    const at::Tensor& zero_point, int64_t rows, int64_t qmin,
+                                    int64_t qmax, const RowQParams* derive, c10::Storage* reuse) {
+  RowsForward f = [&] {
+    at::AutoDispatchBelowADInplaceOrView guard;  // the kernel itself records nothing
+    return rows_forward(x, scale, zero_point, rows, qmin, qmax, derive, reuse);
+  }();
+  auto node = std::shared_ptr<FakeQuantRowsBackward>(new FakeQuantRowsBackward(),
+                                                     torch::autograd::deleteNode);
+  node->set_next_edges(torch::autograd::collect_next_edges(x));
+  node->inside = f.inside;
+  if (!f.inside) {
+    node->x = f.x.detach();
+    node->x_version = x._version();
+    node->scale = scale.detach();
+    node->zp = f.zp.detach();
+    node->rows = rows;
+    node->qmin = qmin;
+    node->qmax = qmax;
+  }
+  torch::autograd::set_history(f.y, node);
+  return f.y;
+}
 
 at::Tensor fake_quant_autograd(const at::Tensor& x, const at::Tensor& scale,
                                const at::Tensor& zero_point, std::optional<int64_t> axis,
@@ -307,7 +323,7 @@ at::Tensor fake_quant_rows(const at::Tensor& x, int64_t rows, const at::Tensor& 
   if (x.numel() == 0) return at::empty_like(x);
   if (!(at::GradMode::is_enabled() && x.requires_grad()))  // no graph to record (a data batch)
     return rows_forward(x, scale, zero_point, rows, qmin, qmax, derive, reuse).y;
-  return FakeQuantRowsFunction::apply(x, scale, zero_point, rows, qmin, qmax, derive, reuse);
+  return fake_quant_rows_autograd(x, scale, zero_point, rows, qmin, qmax, derive, reuse);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_backward(

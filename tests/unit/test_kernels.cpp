@@ -254,6 +254,21 @@ TEST_CASE("sculpt::fake_quant_rows: range, qparams and forward in one call equal
   CHECK_THROWS_WITH(k::fake_quant_rows(x, 2, s, z, 0, 15), Catch::Contains("of 2 elements"));
 }
 
+
+TEST_CASE("sculpt::fake_quant_rows: its graph node refuses an input modified in place",
+          "[kernels]") {
+  namespace k = sculpt::kernels;
+  const at::Tensor s = torch::full({1}, 0.01), z = torch::zeros({1});
+  at::Tensor x = (torch::randn({3, 50}) * 4).requires_grad_(true);
+  at::Tensor h = x * 1.0;  // a non-leaf input, as a layer's activation is
+  const at::Tensor y = k::fake_quant_rows(h, 1, s, z, -127, 127);  // values beyond the grid
+  CHECK(y.grad_fn()->name() == "sculpt::FakeQuantRowsBackward");
+  {
+    torch::NoGradGuard no_grad;
+    h.mul_(2.0);
+  }
+  CHECK_THROWS_WITH(y.sum().backward(), Catch::Contains("modified in place"));
+}
 TEST_CASE("sculpt::fake_quant equals ATen's fake_quantize_per_tensor/per_channel_affine and their backward",
           "[kernels][fake_quant]") {
   torch::manual_seed(14);
