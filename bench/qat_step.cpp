@@ -4,7 +4,8 @@
 // weights per channel, int8 inputs per tensor, observers on), in one process, alternated in
 // short rounds so that a shared machine's load hits both alike. Every step gathers a fresh
 // batch (index_select, as the loader does). Prints the median and the fastest round of each and
-// their ratios, as a Markdown row.
+// their ratios, as a Markdown row: by wall time and by the process's CPU time (which a shared
+// machine's other processes do not inflate by taking the core away).
 //   OMP_NUM_THREADS=1 build/bin/bench_qat_step [steps per round, default 50] [rounds, default 40]
 #include <torch/torch.h>
 
@@ -12,6 +13,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <string>
 #include <vector>
 
 #include "cli/app.h"
@@ -24,6 +27,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+double cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return 1e3 * static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_nsec);
 }
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -74,19 +82,32 @@ int main(int argc, char** argv) {
       ++ctx.step;
     }
   };
+  // A third argument, fp32 or qat, runs that kind alone (for a profiler): no table.
+  const std::string only = argc > 3 ? argv[3] : "";
+  if (!only.empty()) {
+    for (int i = 0; i < steps * rounds; ++i) step(only == "qat");
+    return 0;
+  }
   for (int i = 0; i < 50; ++i) step(false), step(true);  // warm-up
-  std::vector<double> fp32, q;
+  std::vector<double> fp32, q, fp32_cpu, q_cpu;
   for (int r = 0; r < rounds; ++r)
     for (bool quantized : {false, true}) {
       const auto t0 = Clock::now();
+      const double c0 = cpu_ms();
       for (int i = 0; i < steps; ++i) step(quantized);
+      (quantized ? q_cpu : fp32_cpu).push_back((cpu_ms() - c0) / steps);
       (quantized ? q : fp32).push_back(ms_since(t0) / steps);
     }
-  const double a = median(fp32), b = median(q);
-  const double fa = *std::min_element(fp32.begin(), fp32.end());
-  const double fb = *std::min_element(q.begin(), q.end());
-  std::printf("| FP32 ms/step (median, fastest) | QAT ms/step (median, fastest) | QAT/FP32 medians "
-              "| QAT/FP32 fastest |\n|---|---|---|---|\n");
-  std::printf("| %.3f, %.3f | %.3f, %.3f | %.2f | %.2f |\n", a, fa, b, fb, b / a, fb / fa);
+  std::printf("| clock | FP32 ms/step (median, fastest) | QAT ms/step (median, fastest) "
+              "| QAT/FP32 medians | QAT/FP32 fastest |\n|---|---|---|---|---|\n");
+  auto row = [](const char* clock, const std::vector<double>& p, const std::vector<double>& qv) {
+    const double a = median(p), b = median(qv);
+    const double fa = *std::min_element(p.begin(), p.end());
+    const double fb = *std::min_element(qv.begin(), qv.end());
+    std::printf("| %s | %.3f, %.3f | %.3f, %.3f | %.2f | %.2f |\n", clock, a, fa, b, fb, b / a,
+                fb / fa);
+  };
+  row("wall", fp32, q);
+  row("process CPU", fp32_cpu, q_cpu);
   return 0;
 }
