@@ -5,6 +5,9 @@
 // final norm) keep their last output and return it again when the same source comes back,
 // instead of recomputing it. The scope covers one decode call, within which the weights do not
 // change; outside a scope, with autograd recording, or in training mode nothing is kept.
+// A scope opened with repeat k > 1 (beam search: each source row repeated for its k beams)
+// also runs those blocks on one row of each group of k identical rows and repeats the result,
+// once it has checked that the rows really repeat (else it computes them all).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -16,7 +19,7 @@ namespace sculpt::models {
 
 class DecodeScope {
  public:
-  DecodeScope();
+  explicit DecodeScope(int64_t repeat = 1);
   ~DecodeScope();
   DecodeScope(const DecodeScope&) = delete;
   DecodeScope& operator=(const DecodeScope&) = delete;
@@ -26,14 +29,16 @@ class DecodeScope {
  private:
   std::unique_ptr<Memo> memo_;
   DecodeScope* outer_;
+  int64_t repeat_;
   friend at::Tensor memoize_source(const void*, bool, const at::Tensor&,
-                                   const std::function<at::Tensor()>&);
+                                   const std::function<at::Tensor(const at::Tensor&)>&);
 };
 
-// compute() for `block` on `source`, or that block's previous result in the current scope when
+// compute(source) for `block`, or that block's previous result in the current scope when
 // `source` equals the source it was computed from (same shape, dtype, device and values).
-// `training`: the block's training flag (no reuse while training).
+// compute must act on each row (first dimension) alone: under a repeat scope it may be given
+// one row of each group. `training`: the block's training flag (no reuse while training).
 at::Tensor memoize_source(const void* block, bool training, const at::Tensor& source,
-                          const std::function<at::Tensor()>& compute);
+                          const std::function<at::Tensor(const at::Tensor&)>& compute);
 
 }  // namespace sculpt::models

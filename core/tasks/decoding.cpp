@@ -58,7 +58,8 @@ at::Tensor trie_mask(const data::IdTrie& trie, const std::vector<int64_t>& nodes
 
 Beams beam_search(const Forward& forward, const at::Tensor& source, int64_t max_len,
                   int64_t beam_size, const data::IdTrie* valid) {
-  const models::DecodeScope reuse_encoder;  // the source is the same at every step
+  // The source is the same at every step, and the same for the k beams of a row.
+  const models::DecodeScope reuse_encoder(beam_size);
   const int64_t b = source.size(0), k = beam_size;
   auto opts = source.options().dtype(at::kLong);
   auto src = source.repeat_interleave(k, 0);  // [B*K, S]: beam j of row i at i*K + j

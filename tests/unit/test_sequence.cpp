@@ -192,9 +192,9 @@ TEST_CASE("decode scope: encoder blocks compute once per source within a decode"
   const int key = 0;
   auto src = torch::arange(6, torch::kFloat).view({2, 3});
   auto run = [&](const at::Tensor& x, bool training = false) {
-    return memoize_source(&key, training, x, [&] {
+    return memoize_source(&key, training, x, [&](const at::Tensor& rows) {
       ++calls;
-      return x * 2;
+      return rows * 2;
     });
   };
   run(src), run(src);
@@ -224,6 +224,26 @@ TEST_CASE("decode scope: encoder blocks compute once per source within a decode"
   }
   run(src);
   CHECK(calls == 8);
+  {
+    // Repeat scope: rows in groups of 2 equal rows run as one row each, then repeat.
+    DecodeScope scope(2);
+    int64_t rows_seen = 0;
+    auto run_rows = [&](const at::Tensor& x) {
+      return memoize_source(&key, false, x, [&](const at::Tensor& rows) {
+        rows_seen = rows.size(0);
+        return rows * 2;
+      });
+    };
+    auto pairs = src.repeat_interleave(2, 0);  // [4, 3]: rows 0 0 1 1
+    CHECK(torch::equal(run_rows(pairs), pairs * 2));
+    CHECK(rows_seen == 2);
+    auto mixed = torch::cat({src, src});  // rows 0 1 0 1: not in groups
+    CHECK(torch::equal(run_rows(mixed), mixed * 2));
+    CHECK(rows_seen == 4);
+    auto odd = src.narrow(0, 0, 1).repeat({3, 1});  // 3 rows: not a multiple of 2
+    CHECK(torch::equal(run_rows(odd), odd * 2));
+    CHECK(rows_seen == 3);
+  }
 
   // transformer_seq2seq: inside a scope every decoder step gives the logits of a plain forward,
   // and the second step really reuses the encoder (NaN encoder weights set in between do not
@@ -243,6 +263,16 @@ TEST_CASE("decode scope: encoder blocks compute once per source within a decode"
   auto got2 = m->forward(step2);
   CHECK(torch::allclose(got2, want2, 1e-5, 1e-5));
   CHECK(torch::isnan(m->forward(other)).all().item<bool>());  // a new source runs the encoder
+
+  // Under a repeat scope (beam search's k beams per row) the same logits as a plain forward.
+  auto m2 = build("model: {name: transformer_seq2seq, d_model: 16, heads: 2, layers: 2}",
+                  seq2seq_spec(5, 4, 13));
+  m2->eval();
+  auto beams = torch::cat({step2.repeat({3, 1}), other.repeat({3, 1})});  // 2 rows x 3 beams
+  const auto plain = m2->forward(beams);
+  DecodeScope repeated(3);
+  CHECK(torch::allclose(m2->forward(beams), plain, 1e-5, 1e-5));
+  CHECK(torch::allclose(m2->forward(beams), plain, 1e-5, 1e-5));  // and from the memo
 }
 
 TEST_CASE("beam search finds the k most likely sequences; greedy is beam 1", "[sequence]") {
