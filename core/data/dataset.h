@@ -112,6 +112,7 @@ struct SyntheticImagesOptions : config::Section {
 
 struct IdxDatasetOptions : config::Section {
   std::string dir;  // folder with the four IDX files (train-/t10k- images and labels, .gz or raw)
+  bool standardize = true;  // minus the published pixel mean, over its std; false: pixels in [0, 1]
   void visit(config::Visitor& v) override;
 };
 

@@ -15,6 +15,10 @@ namespace sculpt::data {
 void IdxDatasetOptions::visit(config::Visitor& v) {
   v.directory("dir", dir, "mnist/fashion_mnist: folder with the four IDX files (.gz or raw)",
               config::Need::required);
+  v.field("standardize", standardize,
+          "mnist/fashion_mnist: subtract the published per-pixel mean and divide by its std; "
+          "false: pixels scaled to [0, 1] (a blank pixel is 0, as in the continual-learning "
+          "literature's Permuted MNIST)");
 }
 
 void DigitsOptions::visit(config::Visitor& v) {
@@ -58,7 +62,9 @@ std::unique_ptr<Dataset> load_idx(const IdxDatasetOptions& o, DataPart part, dou
   auto labels = read_idx(find_maybe_gz(o.dir, stem + "-labels-idx1-ubyte"), 1);
   SCULPT_CHECK(images.size(0) == labels.size(0), o.dir, ": ", images.size(0), " images but ",
                labels.size(0), " labels in the ", stem, " files");
-  auto x = (images.to(at::kFloat).div_(255.0).sub_(mean).div_(stddev)).unsqueeze(1);
+  auto x = images.to(at::kFloat).div_(255.0);
+  if (o.standardize) x.sub_(mean).div_(stddev);
+  x = x.unsqueeze(1);
   const int64_t h = images.size(1), w = images.size(2);
   return std::make_unique<Dataset>(x, labels.to(at::kLong), DataSpec{{1, h, w}, 10});
 }

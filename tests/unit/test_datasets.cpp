@@ -77,6 +77,12 @@ TEST_CASE("IDX files are decoded pixel for pixel, gzip or raw", "[data]") {
   auto px = (d->inputs() * 0.3081 + 0.1307) * 255.0;                  // undo the standardization
   CHECK(px[2][0][1][2].item<float>() == Approx(25.0f).margin(1e-3));  // image 2, pixel 5
   CHECK(d->targets()[2].item<int64_t>() == 2);
+  // standardize: false keeps the pixels at value / 255: a blank pixel is exactly 0.
+  auto raw = load_dataset("{name: mnist, dir: " + dir + ", standardize: false}", DataPart::train);
+  CHECK(raw->inputs()[2][0][1][2].item<float>() == Approx(25.0f / 255.0f).epsilon(1e-6));
+  CHECK(torch::allclose(raw->inputs(), px / 255.0, 1e-5, 1e-6));
+  CHECK(raw->inputs().min().item<float>() >= 0.0f);
+  CHECK(raw->inputs().eq(0).any().item<bool>());
 }
 
 TEST_CASE("malformed IDX files are named with what is wrong", "[data]") {
