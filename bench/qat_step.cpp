@@ -97,6 +97,8 @@ int main(int argc, char** argv) {
       for (int i = 0; i < steps; ++i) step(quantized);
       (quantized ? q_cpu : fp32_cpu).push_back((cpu_ms() - c0) / steps);
       (quantized ? q : fp32).push_back(ms_since(t0) / steps);
+      if (quantized && std::getenv("BENCH_ROUNDS"))  // every round's pair, to see the noise
+        std::fprintf(stderr, "round %d: fp32 %.3f qat %.3f ms/step\n", r, fp32.back(), q.back());
     }
   std::printf("| clock | FP32 ms/step (median, fastest) | QAT ms/step (median, fastest) "
               "| QAT/FP32 medians | QAT/FP32 fastest |\n|---|---|---|---|---|\n");
