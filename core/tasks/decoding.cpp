@@ -2,7 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "core/data/dataset.h"
 #include "core/models/decode_cache.h"
@@ -43,21 +45,96 @@ at::Tensor greedy_decode(const Forward& forward, const at::Tensor& source, int64
 }
 
 namespace {
-// [N, V] 0 where the trie allows the token after beam n's node, -inf elsewhere (all -inf for
-// a dead beam, node -1).
-at::Tensor trie_mask(const data::IdTrie& trie, const std::vector<int64_t>& nodes, int64_t v) {
-  auto mask = at::full({static_cast<int64_t>(nodes.size()), v}, kNegInf, at::kFloat);
-  auto acc = mask.accessor<float, 2>();
-  for (size_t n = 0; n < nodes.size(); ++n)
-    if (nodes[n] >= 0)
-      for (int64_t t : trie.allowed(nodes[n]))
-        if (t < v) acc[static_cast<int64_t>(n)][t] = 0.0f;
-  return mask;
+// Constrained beam search with its bookkeeping on the host: per beam only the tokens the trie
+// allows are candidates (a handful), so choosing the next beams is a small sort rather than a
+// dozen tensor operations over [B, K * V] per step, which at batch 1 cost as much as a decoder
+// layer. The same rules as the unconstrained tensor version below: a finished beam continues
+// with pad at no cost, pad and bos are never generated.
+Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, int64_t max_len,
+                              int64_t k, const data::IdTrie& trie) {
+  const models::DecodeScope reuse_encoder(k);  // the same source every step and for k beams
+  const int64_t b = source.size(0), n = b * k;
+  const auto src = source.repeat_interleave(k, 0);  // [B*K, S]: beam j of row i at i*K + j
+  constexpr float kDead = -std::numeric_limits<float>::infinity();
+  // Per beam: its tokens so far ([n, t] row-major), score, trie node (-1: dead), ended (eos).
+  std::vector<int64_t> tokens;
+  std::vector<float> score(size_t(n), kDead);
+  std::vector<int64_t> node(size_t(n), -1);
+  std::vector<char> ended(size_t(n), 0);
+  for (int64_t i = 0; i < b; ++i) score[size_t(i * k)] = 0.0f, node[size_t(i * k)] = 0;
+  struct Candidate {
+    float score;
+    int64_t from, token;
+  };
+  std::vector<Candidate> cands;
+  int64_t t = 0;
+  while (t < max_len) {
+    auto decoder_in = at::empty({n, t + 1}, at::kLong);
+    auto* din = decoder_in.data_ptr<int64_t>();
+    for (int64_t r = 0; r < n; ++r) {
+      din[r * (t + 1)] = data::token::bos;
+      std::copy_n(tokens.data() + r * t, t, din + r * (t + 1) + 1);
+    }
+    auto logits = forward(at::cat({src, decoder_in.to(src.device())}, 1)).select(1, t);
+    // Log-probabilities over the whole vocabulary, of which the trie's tokens are read.
+    const auto last = logits.to(at::kCPU, at::kFloat).log_softmax(-1).contiguous();
+    const int64_t v = last.size(1);
+    const float* lp = last.const_data_ptr<float>();
+    std::vector<int64_t> next_tokens(size_t(n * (t + 1)), data::token::pad);
+    std::vector<float> next_score(size_t(n), kDead);
+    std::vector<int64_t> next_node(size_t(n), -1);
+    std::vector<char> next_ended(size_t(n), 1);  // a dead beam counts as ended
+    for (int64_t i = 0; i < b; ++i) {
+      cands.clear();
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t r = i * k + j;
+        if (node[size_t(r)] < 0 || score[size_t(r)] == kDead) continue;
+        if (ended[size_t(r)]) {  // continues with pad only, at no cost
+          cands.push_back({score[size_t(r)], j, data::token::pad});
+          continue;
+        }
+        for (int64_t tok : trie.allowed(node[size_t(r)]))
+          if (tok < v && tok != data::token::pad && tok != data::token::bos)
+            cands.push_back({score[size_t(r)] + lp[r * v + tok], j, tok});
+      }
+      const auto keep = static_cast<std::ptrdiff_t>(std::min(cands.size(), size_t(k)));
+      std::partial_sort(cands.begin(), cands.begin() + keep, cands.end(),
+                        [](const Candidate& a, const Candidate& c) {
+                          if (a.score != c.score) return a.score > c.score;
+                          return a.from != c.from ? a.from < c.from : a.token < c.token;
+                        });
+      for (std::ptrdiff_t slot = 0; slot < keep; ++slot) {
+        const Candidate& c = cands[size_t(slot)];
+        if (c.score == kDead) break;
+        const int64_t r = i * k + slot, parent = i * k + c.from;
+        std::copy_n(tokens.data() + parent * t, t, next_tokens.data() + r * (t + 1));
+        next_tokens[size_t(r * (t + 1) + t)] = c.token;
+        next_score[size_t(r)] = c.score;
+        const int64_t pn = node[size_t(parent)];
+        // A beam that ended stays at its end node.
+        next_node[size_t(r)] = trie.is_end(pn) ? pn : trie.child(pn, c.token);
+        next_ended[size_t(r)] = ended[size_t(parent)] || c.token == data::token::eos;
+      }
+    }
+    tokens = std::move(next_tokens);
+    score = std::move(next_score);
+    node = std::move(next_node);
+    ended = std::move(next_ended);
+    ++t;
+    if (std::all_of(ended.begin(), ended.end(), [](char e) { return e != 0; })) break;
+  }
+  auto out = at::full({b, k, max_len}, data::token::pad, at::kLong);
+  auto acc = out.accessor<int64_t, 3>();
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t p = 0; p < t; ++p) acc[r / k][r % k][p] = tokens[size_t(r * t + p)];
+  auto scores = at::from_blob(score.data(), {b, k}, at::kFloat).clone();
+  return {out.to(source.device()), scores.to(source.device())};
 }
 }  // namespace
 
 Beams beam_search(const Forward& forward, const at::Tensor& source, int64_t max_len,
                   int64_t beam_size, const data::IdTrie* valid) {
+  if (valid) return constrained_beam_search(forward, source, max_len, beam_size, *valid);
   // The source is the same at every step, and the same for the k beams of a row.
   const models::DecodeScope reuse_encoder(beam_size);
   const int64_t b = source.size(0), k = beam_size;
@@ -69,12 +146,10 @@ Beams beam_search(const Forward& forward, const at::Tensor& source, int64_t max_
   scores.select(1, 0).fill_(0.0);
   auto finished = at::zeros({b, k}, opts.dtype(at::kBool));
   auto bos = at::full({b * k, 1}, data::token::bos, opts);
-  std::vector<int64_t> nodes(size_t(b * k), 0);  // constrained: each beam's trie node
   for (int64_t t = 0; t < max_len; ++t) {
     auto decoder_in = at::cat({bos, seqs.reshape({b * k, t})}, 1);
     auto logp = next_log_probs(forward, src, decoder_in);
     const int64_t v = logp.size(1);
-    if (valid) logp = logp + trie_mask(*valid, nodes, v).to(logp.device());
     logp = logp.view({b, k, v});
     // A finished beam continues only with pad, at no cost, so it keeps its score.
     auto after_end = at::full({v}, kNegInf, logp.options());
@@ -86,21 +161,6 @@ Beams beam_search(const Forward& forward, const at::Tensor& source, int64_t max_
     seqs = at::cat({seqs.gather(1, from.unsqueeze(-1).expand({b, k, t})), token.unsqueeze(-1)}, 2);
     finished = finished.gather(1, from).logical_or(token.eq(data::token::eos));
     scores = top_scores;
-    if (valid) {
-      auto from_c = from.cpu().contiguous(), token_c = token.cpu().contiguous();
-      auto score_c = scores.cpu().contiguous();
-      const int64_t* pf = from_c.data_ptr<int64_t>();
-      const int64_t* pt = token_c.data_ptr<int64_t>();
-      const float* ps = score_c.data_ptr<float>();
-      std::vector<int64_t> next(nodes.size(), -1);
-      for (int64_t i = 0; i < b * k; ++i) {
-        const int64_t parent = nodes[size_t((i / k) * k + pf[i])];
-        if (parent < 0 || ps[i] == -std::numeric_limits<float>::infinity()) continue;
-        // A beam that ended stays at its end node (it continues with pad only).
-        next[size_t(i)] = valid->is_end(parent) ? parent : valid->child(parent, pt[i]);
-      }
-      nodes = std::move(next);
-    }
     if (finished.all().item<bool>()) break;
   }
   const int64_t made = seqs.size(2);
