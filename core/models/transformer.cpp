@@ -92,7 +92,9 @@ class Attention final : public torch::nn::Module, public AttentionRecorder {
     // The explicit softmax(q k^T / sqrt(d)) v: when the weights are wanted, and in inference on
     // the CPU over short sequences (decoding), where ATen's flash kernel costs more than the
     // product itself (its per-call work buffers are sized for 512-key blocks: 15% of a
-    // generative-retrieval beam search). Training keeps the fused kernel.
+    // generative-retrieval beam search). Training keeps the fused kernel. A row with every key
+    // masked would give NaN here (0 from ATen's kernel); the embeddings keep position 0
+    // attendable and causal rows see themselves, so no row is ever fully masked.
     if (record_ || (x.is_cpu() && !at::GradMode::is_enabled() && k.size(2) <= kShortKeys)) {
       auto scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(-1)));
       if (key_ok.defined())
