@@ -29,6 +29,7 @@
 #include "core/logging/logging.h"
 #include "core/models/model.h"
 #include "core/nn/layers.h"
+#include "core/optim/optimizers.h"
 #include "core/run/run_context.h"
 
 namespace sculpt::compression {
@@ -249,6 +250,7 @@ class EwcPass final : public CompressionPass {
     merged_ = Term{};
     ++increments_;
     publish();
+    if (ctx.run) warn_if_unstable(ctx.run->config().optimizer);
     // The slowest rank's time: pass state must agree across data-parallel ranks.
     auto seconds = at::tensor(
         {std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
@@ -443,6 +445,38 @@ class EwcPass final : public CompressionPass {
     }
     return true;
   }
+  // Plain SGD with momentum m on the penalty alone, lambda/2 F (w - a)^2, oscillates with a
+  // growing amplitude where lr * lambda * F > 2 (1 + m). A weight past that limit does not move
+  // while it sits at its anchor (online EWC: the new increment's gradient may never reach it),
+  // but in separate mode the anchor is the Fisher-weighted mean of several end points, away
+  // from the weights, and training diverges (seen: Split MNIST, task-incremental, lambda 100).
+  void warn_if_unstable(const config::OptimizerConfig& opt) const {
+    if (opt.name != "sgd" || terms_.empty()) return;
+    double momentum = 0;
+    if (opt.options)
+      if (const auto* sgd = dynamic_cast<const SgdOptions*>(opt.options.get()))
+        momentum = sgd->momentum;
+    double worst = 0;
+    std::string where;
+    for (size_t k = 0; k < params_.size(); ++k) {
+      at::Tensor sum = terms_[0].fisher[k];
+      for (size_t i = 1; i < terms_.size(); ++i) sum = sum + terms_[i].fisher[k];
+      const double f = sum.max().item<double>();
+      const double stiffness = opt.lr * params_[k].lambda * f;
+      if (stiffness > worst) worst = stiffness, where = params_[k].key;
+    }
+    const double limit = 2 * (1 + momentum);
+    if (worst > limit)
+      log::warn("ewc: lr * lambda * max Fisher reaches ", worst, " at ", where,
+                ", past plain SGD's stability limit 2 (1 + momentum) = ", limit,
+                online_ ? "; online EWC holds only while those weights stay at their anchor"
+                        : "; with separate penalties training will likely diverge",
+                ": lower compression[].lambda or optimizer.lr");
+    else
+      log::info("ewc: lr * lambda * max Fisher ", worst, " (at ", where,
+                "), under SGD's stability limit ", limit);
+  }
+
   struct Term {
     std::vector<at::Tensor> fisher, anchor;  // per entry of params_
     std::vector<double> constant;            // merged terms: what the fold leaves over

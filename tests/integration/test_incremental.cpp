@@ -54,6 +54,20 @@ std::string permuted_config(const std::string& dir, const std::string& name, int
   return path;
 }
 
+// An MLP [32] on the digits with SGD 0.1, momentum 0.9, batch 32, and `rest` (trainer,
+// increments, passes) appended: dir/name.yaml, running into dir/name.
+std::string digits_mlp_config(const std::string& dir, const std::string& name,
+                              const std::string& rest) {
+  need_digits();
+  const std::string path = dir + "/" + name + ".yaml";
+  sculpt::test::write_text(
+      path, "run: {name: " + name + ", output_dir: " + dir + "/" + name + ", device: cpu, seed: 1}\n"
+                "model: {name: mlp, hidden: [32]}\n"
+                "data: {name: digits, file: " + kDigits + ", batch_size: 32}\n"
+                "optimizer: {name: sgd, lr: 0.1, momentum: 0.9}\n" + rest);
+  return path;
+}
+
 bool train(const std::string& cfg, const std::string& overrides = "") {
   auto r = run_process(kSculpt + " train " + cfg + " " + overrides + " --log-level warn");
   INFO(r.err);
@@ -152,16 +166,11 @@ TEST_CASE("class- and task-incremental splits of the digits", "[continual][incre
   need_digits();
   const std::string dir = sculpt::test::temp_dir("incremental_split");
   for (const std::string scenario : {"class_incremental", "task_incremental"}) {
-    const std::string path = dir + "/" + scenario + ".yaml";
-    sculpt::test::write_text(
-        path, "run: {name: " + scenario + ", output_dir: " + dir + "/" + scenario +
-                  ", device: cpu, seed: 1}\n"
-                  "model: {name: mlp, hidden: [32]}\n"
-                  "data: {name: digits, file: " + kDigits + ", batch_size: 32}\n"
-                  "optimizer: {name: sgd, lr: 0.1, momentum: 0.9}\n"
-                  "trainer: {name: incremental, epochs: 6, tensorboard: false}\n"
-                  "incremental: {scenario: " + scenario + "}\n"
-                  "increments: [{classes: [0, 1, 2, 3, 4]}, {classes: [5, 6, 7, 8, 9]}]\n");
+    const std::string path = digits_mlp_config(
+        dir, scenario,
+        "trainer: {name: incremental, epochs: 6, tensorboard: false}\n"
+        "incremental: {scenario: " + scenario + "}\n"
+        "increments: [{classes: [0, 1, 2, 3, 4]}, {classes: [5, 6, 7, 8, 9]}]\n");
     REQUIRE(train(path));
     const auto c = read_json(fs::path(dir) / scenario / "summary.json")["continual"];
     const auto& m = c["accuracy_matrix"];
@@ -175,6 +184,31 @@ TEST_CASE("class- and task-incremental splits of the digits", "[continual][incre
       CHECK(m[1][0].get<double>() > 0.5);
     }
   }
+}
+
+TEST_CASE("ewc warns when lr * lambda * Fisher passes plain SGD's stability limit",
+          "[continual][incremental]") {
+  need_digits();
+  const std::string dir = sculpt::test::temp_dir("incremental_ewc_limit");
+  auto run_with = [&](const std::string& name, double lambda) {
+    const std::string path = digits_mlp_config(
+        dir, name,
+        "trainer: {name: incremental, epochs: 2, tensorboard: false}\n"
+        "incremental: {scenario: task_incremental}\n"
+        "compression: [{name: ewc, mode: separate, lambda: " + std::to_string(lambda) +
+            ", samples: 200}]\n"
+        "increments: [{classes: [0, 1, 2]}, {classes: [3, 4, 5]}, {classes: [6, 7]}]\n");
+    return run_process(kSculpt + " train " + path + " --log-level warn");
+  };
+  // With lr 0.1 and momentum 0.9 the limit is lr * lambda * max F = 3.8.
+  const auto stiff = run_with("stiff", 1e5);
+  INFO(stiff.err);
+  CHECK_THAT(stiff.err, Catch::Contains("past plain SGD's stability limit 2 (1 + momentum) = 3.8"));
+  CHECK_THAT(stiff.err, Catch::Contains("with separate penalties training will likely diverge"));
+  const auto mild = run_with("mild", 0.01);
+  INFO(mild.err);
+  CHECK(mild.exit_code == 0);
+  CHECK(mild.err.find("stability limit") == std::string::npos);
 }
 
 // In a standard run there is no increment end: the continual passes must still keep every rule
