@@ -46,6 +46,8 @@ std::map<int64_t, double> train_losses(const std::string& run_dir, int* repeats)
   std::string line;
   if (repeats) *repeats = 0;
   while (std::getline(in, line)) {
+    // A last line without its newline is still being written (a test polling a live run).
+    if (in.eof()) break;
     const auto j = nlohmann::json::parse(line);
     if (j["split"] != "train") continue;
     const auto step = j["step"].get<int64_t>();

@@ -29,7 +29,7 @@ void write_text(const std::string& path, const std::string& text);
 std::string read_text(const std::string& path);
 // Training loss per step from a run's metrics.jsonl (log_every: 1); a step logged twice (a
 // resumed run repeats steps after its checkpoint) keeps its last value and counts in
-// `repeats` when given.
+// `repeats` when given. A last line without its newline (a live run writing it) is skipped.
 std::map<int64_t, double> train_losses(const std::string& run_dir, int* repeats = nullptr);
 
 }  // namespace sculpt::test
