@@ -48,8 +48,8 @@ namespace {
 // Constrained beam search with its bookkeeping on the host: per beam only the tokens the trie
 // allows are candidates (a handful), so choosing the next beams is a small sort rather than a
 // dozen tensor operations over [B, K * V] per step, which at batch 1 cost as much as a decoder
-// layer. The same rules as the unconstrained tensor version below: a finished beam continues
-// with pad at no cost, pad and bos are never generated.
+// layer. The same rules as the unconstrained tensor version below (and the same next_log_probs):
+// a finished beam continues with pad at no cost, pad and bos are never generated.
 Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, int64_t max_len,
                               int64_t k, const data::IdTrie& trie) {
   const models::DecodeScope reuse_encoder(k);  // the same source every step and for k beams
@@ -75,9 +75,9 @@ Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, 
       din[r * (t + 1)] = data::token::bos;
       std::copy_n(tokens.data() + r * t, t, din + r * (t + 1) + 1);
     }
-    auto logits = forward(at::cat({src, decoder_in.to(src.device())}, 1)).select(1, t);
     // Log-probabilities over the whole vocabulary, of which the trie's tokens are read.
-    const auto last = logits.to(at::kCPU, at::kFloat).log_softmax(-1).contiguous();
+    const auto last =
+        next_log_probs(forward, src, decoder_in.to(src.device())).to(at::kCPU).contiguous();
     const int64_t v = last.size(1);
     const float* lp = last.const_data_ptr<float>();
     std::vector<int64_t> next_tokens(size_t(n * (t + 1)), data::token::pad);
@@ -94,7 +94,7 @@ Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, 
           continue;
         }
         for (int64_t tok : trie.allowed(node[size_t(r)]))
-          if (tok < v && tok != data::token::pad && tok != data::token::bos)
+          if (tok < v)  // pad and bos are -inf: a dead candidate, never kept
             cands.push_back({score[size_t(r)] + lp[r * v + tok], j, tok});
       }
       const auto keep = static_cast<std::ptrdiff_t>(std::min(cands.size(), size_t(k)));

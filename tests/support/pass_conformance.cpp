@@ -145,16 +145,6 @@ std::vector<std::string> without(const std::vector<std::string>& calls,
   return out;
 }
 
-std::map<int64_t, double> train_losses(const fs::path& run) {
-  std::map<int64_t, double> out;
-  std::istringstream in(read_text((run / "metrics.jsonl").string()));
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j["split"] == "train") out[j["step"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
-}
-
 nlohmann::json read_json(const fs::path& path) {
   return nlohmann::json::parse(read_text(path.string()));
 }
