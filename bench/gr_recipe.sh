@@ -7,12 +7,43 @@
 # Hits@1/Hits@10/MRR@10 on the test queries) and the old/new-document Hits@1 of step (e).
 # OMP_NUM_THREADS defaults to 1: on a machine shared with other jobs two OpenMP threads per
 # process oversubscribe the cores (10x slower steps measured). GR_STEPS="a b c d e" picks steps.
+# GR_SIZE=20k runs the issue's default corpus instead (20000 documents + 2000 new, 50 topics,
+# 5000 words; val/test queries of 1000 old and 1000 new documents) with fewer epochs (each is
+# 100x longer) and run names gr20k_*: about two hours on one core of the 2-core box.
+# SCULPT_BIN: where sculpt and bench_gr are (default build/bin); a copy keeps a long run safe
+# from rebuilds (with LD_LIBRARY_PATH at a copy of build/lib).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 steps="${GR_STEPS:-a b c d e}"
-sculpt="build/bin/sculpt"
+bin="${SCULPT_BIN:-build/bin}"
+sculpt="$bin/sculpt"
+# Per-step overrides: none at the configs' own size.
+p=gr
+size=() teacher=() student=() prune=() qat=() update=() inc=()
+buffer=4000  # replay rows: every old training row at this size
+if [[ "${GR_SIZE:-}" == 20k ]]; then
+  p=gr20k
+  # One test query per document (1000 of each kind) and disjoint index chunks: with 20000
+  # documents the configs' overlapping windows would make every epoch 2.5x longer. Only the
+  # new documents of step (e) get the overlapping windows.
+  keys=(docs=20000 new_docs=2000 topics=50 vocab=5000 eval_docs=1000 test_queries=1
+        index_stride=0)
+  size=("${keys[@]/#/data.}")
+  distill=("compression[0].teachers=[runs/$p""_teacher]")
+  teacher=(trainer.epochs=10)
+  student=(trainer.epochs=4 model.init=runs/$p""_teacher "${distill[@]}")
+  prune=(trainer.epochs=3 model.init=runs/$p""_student "${distill[@]}" "compression[1].unit=steps"
+         "compression[1].end=4000" "compression[1].every=250")
+  qat=(trainer.epochs=2 model.init=runs/$p""_pruned "${distill[@]}"
+       "compression[2].freeze_observers_at=1e")
+  inc=("${keys[@]/#/increments[0].data.}")
+  inc+=(model.init=runs/$p""_teacher "compression[1].buffer=20000")  # 1/6 of the old rows
+  buffer=20000
+  update=(trainer.epochs=4 "${inc[@]}" "${keys[@]/#/increments[1].data.}"
+          "increments[1].data.index_stride=2")
+fi
 train() {
   local t0
   t0=$(date +%s)
@@ -21,39 +52,45 @@ train() {
 }
 has() { [[ " $steps " == *" $1 "* ]]; }
 start=$(date +%s)
-has a && train configs/gr/teacher.yaml
-has b && train configs/gr/student.yaml
-has c && train configs/gr/prune.yaml
-has d && train configs/gr/qat.yaml
-replay='{name: replay, buffer: 4000, policy: reservoir, ratio: 1.0}'
+has a && train configs/gr/teacher.yaml run.name=$p""_teacher "${size[@]}" "${teacher[@]}"
+has b && train configs/gr/student.yaml run.name=$p""_student "${size[@]}" "${student[@]}"
+has c && train configs/gr/prune.yaml run.name=$p""_pruned "${size[@]}" "${prune[@]}"
+has d && train configs/gr/qat.yaml run.name=$p""_qat "${size[@]}" "${qat[@]}"
+replay="{name: replay, buffer: $buffer, policy: reservoir, ratio: 1.0}"
+# Step (e): three pairs of runs, the first of each on the old documents, the second adding the
+# new ones (naive fine-tuning, replay alone, replay + EWC as configured).
+update_pair() {
+  local name=$1
+  shift
+  train configs/gr/update_old.yaml run.name=$p""_$name""_old "${size[@]}" "${inc[@]}" "$@"
+  train configs/gr/update.yaml run.name=$p""_$name incremental.resume_from=runs/$p""_$name""_old \
+    "${size[@]}" "${update[@]}" "$@"
+}
 if has e; then
-  train configs/gr/update_old.yaml run.name=gr_naive_old 'compression=[]'
-  train configs/gr/update.yaml run.name=gr_naive incremental.resume_from=runs/gr_naive_old \
-    'compression=[]'
-  train configs/gr/update_old.yaml run.name=gr_replay_old "compression=[$replay]"
-  train configs/gr/update.yaml run.name=gr_replay incremental.resume_from=runs/gr_replay_old \
-    "compression=[$replay]"
-  train configs/gr/update_old.yaml
-  train configs/gr/update.yaml
+  update_pair naive 'compression=[]'
+  update_pair replay "compression=[$replay]"
+  update_pair update
 fi
 echo "recipe: $(( $(date +%s) - start )) s, OMP_NUM_THREADS=$OMP_NUM_THREADS, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| step | params | nonzero | bytes | ms/query b1 | ms/query b64 | Hits@1 | Hits@10 | MRR@10 | threads | load |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
-build/bin/bench_gr "(a) teacher" configs/gr/teacher.yaml
-build/bin/bench_gr "(b) student, distilled" configs/gr/student.yaml
-build/bin/bench_gr "(c) + AGP pruned" configs/gr/prune.yaml
-build/bin/bench_gr "(d) + QAT w4, emb/head 8 bit (fake-quant, float)" configs/gr/qat.yaml
-build/bin/bench_gr "(d) + QAT w4, emb/head 8 bit (integer export)" configs/gr/qat.yaml --quantized
+row() { "$bin/bench_gr" "$1" "configs/gr/$2.yaml" run.name=$p""_$3 "${size[@]}" "${@:4}"; }
+row "(a) teacher" teacher teacher
+row "(b) student, distilled" student student
+row "(c) + AGP pruned" prune pruned
+row "(d) + QAT w4, emb/head 8 bit (fake-quant, float)" qat qat
+row "(d) + QAT w4, emb/head 8 bit (integer export)" qat qat --quantized
 echo
-python3 - <<'PY'
-import json
+GR_PREFIX=$p python3 - <<'PY'
+import json, os
+p = os.environ["GR_PREFIX"]
 print("| (e) update | old Hits@1 before | old Hits@1 after | drop (points) | new Hits@1 |")
 print("|---|---|---|---|---|")
-for label, run in [("naive fine-tuning", "gr_naive"), ("replay", "gr_replay"),
-                   ("replay + EWC", "gr_update")]:
+for label, run in [("naive fine-tuning", "naive"), ("replay", "replay"),
+                   ("replay + EWC", "update")]:
     try:
-        c = json.load(open(f"runs/{run}/summary.json"))["continual"]
+        c = json.load(open(f"runs/{p}_{run}/summary.json"))["continual"]
     except (OSError, KeyError):
         print(f"| {label} | (no run) | | | |")
         continue

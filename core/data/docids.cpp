@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "core/data/dataset.h"
@@ -68,7 +69,8 @@ bool IdTrie::contains(const TokenSeq& seq) const {
 
 // ---- k-means, TF-IDF ----
 
-std::vector<int64_t> kmeans(const at::Tensor& x, int64_t k, int64_t iters, at::Generator& gen) {
+std::vector<int64_t> kmeans(const at::Tensor& x, int64_t k, int64_t iters, at::Generator& gen,
+                            at::Tensor* centers_out) {
   const int64_t n = x.size(0);
   k = std::min(k, n);
   auto centers = x.index_select(0, at::randperm(n, gen, at::kLong).narrow(0, 0, k)).clone();
@@ -82,6 +84,7 @@ std::vector<int64_t> kmeans(const at::Tensor& x, int64_t k, int64_t iters, at::G
     centers = sums / sums.norm(2, {1}, true).clamp_min(1e-12);
   }
   assign = at::mm(x, centers.t()).argmax(1).contiguous();
+  if (centers_out) *centers_out = centers;
   return std::vector<int64_t>(assign.data_ptr<int64_t>(), assign.data_ptr<int64_t>() + n);
 }
 
@@ -166,15 +169,54 @@ void IdTree::put_in_leaf(int64_t leaf, int64_t doc) {
   paths_[size_t(doc)] = std::move(path);
 }
 
+namespace {
+
+// Documents a subtree can hold when `levels` digits are left: fill^levels (saturating).
+int64_t capacity(int64_t fill, int64_t levels) {
+  int64_t c = 1;
+  for (int64_t l = 0; l < levels; ++l) {
+    if (c > std::numeric_limits<int64_t>::max() / fill) return std::numeric_limits<int64_t>::max();
+    c *= fill;
+  }
+  return c;
+}
+
+// k-means does not balance its clusters; a cluster larger than a child subtree can hold would
+// run out of digits. Reassigns greedily, most similar (document, center) pairs first, each
+// center taking at most `cap` documents. Deterministic (ties by document, then center).
+std::vector<std::vector<int64_t>> capacitated_groups(const at::Tensor& x, const at::Tensor& centers,
+                                                     const std::vector<int64_t>& docs,
+                                                     int64_t cap) {
+  const int64_t n = x.size(0), k = centers.size(0);
+  auto sim = at::mm(x, centers.t()).contiguous();
+  const float* s = sim.data_ptr<float>();
+  std::vector<int64_t> order(static_cast<size_t>(n * k));
+  for (int64_t i = 0; i < n * k; ++i) order[size_t(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[a] > s[b]; });
+  std::vector<std::vector<int64_t>> groups(static_cast<size_t>(k));
+  std::vector<bool> placed(static_cast<size_t>(n), false);
+  for (int64_t pair : order) {
+    const int64_t i = pair / k, c = pair % k;
+    if (placed[size_t(i)] || static_cast<int64_t>(groups[size_t(c)].size()) >= cap) continue;
+    placed[size_t(i)] = true;
+    groups[size_t(c)].push_back(docs[size_t(i)]);
+  }
+  return groups;
+}
+
+}  // namespace
+
 int64_t IdTree::build(const at::Tensor& vectors, const std::vector<int64_t>& docs,
                       int64_t parent, DigitPath prefix, at::Generator& gen) {
   const int64_t fill = o_.fill();
   const auto count = static_cast<int64_t>(docs.size());
-  const bool leaf = count <= fill;
-  SCULPT_CHECK(leaf || static_cast<int64_t>(prefix.size()) + 2 <= o_.max_depth,
-               "semantic IDs: ", count, " documents still share the prefix ",
-               at::IntArrayRef(prefix), " at max_depth ", o_.max_depth,
+  const auto depth = static_cast<int64_t>(prefix.size());
+  // Only the root can fail this: below it, clusters are capped at what a child can hold.
+  SCULPT_CHECK(count <= capacity(fill, o_.max_depth - depth), "semantic IDs: ", count,
+               " documents do not fit ", o_.max_depth, " digits of ", fill, " slots (branch ",
+               o_.branch, " less the reserve) below the prefix ", at::IntArrayRef(prefix),
                "; raise the ID max_depth or branch");
+  const bool leaf = count <= fill;
   const int64_t id = new_node(parent, prefix, leaf);
   auto rows = at::tensor(docs, at::kLong);
   auto x = vectors.index_select(0, rows);
@@ -184,9 +226,14 @@ int64_t IdTree::build(const at::Tensor& vectors, const std::vector<int64_t>& doc
     for (auto d : docs) put_in_leaf(id, d);
     return id;
   }
-  auto assign = kmeans(x, fill, o_.kmeans_iters, gen);
+  at::Tensor centers;
+  auto assign = kmeans(x, fill, o_.kmeans_iters, gen, &centers);
   std::vector<std::vector<int64_t>> groups(static_cast<size_t>(fill));
   for (int64_t i = 0; i < count; ++i) groups[size_t(assign[size_t(i)])].push_back(docs[size_t(i)]);
+  const int64_t child_cap = capacity(fill, o_.max_depth - depth - 1);
+  if (std::any_of(groups.begin(), groups.end(),
+                  [&](const auto& g) { return static_cast<int64_t>(g.size()) > child_cap; }))
+    groups = capacitated_groups(x, centers, docs, child_cap);
   groups.erase(std::remove_if(groups.begin(), groups.end(),
                               [](const auto& g) { return g.empty(); }),
                groups.end());

@@ -5,6 +5,8 @@
 //    Every internal node splits its documents into at most `fill` clusters out of `branch`
 //    digit slots; a node of at most `fill` documents is a leaf whose documents take the digits
 //    0..n-1. The slots above `fill` are reserved for documents that arrive later (IdTree).
+//    k-means clusters larger than a child subtree can hold (fill^(digits left)) are rebalanced
+//    by a capacitated greedy assignment to the same centers.
 //    Documents sit only at leaves, so no ID is a prefix of another.
 // Digits are position-specific tokens: digit d at depth l is token base + l * branch + d, so a
 // decoder never has to tell levels apart by position alone.
@@ -106,9 +108,10 @@ class IdTree {
 // The ID token sequence of a digit path: base + level * branch + digit per level, then eos.
 TokenSeq semantic_tokens(const DigitPath& path, int64_t base, int64_t branch);
 // Recursive k-means over `vectors`' rows (plain k-means++-free Lloyd from random rows).
-// Returns per row the cluster in [0, k). Deterministic for a generator state.
+// Returns per row the cluster in [0, k) (and the unit centers [k, D] in *centers_out).
+// Deterministic for a generator state.
 std::vector<int64_t> kmeans(const at::Tensor& vectors, int64_t k, int64_t iters,
-                            at::Generator& gen);
+                            at::Generator& gen, at::Tensor* centers_out = nullptr);
 // TF-IDF rows of token documents ([N, vocab] dense, then a fixed random projection to `dims`
 // columns when dims > 0 and < vocab), L2-normalized. idf from `idf_docs` (the first `n_idf`
 // documents), so documents added later are scored against the original corpus.

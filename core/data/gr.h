@@ -5,7 +5,9 @@
 //                permutation); M queries per document, each a span of the document with tokens
 //                dropped, substituted (by words of the topic) and swapped with a neighbour.
 //                Query 0 of each document is in the test split, query 1 in the validation
-//                split, the others in the training split.
+//                split, the others in the training split; `test_queries` - 1 more test
+//                queries per document come from a random stream of their own, so the
+//                documents and the other queries do not change with it.
 //  gr_jsonl:     documents {"doc_id", "text"} and (query, doc_id) pairs {"query", "doc_id"} as
 //                JSON lines; words by whitespace, hashed into buckets or looked up in a
 //                vocabulary built from the documents.
@@ -33,6 +35,7 @@ struct GrCommonOptions : config::Section {
   int64_t id_dims = 128;         // semantic: TF-IDF randomly projected to this width; 0: none
   std::string documents = "all";  // rows of old | new | all documents
   bool index_docs = true;        // the train part also maps each document's text to its ID
+  int64_t index_stride = 0;      // tokens between index chunks' starts; 0: the chunk length
   int64_t eval_docs = 0;         // val/test rows only for the first N selected docs; 0: all
   int64_t seed = 0;              // generator / k-means seed
   void visit_common(config::Visitor& v);
@@ -46,6 +49,7 @@ struct GrSyntheticOptions : GrCommonOptions {
   double zipf = 1.1;            // Zipf exponent of every topic's word distribution
   int64_t doc_len = 32;         // tokens per document
   int64_t queries_per_doc = 4;  // queries per document (>= 3: test, val, train)
+  int64_t test_queries = 1;     // test queries per document (the first is query 0)
   int64_t query_len = 8;        // span length before noise
   double drop = 0.1;            // per-token probability of dropping it from the query
   double substitute = 0.1;      // ... of replacing it by a word of the topic

@@ -37,6 +37,10 @@ void GrCommonOptions::visit_common(config::Visitor& v) {
            "gr_*: whose queries the rows hold: the original documents, the later ones, or all");
   v.field("index_docs", index_docs,
           "gr_*: the train part also maps each document's text (in query-sized chunks) to its ID");
+  v.field("index_stride", index_stride,
+          "gr_*: index_docs: tokens between the starts of a document's chunks (overlapping "
+          "windows when below the chunk length); 0: the chunk length (no overlap)",
+          config::Range::at_least(0));
   v.field("eval_docs", eval_docs,
           "gr_*: validation and test queries only of the first N old (and N new) documents, so "
           "beam-search evaluation stays cheap; 0: of every document",
@@ -58,6 +62,10 @@ void GrSyntheticOptions::visit(config::Visitor& v) {
           "gr_synthetic: queries per document; query 0 is a test query, query 1 a validation "
           "query, the rest train",
           config::Range::at_least(3));
+  v.field("test_queries", test_queries,
+          "gr_synthetic: test queries per document: query 0 and test_queries - 1 more from a "
+          "random stream of their own (the documents and other queries stay the same)",
+          config::Range::at_least(1));
   v.field("query_len", query_len, "gr_synthetic: query span length before noise",
           config::Range::at_least(1));
   v.field("drop", drop, "gr_synthetic: probability that a query token is dropped",
@@ -139,21 +147,24 @@ GrCorpus generate_gr_corpus(const GrSyntheticOptions& o) {
     auto& doc = c.docs[size_t(d)];
     for (int64_t i = 0; i < o.doc_len; ++i) doc.push_back(word(r, topic));
     const int64_t span = std::min(o.query_len, o.doc_len);
-    for (int64_t q = 0; q < o.queries_per_doc; ++q) {
+    auto add_query = [&](Rng& qr, int split) {
       GrQuery query;
       query.doc = d;
-      query.split = q == 0 ? 2 : q == 1 ? 1 : 0;
-      const int64_t start = r.below(o.doc_len - span + 1);
+      query.split = split;
+      const int64_t start = qr.below(o.doc_len - span + 1);
       for (int64_t i = 0; i < span; ++i) {
-        if (r.uniform() < o.drop) continue;
-        query.tokens.push_back(r.uniform() < o.substitute ? word(r, topic)
-                                                          : doc[size_t(start + i)]);
+        if (qr.uniform() < o.drop) continue;
+        query.tokens.push_back(qr.uniform() < o.substitute ? word(qr, topic)
+                                                           : doc[size_t(start + i)]);
       }
       if (query.tokens.empty()) query.tokens.push_back(doc[size_t(start)]);
       for (size_t i = 0; i + 1 < query.tokens.size(); ++i)
-        if (r.uniform() < o.swap) std::swap(query.tokens[i], query.tokens[i + 1]);
+        if (qr.uniform() < o.swap) std::swap(query.tokens[i], query.tokens[i + 1]);
       c.queries.push_back(std::move(query));
-    }
+    };
+    for (int64_t q = 0; q < o.queries_per_doc; ++q) add_query(r, q == 0 ? 2 : q == 1 ? 1 : 0);
+    Rng extra(mix(seed, 0x200000000ull + static_cast<uint64_t>(d)));
+    for (int64_t q = 1; q < o.test_queries; ++q) add_query(extra, 2);
   }
   return c;
 }
@@ -220,10 +231,14 @@ std::unique_ptr<Dataset> make_rows(const GrCommonOptions& o, const Built& b, Dat
     for (int64_t d = 0; d < static_cast<int64_t>(c.docs.size()); ++d) {
       if (!selected(o, c, d)) continue;
       const auto& doc = c.docs[size_t(d)];
-      for (size_t i = 0; i < doc.size(); i += size_t(s)) {
-        chunks.emplace_back(doc.begin() + long(i),
-                            doc.begin() + long(std::min(doc.size(), i + size_t(s))));
+      const auto stride = static_cast<size_t>(o.index_stride > 0 ? o.index_stride : s);
+      // Windows of s tokens every `stride`; the last one ends at the document's end.
+      for (size_t i = 0; i < doc.size(); i += stride) {
+        const size_t start = std::min(i, doc.size() - std::min(doc.size(), size_t(s)));
+        const size_t end = std::min(doc.size(), start + size_t(s));
+        chunks.emplace_back(doc.begin() + long(start), doc.begin() + long(end));
         chunk_docs.push_back(d);
+        if (end == doc.size()) break;
       }
     }
   }
@@ -273,6 +288,7 @@ std::string key_of(const T& o) {
   T m = o;
   m.documents = "all";
   m.index_docs = true;
+  m.index_stride = 0;
   m.eval_docs = 0;
   return config::dump_yaml(m);
 }

@@ -125,6 +125,31 @@ TEST_CASE("gr_synthetic splits every document's queries into disjoint train, val
   const auto& trie = *train->spec().valid_targets;
   CHECK(trie.size() == 132);  // old and new documents
   for (int64_t r = 0; r < test->size(); r += 7) CHECK(trie.contains(target_id(test->targets()[r])));
+  // More test queries per document: the documents and the other queries stay as they were,
+  // query 0 stays the first test query, and the extra ones are new spans of the same document.
+  auto o3 = o;
+  o3.test_queries = 3;
+  auto c3 = data::generate_gr_corpus(o3);
+  REQUIRE(c3.queries.size() == c.queries.size() + 2 * 30);
+  CHECK(c3.docs == c.docs);
+  std::vector<const data::GrQuery*> kept;
+  std::map<int64_t, int> extra_tests;
+  for (const auto& q : c3.queries) {
+    const bool extra = q.split == 2 && extra_tests[q.doc]++ > 0;
+    if (!extra) kept.push_back(&q);
+  }
+  REQUIRE(kept.size() == c.queries.size());
+  for (size_t i = 0; i < kept.size(); ++i) {
+    CHECK(kept[i]->tokens == c.queries[i].tokens);
+    CHECK(kept[i]->split == c.queries[i].split);
+  }
+  for (auto& [doc, n] : extra_tests) CHECK(n == 3);
+  CHECK(load_dataset(kSmall + ", documents: old, test_queries: 4}", DataPart::test)->size() ==
+        120 * 4);
+  // Overlapping index windows: a 16-token document in 8-token windows every 3 tokens starts
+  // windows at 0, 3, 6 and 8 (the last one ends at the document's end): 4 rows, not 2.
+  CHECK(load_dataset(kSmall + ", documents: old, index_stride: 3}", DataPart::train)->size() ==
+        120 * (4 + 2 + 1));
   auto nw = load_dataset(kSmall + ", documents: new}", DataPart::test);
   CHECK(nw->size() == 12);
   CHECK(nw->spec().vocab_size == train->spec().vocab_size);
@@ -193,6 +218,38 @@ TEST_CASE("semantic IDs: one valid prefix-free path per document, topics kept to
   // Too shallow a tree is an error naming the key.
   so.max_depth = 2;
   CHECK_THROWS_WITH(data::IdTree(vec, so), Catch::Contains("max_depth"));
+}
+
+TEST_CASE("semantic IDs: k-means clusters too large for the digits left are rebalanced",
+          "[gr][ids]") {
+  // 36 copies of one vector and 4 others: k-means puts the copies in one cluster, which 2
+  // digits of 4 slots (16 documents) cannot hold; the capacitated assignment spreads them.
+  torch::manual_seed(2);
+  auto v = torch::zeros({40, 8});
+  v.narrow(0, 0, 36).select(1, 0).fill_(1.0);
+  auto rest = torch::randn({4, 8});
+  v.narrow(0, 36, 4).copy_(rest / rest.norm(2, {1}, true));
+  data::SemanticIdOptions so;
+  so.branch = 4;
+  so.reserve = 0.0;
+  so.max_depth = 3;  // room for 4^3 = 64 documents
+  data::IdTree tree(v, so);
+  std::set<data::DigitPath> seen;
+  data::IdTrie trie;
+  for (const auto& p : tree.paths()) {
+    CHECK(static_cast<int64_t>(p.size()) <= so.max_depth);
+    CHECK(seen.insert(p).second);
+    trie.insert(data::semantic_tokens(p, 10, so.branch));
+  }
+  CHECK(seen.size() == 40);
+  // More documents than the digits can hold at all: an error naming the key.
+  CHECK_THROWS_WITH(data::IdTree(torch::cat({v, v}), so), Catch::Contains("max_depth"));
+  // The issue's default corpus (20000 documents, 2000 new, the default ID keys) gets IDs; its
+  // unbalanced k-means once left 19 documents under one prefix at max_depth.
+  auto d = load_dataset("{name: gr_synthetic, new_docs: 2000, documents: new, eval_docs: 10}",
+                        DataPart::test);
+  CHECK(d->spec().valid_targets->size() == 22000);
+  CHECK(d->size() == 10);
 }
 
 TEST_CASE("atomic IDs: one token per document", "[gr][ids]") {
