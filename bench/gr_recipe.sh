@@ -9,7 +9,8 @@
 # process oversubscribe the cores (10x slower steps measured). GR_STEPS="a b c d e" picks steps.
 # GR_SIZE=20k runs the default corpus instead (20000 documents + 2000 new, 50 topics,
 # 5000 words; val/test queries of 1000 old and 1000 new documents) with fewer epochs (each is
-# 100x longer) and run names gr20k_*: about two hours on one core of the 2-core box.
+# 100x longer) and run names gr20k_*. Its teacher alone took 30 min on one core and was far
+# from trained (bench/RESULTS.md): these epochs are a starting point for a bigger machine.
 # SCULPT_BIN: where sculpt and bench_gr are (default build/bin); a copy keeps a long run safe
 # from rebuilds (with LD_LIBRARY_PATH at a copy of build/lib).
 set -euo pipefail
