@@ -24,7 +24,9 @@
 #include "core/logging/logging.h"
 #include "trainers/callback_state.h"
 #include "trainers/continual_metrics.h"
+#include "core/optim/schedules.h"
 #include "trainers/run_parts.h"
+#include "trainers/strategies/step_strategy.h"
 #include "trainers/train_loop.h"
 #include "trainers/trainer.h"
 
@@ -72,12 +74,15 @@ class IncrementalTrainer final : public Trainer {
     const auto t0 = Clock::now();
     const auto device = ctx.device();
     const bool bf16 = use_bf16(cfg_.precision, device);
+    auto strategy = make_local_strategy(ctx, bf16);
     auto parts = build_run_parts(c, device);
-    auto& model = *parts.model;
     auto& task = *parts.task;
     const int64_t n = static_cast<int64_t>(c.increments.size());
     std::vector<Increment> incs;
     for (int64_t i = 0; i < n; ++i) incs.push_back(make_increment(c, parts, i));
+    at::Tensor no_stage_inputs;  // the local strategy keeps the whole model
+    auto model_ptr = strategy->take_model(std::move(parts.model), task, no_stage_inputs);
+    auto& model = *model_ptr;
     // The initial model on every increment (FWT's reference), before anything is loaded.
     std::vector<double> baseline;
     for (auto& inc : incs) baseline.push_back(measure(model, task, inc, ctx, bf16));
@@ -85,43 +90,16 @@ class IncrementalTrainer final : public Trainer {
     auto current = train_split(c, parts, 0);
     StepContext hook = make_hook(ctx, current.train);
     hook.total_steps = total_steps(cfg_, incs[0].data, rows_per_rank(ctx, current.train.size()),
-                                   "increments[0]",
-                                   &hook.steps_per_epoch);
+                                   "increments[0]", &hook.steps_per_epoch);
     attach_callbacks(callbacks, model, hook, current.train);
     auto optimizer = build_optimizer(c, model, callbacks);
     hook.optimizer = optimizer.get();
     auto schedule = schedule_registry().create(c.scheduler.name, c.scheduler);
 
-    // Where to start: a checkpoint of this run (run.resume), the end of an earlier run
-    // (incremental.resume_from), or the beginning.
-    TrainState st;
+    CheckpointStore store(strategy->checkpoint_dir(), cfg_.keep_checkpoints);
+    const auto resume = strategy->resume_point();
     Progress pr;
-    pr.matrix.clear();
-    CheckpointStore store(ctx.dir(), cfg_.keep_checkpoints);
-    const auto resume = resolve_resume(c.run.resume, ctx.dir());
-    if (resume) {
-      // Pass state first: loading it may draw random numbers (a teacher's init), and the
-      // checkpoint restores the generator last.
-      load_callback_states(callbacks, *resume);
-      st = CheckpointStore::load(*resume, model, *optimizer);
-      pr = read_progress(*resume, incs, false);
-      log::info("resumed from ", resume->string(), " at step ", st.step, " in increment ",
-                pr.matrix.size());
-    } else if (!ic.resume_from.empty()) {
-      SCULPT_CHECK(fs::exists(ic.resume_from), c.source_file, ": incremental.resume_from: ",
-                   ic.resume_from, " does not exist");
-      const auto prev = resolve_resume(ic.resume_from, ic.resume_from);
-      SCULPT_CHECK(prev, "incremental.resume_from: ", ic.resume_from, " has no checkpoint");
-      // Pass state first: loading it may draw random numbers (a teacher's init), and the
-      // checkpoint restores the generator last.
-      load_callback_states(callbacks, *prev);
-      st = CheckpointStore::load(*prev, model, *optimizer);
-      pr = read_progress(*prev, incs, true);
-      SCULPT_CHECK(st.epoch == 0 && st.batch_in_epoch == 0 && st.step == pr.begin_step,
-                   "incremental.resume_from: ", prev->string(), " stopped inside increment ",
-                   pr.matrix.size(), "; finish that run first (run.resume=auto)");
-      log::info("continuing ", ic.resume_from, " after ", pr.matrix.size(), " increments");
-    }
+    TrainState st = start_point(resume, c, model, *optimizer, callbacks, incs, pr);
     st.config_hash = c.hash();
     pr.baseline = baseline;
     MetricsLog metrics(ctx.dir(), resume.has_value(), cfg_.tensorboard, t0,
@@ -160,12 +138,16 @@ class IncrementalTrainer final : public Trainer {
       }
       log::info("increment ", i, " (", incs[i].name, "): ", current.train.size(), " train / ",
                 current.val.size(), " val; ", steps, " steps");
-      const OutputMap mask = mask_of(incs[i]);
+      strategy->set_output_map(mask_of(incs[i]));
       const int64_t begin = pr.begin_step;
-      LoopParts lp{ctx,      cfg_,     model,     task,           current.train, current.val,
-                   incs[i].data, *optimizer, *schedule, store,        callbacks,     hook,
-                   metrics,  seed_of(c, i), begin, begin + steps, bf16};
-      lp.map_outputs = mask;
+      LoopParts lp{ctx,          cfg_,       model,     task,  current.train, current.val,
+                   incs[i].data, *optimizer, *schedule, store, callbacks,     hook,
+                   metrics,      *strategy};
+      lp.loader_seed = seed_of(c, i);
+      lp.begin_step = begin;
+      lp.end_step = begin + steps;
+      lp.base_lr = c.optimizer.lr;
+      lp.warmup_steps = c.scheduler.warmup_steps;
       lp.save_extra = [&](const fs::path& dir) { write_progress(dir, pr, incs); };
       lp.record_extra = {{"increment", i}};
       TrainLoop loop(std::move(lp));
@@ -205,7 +187,7 @@ class IncrementalTrainer final : public Trainer {
     result.time_s = seconds_since(t0);
     auto summary = run_summary(ctx, model, result, timing, callbacks);
     summary["continual"] = continual_summary(ic, pr, incs);
-    write_run_outputs(ctx, model, summary);
+    strategy->write_outputs(summary, callbacks);
     return result;
   }
 
@@ -217,6 +199,35 @@ class IncrementalTrainer final : public Trainer {
     std::vector<double> seconds;   // wall time of each increment done
     int64_t begin_step = 0;        // global step where the current increment began
   };
+
+  // Where to start: a checkpoint of this run (`resume`, from run.resume), the end of an earlier
+  // run (incremental.resume_from), or the beginning.
+  static TrainState start_point(const std::optional<fs::path>& resume, const config::Config& c,
+                                models::Model& model, torch::optim::Optimizer& optimizer,
+                                const Callbacks& callbacks, const std::vector<Increment>& incs,
+                                Progress& pr) {
+    const auto& ic = c.incremental;
+    TrainState st;
+    pr.matrix.clear();
+    if (resume) {
+      st = resume_from(*resume, c, model, optimizer, callbacks, false);
+      pr = read_progress(*resume, incs, false);
+      log::info("resumed from ", resume->string(), " at step ", st.step, " in increment ",
+                pr.matrix.size());
+    } else if (!ic.resume_from.empty()) {
+      SCULPT_CHECK(fs::exists(ic.resume_from), c.source_file, ": incremental.resume_from: ",
+                   ic.resume_from, " does not exist");
+      const auto prev = resolve_resume(ic.resume_from, ic.resume_from);
+      SCULPT_CHECK(prev, "incremental.resume_from: ", ic.resume_from, " has no checkpoint");
+      st = resume_from(*prev, c, model, optimizer, callbacks, false);
+      pr = read_progress(*prev, incs, true);
+      SCULPT_CHECK(st.epoch == 0 && st.batch_in_epoch == 0 && st.step == pr.begin_step,
+                   "incremental.resume_from: ", prev->string(), " stopped inside increment ",
+                   pr.matrix.size(), "; finish that run first (run.resume=auto)");
+      log::info("continuing ", ic.resume_from, " after ", pr.matrix.size(), " increments");
+    }
+    return st;
+  }
 
   static Increment make_increment(const config::Config& c, const RunParts& parts, int64_t i) {
     const auto& spec = c.increments[i];

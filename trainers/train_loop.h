@@ -1,13 +1,12 @@
-// The pieces of the supervised loop that every trainer shares: attaching the recipe, building
-// the optimizer over the model's and the callbacks' parameters, the metrics writer
-// (metrics.jsonl + TensorBoard), and the step loop itself (batch -> hooks -> forward -> loss ->
-// backward -> clip -> step, with logging, evaluation, checkpoints and SIGINT handling). The
-// standard trainer runs the loop once; the incremental trainer once per increment.
+// The step loop every trainer runs (docs/architecture.md, "One step"). It is only a loop: the
+// step itself (forwards and backwards of one optimizer step) belongs to a StepStrategy (local,
+// DDP or pipeline, chosen once in fit()), and everything around it — the LR, logging,
+// evaluation, checkpoints, SIGINT, non-finite losses — to the built-in loop callbacks of
+// trainers/callbacks/, called in a fixed order around the recipe's passes.
 #pragma once
 
-#include <chrono>
+#include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -16,79 +15,54 @@
 #include <vector>
 
 #include "core/checkpoint/checkpoint.h"
-#include "core/config/config.h"
-#include "core/data/dataset.h"
-#include "core/models/model.h"
-#include "core/optim/schedules.h"
-#include "core/report/progress.h"
-#include "core/report/tensorboard.h"
-#include "core/run/run_context.h"
-#include "core/tasks/task.h"
 #include "trainers/callback.h"
-#include "trainers/pipeline_stage.h"
+#include "trainers/fit_pieces.h"
 
-namespace torch::optim {
-class Optimizer;
+namespace sculpt {
+class LrSchedule;
+namespace report {
+class ProgressBar;
 }
+namespace data {
+class Loader;
+}
+}  // namespace sculpt
 
 namespace sculpt::trainers {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0);
+class StepStrategy;
+class TrainLoop;
 
-// Maps the model's outputs before the loss and the metrics (e.g. masks the logits of classes
-// outside the current task); empty: identity.
-using OutputMap = std::function<at::Tensor(const at::Tensor&)>;
-
-// The StepContext every hook reads (device, world, run, data), for training on `train`.
-StepContext make_hook(RunContext& ctx, const data::Dataset& train);
-// The rows of `train` that attach() sees as its sample batch (the first few).
-at::Tensor attach_sample_rows(const data::Dataset& train);
-// attach() of every callback with a sample of the first training rows; the model is moved to
-// the run's device again afterwards (a pass may have added tensors). `stage_inputs`, when
-// given, replaces the sample's inputs (a pipeline stage's inputs for those rows).
-void attach_callbacks(const Callbacks& callbacks, models::Model& model, StepContext& hook,
-                      const data::Dataset& train, const at::Tensor& stage_inputs = {});
-// The configured optimizer over the model's parameters and those the callbacks train.
-std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c,
-                                                         models::Model& model,
-                                                         const Callbacks& callbacks);
-
-// Steps of one fit over `rows` training rows: trainer.max_steps, else epochs x steps per epoch.
-// UserError (naming `what`) when the rows make no batch. `steps_per_epoch`, when given, gets
-// the optimizer steps of one pass over the rows.
-int64_t total_steps(const config::TrainerConfig& t, const config::DataConfig& d, int64_t rows,
-                    const std::string& what, int64_t* steps_per_epoch = nullptr);
-
-// A checkpoint written by another number of ranks: its position in the epoch (batches of the
-// old shard) becomes the same count of samples in the new shards, and, when epochs decide the
-// length, the step count follows the new steps per epoch.
-void resume_at_world_size(TrainState& st, int world_size, int64_t batch_size,
-                          int64_t steps_per_epoch, int64_t grad_accumulation,
-                          bool fixed_steps);
-
-// Data parallelism: checks that every rank holds, bit for bit, rank 0's model state and every
-// callback's state (tensors and metadata); logs the count when they agree, else throws on every
-// rank an error naming the ranks and the first tensors that differ. Collective.
-void verify_ranks_agree(Collectives& comm, models::Model& model, const Callbacks& callbacks);
-
-// Training rows one rank reads per epoch (all of them in a single process).
-int64_t rows_per_rank(const RunContext& ctx, int64_t rows);
-
-// metrics.jsonl (one JSON object per line, elapsed_s added) and, when asked, TensorBoard
-// scalars <split>/<key> of every numeric value. With write=false (ranks other than 0) it
-// records nothing.
-class MetricsLog {
- public:
-  MetricsLog(const std::filesystem::path& run_dir, bool append, bool tensorboard,
-             Clock::time_point t0, bool write = true);
-  void record(nlohmann::json j);
-
- private:
-  std::ofstream out_;
-  std::unique_ptr<report::EventWriter> events_;
-  Clock::time_point t0_;
+// What one optimizer step's forwards and backwards did.
+struct StepResult {
+  int64_t micro = 0;     // micro-batches read; 0: the epoch's data is exhausted
+  int64_t samples = 0;   // samples this process read
+  double loss_sum = 0;   // the micro-batches' losses (task + passes' terms), summed
+  std::string nonfinite;  // why the loss is not finite (any rank); empty: it is
+  bool stop_requested = false;  // SIGINT/SIGTERM seen (any rank)
+  bool skipped = false;  // the non-finite guard skipped the update
+  double mean_loss() const { return loss_sum / static_cast<double>(micro); }
 };
+
+// A built-in callback of the loop (trainers/callbacks/). Unlike a recipe's pass it sees the
+// loop itself: its state, its result, and its services (evaluate, save, stop).
+class LoopCallback {
+ public:
+  virtual ~LoopCallback() = default;
+  virtual void on_loop_begin(TrainLoop& /*loop*/) {}
+  // Before the step's forwards (ctx.step: steps done).
+  virtual void on_step_begin(TrainLoop& /*loop*/) {}
+  // After the step's backwards, once the ranks agree on the flags; before the passes'
+  // after_backward and the update. May mark the step skipped, or throw.
+  virtual void on_backward_end(TrainLoop& /*loop*/, StepResult& /*step*/) {}
+  // After the update and the passes' after_step (state().step counts the step).
+  virtual void on_step_end(TrainLoop& /*loop*/, const StepResult& /*step*/) {}
+  // After an epoch's last batch, unless the run ends with it (state().epoch is the next one).
+  virtual void on_epoch_end(TrainLoop& /*loop*/) {}
+  // When run() returns (not after an exception).
+  virtual void on_loop_end(TrainLoop& /*loop*/) {}
+};
+using LoopCallbacks = std::vector<std::unique_ptr<LoopCallback>>;
 
 // What one run of the step loop works with. References must outlive the loop.
 struct LoopParts {
@@ -102,50 +76,26 @@ struct LoopParts {
   torch::optim::Optimizer& optimizer;
   const LrSchedule& schedule;
   CheckpointStore& store;
-  const Callbacks& callbacks;
+  const Callbacks& callbacks;  // the recipe's passes
   StepContext& hook;
   MetricsLog& metrics;
+  StepStrategy& strategy;
   uint64_t loader_seed = 0;
   int64_t begin_step = 0;  // the lr schedule starts here (an increment's first global step)
   int64_t end_step = 0;    // the loop stops at this global step
-  bool bf16 = false;
-  OutputMap map_outputs;   // applied to outputs before the loss; empty: none
+  double base_lr = 0;      // optimizer.lr: the schedule's factor multiplies it
+  int64_t warmup_steps = 0;  // scheduler.warmup_steps
   // Writes more files into every checkpoint folder (beside the callbacks' state).
   std::function<void(const std::filesystem::path&)> save_extra;
   // Extra keys of every metrics record (e.g. the increment).
   nlohmann::json record_extra = nlohmann::json::object();
-  // Pipeline parallelism: this process's stage (the model holds its blocks only); null: none.
-  PipelineStage* pipeline = nullptr;
 };
-
-struct LoopResult {
-  bool interrupted = false;  // stopped by SIGINT/SIGTERM after writing a checkpoint
-  bool early_stopped = false;
-  int64_t skipped_steps = 0;
-  double first_step_s = -1;  // process start to the end of the first step
-  double timed_step_s = 0;   // time of the later steps
-  int64_t timed_steps = 0;
-};
-
-struct FitResult;
-// summary.json's common part: steps, time, model size, config hash, step timing, final metrics
-// per split, each callback's summary.
-nlohmann::json run_summary(const RunContext& ctx, models::Model& model, const FitResult& result,
-                           const LoopResult& loop, const Callbacks& callbacks);
-// What fit() returns when SIGINT/SIGTERM stopped it after `steps` (a checkpoint is written).
-FitResult interrupted_at(int64_t steps, Clock::time_point t0);
-// model.safetensors, summary.json and report.html into the run directory.
-void write_run_outputs(const RunContext& ctx, models::Model& model,
-                       const nlohmann::json& summary);
-// The same with the model's tensors given (a pipeline's, gathered from its stages).
-void write_run_outputs(const RunContext& ctx, const io::NamedTensors& weights,
-                       const nlohmann::json& summary);
 
 class TrainLoop {
  public:
-  explicit TrainLoop(LoopParts parts) : p_(std::move(parts)) {}
-  // Runs steps from st.step to p.end_step (st.epoch / st.batch_in_epoch say where in the
-  // data), evaluating and checkpointing as trainer.* says.
+  explicit TrainLoop(LoopParts parts);
+  ~TrainLoop();
+  // Runs steps from st.step to end_step (st.epoch / st.batch_in_epoch say where in the data).
   LoopResult run(TrainState& st);
   // Evaluates on the validation split and records it; empty when there is none.
   std::map<std::string, double> eval_and_record(const TrainState& st);
@@ -153,9 +103,29 @@ class TrainLoop {
   std::map<std::string, double> eval_and_track(TrainState& st, bool& improved);
   std::filesystem::path save(const TrainState& st, bool is_best);
 
+  // What the loop callbacks read and steer while run() is active.
+  const LoopParts& parts() const { return p_; }
+  TrainState& state() { return *state_; }
+  LoopResult& result() { return result_; }
+  report::ProgressBar* progress() { return progress_; }
+  void set_progress(report::ProgressBar* bar) { progress_ = bar; }
+  double lr() const { return lr_; }
+  void set_lr(double lr);
+  // Ends the loop after this step (early stopping, or a signal when `interrupted`).
+  void stop(bool interrupted);
+
  private:
+  bool one_step(data::Loader& loader);  // false when the epoch's data is exhausted
+  void agree_on_flags(StepResult& s);
+  void update();
+
   LoopParts p_;
-  report::ProgressBar* progress_ = nullptr;  // set while run() is active (evals clear it)
+  LoopCallbacks builtins_;
+  TrainState* state_ = nullptr;
+  LoopResult result_;
+  report::ProgressBar* progress_ = nullptr;  // while run() is active (evals clear it)
+  double lr_ = 0;
+  bool stopping_ = false;
 };
 
 }  // namespace sculpt::trainers
