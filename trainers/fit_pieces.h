@@ -105,6 +105,13 @@ struct LoopResult {
   double first_step_s = -1;  // process start to the end of the first step
   double timed_step_s = 0;   // time of the later steps
   int64_t timed_steps = 0;
+  // Adds another loop's counts and times (a trainer that runs the loop several times).
+  void add(const LoopResult& r) {
+    if (first_step_s < 0) first_step_s = r.first_step_s;
+    timed_step_s += r.timed_step_s;
+    timed_steps += r.timed_steps;
+    skipped_steps += r.skipped_steps;
+  }
 };
 
 struct FitResult;

@@ -152,27 +152,12 @@ class IncrementalTrainer final : public Trainer {
       lp.record_extra = {{"increment", i}};
       TrainLoop loop(std::move(lp));
       const LoopResult r = loop.run(st);
-      if (timing.first_step_s < 0) timing.first_step_s = r.first_step_s;
-      timing.timed_step_s += r.timed_step_s;
-      timing.timed_steps += r.timed_steps;
-      timing.skipped_steps += r.skipped_steps;
+      timing.add(r);
       if (r.interrupted) return interrupted_at(st.step, t0);
       loop.eval_and_record(st);
       hook.step = st.step;
       for (const auto& cb : callbacks) cb->on_increment_end(model, current.train, hook);
-      std::vector<double> row;
-      for (int64_t j = 0; j <= i; ++j) row.push_back(measure(model, task, incs[j], ctx, bf16));
-      pr.matrix.push_back(row);
-      pr.seconds.push_back(seconds_since(inc_t0));
-      // The next increment starts here, from the start of its data.
-      pr.begin_step = st.step;
-      st.epoch = st.batch_in_epoch = st.evals_since_best = 0;
-      st.has_best = false;
-      nlohmann::json rec = continual_metrics(pr.matrix, pr.baseline);
-      rec.update({{"step", st.step}, {"split", "continual"}, {"increment", i}});
-      rec["row"] = matrix_json({row}, static_cast<size_t>(i) + 1)[0];
-      metrics.record(rec);
-      log::info("after increment ", i, ": ", rec.dump());
+      close_increment(i, model, task, incs, ctx, bf16, seconds_since(inc_t0), pr, st, metrics);
       loop.save(st, false);
     }
 
@@ -227,6 +212,26 @@ class IncrementalTrainer final : public Trainer {
       log::info("continuing ", ic.resume_from, " after ", pr.matrix.size(), " increments");
     }
     return st;
+  }
+
+  // After increment i: row i of the accuracy matrix, the next increment's start (the first
+  // batch of its data), and the "continual" record.
+  static void close_increment(int64_t i, models::Model& model, const tasks::Task& task,
+                              const std::vector<Increment>& incs, const RunContext& ctx,
+                              bool bf16, double seconds, Progress& pr, TrainState& st,
+                              MetricsLog& metrics) {
+    std::vector<double> row;
+    for (int64_t j = 0; j <= i; ++j) row.push_back(measure(model, task, incs[j], ctx, bf16));
+    pr.matrix.push_back(row);
+    pr.seconds.push_back(seconds);
+    pr.begin_step = st.step;
+    st.epoch = st.batch_in_epoch = st.evals_since_best = 0;
+    st.has_best = false;
+    nlohmann::json rec = continual_metrics(pr.matrix, pr.baseline);
+    rec.update({{"step", st.step}, {"split", "continual"}, {"increment", i}});
+    rec["row"] = matrix_json({row}, static_cast<size_t>(i) + 1)[0];
+    metrics.record(rec);
+    log::info("after increment ", i, ": ", rec.dump());
   }
 
   static Increment make_increment(const config::Config& c, const RunParts& parts, int64_t i) {
