@@ -66,6 +66,15 @@ std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c
       c.optimizer);
 }
 
+at::Tensor add_extra_losses(at::Tensor base, const Callbacks& callbacks, models::Model& model,
+                            const StepContext& hook) {
+  for (const auto& cb : callbacks) {
+    auto extra = cb->extra_loss(model, hook);
+    if (extra.defined()) base = base.defined() ? base + extra.to(at::kFloat) : extra.to(at::kFloat);
+  }
+  return base;
+}
+
 int64_t total_steps(const config::TrainerConfig& t, const config::DataConfig& d, int64_t rows,
                     const std::string& what, int64_t* steps_per_epoch) {
   const int64_t batches = d.drop_last ? rows / d.batch_size

@@ -53,6 +53,10 @@ std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c
                                                          models::Model& model,
                                                          const Callbacks& callbacks);
 
+// `base` (undefined: nothing) plus every callback's extra_loss term, in recipe order, in fp32.
+at::Tensor add_extra_losses(at::Tensor base, const Callbacks& callbacks, models::Model& model,
+                            const StepContext& hook);
+
 // Steps of one fit over `rows` training rows: trainer.max_steps, else epochs x steps per epoch.
 // UserError (naming `what`) when the rows make no batch. `steps_per_epoch`, when given, gets
 // the optimizer steps of one pass over the rows.

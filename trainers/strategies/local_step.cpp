@@ -88,10 +88,7 @@ class LocalStep final : public StepStrategy {
       auto loss = task_->loss(out, b.targets);
       hook.outputs = &out;
       hook.loss = &loss;
-      for (const auto& cb : callbacks) {
-        auto extra = cb->extra_loss(*model_, hook);
-        if (extra.defined()) loss = loss + extra.to(at::kFloat);
-      }
+      loss = add_extra_losses(loss, callbacks, *model_, hook);
       hook.outputs = hook.loss = nullptr;
       hook.batch = nullptr;
       const double loss_v = loss.item<double>();

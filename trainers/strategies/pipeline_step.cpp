@@ -68,14 +68,7 @@ class PipelineStep final : public StepStrategy {
     // join each stage's final backward.
     hook.batch = &b;
     for (const auto& cb : callbacks) cb->on_batch(b, hook);
-    const auto extra = [&] {
-      at::Tensor sum;
-      for (const auto& cb : callbacks) {
-        auto e = cb->extra_loss(*model_, hook);
-        if (e.defined()) sum = sum.defined() ? sum + e.to(at::kFloat) : e.to(at::kFloat);
-      }
-      return sum;
-    };
+    const auto extra = [&] { return add_extra_losses({}, callbacks, *model_, hook); };
     const auto r = pipeline_step(stage_, *model_, *task_, b, ctx_.device(), bf16_, ddp_.get(), extra);
     hook.batch = nullptr;
     // Every stage logs the replica's loss: the last stage's plus every stage's extra term.
