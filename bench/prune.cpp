@@ -15,8 +15,8 @@
 
 #include "cli/app.h"
 #include "compression/pass.h"
-#include "compression/passes/bsr.h"
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/bsr.h"
+#include "compression/passes/prune/prune_core.h"
 #include "core/config/config.h"
 #include "core/logging/logging.h"
 #include "core/models/model.h"

@@ -8,7 +8,7 @@
 
 #include "compression/pass.h"
 #include "compression/passes/quantize/int8_model.h"
-#include "compression/passes/sparse_export.h"
+#include "compression/passes/prune/sparse_export.h"
 #include "compression/passes/quantize/quantize.h"
 #include "core/io/atomic_file.h"
 #include "compression/plugin.h"

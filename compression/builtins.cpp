@@ -1,14 +1,14 @@
 #include "compression/compression.h"
 #include "compression/pass.h"
-#include "compression/passes/freeze.h"
-#include "compression/passes/l2sp.h"
-#include "compression/passes/lowrank.h"
-#include "compression/passes/prune.h"
-#include "compression/passes/distill.h"
+#include "compression/passes/regularize/freeze.h"
+#include "compression/passes/regularize/l2sp.h"
+#include "compression/passes/lowrank/lowrank.h"
+#include "compression/passes/prune/prune.h"
+#include "compression/passes/distill/distill.h"
 #include "compression/passes/quantize/quantize.h"
-#include "compression/passes/ewc.h"
-#include "compression/passes/lwf.h"
-#include "compression/passes/replay.h"
+#include "compression/passes/continual/ewc.h"
+#include "compression/passes/continual/lwf.h"
+#include "compression/passes/continual/replay.h"
 
 namespace sculpt::compression {
 

@@ -13,8 +13,8 @@
 
 #include "cli/app.h"
 #include "compression/pass.h"
-#include "compression/passes/ewc.h"
-#include "compression/passes/replay.h"
+#include "compression/passes/continual/ewc.h"
+#include "compression/passes/continual/replay.h"
 #include "core/config/config.h"
 #include "core/data/loader.h"
 #include <ATen/CPUGeneratorImpl.h>

@@ -12,7 +12,7 @@
 #include <set>
 
 #include "cli/app.h"
-#include "compression/passes/ewc.h"
+#include "compression/passes/continual/ewc.h"
 #include "core/data/dataset.h"
 #include "core/data/docids.h"
 #include "core/data/gr.h"

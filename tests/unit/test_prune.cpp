@@ -10,9 +10,9 @@
 
 #include "cli/app.h"
 #include "compression/pass.h"
-#include "compression/passes/bsr.h"
+#include "compression/passes/prune/bsr.h"
 #include "compression/fisher_board.h"
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/prune_core.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"
 #include "core/data/loader.h"

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "compression/export_dir.h"
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/prune_core.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/io/safetensors.h"

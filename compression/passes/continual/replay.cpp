@@ -1,4 +1,4 @@
-#include "compression/passes/replay.h"
+#include "compression/passes/continual/replay.h"
 
 #include <torch/torch.h>
 

@@ -1,4 +1,4 @@
-#include "compression/passes/sparse_export.h"
+#include "compression/passes/prune/sparse_export.h"
 
 #include <torch/torch.h>
 
@@ -7,8 +7,8 @@
 #include <set>
 
 #include "compression/export_dir.h"
-#include "compression/passes/bsr.h"
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/bsr.h"
+#include "compression/passes/prune/prune_core.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/io/safetensors.h"

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "compression/passes/prune.h"
+#include "compression/passes/prune/prune.h"
 #include "core/data/dataset.h"
 #include "core/run/run_context.h"
 

@@ -1,4 +1,4 @@
-#include "compression/passes/prune_removal.h"
+#include "compression/passes/prune/prune_removal.h"
 
 #include <torch/torch.h>
 

@@ -1,4 +1,4 @@
-// The distillation pass's options and registration (compression/passes/distill.cpp).
+// The distillation pass's options and registration (compression/passes/distill/distill.cpp).
 #pragma once
 
 #include <string>

@@ -19,9 +19,9 @@
 #include <fstream>
 #include <functional>
 
-#include "compression/passes/distill.h"
-#include "compression/passes/distill_losses.h"
-#include "compression/passes/distill_teachers.h"
+#include "compression/passes/distill/distill.h"
+#include "compression/passes/distill/distill_losses.h"
+#include "compression/passes/distill/distill_teachers.h"
 #include "core/run/collectives.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"

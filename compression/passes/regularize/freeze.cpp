@@ -5,7 +5,7 @@
 // skipped by torch's optimizers — no momentum, no weight decay — and costs no backward work;
 // after_backward drops any gradient that reached one anyway. At step unfreeze_at
 // requires_grad comes back and the layer trains from the next step on.
-#include "compression/passes/freeze.h"
+#include "compression/passes/regularize/freeze.h"
 
 #include <torch/torch.h>
 

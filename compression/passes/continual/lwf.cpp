@@ -1,11 +1,11 @@
-#include "compression/passes/lwf.h"
+#include "compression/passes/continual/lwf.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include "compression/passes/pass_options.h"
 
-#include "compression/passes/distill_losses.h"
+#include "compression/passes/distill/distill_losses.h"
 #include "core/data/loader.h"
 #include "core/error.h"
 #include "core/models/model.h"

@@ -9,9 +9,9 @@
 // Data parallelism: every mask is broadcast from rank 0 as it is set. Taylor and movement scores
 // come from DDP's averaged gradients and magnitudes from identical weights, but RigL's dense
 // gradients are each rank's own, so rank 0 decides for all.
-#include "compression/passes/prune.h"
+#include "compression/passes/prune/prune.h"
 #include "compression/fisher_board.h"
-#include "compression/passes/sparse_export.h"
+#include "compression/passes/prune/sparse_export.h"
 
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -23,11 +23,11 @@
 #include <map>
 #include <sstream>
 
-#include "compression/passes/bsr.h"
-#include "compression/passes/prune_core.h"
-#include "compression/passes/prune_mask.h"
+#include "compression/passes/prune/bsr.h"
+#include "compression/passes/prune/prune_core.h"
+#include "compression/passes/prune/prune_mask.h"
 #include "compression/runtimes.h"
-#include "compression/passes/prune_removal.h"
+#include "compression/passes/prune/prune_removal.h"
 #include "core/run/collectives.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"

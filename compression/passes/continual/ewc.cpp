@@ -6,7 +6,7 @@
 // incremental.resume_from).
 // Data parallelism: each rank takes every world_size-th of the chosen samples, and the Fisher
 // sums are all-reduced before the division, so every rank stores the Fisher of all of them.
-#include "compression/passes/ewc.h"
+#include "compression/passes/continual/ewc.h"
 #include "compression/fisher_board.h"
 #include "core/data/dataset.h"
 

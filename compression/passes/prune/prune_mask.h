@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <string>
 
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/prune_core.h"
 #include "core/nn/layers.h"
 
 namespace sculpt::compression::prune {

@@ -1,4 +1,4 @@
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/prune_core.h"
 
 #include <torch/torch.h>
 
