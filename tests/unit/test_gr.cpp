@@ -13,6 +13,7 @@
 
 #include "cli/app.h"
 #include "compression/passes/continual/ewc.h"
+#include "tests/support/attached_pass.h"
 #include "core/data/dataset.h"
 #include "core/data/docids.h"
 #include "core/data/gr.h"
@@ -486,7 +487,12 @@ TEST_CASE("EWC's Fisher of a token sequence is the squared gradient of its log-l
   auto targets = torch::tensor(std::vector<int64_t>{1, 2, 3, 4, token::pad, token::pad},
                                torch::kLong).view({2, 3});
   auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
-  auto f = sculpt::compression::diagonal_fisher(forward, {w}, inputs, targets, true, gen);
+  sculpt::cli::register_builtins();
+  sculpt::data::DataSpec spec;
+  spec.vocab_size = 7;
+  spec.source_len = 3;
+  const auto task = sculpt::test::make_task("seq2seq", spec);
+  auto f = sculpt::compression::diagonal_fisher(*task, forward, {w}, inputs, targets, true, gen);
   auto expected = torch::zeros({7, 5});
   for (int64_t i = 0; i < 2; ++i) {
     auto logp = forward(inputs[i]).log_softmax(-1)[0];
