@@ -43,7 +43,8 @@ StepContext make_hook(RunContext& ctx, const data::Dataset& train) {
   hook.optimizer_facts.lr = c.optimizer.lr;
   const auto* sgd = dynamic_cast<const SgdOptions*>(c.optimizer.options.get());
   hook.optimizer_facts.momentum = sgd ? sgd->momentum : 0.0;
-  hook.optimizer_facts.adaptive = dynamic_cast<const AdamOptions*>(c.optimizer.options.get());
+  hook.optimizer_facts.adaptive =
+      dynamic_cast<const AdamOptions*>(c.optimizer.options.get()) != nullptr;
   hook.task = tasks::task_registry().create(c.task.name, c.task, train.spec());
   hook.new_model = [model = c.model, spec = train.spec()] {
     return std::shared_ptr<models::Model>(

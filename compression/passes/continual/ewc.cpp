@@ -166,8 +166,7 @@ class EwcPass final : public CompressionPass, public FisherBoardUser {
     for_each_weight<EwcOptions>(
         *this, model, [&](const Target& t, const std::string& key, const at::Tensor& w,
                           const EwcOptions& o) {
-          params_.push_back({t.name, key, w, o.lambda, t.layer,
-                             key.size() > 5 && key.compare(key.size() - 5, 5, ".bias") == 0});
+          params_.push_back({t.name, key, w, o.lambda, t.layer, w.is_same(t.layer->bias())});
         });
     const auto& o = base_options();
     online_ = o.mode == EwcMode::online;
