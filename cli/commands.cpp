@@ -144,7 +144,8 @@ int cmd_quant_sensitivity(const std::string& path, const std::vector<std::string
   if (weights.empty()) weights = (RunContext::dir_for(cfg) / "model.safetensors").string();
   SCULPT_CHECK(std::filesystem::exists(weights), weights,
                ": no such weights file (train first, or pass --weights FILE)");
-  const auto report = compression::measure_quant_sensitivity(cfg, weights, args.batches, args.metric);
+  const auto report =
+      compression::measure_quant_sensitivity(cfg, weights, args.batches, args.metric);
   const auto& options = report.options;
   const char* metric = report.metric.c_str();
   std::printf("weights %s, inputs %s; val %s float %.4f\n", options.weight_spec().describe().c_str(),

@@ -28,8 +28,8 @@ enum class EwcMode { online, separate };
 inline const config::Spellings<EwcMode> kEwcModes = {{EwcMode::online, "online"},
                                                      {EwcMode::separate, "separate"}};
 enum class FisherLabels { empirical, sampled };
-inline const config::Spellings<FisherLabels> kFisherLabels = {{FisherLabels::empirical, "empirical"},
-                                                              {FisherLabels::sampled, "true"}};
+inline const config::Spellings<FisherLabels> kFisherLabels = {
+    {FisherLabels::empirical, "empirical"}, {FisherLabels::sampled, "true"}};
 
 struct EwcOptions : config::Section {
   double lambda = 100.0;                          // strength of the penalty, >= 0

@@ -279,7 +279,8 @@ class PrunePass final : public CompressionPass, public RuntimeProvider, public F
     static const PruneOptions defaults;
     const auto& o = t.options ? options_of<PruneOptions>(t) : defaults;
     std::ostringstream os;
-    os << prune::pattern_label(o.pattern_spec()) << ", " << config::spelling(prune::kScorerKinds, o.scorer) << ", "
+    os << prune::pattern_label(o.pattern_spec()) << ", "
+       << config::spelling(prune::kScorerKinds, o.scorer) << ", "
        << config::spelling(prune::kScheduleKinds, o.schedule) << " to " << o.final_sparsity();
     if (!o.group.empty()) os << " (budget shared by group " << o.group << ")";
     // The plan at a few points: in the schedule's unit; a relative end (0) is shown for a run of

@@ -30,7 +30,7 @@ struct PruneOptions : config::Section {
   int64_t n = 2, m = 4;                  // n:m: keep n of every m consecutive weights
   int64_t block = 4;                     // block: side b of the b x b blocks
   int64_t heads = 0;                     // head: attention heads of the (output projection) layer
-  prune::ScorerKind scorer = prune::ScorerKind::magnitude;  // magnitude | taylor | movement | fisher
+  prune::ScorerKind scorer = prune::ScorerKind::magnitude;  // magnitude | taylor | movement | ...
   prune::ScheduleKind schedule = prune::ScheduleKind::agp;  // one_shot | agp | iterative | ...
   double sparsity = 0.5;                 // final target (n:m: 1 - n/m, this key is unused)
   std::string initial_sparsity = "0";    // a number in [0, 1), or from_weights

@@ -50,7 +50,8 @@ bool update_due(const Schedule& s, int64_t t) {
     const int64_t l = cycle_length(s);
     return (t - s.start) % l == 0 && (t - s.start) / l < s.cycles;
   }
-  if (s.kind == ScheduleKind::rigl) return t == s.start || (t < s.end && (t - s.start) % s.every == 0);
+  if (s.kind == ScheduleKind::rigl)
+    return t == s.start || (t < s.end && (t - s.start) % s.every == 0);
   return t <= s.end && ((t - s.start) % s.every == 0 || t == s.end);
 }
 
