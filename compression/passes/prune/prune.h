@@ -1,5 +1,7 @@
 // prune: gradual, structured and block pruning (issue 7, DESIGN.md §5). Scorer x MaskCreator x
-// Allocator x Schedule, all in compression/passes/prune/prune_core.h. The mask is a WeightTransform
+// Allocator x Schedule, each chosen once per layer at attach from its keys: a Scorer object
+// (scorers.h), a Pattern, an Allocation per mask update and a Schedule (prune_core.h, pure
+// functions of tensors that switch on enums). The mask is a WeightTransform
 // on each chosen layer (one bool per unit, bits in checkpoints); after every optimizer step the
 // pruned raw weights and their optimizer state (SGD momentum, Adam moments) are zeroed so they
 // do not regrow. finalize bakes the masks into the weights; for channel pruning of mlp and
