@@ -15,8 +15,8 @@
 
 #include "cli/app.h"
 #include "compression/pass.h"
-#include "compression/passes/bsr.h"
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/bsr.h"
+#include "compression/passes/prune/prune_core.h"
 #include "core/config/config.h"
 #include "core/logging/logging.h"
 #include "core/models/model.h"
@@ -49,7 +49,7 @@ std::pair<double, double> compare_ms(const std::function<void()>& f, const std::
 // A random weight with `density` of its b x b blocks kept.
 at::Tensor block_sparse(int64_t out, int64_t in, int64_t b, double density) {
   auto keep = torch::rand({out / b, in / b}) < density;
-  prune::Pattern p{"block", 2, 4, b};
+  prune::Pattern p{prune::PatternKind::block, 2, 4, b};
   return torch::randn({out, in}) * 0.05 * prune::expand_mask(keep, out, in, p);
 }
 

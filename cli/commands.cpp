@@ -8,8 +8,8 @@
 
 #include "compression/pass.h"
 #include "compression/passes/quantize/int8_model.h"
-#include "compression/passes/sparse_export.h"
-#include "compression/passes/quantize/quantize.h"
+#include "compression/passes/prune/sparse_export.h"
+#include "compression/passes/quantize/sensitivity.h"
 #include "core/io/atomic_file.h"
 #include "compression/plugin.h"
 #include "compression/runtimes.h"
@@ -144,43 +144,19 @@ int cmd_quant_sensitivity(const std::string& path, const std::vector<std::string
   if (weights.empty()) weights = (RunContext::dir_for(cfg) / "model.safetensors").string();
   SCULPT_CHECK(std::filesystem::exists(weights), weights,
                ": no such weights file (train first, or pass --weights FILE)");
-  compression::QuantizeOptions options;
-  for (const auto& pc : cfg.compression)
-    if (pc.name == "quantize" && pc.options) {
-      options = dynamic_cast<const compression::QuantizeOptions&>(*pc.options);
-      break;
-    }
-  auto device = resolve_device(cfg.run.device);
-  auto parts = trainers::build_run_parts(cfg, device);
-  parts.model->load_state_tensors(io::load_safetensors(weights), weights);
-  const std::string metric = args.metric.empty() ? cfg.trainer.best_metric : args.metric;
-  double baseline = 0;
-  const auto layers = compression::quant_sensitivity(
-      *parts.model, *parts.task, parts.split.train, parts.split.val, cfg.data, options,
-      args.batches, metric, device, baseline);
+  const auto report =
+      compression::measure_quant_sensitivity(cfg, weights, args.batches, args.metric);
+  const auto& options = report.options;
+  const char* metric = report.metric.c_str();
   std::printf("weights %s, inputs %s; val %s float %.4f\n", options.weight_spec().describe().c_str(),
-              options.act_bits ? options.act_spec().describe().c_str() : "float", metric.c_str(),
-              baseline);
-  std::printf("%-32s %10s %12s %10s\n", "layer", "weights", metric.c_str(), "drop");
-  int64_t fp32 = 0;
-  for (const auto& l : layers) {
+              options.act_bits ? options.act_spec().describe().c_str() : "float", metric,
+              report.baseline);
+  std::printf("%-32s %10s %12s %10s\n", "layer", "weights", metric, "drop");
+  for (const auto& l : report.layers)
     std::printf("%-32s %10lld %12.4f %10.4f\n", l.name.c_str(), static_cast<long long>(l.weights),
                 l.metric, l.drop);
-    fp32 += l.weights * 4;
-  }
   if (args.budget <= 0) return 0;
-  const auto budget = static_cast<int64_t>(args.budget * static_cast<double>(fp32));
-  const auto keep = compression::keep_at_8_bits(layers, static_cast<int>(options.weight_bits), budget);
-  std::string rules = "# sculpt quant-sensitivity " + path + ": weights at " +
-                      std::to_string(options.weight_bits) + " bits except these at 8, within " +
-                      config::format_double(args.budget) + " x the FP32 weight bytes (" +
-                      std::to_string(budget) + " bytes); paste under the quantize item\n"
-                      "overrides:\n";
-  for (const auto& name : keep) {
-    std::string re;
-    for (char ch : name) re += ch == '.' ? std::string("\\.") : std::string(1, ch);
-    rules += "  - {layers: '" + re + "', weight_bits: 8}\n";
-  }
+  const std::string rules = compression::bit_width_rules(report, args.budget, path);
   std::printf("\n%s", rules.c_str());
   if (!args.rules_file.empty()) {
     io::write_file_atomic(args.rules_file, rules);

@@ -1,25 +1,17 @@
 #include "compression/fisher_board.h"
 
-#include <map>
-
 namespace sculpt::compression {
-namespace {
-std::map<const void*, at::Tensor>& board() {
-  static std::map<const void*, at::Tensor> b;
-  return b;
-}
-}  // namespace
 
-void publish_fisher(const at::Tensor& param, const at::Tensor& fisher) {
-  board()[param.unsafeGetTensorImpl()] = fisher.detach();
+void FisherBoard::publish(const at::Tensor& param, const at::Tensor& fisher) {
+  fisher_[param.unsafeGetTensorImpl()] = fisher.detach();
 }
 
-at::Tensor published_fisher(const at::Tensor& param) {
-  auto it = board().find(param.unsafeGetTensorImpl());
-  if (it == board().end() || it->second.sizes() != param.sizes()) return {};
+at::Tensor FisherBoard::published(const at::Tensor& param) const {
+  auto it = fisher_.find(param.unsafeGetTensorImpl());
+  if (it == fisher_.end() || it->second.sizes() != param.sizes()) return {};
   return it->second;
 }
 
-void withdraw_fisher(const at::Tensor& param) { board().erase(param.unsafeGetTensorImpl()); }
+void FisherBoard::withdraw(const at::Tensor& param) { fisher_.erase(param.unsafeGetTensorImpl()); }
 
 }  // namespace sculpt::compression

@@ -4,6 +4,7 @@
 #include <regex>
 #include <sstream>
 
+#include "compression/fisher_board.h"
 #include "core/config/visitors.h"
 #include "core/error.h"
 #include "core/logging/logging.h"
@@ -71,26 +72,6 @@ std::vector<Target> CompressionPass::select_layers(torch::nn::Module& model) con
   return out;
 }
 
-namespace {
-// "<digits>" steps or "<number>e" epochs.
-const std::regex& step_spec_re() {
-  static const std::regex re(R"(^\s*([0-9]+)\s*$|^\s*([0-9]*\.?[0-9]+)\s*e(p|pochs?)?\s*$)");
-  return re;
-}
-}  // namespace
-
-bool is_step_spec(const std::string& spec) { return std::regex_match(spec, step_spec_re()); }
-
-int64_t resolve_step(const std::string& spec, const StepContext& ctx, const std::string& key) {
-  std::smatch m;
-  SCULPT_CHECK(std::regex_match(spec, m, step_spec_re()), key, ": '", spec,
-               "' is not a step count (500) or a number of epochs (2e, 1.5e)");
-  if (m[1].matched) return std::stoll(m[1].str());
-  SCULPT_CHECK(ctx.steps_per_epoch > 0, key, ": '", spec,
-               "' is given in epochs but the trainer did not say how many steps an epoch has");
-  return std::llround(std::stod(m[2].str()) * static_cast<double>(ctx.steps_per_epoch));
-}
-
 std::string CompressionPass::describe(const Target& target) const {
   if (!target.options) return "";
   // The layer's options as one line of YAML keys.
@@ -113,6 +94,13 @@ trainers::Callbacks build_recipe(const config::Config& cfg) {
         SCULPT_CHECK(bad != passes[j]->name(), cfg.source_file, ": compression[", i, "] ",
                      passes[i]->name(), " cannot be combined with compression[", j, "] ",
                      passes[j]->name());
+    }
+  // The recipe's Fisher board, shared by the passes that publish or read Fisher estimates.
+  std::shared_ptr<FisherBoard> board;
+  for (auto& p : passes)
+    if (auto* user = dynamic_cast<FisherBoardUser*>(p.get())) {
+      if (!board) board = std::make_shared<FisherBoard>();
+      user->set_fisher_board(board);
     }
   for (auto& p : passes) out.push_back(std::move(p));
   return out;

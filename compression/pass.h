@@ -13,7 +13,7 @@
 #include "core/registry/registry.h"
 #include "trainers/callback.h"
 
-#define SCULPT_PASS_API_VERSION 3
+#define SCULPT_PASS_API_VERSION 4
 
 namespace sculpt::compression {
 
@@ -53,11 +53,12 @@ class CompressionPass : public trainers::Callback {
   config::PassConfig cfg_;
 };
 
-// A point in training, as a pass option gives it: steps ("500") or epochs ("2e", "1.5e", resolved
-// with ctx.steps_per_epoch and rounded). UserError naming `key` on anything else.
-int64_t resolve_step(const std::string& spec, const StepContext& ctx, const std::string& key);
-// Whether `spec` has that form (for an options check() before training).
-bool is_step_spec(const std::string& spec);
+// A point in training, as a pass option gives it (config::StepPoint: "500", "2e", 0.5 of the run),
+// as a step of the trainer's run. UserError naming `key` when it cannot be resolved.
+inline int64_t resolve_step(const config::StepPoint& point, const StepContext& ctx,
+                            const std::string& key) {
+  return point.resolve(ctx.total_steps, ctx.steps_per_epoch, key);
+}
 
 using PassRegistry = Registry<CompressionPass, const config::PassConfig&>;
 PassRegistry& pass_registry();

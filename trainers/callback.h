@@ -7,11 +7,13 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "core/data/loader.h"
 #include "core/io/safetensors.h"
 
 namespace torch::optim {
@@ -29,9 +31,20 @@ class Dataset;
 struct Batch;
 struct DataSpec;
 }  // namespace data
+namespace tasks {
+class Task;
+}
 }  // namespace sculpt
 
 namespace sculpt::trainers {
+
+// What the run's optimizer does with a gradient, for passes that reason about its stability
+// (EWC): read from the optimizer's typed options, never from its name.
+struct OptimizerFacts {
+  double lr = 0;          // base learning rate (optimizer.lr, before the schedule)
+  double momentum = 0;    // SGD's momentum factor; 0 for adaptive optimizers
+  bool adaptive = false;  // steps scaled per parameter by running moments (Adam, AdamW)
+};
 
 // What a hook may read. The pointers are valid during the hook only. `batch` is the current
 // batch from on_batch on; in attach it is a sample of a few training rows (for shapes and
@@ -60,6 +73,16 @@ struct StepContext {
   // that fixes parameter entries (pruning masks) zeroes their optimizer state (momentum, Adam
   // moments) through it, in after_step, so they do not regrow.
   torch::optim::Optimizer* optimizer = nullptr;
+  // Facts about the run, so that a pass never reads the whole config (filled by make_hook).
+  uint64_t seed = 0;                 // run.seed: passes derive their random streams from it
+  data::LoaderOptions eval_loading;  // how evaluation loads rows (normalization, no shuffling)
+  int64_t batch_size = 0;            // the training batch size (data.batch_size)
+  bool pipelined = false;            // the model is split into pipeline stages
+  OptimizerFacts optimizer_facts;    // the optimizer's step size, momentum, adaptivity
+  std::shared_ptr<const tasks::Task> task;  // the run's task: per-sample log-likelihood, kind
+  // A new model of the run's architecture, for the data the hook sees (random weights; the
+  // caller loads its own): LwF's teacher, the quantized export's verifier.
+  std::function<std::shared_ptr<models::Model>()> new_model;
 };
 
 // Everything a callback needs to continue exactly after a resume: tensors (saved in

@@ -29,6 +29,21 @@ StepContext make_hook(RunContext& ctx, const data::Dataset& train) {
   hook.data = &train.spec();
   hook.train = &train;
   hook.augmented = c.data.random_crop_padding > 0 || c.data.hflip;
+  // Facts for the passes (StepContext), so that none reads the config.
+  hook.seed = static_cast<uint64_t>(c.run.seed);
+  hook.eval_loading = data::LoaderOptions::for_evaluation(c.data);
+  hook.batch_size = c.data.batch_size;
+  hook.pipelined = c.distributed.pipeline.stages > 1;
+  hook.optimizer_facts.lr = c.optimizer.lr;
+  const auto* sgd = dynamic_cast<const SgdOptions*>(c.optimizer.options.get());
+  hook.optimizer_facts.momentum = sgd ? sgd->momentum : 0.0;
+  hook.optimizer_facts.adaptive =
+      dynamic_cast<const AdamOptions*>(c.optimizer.options.get()) != nullptr;
+  hook.task = tasks::task_registry().create(c.task.name, c.task, train.spec());
+  hook.new_model = [model = c.model, spec = train.spec()] {
+    return std::shared_ptr<models::Model>(
+        models::model_registry().create(model.name, model, spec));
+  };
   return hook;
 }
 

@@ -21,10 +21,8 @@ void for_each_weight(const CompressionPass& pass, torch::nn::Module& model, Fn f
   static const T defaults;
   for (const auto& t : pass.select_layers(model)) {
     const T& o = t.options ? CompressionPass::options_of<T>(t) : defaults;
-    for (const auto& p : t.layer->named_parameters(/*recurse=*/false)) {
-      if (p.key() != "weight" && !(o.include_bias && p.key() == "bias")) continue;
-      fn(t, t.name + "." + p.key(), p.value(), o);
-    }
+    fn(t, t.name + ".weight", t.layer->raw_weight(), o);
+    if (o.include_bias && t.layer->bias().defined()) fn(t, t.name + ".bias", t.layer->bias(), o);
   }
 }
 

@@ -183,6 +183,17 @@ void PassConfig::visit(Visitor& v) {
   v.list("overrides", view, "per-layer values: [{layers: REGEX, <pass keys>...}]; first match wins");
 }
 
+void PassConfig::check(Checker& c) const {
+  if (!dynamic_cast<const WholeModelOptions*>(options.get())) return;
+  const std::string why = "compression pass " + name +
+                          ": this pass acts on the whole model; it takes no layer keys "
+                          "(include, exclude, overrides, strict)";
+  if (!include.empty()) c.error("include", why);
+  if (!exclude.empty()) c.error("exclude", why);
+  if (!overrides.empty()) c.error("overrides", why);
+  if (strict) c.error("strict", why);
+}
+
 void PermutePixels::visit(Visitor& v) {
   v.field("seed", seed,
           "permute the values of every sample with the permutation drawn from this seed "

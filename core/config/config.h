@@ -133,6 +133,10 @@ struct LayerOverride : Section {
 };
 
 // One step of the `compression:` recipe: a registered pass, the layers it acts on, its keys.
+// The options of a pass that acts on the whole model (distill, replay, lwf), not on chosen
+// layers: its item of `compression:` rejects the layer keys include, exclude, overrides, strict.
+struct WholeModelOptions : Section {};
+
 struct PassConfig : Section {
   std::string name;                    // registered pass
   std::shared_ptr<Section> options;    // the pass's own keys, beside `name`
@@ -141,6 +145,7 @@ struct PassConfig : Section {
   bool strict = false;                 // a pattern that matches no layer is an error
   std::vector<LayerOverride> overrides;  // per-layer values of the pass's keys; first match wins
   void visit(Visitor& v) override;
+  void check(Checker& c) const override;
 };
 
 // Continual learning (trainer.name: incremental). One item of `increments:`: the run's data (or

@@ -181,6 +181,13 @@ class Reader final : public Visitor, public Checker {
     error(*n, key, msg);
   }
 
+  void step_point(const char* key, StepPoint& v, const char* /*help*/) override {
+    const Node* n = get(key);
+    if (!n) return;
+    if (n->kind != Node::Kind::Scalar || !StepPoint::parse(n->scalar, v))
+      error(*n, key, std::string("expected ") + kStepPointForms + ", got " + shown(*n));
+  }
+
   void file(const char* key, std::string& v, const char* /*help*/, Need need) override {
     read_path(key, v, need, "file");
   }

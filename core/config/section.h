@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "core/config/step_point.h"
 
 namespace sculpt::config {
 
@@ -28,6 +31,29 @@ enum class Need { optional, required };
 
 class Visitor;
 class Checker;
+
+// The YAML spellings of an enum's values, for Visitor::choice into an enum class: one table
+// next to the enum, parsed once when the config is read (code then switches on the enum).
+template <class E>
+using Spellings = std::vector<std::pair<E, const char*>>;
+// The value spelled `text` into `out` (for files other than configs: manifests, states); false
+// when no value has that spelling.
+template <class E>
+bool parse_spelling(const Spellings<E>& table, const std::string& text, E& out) {
+  for (const auto& [e, name] : table)
+    if (text == name) {
+      out = e;
+      return true;
+    }
+  return false;
+}
+// The spelling of `v` (for summaries and logs).
+template <class E>
+const char* spelling(const Spellings<E>& table, E v) {
+  for (const auto& [e, name] : table)
+    if (e == v) return name;
+  return "?";
+}
 
 class Section {
  public:
@@ -73,6 +99,8 @@ class Visitor {
   // A string restricted to `allowed`.
   virtual void choice(const char* key, std::string& v, const std::vector<std::string>& allowed,
                       const char* help) = 0;
+  // A point in training: steps (500), epochs ("2e") or a fraction of the run (0.5).
+  virtual void step_point(const char* key, StepPoint& v, const char* help) = 0;
   // A path to an existing file (checked when the config is loaded).
   virtual void file(const char* key, std::string& v, const char* help,
                     Need need = Need::optional) = 0;
@@ -85,6 +113,18 @@ class Visitor {
   // from the same map, beside `name`.
   virtual void named(const char* key, std::string& name, std::shared_ptr<Section>& options,
                      const char* kind, const char* help, Need need = Need::optional) = 0;
+
+  // An enum restricted to the values of `table`, read and written as their spellings (the
+  // errors, dump and docs are those of the string choice above).
+  template <class E>
+  void choice(const char* key, E& v, const Spellings<E>& table, const char* help) {
+    std::vector<std::string> names;
+    std::string text = spelling(table, v);
+    for (const auto& entry : table) names.emplace_back(entry.second);
+    choice(key, text, names, help);
+    for (const auto& [e, name] : table)
+      if (text == name) v = e;
+  }
 
   template <class T>
   void list(const char* key, std::vector<T>& items, const char* help) {

@@ -57,6 +57,12 @@ class Writer final : public Visitor {
               const char*) override {
     str(key, v);
   }
+  void step_point(const char* key, StepPoint& v, const char*) override {
+    if (v.unit == StepPoint::Unit::epochs)
+      str(key, v.str());
+    else
+      out_ << YAML::Key << key << YAML::Value << v.str();
+  }
   void file(const char* key, std::string& v, const char*, Need) override { str(key, v); }
   void directory(const char* key, std::string& v, const char*, Need) override { str(key, v); }
   void section(const char* key, Section& s, const char*) override {
@@ -127,6 +133,9 @@ class Lister final : public Visitor {
     std::string t = "one of ";
     for (size_t i = 0; i < allowed.size(); ++i) t += (i ? ", " : "") + allowed[i];
     add(key, t, quoted(v), help);
+  }
+  void step_point(const char* key, StepPoint& v, const char* help) override {
+    add(key, "step point (500, 2e or 0.5 of the run)", v.str(), help);
   }
   void file(const char* key, std::string& v, const char* help, Need need) override {
     add(key, need == Need::required ? "file path, required" : "file path", quoted(v), help);

@@ -43,6 +43,7 @@ void add_lenet5(ModelRegistry& r) {
                      " are too small (at least ", caffe ? 16 : 12, "x", caffe ? 16 : 12, ")");
         SCULPT_CHECK(spec.num_classes > 0, "model lenet5: the dataset has no classes");
         auto m = std::make_unique<Model>("lenet5");
+        m->set_channel_removal(Model::ChannelRemoval::chain);
         m->add_block("conv1",
                      block({AnyModule(std::make_shared<nn::Conv2d>(c, c1, 5, 1, pad)),
                             AnyModule(torch::nn::ReLU()), AnyModule(torch::nn::MaxPool2d(2))}));

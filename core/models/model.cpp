@@ -156,6 +156,7 @@ ModelRegistry& model_registry() {
 namespace {
 std::unique_ptr<Model> make_mlp(const MlpOptions& o, const data::DataSpec& spec) {
   auto model = std::make_unique<Model>("mlp");
+  model->set_channel_removal(Model::ChannelRemoval::chain);
   int64_t in = 1;
   for (auto d : spec.input_shape) in *= d;
   auto seq = [](std::initializer_list<torch::nn::AnyModule> mods) {

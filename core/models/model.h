@@ -83,6 +83,13 @@ class Model : public torch::nn::Module {
   };
   void add_channel_group(ChannelGroup group) { channel_groups_.push_back(std::move(group)); }
   const std::vector<ChannelGroup>& channel_groups() const { return channel_groups_; }
+  // Which output channels pruning's finalize may remove physically: chain (every layer feeds
+  // the next alone: mlp, lenet5), basic_blocks (a residual block's conv1 -> conv2, and whole
+  // residual streams), feed_forward (a transformer's fc1 -> fc2 neurons, and attention heads),
+  // none (pruned channels stay as zeros). Built-in models declare theirs.
+  enum class ChannelRemoval { none, chain, basic_blocks, feed_forward };
+  void set_channel_removal(ChannelRemoval r) { channel_removal_ = r; }
+  ChannelRemoval channel_removal() const { return channel_removal_; }
   // A physically pruned model (channel removal in pruning's finalize) is smaller than the one its
   // config builds. mark_resized() adds a marker tensor (kResizedKey) to state_tensors(), so its
   // weights file says so; load_state_tensors() of such a file then takes each tensor's shape
@@ -100,6 +107,7 @@ class Model : public torch::nn::Module {
   std::map<std::string, at::Tensor> tapped_;
   std::vector<std::pair<std::string, std::string>> norm_pairs_;
   std::vector<ChannelGroup> channel_groups_;
+  ChannelRemoval channel_removal_ = ChannelRemoval::none;
   bool resized_ = false;
 };
 

@@ -94,6 +94,7 @@ void add_resnet(ModelRegistry& r) {
         const int64_t n = (o.depth - 2) / 6;
         auto ch = [&](int64_t base) { return std::max<int64_t>(1, std::llround(base * o.width)); };
         auto m = std::make_unique<Model>("resnet" + std::to_string(o.depth));
+        m->set_channel_removal(Model::ChannelRemoval::basic_blocks);
         m->add_block("stem", std::make_shared<Stem>(spec.input_shape[0], ch(16)));
         m->add_norm_pair("stem.conv", "stem.bn");
         int64_t in = ch(16);

@@ -359,6 +359,7 @@ const TransformerOptions& options_of(const config::ModelConfig& c) {
 std::unique_ptr<Model> make_encoder(const TransformerOptions& o, const data::DataSpec& spec) {
   SCULPT_CHECK(spec.num_classes > 0, "model transformer_encoder: the dataset has no classes");
   auto m = std::make_unique<Model>("transformer_encoder");
+  m->set_channel_removal(Model::ChannelRemoval::feed_forward);
   if (spec.vocab_size > 0) {
     SCULPT_CHECK(spec.input_shape.size() == 1 && spec.source_len == 0,
                  "model transformer_encoder: needs token rows [L] or images [C, H, W]");
@@ -383,6 +384,7 @@ std::unique_ptr<Model> make_lm(const TransformerOptions& o, const data::DataSpec
   SCULPT_CHECK(spec.vocab_size > 0 && spec.input_shape.size() == 1 && spec.source_len == 0,
                "model transformer_lm: needs a token dataset (e.g. tokens)");
   auto m = std::make_unique<Model>("transformer_lm");
+  m->set_channel_removal(Model::ChannelRemoval::feed_forward);
   m->add_block("embed", std::make_shared<TokenEmbed>(spec.vocab_size, spec.input_shape[0],
                                                      o.d_model, /*mask_padding=*/false));
   for (int64_t i = 0; i < o.layers; ++i)
@@ -397,6 +399,7 @@ std::unique_ptr<Model> make_seq2seq(const TransformerOptions& o, const data::Dat
                "model transformer_seq2seq: needs a seq2seq dataset (jsonl query/target)");
   const int64_t s = spec.source_len, t = spec.input_shape[0] - s;
   auto m = std::make_unique<Model>("transformer_seq2seq");
+  m->set_channel_removal(Model::ChannelRemoval::feed_forward);
   m->add_block("embed", std::make_shared<Seq2SeqEmbed>(spec.vocab_size, s, t, o.d_model));
   for (int64_t i = 0; i < o.layers; ++i)
     m->add_block("enc" + std::to_string(i), std::make_shared<SourceLayer>(o, s));

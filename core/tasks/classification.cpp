@@ -22,6 +22,14 @@ void Task::evaluate_batch(MetricSums& sums, const Forward& forward, const at::Te
   accumulate(sums, forward(inputs), targets);
 }
 
+at::Tensor Task::sample_log_likelihood(const at::Tensor& /*outputs*/,
+                                       const at::Tensor& /*targets*/, bool /*sampled*/,
+                                       at::Generator& /*gen*/) const {
+  SCULPT_CHECK(false, "this task defines no per-sample log-likelihood (needed for a Fisher, "
+                      "e.g. by the ewc pass)");
+  return {};
+}
+
 void register_builtin_tasks(TaskRegistry& r) {
   add_classification(r);
   add_regression(r);
@@ -39,6 +47,18 @@ class Classification final : public Task {
   at::Tensor loss(const at::Tensor& outputs, const at::Tensor& targets) const override {
     return at::cross_entropy_loss(outputs, targets, {}, at::Reduction::Mean, -100,
                                   o_.label_smoothing);
+  }
+
+  // log softmax at the label (or at a label drawn from the softmax).
+  at::Tensor sample_log_likelihood(const at::Tensor& outputs, const at::Tensor& targets,
+                                   bool sampled, at::Generator& gen) const override {
+    const auto logp = at::log_softmax(outputs.to(at::kFloat), -1).reshape({outputs.size(0), -1});
+    at::Tensor y = targets.to(at::kLong).reshape({-1});
+    if (sampled) {
+      at::NoGradGuard no_grad;
+      y = at::multinomial(logp.exp(), 1, false, gen).reshape({-1});
+    }
+    return logp.gather(1, y.unsqueeze(1)).squeeze(1);
   }
 
   void accumulate(MetricSums& sums, const at::Tensor& outputs,

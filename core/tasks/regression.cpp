@@ -28,6 +28,19 @@ class Regression final : public Task {
     return {{"loss", sums.at("squared_error") / n}, {"mae", sums.at("abs_error") / n}};
   }
 
+  // A Gaussian of unit variance around the prediction: log p(y | x) = -|y - f(x)|^2 / 2 (+ a
+  // constant), summed over a row's values; sampled: y = f(x) + N(0, 1) noise.
+  at::Tensor sample_log_likelihood(const at::Tensor& outputs, const at::Tensor& targets,
+                                   bool sampled, at::Generator& gen) const override {
+    const auto f = shaped(outputs, targets).to(at::kFloat);
+    at::Tensor y = targets.to(at::kFloat);
+    if (sampled) {
+      at::NoGradGuard no_grad;
+      y = f.detach() + at::normal(0.0, 1.0, f.sizes(), gen, f.options());
+    }
+    return (y - f).square().reshape({f.size(0), -1}).sum(1) * -0.5;
+  }
+
  private:
   // A model that predicts one value per row gives [B, 1]; targets are [B].
   static at::Tensor shaped(const at::Tensor& outputs, const at::Tensor& targets) {

@@ -46,6 +46,23 @@ at::Tensor flat_logits(const at::Tensor& outputs) {
   return outputs.reshape({-1, outputs.size(-1)});
 }
 
+// log p of each row's token sequence: the sum over its positions of log softmax at the target
+// token (or at one drawn from the softmax), positions whose target is padding left out when
+// `skip_padding`.
+at::Tensor sequence_log_likelihood(const at::Tensor& outputs, const at::Tensor& targets,
+                                   bool sampled, at::Generator& gen, bool skip_padding) {
+  const auto logp = at::log_softmax(outputs.to(at::kFloat), -1).reshape({-1, outputs.size(-1)});
+  const auto real = targets.reshape({-1}).to(at::kLong);
+  at::Tensor y = real;
+  if (sampled) {
+    at::NoGradGuard no_grad;
+    y = at::multinomial(logp.exp(), 1, false, gen).reshape({-1});
+  }
+  auto per_token = logp.gather(1, y.unsqueeze(1)).squeeze(1);
+  if (skip_padding) per_token = per_token * real.ne(data::token::pad).to(at::kFloat);
+  return per_token.reshape({targets.size(0), -1}).sum(1);
+}
+
 class LanguageModel final : public Task {
  public:
   at::Tensor loss(const at::Tensor& outputs, const at::Tensor& targets) const override {
@@ -67,12 +84,18 @@ class LanguageModel final : public Task {
     const double loss = sums.at("loss_sum") / n;
     return {{"loss", loss}, {"perplexity", std::exp(loss)}, {"accuracy", sums.at("correct") / n}};
   }
+  // Next-token log-likelihood over every position (the loss counts them all).
+  at::Tensor sample_log_likelihood(const at::Tensor& outputs, const at::Tensor& targets,
+                                   bool sampled, at::Generator& gen) const override {
+    return sequence_log_likelihood(outputs, targets, sampled, gen, /*skip_padding=*/false);
+  }
 };
 
 class Seq2Seq final : public Task {
  public:
-  Seq2Seq(Seq2SeqOptions o, const data::DataSpec& spec)
-      : o_(std::move(o)), source_len_(spec.source_len), valid_(spec.valid_targets) {
+  Seq2Seq(Seq2SeqOptions o, const data::DataSpec& spec, bool retrieval)
+      : o_(std::move(o)), source_len_(spec.source_len), valid_(spec.valid_targets),
+        retrieval_(retrieval) {
     SCULPT_CHECK(!o_.constrained || valid_, "task option constrained: the dataset has no set of "
                  "valid targets (use a gr_synthetic or gr_jsonl dataset)");
     SCULPT_CHECK(!o_.constrained || o_.beam_size > 0,
@@ -86,6 +109,13 @@ class Seq2Seq final : public Task {
     return at::cross_entropy_loss(flat_logits(outputs), targets.reshape(-1), {},
                                   at::Reduction::Mean, data::token::pad, o_.label_smoothing);
   }
+
+  // The target sequence's log-likelihood over its non-padding positions.
+  at::Tensor sample_log_likelihood(const at::Tensor& outputs, const at::Tensor& targets,
+                                   bool sampled, at::Generator& gen) const override {
+    return sequence_log_likelihood(outputs, targets, sampled, gen, /*skip_padding=*/true);
+  }
+  bool is_seq2seq() const override { return !retrieval_; }
 
   void accumulate(MetricSums& sums, const at::Tensor& outputs,
                   const at::Tensor& targets) const override {
@@ -146,6 +176,7 @@ class Seq2Seq final : public Task {
   Seq2SeqOptions o_;
   int64_t source_len_;
   std::shared_ptr<const data::IdTrie> valid_;
+  bool retrieval_;  // generative_retrieval (not the seq2seq task proper)
 };
 
 }  // namespace
@@ -167,7 +198,7 @@ void add_sequence_tasks(TaskRegistry& r) {
                      "task seq2seq: needs a seq2seq dataset (jsonl with query/target)");
         return std::make_unique<Seq2Seq>(
             c.options ? dynamic_cast<const Seq2SeqOptions&>(*c.options) : Seq2SeqOptions{},
-            spec);
+            spec, /*retrieval=*/false);
       },
       [] { return std::make_shared<Seq2SeqOptions>(); });
   r.add(
@@ -179,7 +210,7 @@ void add_sequence_tasks(TaskRegistry& r) {
                      "task generative_retrieval: needs a gr_synthetic or gr_jsonl dataset");
         return std::make_unique<Seq2Seq>(
             c.options ? dynamic_cast<const Seq2SeqOptions&>(*c.options) : RetrievalOptions{},
-            spec);
+            spec, /*retrieval=*/true);
       },
       [] { return std::make_shared<RetrievalOptions>(); });
 }

@@ -2,6 +2,7 @@
 // (so an epoch's accuracy is exact, not an average of batch averages) and then finished.
 #pragma once
 
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
 #include <functional>
@@ -32,6 +33,16 @@ class Task {
                               const at::Tensor& targets) const;
   // Metric values from the sums, e.g. {"loss": 0.31, "accuracy": 0.92}.
   virtual std::map<std::string, double> finish(const MetricSums& sums) const = 0;
+  // log p(y_n | x_n) of each row n of a batch under the model's `outputs`, [N], differentiable:
+  // the per-sample term of a Fisher (EWC). `sampled`: each y_n is drawn with `gen` from the
+  // model's own predictive distribution (the true Fisher) instead of taken from `targets`.
+  // UserError by default: a task without a likelihood cannot give a Fisher.
+  virtual at::Tensor sample_log_likelihood(const at::Tensor& outputs, const at::Tensor& targets,
+                                           bool sampled, at::Generator& gen) const;
+  // Whether this is the seq2seq task: teacher-forced token targets whose padding does not count
+  // (distill masks padding positions by default). generative_retrieval answers false: its
+  // recipes (configs/gr) distil every position.
+  virtual bool is_seq2seq() const { return false; }
 };
 
 using TaskRegistry = Registry<Task, const config::TaskConfig&, const data::DataSpec&>;

@@ -13,8 +13,8 @@
 
 #include "cli/app.h"
 #include "compression/pass.h"
-#include "compression/passes/ewc.h"
-#include "compression/passes/replay.h"
+#include "compression/passes/continual/ewc.h"
+#include "compression/passes/continual/replay.h"
 #include "core/config/config.h"
 #include "core/data/loader.h"
 #include <ATen/CPUGeneratorImpl.h>
@@ -65,7 +65,11 @@ TEST_CASE("the EWC Fisher is the mean of per-sample squared gradients", "[contin
   auto y = torch::randint(0, c, {n}, torch::kLong);
   auto forward = [&](const at::Tensor& in) { return torch::addmm(bias, in, w.t()); };
   auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
-  auto fisher = sculpt::compression::diagonal_fisher(forward, {w, bias}, x, y, true, gen);
+  sculpt::cli::register_builtins();
+  sculpt::data::DataSpec spec;
+  spec.num_classes = c;
+  const auto task = sculpt::test::make_task("classification", spec);
+  auto fisher = sculpt::compression::diagonal_fisher(*task, forward, {w, bias}, x, y, true, gen);
   auto fw = torch::zeros({c, d}, torch::kDouble), fb = torch::zeros({c}, torch::kDouble);
   {
     torch::NoGradGuard no_grad;
@@ -88,12 +92,12 @@ TEST_CASE("the EWC Fisher is the mean of per-sample squared gradients", "[contin
   // The true Fisher draws the labels from the model: the same with a fixed generator, and in
   // expectation sum_y p_y (p - e_y)^2 per entry of the bias.
   auto g1 = at::make_generator<at::CPUGeneratorImpl>(9), g2 = at::make_generator<at::CPUGeneratorImpl>(9);
-  auto t1 = sculpt::compression::diagonal_fisher(forward, {w, bias}, x, y, false, g1);
-  auto t2 = sculpt::compression::diagonal_fisher(forward, {w, bias}, x, y, false, g2);
+  auto t1 = sculpt::compression::diagonal_fisher(*task, forward, {w, bias}, x, y, false, g1);
+  auto t2 = sculpt::compression::diagonal_fisher(*task, forward, {w, bias}, x, y, false, g2);
   CHECK(torch::equal(t1[1], t2[1]));
   auto many_x = x.repeat({200, 1});
-  auto many = sculpt::compression::diagonal_fisher(forward, {bias}, many_x, y.repeat({200}), false,
-                                                   g1)[0];
+  auto many = sculpt::compression::diagonal_fisher(*task, forward, {bias}, many_x, y.repeat({200}),
+                                                   false, g1)[0];
   auto expected = torch::zeros({c}, torch::kDouble);
   {
     torch::NoGradGuard no_grad;
@@ -105,6 +109,66 @@ TEST_CASE("the EWC Fisher is the mean of per-sample squared gradients", "[contin
   }
   expected /= n;
   CHECK(torch::allclose(many.to(torch::kDouble), expected, 0.1, 0.01));
+}
+
+TEST_CASE("the EWC Fisher of a regression task is the Gaussian one, not a softmax's",
+          "[continual][ewc]") {
+  // f(x) = w.x + b, log p(y | x) = -(y - f)^2 / 2: d/dw = (y - f) x, d/db = y - f. (Read as
+  // one-class logits, as before tasks gave the likelihood, every gradient would be zero.)
+  torch::manual_seed(4);
+  const int64_t n = 10, d = 3;
+  auto w = torch::randn({1, d}, torch::kDouble).requires_grad_(true);
+  auto bias = torch::randn({1}, torch::kDouble).requires_grad_(true);
+  auto x = torch::randn({n, d}, torch::kDouble);
+  auto y = torch::randn({n}, torch::kDouble);
+  auto forward = [&](const at::Tensor& in) { return torch::addmm(bias, in, w.t()); };  // [B, 1]
+  sculpt::cli::register_builtins();
+  const auto task = sculpt::test::make_task("regression", sculpt::data::DataSpec{});
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  auto fisher = sculpt::compression::diagonal_fisher(*task, forward, {w, bias}, x, y, true, gen);
+  const auto r = (y - forward(x).squeeze(1)).unsqueeze(1).detach();  // [n, 1]
+  const auto fw = (r.square() * x.square()).mean(0, /*keepdim=*/true);
+  const auto fb = r.square().mean(0);
+  CHECK(fw.abs().sum().item<double>() > 0);
+  CHECK(torch::allclose(fisher[0].to(torch::kDouble), fw, 1e-5, 1e-6));
+  CHECK(torch::allclose(fisher[1].to(torch::kDouble), fb, 1e-5, 1e-6));
+  // The true Fisher samples y ~ N(f, 1): in expectation E[(y - f)^2] = 1, so x^2 for w.
+  auto many = sculpt::compression::diagonal_fisher(*task, forward, {w, bias}, x.repeat({400, 1}),
+                                                   y.repeat({400}), false, gen);
+  CHECK(many[1].item<double>() == Approx(1.0).epsilon(0.1));
+  CHECK(torch::allclose(many[0].to(torch::kDouble), x.square().mean(0, true), 0.15, 0.01));
+}
+
+TEST_CASE("EWC's Fisher of a token sequence is the squared gradient of its log-likelihood",
+          "[gr][ewc]") {
+  torch::manual_seed(1);
+  // A "model": logits [1, T, V] = W[input tokens] (a table lookup), T = 3, V = 5.
+  auto w = torch::randn({7, 5}, torch::requires_grad());
+  auto forward = [&](const at::Tensor& x) { return w.index_select(0, x.reshape({-1})).view({1, 3, 5}); };
+  auto inputs = torch::tensor(std::vector<int64_t>{4, 5, 6, 1, 2, 3}, torch::kLong).view({2, 3});
+  // Row 0: three real target tokens; row 1: one real token, then padding (ignored).
+  auto targets = torch::tensor(std::vector<int64_t>{1, 2, 3, 4, sculpt::data::token::pad, sculpt::data::token::pad},
+                               torch::kLong).view({2, 3});
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  sculpt::cli::register_builtins();
+  sculpt::data::DataSpec spec;
+  spec.vocab_size = 7;
+  spec.source_len = 3;
+  const auto task = sculpt::test::make_task("seq2seq", spec);
+  auto f = sculpt::compression::diagonal_fisher(*task, forward, {w}, inputs, targets, true, gen);
+  auto expected = torch::zeros({7, 5});
+  for (int64_t i = 0; i < 2; ++i) {
+    auto logp = forward(inputs[i]).log_softmax(-1)[0];
+    auto nll = torch::zeros({});
+    for (int64_t t = 0; t < 3; ++t) {
+      const int64_t y = targets[i][t].item<int64_t>();
+      if (y != sculpt::data::token::pad) nll = nll - logp[t][y];
+    }
+    auto g = torch::autograd::grad({nll}, {w})[0];
+    expected += g.pow(2);
+  }
+  expected /= 2;
+  CHECK(torch::allclose(f[0], expected, 1e-5, 1e-6));
 }
 
 TEST_CASE("the EWC pass's vectorized Fisher on Linear layers equals the per-sample loop",
@@ -136,7 +200,8 @@ TEST_CASE("the EWC pass's vectorized Fisher on Linear layers equals the per-samp
     auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
     if (std::string(fisher) == "empirical") {
       auto loop = sculpt::compression::diagonal_fisher(
-          [&](const at::Tensor& x) { return model.forward(x); }, params, torch::cat(xs),
+          *attached.ctx.task, [&](const at::Tensor& x) { return model.forward(x); }, params,
+          torch::cat(xs),
           torch::cat(ys), true, gen);
       int compared = 0;
       for (const auto& [key, f] : state.tensors)
@@ -242,6 +307,8 @@ TEST_CASE("the EWC penalty is lambda/2 sum F (w - w*)^2 and its gradient lambda 
         "data: {name: synthetic_blobs, samples: 64, features: 8, classes: 3}\n"
         "compression: [{name: ewc, mode: separate, lambda: 2.0, samples: 20}]\n");
     auto sep = sculpt::test::attach_first_pass(sep_cfg);
+    auto board = std::make_shared<sculpt::compression::FisherBoard>();
+    dynamic_cast<sculpt::compression::FisherBoardUser&>(sep.pass()).set_fisher_board(board);
     sep.pass().on_increment_end(sep.model(), sep.parts.split.train, sep.ctx);
     {
       torch::NoGradGuard no_grad;
@@ -276,7 +343,7 @@ TEST_CASE("the EWC penalty is lambda/2 sum F (w - w*)^2 and its gradient lambda 
         if (key.find("/fisher/") != std::string::npos && key.substr(key.find('/', 2) + 1) == p.key())
           total = total.defined() ? total + t : t.clone();
       if (!total.defined()) continue;
-      const auto published = sculpt::compression::published_fisher(p.value());
+      const auto published = board->published(p.value());
       INFO(p.key());
       REQUIRE(published.defined());
       CHECK(torch::allclose(published.cpu(), total.to(published.scalar_type()), 1e-6, 1e-6));
@@ -319,6 +386,7 @@ TEST_CASE("increments need the incremental trainer, and task_incremental needs c
 
 namespace {
 using sculpt::compression::ReplayBuffer;
+using sculpt::compression::ReplayPolicy;
 // Offers `labels` in order (input = the stream position) to a buffer.
 void stream(ReplayBuffer& buffer, const std::vector<int64_t>& labels, std::mt19937_64& rng,
             const std::vector<double>& scores = {}) {
@@ -334,7 +402,7 @@ TEST_CASE("reservoir replay keeps each seen sample with probability buffer/seen"
   std::mt19937_64 rng(42);
   std::vector<int64_t> kept(n, 0);
   for (int64_t t = 0; t < trials; ++t) {
-    ReplayBuffer buffer(capacity, "reservoir");
+    ReplayBuffer buffer(capacity, ReplayPolicy::reservoir);
     stream(buffer, std::vector<int64_t>(n, 0), rng);
     REQUIRE(buffer.size() == capacity);
     for (int64_t p : buffer.positions()) ++kept[p];
@@ -362,7 +430,7 @@ TEST_CASE("class-balanced replay keeps class counts within one of equal", "[cont
     for (int64_t i = 0; i < count; ++i) labels.push_back(cls);
   std::shuffle(labels.begin(), labels.end(), rng);
   for (int64_t capacity : {40, 41, 43, 100}) {
-    ReplayBuffer buffer(capacity, "class_balanced");
+    ReplayBuffer buffer(capacity, ReplayPolicy::class_balanced);
     stream(buffer, labels, rng);
     const auto counts = buffer.class_counts();
     REQUIRE(counts.size() == 4);
@@ -373,7 +441,7 @@ TEST_CASE("class-balanced replay keeps class counts within one of equal", "[cont
     CHECK(hi - lo <= 1);
   }
   // Classes arriving one after another (class-incremental): the same at the end of each.
-  ReplayBuffer buffer(30, "class_balanced");
+  ReplayBuffer buffer(30, ReplayPolicy::class_balanced);
   for (int64_t cls = 0; cls < 5; ++cls) {
     stream(buffer, std::vector<int64_t>(200, cls), rng);
     int64_t lo = 30, hi = 0;
@@ -382,7 +450,7 @@ TEST_CASE("class-balanced replay keeps class counts within one of equal", "[cont
     CHECK(hi - lo <= 1);
   }
   // A small class keeps all its samples; the others share the rest evenly.
-  ReplayBuffer small(40, "class_balanced");
+  ReplayBuffer small(40, ReplayPolicy::class_balanced);
   std::vector<int64_t> few(300, 0);
   few.insert(few.end(), 300, 1);
   few.insert(few.end(), 4, 2);
@@ -398,7 +466,7 @@ TEST_CASE("importance replay keeps the highest scores, and a buffer resumes exac
   std::mt19937_64 rng(3);
   std::vector<double> scores;
   for (int i = 0; i < 50; ++i) scores.push_back(static_cast<double>((i * 37) % 50));
-  ReplayBuffer top(5, "importance");
+  ReplayBuffer top(5, ReplayPolicy::importance);
   stream(top, std::vector<int64_t>(50, 1), rng, scores);
   std::vector<double> kept;
   for (int64_t p : top.positions()) kept.push_back(scores[p]);
@@ -409,13 +477,13 @@ TEST_CASE("importance replay keeps the highest scores, and a buffer resumes exac
   std::vector<int64_t> labels;
   for (int i = 0; i < 300; ++i) labels.push_back(i % 3);
   std::mt19937_64 r1(11), r2(11);
-  ReplayBuffer whole(20, "class_balanced"), first(20, "class_balanced");
+  ReplayBuffer whole(20, ReplayPolicy::class_balanced), first(20, ReplayPolicy::class_balanced);
   stream(whole, labels, r1);
   stream(first, {labels.begin(), labels.begin() + 150}, r2);
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   nlohmann::json meta;
   first.save(tensors, meta);
-  ReplayBuffer second(20, "class_balanced");
+  ReplayBuffer second(20, ReplayPolicy::class_balanced);
   second.load(tensors, nlohmann::json::parse(meta.dump()));
   stream(second, {labels.begin() + 150, labels.end()}, r2);
   CHECK(second.positions() == whole.positions());

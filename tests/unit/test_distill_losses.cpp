@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "cli/app.h"
-#include "compression/passes/distill_losses.h"
+#include "compression/passes/distill/distill_losses.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"
 #include "core/models/model.h"

@@ -12,7 +12,6 @@
 #include <set>
 
 #include "cli/app.h"
-#include "compression/passes/ewc.h"
 #include "core/data/dataset.h"
 #include "core/data/docids.h"
 #include "core/data/gr.h"
@@ -473,31 +472,4 @@ TEST_CASE("gr_jsonl reads documents and queries; bad files name the file and lin
   CHECK_THAT(error_of("{name: gr_jsonl, docs_file: " + dir + "/missing.jsonl, queries_file: " +
                       dir + "/q.jsonl}"),
              Catch::Contains("missing.jsonl"));
-}
-
-TEST_CASE("EWC's Fisher of a token sequence is the squared gradient of its log-likelihood",
-          "[gr][ewc]") {
-  torch::manual_seed(1);
-  // A "model": logits [1, T, V] = W[input tokens] (a table lookup), T = 3, V = 5.
-  auto w = torch::randn({7, 5}, torch::requires_grad());
-  auto forward = [&](const at::Tensor& x) { return w.index_select(0, x.reshape({-1})).view({1, 3, 5}); };
-  auto inputs = torch::tensor(std::vector<int64_t>{4, 5, 6, 1, 2, 3}, torch::kLong).view({2, 3});
-  // Row 0: three real target tokens; row 1: one real token, then padding (ignored).
-  auto targets = torch::tensor(std::vector<int64_t>{1, 2, 3, 4, token::pad, token::pad},
-                               torch::kLong).view({2, 3});
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
-  auto f = sculpt::compression::diagonal_fisher(forward, {w}, inputs, targets, true, gen);
-  auto expected = torch::zeros({7, 5});
-  for (int64_t i = 0; i < 2; ++i) {
-    auto logp = forward(inputs[i]).log_softmax(-1)[0];
-    auto nll = torch::zeros({});
-    for (int64_t t = 0; t < 3; ++t) {
-      const int64_t y = targets[i][t].item<int64_t>();
-      if (y != token::pad) nll = nll - logp[t][y];
-    }
-    auto g = torch::autograd::grad({nll}, {w})[0];
-    expected += g.pow(2);
-  }
-  expected /= 2;
-  CHECK(torch::allclose(f[0], expected, 1e-5, 1e-6));
 }

@@ -7,6 +7,7 @@
 #include "cli/app.h"
 #include "compression/pass.h"
 #include "core/config/config.h"
+#include "core/error.h"
 #include "core/data/dataset.h"
 #include "core/models/model.h"
 
@@ -104,4 +105,66 @@ TEST_CASE("an include pattern that matches nothing warns, or fails when strict",
       dynamic_cast<CompressionPass&>(*sculpt::compression::build_recipe(bad)[0])
           .select_layers(*model),
       Catch::Contains("include '(unclosed' is not a valid regex"));
+}
+
+TEST_CASE("a step point is steps, epochs or a fraction of the run, resolved to a step",
+          "[pass_api][config]") {
+  using sculpt::config::StepPoint;
+  StepPoint p;
+  REQUIRE(StepPoint::parse("500", p));
+  CHECK(p.resolve(0, 0, "k") == 500);
+  REQUIRE(StepPoint::parse("2e", p));
+  CHECK(p.resolve(1000, 120, "k") == 240);
+  REQUIRE(StepPoint::parse("1.5epochs", p));
+  CHECK(p.resolve(1000, 120, "k") == 180);
+  REQUIRE(StepPoint::parse("0.25", p));
+  CHECK(p.unit == StepPoint::Unit::fraction);
+  CHECK(p.resolve(1000, 120, "k") == 250);
+  CHECK(p.str() == "0.25");
+  CHECK_FALSE(StepPoint::parse("1.5", p));  // neither a step count nor a fraction
+  CHECK_FALSE(StepPoint::parse("-3", p));
+  CHECK_FALSE(StepPoint::parse("soon", p));
+  REQUIRE(StepPoint::parse("2e", p));
+  CHECK_THROWS_WITH(p.resolve(1000, 0, "compression freeze: unfreeze_at"),
+                    Catch::Contains("unfreeze_at") && Catch::Contains("in epochs"));
+}
+
+TEST_CASE("every pass says a moment the same way, and a bad one names file, line and key",
+          "[pass_api][config]") {
+  // freeze, quantize and prune read the same forms.
+  auto cfg = parse(
+      "  - {name: freeze, unfreeze_at: 0.5}\n"
+      "  - {name: quantize, warmup: 2e, freeze_observers_at: 300}\n"
+      "  - {name: prune, start: 0.1, end: 3e, every: 50}\n");
+  REQUIRE(cfg.compression.size() == 3);
+  try {
+    parse("  - {name: freeze, unfreeze_at: later}\n");
+    FAIL("no error");
+  } catch (const sculpt::UserError& e) {
+    const std::string msg = e.what();
+    CHECK_THAT(msg, Catch::Contains(":4:") && Catch::Contains("compression[0].unfreeze_at") &&
+                        Catch::Contains("2e") && Catch::Contains("later"));
+  }
+  // A kind outside its enum lists the allowed spellings.
+  CHECK_THROWS_WITH(parse("  - {name: prune, scorer: gradient}\n"),
+                    Catch::Contains("compression[0].scorer") && Catch::Contains("magnitude") &&
+                        Catch::Contains("fisher"));
+}
+
+TEST_CASE("passes that act on the whole model reject layer keys at config time",
+          "[pass_api][config]") {
+  for (const std::string item :
+       {"{name: replay, include: ['hidden0.*']}", "{name: lwf, exclude: ['head.*']}",
+        "{name: replay, strict: true}",
+        "{name: lwf, overrides: [{layers: 'head.*', alpha: 1}]}"}) {
+    INFO(item);
+    try {
+      parse("  - " + item + "\n");
+      FAIL("no error");
+    } catch (const sculpt::UserError& e) {
+      const std::string msg = e.what();
+      CHECK_THAT(msg, Catch::Contains(":4:") && Catch::Contains("this pass acts on the whole model"));
+    }
+  }
+  CHECK_NOTHROW(parse("  - {name: replay, buffer: 10}\n"));
 }

@@ -10,9 +10,9 @@
 
 #include "cli/app.h"
 #include "compression/pass.h"
-#include "compression/passes/bsr.h"
+#include "compression/passes/prune/bsr.h"
 #include "compression/fisher_board.h"
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/prune_core.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"
 #include "core/data/loader.h"
@@ -26,7 +26,7 @@ using namespace sculpt::test;
 
 TEST_CASE("prune schedules follow their closed forms", "[prune]") {
   prune::Schedule s;
-  s.kind = "agp";
+  s.kind = prune::ScheduleKind::agp;
   s.initial = 0.1;
   s.final = 0.9;
   s.start = 100;
@@ -45,18 +45,18 @@ TEST_CASE("prune schedules follow their closed forms", "[prune]") {
   CHECK(prune::update_due(s, 1100));
   CHECK_FALSE(prune::update_due(s, 1200));
 
-  s.kind = "one_shot";
+  s.kind = prune::ScheduleKind::one_shot;
   CHECK(prune::planned_sparsity(s, 99) == 0.1);
   CHECK(prune::planned_sparsity(s, 100) == 0.9);
   CHECK(prune::update_due(s, 100));
   CHECK_FALSE(prune::update_due(s, 200));
 
-  s.kind = "exponential";
+  s.kind = prune::ScheduleKind::exponential;
   // density 0.9 -> 0.1 geometrically: 1 - s = 0.9 (1/9)^f
   CHECK(prune::planned_sparsity(s, 600) == Approx(1 - 0.9 * std::pow(0.1 / 0.9, 0.5)));
   CHECK(prune::planned_sparsity(s, 1100) == 0.9);
 
-  s.kind = "iterative";
+  s.kind = prune::ScheduleKind::iterative;
   s.cycles = 4;  // cycles of 250 steps from 100
   CHECK(prune::planned_sparsity(s, 100) == Approx(0.1 + 0.8 * 1 / 4));
   CHECK(prune::planned_sparsity(s, 349) == Approx(0.1 + 0.8 * 1 / 4));
@@ -67,7 +67,7 @@ TEST_CASE("prune schedules follow their closed forms", "[prune]") {
   CHECK(prune::update_due(s, 850));
   CHECK_FALSE(prune::update_due(s, 1100));  // the 4 cycles are done
 
-  s.kind = "rigl";
+  s.kind = prune::ScheduleKind::rigl;
   s.rigl_alpha = 0.3;
   CHECK(prune::planned_sparsity(s, 100) == 0.9);
   CHECK(prune::planned_sparsity(s, 900) == 0.9);
@@ -81,7 +81,7 @@ TEST_CASE("prune schedules follow their closed forms", "[prune]") {
 TEST_CASE("n:m, block and channel masks have exactly their pattern", "[prune]") {
   torch::manual_seed(1);
   SECTION("2:4 keeps the two largest of every four") {
-    prune::Pattern p{"n:m", 2, 4, 4};
+    prune::Pattern p{prune::PatternKind::n_m, 2, 4, 4};
     auto scores = torch::rand({6, 16});
     auto mask = prune::select_units(prune::unit_scores(scores, p), prune::unit_sizes(6, 16, p),
                                     0.0, p);
@@ -93,7 +93,7 @@ TEST_CASE("n:m, block and channel masks have exactly their pattern", "[prune]") 
     CHECK(prune::mask_sparsity(mask, prune::unit_sizes(6, 16, p)) == 0.5);
   }
   SECTION("4x4 blocks on a ragged 10x13 weight") {
-    prune::Pattern p{"block", 2, 4, 4};
+    prune::Pattern p{prune::PatternKind::block, 2, 4, 4};
     auto scores = torch::rand({10, 13});
     auto sizes = prune::unit_sizes(10, 13, p);
     CHECK(sizes.sizes() == torch::IntArrayRef({3, 4}));
@@ -110,14 +110,14 @@ TEST_CASE("n:m, block and channel masks have exactly their pattern", "[prune]") 
     CHECK(1 - full.to(torch::kDouble).mean().item<double>() == Approx(s));
   }
   SECTION("channels: whole rows go, the lowest mean scores first") {
-    prune::Pattern p{"channel", 2, 4, 4};
+    prune::Pattern p{prune::PatternKind::channel, 2, 4, 4};
     auto scores = torch::arange(8, torch::kFloat).unsqueeze(1).expand({8, 5}).contiguous();
     auto unit = prune::select_units(prune::unit_scores(scores, p), prune::unit_sizes(8, 5, p),
                                     0.5, p);
     CHECK(torch::equal(unit, torch::tensor({0, 0, 0, 0, 1, 1, 1, 1}).to(torch::kBool)));
   }
   SECTION("heads: whole groups of input columns go") {
-    prune::Pattern p{"head", 2, 4, 4, 3};
+    prune::Pattern p{prune::PatternKind::head, 2, 4, 4, 3};
     auto scores = torch::rand({8, 12});
     scores.narrow(1, 4, 4).mul_(0.01);  // head 1 is the weakest
     auto sizes = prune::unit_sizes(8, 12, p);
@@ -289,11 +289,13 @@ TEST_CASE("fisher keeps the weights with the largest F w^2 / 2, F the mean squar
       "include: ['hidden0.*']}");
   auto& wb = const_cast<at::Tensor&>(sculpt::nn::compressible_layers(*b.model)[0].second->raw_weight());
   const auto published = torch::rand_like(wb);
-  sculpt::compression::publish_fisher(wb, published);
+  auto board = std::make_shared<sculpt::compression::FisherBoard>();
+  dynamic_cast<sculpt::compression::FisherBoardUser&>(*b.pass).set_fisher_board(board);
+  board->publish(wb, published);
   const auto wb0 = wb.detach().clone();
   torch::optim::SGD optim_b(b.model->parameters(), torch::optim::SGDOptions(0.0));
   for (int64_t step = 0; step < 2; ++step) step_once(b, optim_b, step);
-  sculpt::compression::withdraw_fisher(wb);
+  board->withdraw(wb);
   const auto kept_b = (wb != 0);
   const auto score_b = published * wb0.square();
   CHECK(score_b.masked_select(kept_b).min().item<float>() >=
@@ -403,7 +405,7 @@ TEST_CASE("BSR: the block-sparse Linear equals the dense one", "[prune][bsr]") {
     auto w = torch::randn({64, 48});
     auto keep = torch::rand({64 / b, 48 / b}) < 0.2;
     keep[0][0] = true;
-    prune::Pattern p{"block", 2, 4, b};
+    prune::Pattern p{prune::PatternKind::block, 2, 4, b};
     w = w * prune::expand_mask(keep, 64, 48, p);
     auto m = prune::to_bsr(w, b);
     CHECK(m.col.numel() == keep.sum().item<int64_t>());

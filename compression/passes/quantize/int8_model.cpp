@@ -8,7 +8,7 @@
 #include <set>
 
 #include "compression/export_dir.h"
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/prune_core.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/io/safetensors.h"
@@ -23,20 +23,13 @@ namespace {
 constexpr const char* kFormat = "sculpt-quantized";
 
 Granularity granularity_of(const std::string& g) {
-  if (g == "per_tensor") return Granularity::per_tensor;
-  if (g == "per_channel") return Granularity::per_channel;
-  if (g == "per_group") return Granularity::per_group;
-  throw UserError("quantized manifest: unknown granularity '" + g + "'");
+  Granularity out{};
+  if (!config::parse_spelling(kGranularities, g, out))
+    throw UserError("quantized manifest: unknown granularity '" + g + "'");
+  return out;
 }
 
-const char* granularity_name(Granularity g) {
-  switch (g) {
-    case Granularity::per_tensor: return "per_tensor";
-    case Granularity::per_channel: return "per_channel";
-    case Granularity::per_group: return "per_group";
-  }
-  return "?";
-}
+const char* granularity_name(Granularity g) { return config::spelling(kGranularities, g); }
 
 nlohmann::json spec_json(const QSpec& s) {
   return {{"bits", s.bits},           {"symmetric", s.symmetric},
@@ -197,11 +190,31 @@ class DequantRuntime final : public nn::LayerRuntime {
   std::string why_;
 };
 
-std::string kind_of(const nn::Compressible& l) {
-  if (dynamic_cast<const nn::Linear*>(&l)) return "linear";
-  if (dynamic_cast<const nn::Conv2d*>(&l)) return "conv2d";
-  if (dynamic_cast<const nn::Embedding*>(&l)) return "embedding";
-  return "unknown";
+// A quantized layer's kind and its weights' packing, as the manifest spells them.
+enum class LayerKind { linear, conv2d, embedding, unknown };
+const config::Spellings<LayerKind> kLayerKinds = {{LayerKind::linear, "linear"},
+                                                  {LayerKind::conv2d, "conv2d"},
+                                                  {LayerKind::embedding, "embedding"},
+                                                  {LayerKind::unknown, "unknown"}};
+enum class Packing { int8, int4 };
+const config::Spellings<Packing> kPackings = {{Packing::int8, "int8"}, {Packing::int4, "int4"}};
+
+LayerKind kind_of(const nn::Compressible& l) {
+  if (dynamic_cast<const nn::Linear*>(&l)) return LayerKind::linear;
+  if (dynamic_cast<const nn::Conv2d*>(&l)) return LayerKind::conv2d;
+  if (dynamic_cast<const nn::Embedding*>(&l)) return LayerKind::embedding;
+  return LayerKind::unknown;
+}
+
+// The manifest's spelling of one of `table`'s values under `key` (`fallback` when absent).
+template <class E>
+E manifest_value(const nlohmann::json& j, const char* key, const config::Spellings<E>& table,
+                 const char* fallback, const std::string& where) {
+  const std::string text = j.value(key, std::string(fallback));
+  E out{};
+  SCULPT_CHECK(config::parse_spelling(table, text, out), where, ": unknown ", key, " '", text,
+               "'");
+  return out;
 }
 
 std::map<std::string, std::shared_ptr<torch::nn::Module>> modules_by_name(models::Model& model) {
@@ -242,7 +255,7 @@ nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLa
       for (const char* t : {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"})
         skip.insert(l.folded_norm + "." + t);
     const at::Tensor q = quantize_to_int(l.folded_weight, l.weight).cpu();
-    nlohmann::json j = {{"kind", kind_of(*l.layer)},
+    nlohmann::json j = {{"kind", config::spelling(kLayerKinds, kind_of(*l.layer))},
                         {"weight", spec_json(l.weight.spec)},
                         {"shape", l.folded_weight.sizes().vec()},
                         {"folded_norm", l.folded_norm},
@@ -262,10 +275,10 @@ nlohmann::json export_quantized(models::Model& model, const std::vector<ExportLa
     }
     if (int4) {
       out.emplace_back(l.name + ".qweight_packed", pack_int4(values, l.weight.spec));
-      j["packed"] = "int4";
+      j["packed"] = config::spelling(kPackings, Packing::int4);
     } else {
       out.emplace_back(l.name + ".qweight", (values - storage_offset(l.weight.spec)).to(at::kChar));
-      j["packed"] = "int8";
+      j["packed"] = config::spelling(kPackings, Packing::int8);
     }
     out.emplace_back(l.name + ".w_scale", l.weight.scale.to(at::kFloat).cpu().contiguous());
     // Symmetric grids have zero points 0 by definition: not stored.
@@ -319,7 +332,8 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
     for (auto d : shape) n *= d;
     const bool sparse = j.contains("sparse");
     const int64_t count = sparse ? j.at("sparse").at("nnz").get<int64_t>() : n;
-    at::Tensor values = j.value("packed", "int8") == "int4"
+    const std::string where = mpath + ": layer " + name;
+    at::Tensor values = manifest_value(j, "packed", kPackings, "int8", where) == Packing::int4
                             ? unpack_int4(take(name + ".qweight_packed"), w.spec, {count})
                             : take(name + ".qweight").to(at::kInt) + storage_offset(w.spec);
     SCULPT_CHECK(values.numel() == count, tpath, ": layer ", name, " stores ",
@@ -343,21 +357,21 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
       a.scale = take(name + ".a_scale").to(at::kFloat).reshape({});
       a.zero_point = take(name + ".a_zero_point").to(at::kFloat).reshape({});
     }
-    const std::string kind = j.at("kind").get<std::string>();
+    const LayerKind kind = manifest_value(j, "kind", kLayerKinds, "unknown", where);
     const bool int_weight = w.spec.granularity == Granularity::per_tensor ||
                             (w.spec.granularity == Granularity::per_channel && w.spec.axis == 0);
     std::shared_ptr<nn::LayerRuntime> rt;
     std::string why;
-    if (kind == "embedding") {
+    if (kind == LayerKind::embedding) {
       if (int_weight) rt = std::make_shared<Int8EmbeddingRuntime>(q, w);
       else why = "per-group embedding rows";
     } else if (!a.defined()) {
       why = "weight-only quantization: the input stays float";
     } else if (!int_weight) {
       why = "per-group weights";
-    } else if (kind == "linear") {
+    } else if (kind == LayerKind::linear) {
       rt = std::make_shared<Int8LinearRuntime>(q, w, a, bias);
-    } else if (kind == "conv2d") {
+    } else if (kind == LayerKind::conv2d) {
       auto conv = std::dynamic_pointer_cast<nn::Conv2d>(layer);
       if (conv->groups == 1) rt = std::make_shared<Int8ConvRuntime>(*conv, q, w, a, bias);
       else why = "grouped convolution";
@@ -365,11 +379,11 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
     if (!rt) {
       const at::Tensor wf = dequantize(q, w, shape);
       std::function<at::Tensor(const at::Tensor&, const at::Tensor&)> f;
-      if (kind == "linear") {
+      if (kind == LayerKind::linear) {
         f = [bias, a](const at::Tensor& x, const at::Tensor& wt) {
           return at::linear(a.defined() ? fake_quantize(x, a) : x, wt, bias);
         };
-      } else if (kind == "conv2d") {
+      } else if (kind == LayerKind::conv2d) {
         auto conv = std::dynamic_pointer_cast<nn::Conv2d>(layer);
         const int64_t s = conv->stride, p = conv->padding, g = conv->groups;
         f = [bias, a, s, p, g](const at::Tensor& x, const at::Tensor& wt) {

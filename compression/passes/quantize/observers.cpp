@@ -99,24 +99,17 @@ int64_t kl_threshold_bins(const std::vector<double>& h, int64_t levels) {
 }  // namespace
 
 ObserverKind observer_kind(const std::string& name) {
-  if (name == "minmax") return ObserverKind::minmax;
-  if (name == "moving_average") return ObserverKind::moving_average;
-  if (name == "percentile") return ObserverKind::percentile;
-  if (name == "mse") return ObserverKind::mse;
-  if (name == "entropy") return ObserverKind::entropy;
-  throw UserError("unknown observer '" + name +
-                  "' (minmax, moving_average, percentile, mse, entropy)");
+  ObserverKind k{};
+  if (!config::parse_spelling(kObserverKinds, name, k))
+    throw UserError("unknown observer '" + name +
+                    "' (minmax, moving_average, percentile, mse, entropy)");
+  return k;
 }
 
-const char* observer_name(ObserverKind k) {
-  switch (k) {
-    case ObserverKind::minmax: return "minmax";
-    case ObserverKind::moving_average: return "moving_average";
-    case ObserverKind::percentile: return "percentile";
-    case ObserverKind::mse: return "mse";
-    case ObserverKind::entropy: return "entropy";
-  }
-  return "?";
+const char* observer_name(ObserverKind k) { return config::spelling(kObserverKinds, k); }
+
+bool uses_histogram(ObserverKind k) {
+  return k == ObserverKind::percentile || k == ObserverKind::mse || k == ObserverKind::entropy;
 }
 
 std::pair<double, double> histogram_range(const at::Tensor& counts_in, double lo, double hi,

@@ -21,8 +21,14 @@
 namespace sculpt::quant {
 
 enum class ObserverKind { minmax, moving_average, percentile, mse, entropy };
+inline const config::Spellings<ObserverKind> kObserverKinds = {
+    {ObserverKind::minmax, "minmax"},         {ObserverKind::moving_average, "moving_average"},
+    {ObserverKind::percentile, "percentile"}, {ObserverKind::mse, "mse"},
+    {ObserverKind::entropy, "entropy"}};
 ObserverKind observer_kind(const std::string& name);  // UserError on an unknown name
 const char* observer_name(ObserverKind k);
+// Whether the observer keeps a histogram of what it saw (percentile, mse, entropy).
+bool uses_histogram(ObserverKind k);
 
 struct ObserverOptions {
   ObserverKind kind = ObserverKind::minmax;

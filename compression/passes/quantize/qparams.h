@@ -17,9 +17,15 @@
 #include <cstdint>
 #include <string>
 
+#include "core/config/section.h"
+
 namespace sculpt::quant {
 
 enum class Granularity { per_tensor, per_channel, per_group };
+inline const config::Spellings<Granularity> kGranularities = {
+    {Granularity::per_tensor, "per_tensor"},
+    {Granularity::per_channel, "per_channel"},
+    {Granularity::per_group, "per_group"}};
 
 struct QSpec {
   int bits = 8;             // 2..8

@@ -4,9 +4,9 @@
 
 namespace sculpt::compression::quantize_detail {
 
-quant::ObserverOptions observer_options(const QuantizeOptions& o, const std::string& kind) {
+quant::ObserverOptions observer_options(const QuantizeOptions& o, quant::ObserverKind kind) {
   quant::ObserverOptions obs;
-  obs.kind = quant::observer_kind(kind);
+  obs.kind = kind;
   obs.momentum = o.observer_momentum;
   obs.percentile = o.percentile;
   return obs;
@@ -73,8 +73,7 @@ Layer attach_layer(const std::string& name, const std::shared_ptr<nn::Compressib
   if (o.act_bits > 0 && !is_embedding) {
     l.input = std::make_shared<QuantInput>(o.act_spec(), observer_options(o, o.act_observer), o.lsq,
                                            o.pact, o.pact_init, phase);
-    l.input->uses_hist_ = o.act_observer == "percentile" || o.act_observer == "mse" ||
-                          o.act_observer == "entropy";
+    l.input->uses_hist_ = quant::uses_histogram(o.act_observer);
     l.input->scale_ =
         at::zeros({}, at::TensorOptions(at::kFloat).device(device)).set_requires_grad(true);
     l.input->alpha_ = l.input->alpha_.detach().to(device).set_requires_grad(true);
@@ -84,9 +83,9 @@ Layer attach_layer(const std::string& name, const std::shared_ptr<nn::Compressib
 }
 
 int64_t calibrate_layers(models::Model& model, std::vector<Layer>& layers, Phase& phase,
-                         const data::Dataset& ds, const config::DataConfig& data_cfg,
-                         int64_t batches, c10::Device device) {
-  data::Loader loader(ds, data_cfg.batch_size, data::LoaderOptions::for_evaluation(data_cfg));
+                         const data::Dataset& ds, int64_t batch_size,
+                         const data::LoaderOptions& loading, int64_t batches, c10::Device device) {
+  data::Loader loader(ds, batch_size, loading);
   at::NoGradGuard no_grad;
   model.eval();
   phase = {true, true, true};

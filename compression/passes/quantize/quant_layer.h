@@ -25,7 +25,7 @@ using quant::Granularity;
 using quant::QParams;
 using quant::QSpec;
 
-quant::ObserverOptions observer_options(const QuantizeOptions& o, const std::string& kind);
+quant::ObserverOptions observer_options(const QuantizeOptions& o, quant::ObserverKind kind);
 
 // The fused CPU path (kernels::fake_quant_rows, one call for range, qparams and fake
 // quantization, one or no pass backward): the number of qparam rows of x's flat layout under
@@ -235,7 +235,7 @@ Layer attach_layer(const std::string& name, const std::shared_ptr<nn::Compressib
 // PTQ calibration: `batches` batches of `ds` (normalized as evaluation sees them) through the
 // model in eval mode with every observer on; then observers off, qparams from what they saw.
 int64_t calibrate_layers(models::Model& model, std::vector<Layer>& layers, Phase& phase,
-                         const data::Dataset& ds, const config::DataConfig& data_cfg,
-                         int64_t batches, c10::Device device);
+                         const data::Dataset& ds, int64_t batch_size,
+                         const data::LoaderOptions& loading, int64_t batches, c10::Device device);
 
 }  // namespace sculpt::compression::quantize_detail

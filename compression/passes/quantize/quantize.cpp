@@ -42,28 +42,28 @@ using quant::QParams;
 using quant::QSpec;
 
 void QuantizeOptions::visit(config::Visitor& v) {
-  v.choice("mode", mode, {"qat", "ptq"},
+  v.choice("mode", mode, kQuantModes,
            "quantize: qat (fake-quant training) or ptq (calibrate, no training: trainer.epochs 0)");
   v.field("enabled", enabled, "quantize: false keeps the layer in float (use in overrides)");
   v.field("weight_bits", weight_bits, "quantize: weight bits, 2..8", config::Range::closed(2, 8));
-  v.choice("weight_scheme", weight_scheme, {"symmetric", "asymmetric"},
+  v.choice("weight_scheme", weight_scheme, kQuantSchemes,
            "quantize: weight grid (symmetric: narrow signed range, zero point 0)");
-  v.choice("weight_granularity", weight_granularity, {"per_tensor", "per_channel", "per_group"},
+  v.choice("weight_granularity", weight_granularity, quant::kGranularities,
            "quantize: one weight scale per tensor, per channel (weight_axis) or per group");
   v.field("weight_axis", weight_axis, "quantize: per_channel axis of the weight (0: outputs)",
           config::Range::at_least(0));
   v.field("group_size", group_size,
           "quantize: per_group: consecutive input-dimension elements sharing a scale",
           config::Range::at_least(0));
-  v.choice("weight_observer", weight_observer, {"minmax", "moving_average", "percentile", "mse", "entropy"},
+  v.choice("weight_observer", weight_observer, quant::kObserverKinds,
            "quantize: weight range (computed from the current weights)");
   v.field("act_bits", act_bits, "quantize: input activation bits, 2..8; 0: inputs stay float",
           config::Range::closed(0, 8));
-  v.choice("act_scheme", act_scheme, {"symmetric", "asymmetric"},
+  v.choice("act_scheme", act_scheme, kQuantSchemes,
            "quantize: activation grid (asymmetric: 0..2^b-1 with a zero point)");
   v.field("act_signed", act_signed,
           "quantize: symmetric activation grids only: false uses 0..2^b-1 for inputs >= 0");
-  v.choice("act_observer", act_observer, {"minmax", "moving_average", "percentile", "mse", "entropy"},
+  v.choice("act_observer", act_observer, quant::kObserverKinds,
            "quantize: activation range observer (per tensor)");
   v.field("observer_momentum", observer_momentum, "quantize: moving_average weight of a batch",
           config::Range::half_open(0, 1));
@@ -72,10 +72,10 @@ void QuantizeOptions::visit(config::Visitor& v) {
   v.field("lsq", lsq, "quantize: learn the step sizes (LSQ, gradient scale 1/sqrt(N*qmax))");
   v.field("pact", pact, "quantize: clip inputs at a learned alpha (PACT) on a 0..2^b-1 grid");
   v.field("pact_init", pact_init, "quantize: initial PACT alpha", config::Range::above(0));
-  v.field("warmup", warmup, "quantize: float steps before fake quantization (500 or 2e)");
-  v.field("freeze_observers_at", freeze_observers_at,
+  v.step_point("warmup", warmup, "quantize: float steps before fake quantization (500 or 2e)");
+  v.step_point("freeze_observers_at", freeze_observers_at,
           "quantize: step (or 2e) from which qparams stay fixed; 0: observe to the end");
-  v.field("freeze_bn_at", freeze_bn_at,
+  v.step_point("freeze_bn_at", freeze_bn_at,
           "quantize: step (or 2e) from which BatchNorm statistics freeze and fold into the conv "
           "(late in training, at a low learning rate: frozen statistics of near-dead channels "
           "amplify ~300x); 0: never");
@@ -88,26 +88,21 @@ void QuantizeOptions::visit(config::Visitor& v) {
 
 void QuantizeOptions::check(config::Checker& c) const {
   if (act_bits == 1) c.error("act_bits", "act_bits must be 0 (float) or 2..8; got 1");
-  for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"warmup", &warmup},
-                                   {"freeze_observers_at", &freeze_observers_at},
-                                   {"freeze_bn_at", &freeze_bn_at}})
-    if (!is_step_spec(*value))
-      c.error(key, "expected a step count (500) or epochs (2e); got '" + *value + "'");
-  if (weight_granularity == "per_group" && group_size <= 0)
+  if (weight_granularity == Granularity::per_group && group_size <= 0)
     c.error("group_size", "weight_granularity per_group needs group_size > 0");
-  if (weight_observer == "entropy" && weight_granularity != "per_tensor")
-    c.error("weight_observer", "entropy calibration works per tensor only; use minmax, "
-                               "percentile or mse with " + weight_granularity);
+  if (weight_observer == quant::ObserverKind::entropy &&
+      weight_granularity != Granularity::per_tensor)
+    c.error("weight_observer", std::string("entropy calibration works per tensor only; use "
+                                           "minmax, percentile or mse with ") +
+                                   config::spelling(quant::kGranularities, weight_granularity));
   if (pact && act_bits == 0) c.error("pact", "pact clips quantized inputs: set act_bits");
 }
 
 QSpec QuantizeOptions::weight_spec() const {
   QSpec s;
   s.bits = static_cast<int>(weight_bits);
-  s.symmetric = weight_scheme == "symmetric";
-  s.granularity = weight_granularity == "per_tensor"    ? Granularity::per_tensor
-                  : weight_granularity == "per_channel" ? Granularity::per_channel
-                                                        : Granularity::per_group;
+  s.symmetric = weight_scheme == QuantScheme::symmetric;
+  s.granularity = weight_granularity;
   s.axis = weight_axis;
   s.group_size = group_size;
   return s;
@@ -116,7 +111,7 @@ QSpec QuantizeOptions::weight_spec() const {
 QSpec QuantizeOptions::act_spec() const {
   QSpec s;
   s.bits = static_cast<int>(act_bits);
-  s.symmetric = pact || act_scheme == "symmetric";
+  s.symmetric = pact || act_scheme == QuantScheme::symmetric;
   s.is_signed = !pact && act_signed;
   return s;
 }
@@ -139,13 +134,13 @@ class QuantizePass final : public CompressionPass {
     freeze_bn_ = resolve_step(top.freeze_bn_at, ctx, "compression quantize: freeze_bn_at");
     verify_ = top.verify;
     export_ = top.export_model;
-    SCULPT_CHECK(mode_ != "qat" || ctx.total_steps > 0,
+    SCULPT_CHECK(mode_ != QuantMode::qat || ctx.total_steps > 0,
                  "compression quantize: mode qat needs training steps; for calibration without "
                  "training use mode: ptq");
     SCULPT_CHECK(freeze_obs_ == 0 || freeze_obs_ > warmup_,
                  "compression quantize: freeze_observers_at (step ", freeze_obs_,
                  ") must come after warmup (step ", warmup_, "): observers would see no data");
-    SCULPT_CHECK(mode_ != "ptq" || ctx.total_steps == 0,
+    SCULPT_CHECK(mode_ != QuantMode::ptq || ctx.total_steps == 0,
                  "compression quantize: mode ptq calibrates without training, but the trainer "
                  "will make ", ctx.total_steps, " steps: set trainer.epochs: 0 (or use mode: qat)");
     std::map<std::string, std::shared_ptr<torch::nn::BatchNorm2dImpl>> norms;
@@ -162,10 +157,10 @@ class QuantizePass final : public CompressionPass {
       if (!o.enabled) continue;
       Layer l = attach_layer(t.name, t.layer, o, &phase_, ctx.device);
       if (l.input) l.input->observer_.set_collectives(ctx.collectives);
-      if (norms.count(t.name) && top.freeze_bn_at != "0") l.weight->set_fold(norms[t.name]);
+      if (norms.count(t.name) && !top.freeze_bn_at.is_zero()) l.weight->set_fold(norms[t.name]);
       layers_.push_back(std::move(l));
     }
-    if (mode_ == "ptq") calibrate(model, ctx, top.calibration_batches);
+    if (mode_ == QuantMode::ptq) calibrate(model, ctx, top.calibration_batches);
     set_phase(0);
   }
 
@@ -339,7 +334,8 @@ class QuantizePass final : public CompressionPass {
   }
 
   std::string pipeline_limitation() const override {
-    if (mode_ == "ptq") return "mode ptq calibrates by running training batches through the whole model";
+    if (mode_ == QuantMode::ptq)
+      return "mode ptq calibrates by running training batches through the whole model";
     return {};
   }
   nlohmann::json summary() const override {
@@ -355,7 +351,7 @@ class QuantizePass final : public CompressionPass {
                           {"bn_folded", l.weight->folded()}};
       layers.push_back(j);
     }
-    nlohmann::json s = {{"mode", mode_}, {"layers", layers}, {"steps", steps_},
+    nlohmann::json s = {{"mode", config::spelling(kQuantModes, mode_)}, {"layers", layers}, {"steps", steps_},
                         {"fp32_bytes", fp32_bytes_}};
     if (export_bytes_ > 0) {
       s["export_dir"] = export_dir_;
@@ -370,8 +366,10 @@ class QuantizePass final : public CompressionPass {
     static const QuantizeOptions defaults;
     const auto& o = t.options ? dynamic_cast<const QuantizeOptions&>(*t.options) : defaults;
     if (!o.enabled) return "float (enabled: false)";
-    return "weights " + o.weight_spec().describe() + " (" + o.weight_observer + "), inputs " +
-           (o.act_bits ? o.act_spec().describe() + " (" + (o.pact ? std::string("pact") : o.act_observer) + ")"
+    return "weights " + o.weight_spec().describe() + " (" + quant::observer_name(o.weight_observer) +
+           "), inputs " +
+           (o.act_bits ? o.act_spec().describe() + " (" +
+                             (o.pact ? "pact" : quant::observer_name(o.act_observer)) + ")"
                        : std::string("float")) +
            (o.lsq ? ", lsq" : "");
   }
@@ -391,7 +389,7 @@ class QuantizePass final : public CompressionPass {
   }
 
   void set_phase(int64_t step) {
-    if (mode_ == "ptq") {
+    if (mode_ == QuantMode::ptq) {
       phase_.active = true;
       phase_.observing = false;
       return;
@@ -403,23 +401,21 @@ class QuantizePass final : public CompressionPass {
   // One batch of training inputs as the trainer's evaluation sees them (normalized).
   static at::Tensor first_batch(const StepContext& ctx) {
     if (!ctx.train || !ctx.run) return {};
-    const auto& data_cfg = ctx.run->config().data;
-    data::Loader loader(*ctx.train, std::min<int64_t>(data_cfg.batch_size, 256),
-                        data::LoaderOptions::for_evaluation(data_cfg));
+    data::Loader loader(*ctx.train, std::min<int64_t>(ctx.batch_size, 256), ctx.eval_loading);
     data::Batch b;
     return loader.next(b) ? b.inputs : at::Tensor();
   }
 
   void calibrate(models::Model& model, const StepContext& ctx, int64_t batches) {
     SCULPT_CHECK(ctx.train && ctx.run, "compression quantize: ptq needs the training split");
-    const int64_t n = calibrate_layers(model, layers_, phase_, *ctx.train,
-                                       ctx.run->config().data, batches, ctx.device);
+    const int64_t n = calibrate_layers(model, layers_, phase_, *ctx.train, ctx.batch_size,
+                                       ctx.eval_loading, batches, ctx.device);
     log::info("quantize: calibrated on ", n, " batches");
   }
 
   void verify(const StepContext& ctx, const std::string& dir) {
-    const auto& cfg = ctx.run->config();
-    auto fresh = models::model_registry().create(cfg.model.name, cfg.model, *ctx.data);
+    SCULPT_CHECK(ctx.new_model, "compression quantize: verify needs a run (to build the model)");
+    auto fresh = ctx.new_model();
     quant::load_quantized(*fresh, dir);
     fresh->eval();
     at::NoGradGuard no_grad;
@@ -437,7 +433,7 @@ class QuantizePass final : public CompressionPass {
 
   Phase phase_;
   std::vector<Layer> layers_;
-  std::string mode_ = "qat";
+  QuantMode mode_ = QuantMode::qat;
   int64_t warmup_ = 0, freeze_obs_ = 0, freeze_bn_ = 0, steps_ = 0;
   bool verify_ = true, export_ = true, verified_ = false;
   at::Tensor sample_, reference_;
@@ -448,70 +444,8 @@ class QuantizePass final : public CompressionPass {
 
 }  // namespace
 
-std::vector<LayerSensitivity> quant_sensitivity(models::Model& model, const tasks::Task& task,
-                                                const data::Dataset& calib,
-                                                const data::Dataset& val,
-                                                const config::DataConfig& data,
-                                                const QuantizeOptions& o, int64_t batches,
-                                                const std::string& metric, c10::Device device,
-                                                double& baseline) {
-  auto value = [&] {
-    const auto m = trainers::evaluate(model, task, val, data, device);
-    auto it = m.find(metric);
-    SCULPT_CHECK(it != m.end(), "quant-sensitivity: the task has no metric '", metric, "'");
-    return it->second;
-  };
-  // Losses and perplexities fall when the model is better; everything else rises.
-  const bool lower_better =
-      metric.find("loss") != std::string::npos || metric.find("perplexity") != std::string::npos;
-  baseline = value();
-  std::vector<LayerSensitivity> out;
-  for (const auto& [name, layer] : nn::compressible_layers(model)) {
-    Phase phase;
-    std::vector<Layer> one{attach_layer(name, layer, o, &phase, device)};
-    calibrate_layers(model, one, phase, calib, data, batches, device);
-    LayerSensitivity s{name, layer->raw_weight().numel(), value(), 0};
-    s.drop = lower_better ? s.metric - baseline : baseline - s.metric;
-    layer->clear_transforms();
-    out.push_back(s);
-  }
-  return out;
-}
-
-std::vector<std::string> keep_at_8_bits(const std::vector<LayerSensitivity>& layers, int low_bits,
-                                        int64_t budget_bytes) {
-  auto bytes = [](int64_t n, int bits) { return (n * bits + 7) / 8; };
-  int64_t total = 0, all_low = 0;
-  for (const auto& l : layers) {
-    total += bytes(l.weights, 8);
-    all_low += bytes(l.weights, low_bits);
-  }
-  SCULPT_CHECK(all_low <= budget_bytes, "quant-sensitivity: even with every layer at ", low_bits,
-               " bits the weights take ", all_low, " bytes, over the budget of ", budget_bytes);
-  std::vector<const LayerSensitivity*> order;
-  for (const auto& l : layers) order.push_back(&l);
-  std::sort(order.begin(), order.end(), [&](const auto* a, const auto* b) {
-    const double sa = static_cast<double>(bytes(a->weights, 8) - bytes(a->weights, low_bits));
-    const double sb = static_cast<double>(bytes(b->weights, 8) - bytes(b->weights, low_bits));
-    return std::max(a->drop, 0.0) / sa < std::max(b->drop, 0.0) / sb;
-  });
-  std::set<std::string> low;
-  for (const auto* l : order) {
-    if (total <= budget_bytes) break;
-    total -= bytes(l->weights, 8) - bytes(l->weights, low_bits);
-    low.insert(l->name);
-  }
-  std::vector<std::string> keep;
-  for (const auto& l : layers)
-    if (!low.count(l.name)) keep.push_back(l.name);
-  return keep;
-}
-
-constexpr const char* kQuantizeHelp =
-    "QAT / PTQ: fake-quant weights and inputs (2-8 bits, per tensor/channel/group, LSQ, PACT, "
-    "BN folding), exports a verified int8 model to <run>/quantized";
-void add_quantize(PassRegistry& r) {
-  register_pass<QuantizePass, QuantizeOptions>(r, "quantize", kQuantizeHelp);
+std::unique_ptr<CompressionPass> make_quantize_pass(const config::PassConfig& cfg) {
+  return std::make_unique<QuantizePass>(cfg);
 }
 
 }  // namespace sculpt::compression

@@ -1,4 +1,4 @@
-#include "compression/passes/bsr.h"
+#include "compression/passes/prune/bsr.h"
 
 #include <torch/torch.h>
 

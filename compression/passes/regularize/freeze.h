@@ -1,5 +1,5 @@
-// freeze: the chosen layers are not trained for the first `unfreeze_at` steps (the whole run
-// when 0), then train again. For fine-tuning a head on a fixed backbone, or as a sanity pass.
+// freeze: the chosen layers are not trained until `unfreeze_at` (steps, "2e" epochs or a fraction
+// of the run; the whole run when 0), then train again. For fine-tuning a head on a fixed backbone, or as a sanity pass.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +10,7 @@
 namespace sculpt::compression {
 
 struct FreezeOptions : config::Section {
-  int64_t unfreeze_at = 0;  // step after which the layers train again, >= 0; 0: never
+  config::StepPoint unfreeze_at;  // when the layers train again (500, 2e, 0.5); 0: never
   void visit(config::Visitor& v) override;
 };
 

@@ -3,7 +3,7 @@
 // weight at finalize. LoRA's dropout acts on the entries of A while training (the adapter is a
 // weight transform, so it never sees the layer's input; the paper drops the input of the
 // adapter branch instead) — a documented difference.
-#include "compression/passes/lowrank.h"
+#include "compression/passes/lowrank/lowrank.h"
 
 #include <torch/torch.h>
 

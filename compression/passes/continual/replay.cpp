@@ -1,4 +1,4 @@
-#include "compression/passes/replay.h"
+#include "compression/passes/continual/replay.h"
 
 #include <torch/torch.h>
 
@@ -22,7 +22,7 @@ namespace sculpt::compression {
 
 void ReplayOptions::visit(config::Visitor& v) {
   v.field("buffer", buffer, "replay: samples kept in the buffer", config::Range::at_least(1));
-  v.choice("policy", policy, {"reservoir", "class_balanced", "importance"},
+  v.choice("policy", policy, kReplayPolicies,
            "replay: which samples stay: reservoir (uniform over everything seen) | "
            "class_balanced (equal slots per class) | importance (the highest loss at the end of "
            "their increment)");
@@ -38,8 +38,8 @@ int64_t uniform(std::mt19937_64& rng, int64_t n) {  // in [0, n)
 }
 }  // namespace
 
-ReplayBuffer::ReplayBuffer(int64_t capacity, std::string policy)
-    : capacity_(capacity), policy_(std::move(policy)) {}
+ReplayBuffer::ReplayBuffer(int64_t capacity, ReplayPolicy policy)
+    : capacity_(capacity), policy_(policy) {}
 
 void ReplayBuffer::put(int64_t slot, const at::Tensor& input, int64_t label, double score) {
   if (slot == size()) {
@@ -63,13 +63,13 @@ int64_t ReplayBuffer::add(const at::Tensor& input, int64_t label, double score,
     put(size(), input, label, score);
     return size() - 1;
   }
-  if (policy_ == "reservoir") {
+  if (policy_ == ReplayPolicy::reservoir) {
     const int64_t j = uniform(rng, seen_);
     if (j >= capacity_) return -1;
     put(j, input, label, score);
     return j;
   }
-  if (policy_ == "importance") {
+  if (policy_ == ReplayPolicy::importance) {
     const auto low = std::min_element(scores_.begin(), scores_.end()) - scores_.begin();
     if (score <= scores_[low]) return -1;
     put(low, input, label, score);
@@ -163,9 +163,8 @@ class ReplayPass final : public CompressionPass {
       : CompressionPass(cfg), buffer_(options().buffer, options().policy) {}
 
   void attach(models::Model& /*model*/, const StepContext& ctx) override {
-    rng_.seed(static_cast<uint64_t>(ctx.run ? ctx.run->config().run.seed : 0) * 2654435761ull +
-              12345ull);
-    if (ctx.run) data_ = ctx.run->config().data;
+    rng_.seed(ctx.seed * 2654435761ull + 12345ull);
+    loading_ = ctx.eval_loading;
   }
 
   // Streams the increment's rows through the buffer in a random order (importance: scored by
@@ -184,7 +183,7 @@ class ReplayPass final : public CompressionPass {
       y = y.select(1, 0);
     }
     std::vector<double> scores(static_cast<size_t>(seen.size()), 0.0);
-    if (options().policy == "importance") scores = losses(model, seen, ctx);
+    if (options().policy == ReplayPolicy::importance) scores = losses(model, seen, ctx);
     std::vector<int64_t> order(static_cast<size_t>(seen.size()));
     for (int64_t i = 0; i < seen.size(); ++i) order[i] = i;
     for (int64_t i = seen.size() - 1; i > 0; --i) std::swap(order[i], order[uniform(rng_, i + 1)]);
@@ -212,8 +211,8 @@ class ReplayPass final : public CompressionPass {
     if (!stacked_.defined()) {
       stacked_ = buffer_.inputs();
       labels_ = buffer_.labels();
-      if (!data_.normalize_mean.empty())
-        stacked_ = data::normalize(stacked_, data_.normalize_mean, data_.normalize_std);
+      if (!loading_.normalize_mean.empty())
+        stacked_ = data::normalize(stacked_, loading_.normalize_mean, loading_.normalize_std);
     }
     std::vector<int64_t> pick(static_cast<size_t>(k));
     for (auto& i : pick) i = uniform(rng_, buffer_.size());
@@ -257,7 +256,7 @@ class ReplayPass final : public CompressionPass {
   nlohmann::json summary() const override {
     nlohmann::json counts = nlohmann::json::object();
     for (const auto& [c, n] : buffer_.class_counts()) counts[std::to_string(c)] = n;
-    return {{"policy", options().policy},
+    return {{"policy", config::spelling(kReplayPolicies, options().policy)},
             {"buffer", buffer_.size()},
             {"capacity", options().buffer},
             {"seen", buffer_.seen()},
@@ -274,7 +273,7 @@ class ReplayPass final : public CompressionPass {
     torch::NoGradGuard no_grad;
     const bool was_training = model.is_training();
     model.eval();
-    data::Loader loader(seen, 256, data::LoaderOptions::for_evaluation(data_));
+    data::Loader loader(seen, 256, loading_);
     std::vector<double> out;
     data::Batch b;
     while (loader.next(b)) {
@@ -290,7 +289,7 @@ class ReplayPass final : public CompressionPass {
 
   ReplayBuffer buffer_;
   std::mt19937_64 rng_;
-  config::DataConfig data_;
+  data::LoaderOptions loading_;  // how evaluation loads (normalizes) rows
   at::Tensor stacked_, labels_;  // the buffer as tensors, normalized (rebuilt when it changes)
   int64_t replayed_ = 0;
 };

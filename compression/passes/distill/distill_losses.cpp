@@ -1,4 +1,4 @@
-#include "compression/passes/distill_losses.h"
+#include "compression/passes/distill/distill_losses.h"
 
 #include <ATen/ATen.h>
 

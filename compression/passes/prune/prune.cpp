@@ -1,5 +1,6 @@
-// prune. Per chosen layer: a Schedule (steps, resolved from epochs at attach), a Pattern and a
-// MaskTransform holding the unit mask. Mask updates run in attach (t = 0) and after_step; the
+// prune. Per chosen layer: a Schedule (resolved to steps at attach), a Pattern (the MaskCreator),
+// a Scorer (scorers.h) and a MaskTransform holding the unit mask; layers updated together share
+// an Allocation (prune_core.h). Mask updates run in attach (t = 0) and after_step; the
 // scores come from the raw weights (magnitude) or from gradients summed since the last update
 // (taylor |w g|, movement -w g); pruned units score -inf so that masks only grow, except under
 // rigl, which drops the weakest active weights and regrows those with the largest dense
@@ -9,33 +10,25 @@
 // Data parallelism: every mask is broadcast from rank 0 as it is set. Taylor and movement scores
 // come from DDP's averaged gradients and magnitudes from identical weights, but RigL's dense
 // gradients are each rank's own, so rank 0 decides for all.
-#include "compression/passes/prune.h"
+#include "compression/passes/prune/prune.h"
 #include "compression/fisher_board.h"
-#include "compression/passes/sparse_export.h"
+#include "compression/passes/prune/sparse_export.h"
 
-#include <torch/optim/adam.h>
-#include <torch/optim/adamw.h>
-#include <torch/optim/optimizer.h>
-#include <torch/optim/sgd.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <map>
 #include <sstream>
 
-#include "compression/passes/bsr.h"
-#include "compression/passes/prune_core.h"
-#include "compression/passes/prune_mask.h"
+#include "compression/passes/prune/bsr.h"
+#include "compression/passes/prune/prune_mask.h"
 #include "compression/runtimes.h"
-#include "compression/passes/prune_removal.h"
+#include "compression/passes/prune/prune_removal.h"
 #include "core/run/collectives.h"
-#include "core/config/config.h"
 #include "core/data/dataset.h"
-#include "core/data/loader.h"
 #include "core/error.h"
 #include "core/logging/logging.h"
 #include "core/models/model.h"
-#include "core/run/run_context.h"
 
 namespace sculpt::compression {
 
@@ -46,16 +39,19 @@ using prune::Pattern;
 using prune::PositionProbe;
 using prune::Schedule;
 
-class PrunePass final : public CompressionPass, public RuntimeProvider {
+using prune::PatternKind;
+using prune::ScheduleKind;
+
+class PrunePass final : public CompressionPass, public RuntimeProvider, public FisherBoardUser {
  public:
   using CompressionPass::CompressionPass;
+  void set_fisher_board(std::shared_ptr<FisherBoard> board) override { board_ = std::move(board); }
 
   void attach(models::Model& model, const StepContext& ctx) override {
     static const PruneOptions defaults;
     layers_.clear();
     curve_ = nlohmann::json::array();
     const auto targets = select_layers(model);
-    const int64_t per_epoch = prune_steps_per_epoch(ctx);
     const auto all_layers = nn::compressible_layers(model);
     for (const auto& t : targets) {
       Layer l;
@@ -65,26 +61,27 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
       const auto& w = t.layer->raw_weight();
       l.rows = w.size(0);
       l.cols = w.numel() / std::max<int64_t>(1, w.size(0));
-      l.pattern = {l.o.pattern, l.o.n, l.o.m, l.o.block, l.o.heads};
-      if (l.o.pattern == "head")
+      l.pattern = l.o.pattern_spec();
+      l.scorer = prune::make_scorer(l.o.scorer);
+      if (l.o.pattern == PatternKind::head)
         SCULPT_CHECK(l.cols % l.o.heads == 0, "compression pass ", name(), ": layer ", t.name,
                      " has ", l.cols, " inputs, not divisible into heads = ", l.o.heads,
                      " groups (pattern head)");
-      if (l.o.pattern == "n:m")
+      if (l.o.pattern == PatternKind::n_m)
         SCULPT_CHECK(l.cols % l.o.m == 0, "compression pass ", name(), ": layer ", t.name,
                      " has ", l.cols, " inputs per output, not a multiple of m = ", l.o.m,
                      " (pattern n:m); exclude it or use another m");
-      if (l.o.pattern == "channel")
+      if (l.o.pattern == PatternKind::channel)
         SCULPT_CHECK(t.name != all_layers.back().first, "compression pass ", name(),
                      ": pattern channel cannot remove the outputs of the model's last layer ",
                      t.name, "; exclude it");
-      l.sched = resolve(l.o, ctx.total_steps, per_epoch, t.name);
+      l.sched = resolve(l.o, ctx.total_steps, ctx.steps_per_epoch, t.name);
       l.sizes = prune::unit_sizes(l.rows, l.cols, l.pattern);
-      if (l.o.pattern == "channel")
+      if (l.o.pattern == PatternKind::channel)
         for (const auto& g : model.channel_groups())
           for (const auto& producer : g.producers)
             if (producer == t.name) l.coupled = g.name;
-      if (l.o.pattern == "channel")
+      if (l.o.pattern == PatternKind::channel)
         for (const auto& [layer, norm] : model.norm_pairs())
           if (layer == t.name) {
             l.norm = norm;
@@ -98,7 +95,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     measure_positions(model, ctx);
     // from_weights: the zeros of the starting weights stay pruned, and are the schedule's s_i.
     for (auto& l : layers_) {
-      if (l.o.initial_sparsity != "from_weights") continue;
+      if (!l.o.initial_from_weights()) continue;
       torch::NoGradGuard no_grad;
       auto unit = prune::unit_scores(weight2d(l).abs(), l.pattern).gt(0);
       set_mask(l, unit, ctx);
@@ -112,23 +109,18 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
   void on_batch(data::Batch& /*batch*/, const StepContext& ctx) override {
     // rigl needs the dense gradient of the step that precedes an update.
     for (auto& l : layers_)
-      if (l.o.schedule == "rigl")
+      if (l.o.schedule == ScheduleKind::rigl)
         l.mask->capture(ctx.step + 1 > l.sched.start && prune::update_due(l.sched, ctx.step + 1));
   }
 
   void after_backward(models::Model& /*model*/, const StepContext& /*ctx*/) override {
     torch::NoGradGuard no_grad;
     for (auto& l : layers_) {
-      if (l.o.scorer == "magnitude") continue;
+      if (!l.scorer->uses_gradients()) continue;
       const auto& g = l.layer->raw_weight().grad();
       if (!g.defined()) continue;
-      at::Tensor s;
-      if (l.o.scorer == "fisher") {  // the diagonal empirical Fisher, from the step's gradient
-        s = g.reshape({l.rows, l.cols}).to(at::kFloat).square();
-      } else {
-        auto wg = (l.layer->raw_weight() * g).reshape({l.rows, l.cols}).to(at::kFloat);
-        s = l.o.scorer == "taylor" ? wg.abs() : -wg;
-      }
+      auto s = l.scorer->evidence(l.layer->raw_weight().reshape({l.rows, l.cols}),
+                                  g.reshape({l.rows, l.cols}));
       l.acc = l.acc.defined() ? l.acc.add_(s) : s.clone();
       ++l.acc_steps;
     }
@@ -139,7 +131,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     update(ctx.step, ctx);
     for (auto& l : layers_) {
       enforce(l, ctx.optimizer);
-      if (l.o.schedule == "rigl") l.mask->capture(false);
+      if (l.o.schedule == ScheduleKind::rigl) l.mask->capture(false);
     }
   }
 
@@ -152,12 +144,12 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     }
     std::vector<prune::ChannelCut> cuts;
     for (auto& l : layers_)
-      if (l.o.pattern == "channel" && l.o.remove && l.mask->unit_mask().defined())
+      if (l.o.pattern == PatternKind::channel && l.o.remove && l.mask->unit_mask().defined())
         cuts.push_back({l.name, l.norm, l.mask->unit_mask().to(at::kCPU)});
     if (!cuts.empty()) removed_ = prune::remove_channels(model, cuts, name());
     std::vector<prune::HeadCut> head_cuts;
     for (auto& l : layers_)
-      if (l.o.pattern == "head" && l.o.remove && l.mask->unit_mask().defined())
+      if (l.o.pattern == PatternKind::head && l.o.remove && l.mask->unit_mask().defined())
         head_cuts.push_back({l.name, l.mask->unit_mask().to(at::kCPU).to(at::kBool)});
     if (!head_cuts.empty()) {
       auto heads = prune::remove_heads(model, head_cuts, name());
@@ -167,7 +159,8 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     install_runtimes(model);
     std::vector<prune::SparseTarget> targets;
     for (const auto& l : layers_)
-      if (l.o.export_sparse) targets.push_back({l.name, l.o.pattern == "block" ? l.o.block : 0});
+      if (l.o.export_sparse)
+        targets.push_back({l.name, l.o.pattern == PatternKind::block ? l.o.block : 0});
     exported_ = prune::export_sparse_at_end(model, targets, ctx);
   }
 
@@ -177,7 +170,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     runtimes_ = nlohmann::json::object();
     for (const auto& t : select_layers(model)) {
       const auto& o = t.options ? options_of<PruneOptions>(t) : defaults;
-      if (o.pattern != "block" || o.runtime == "dense" ||
+      if (o.pattern != PatternKind::block || o.runtime == BlockRuntime::dense ||
           !dynamic_cast<nn::Linear*>(t.layer.get()))
         continue;
       const auto& w = t.layer->raw_weight();
@@ -187,7 +180,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
         continue;
       }
       const auto rt = prune::install_bsr_runtime(*t.layer, t.name, prune::to_bsr(w, o.block),
-                                                 o.runtime == "bsr", "prune");
+                                                 o.runtime == BlockRuntime::bsr, "prune");
       if (!rt.empty()) runtimes_[t.name] = rt;
     }
   }
@@ -230,7 +223,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
 
   std::string pipeline_limitation() const override {
     for (const auto& l : layers_) {
-      if (l.o.pattern == "channel" && l.o.remove)  // (heads stay within their attention)
+      if (l.o.pattern == PatternKind::channel && l.o.remove)  // (heads stay within their attention)
         return "layer " + l.name + " has its channels removed at finalize, which resizes the "
                "next layer, possibly on the next stage (set remove: false to keep the masks)";
       if (!l.o.group.empty())
@@ -247,10 +240,10 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
       const double s = sparsity(l);
       const double f = 2.0 * n * static_cast<double>(l.positions);
       nlohmann::json j = {{"name", l.name},
-                          {"pattern", pattern_name(l)},
+                          {"pattern", prune::pattern_label(l.pattern)},
                           {"shape", l.layer_shape},
-                          {"schedule", l.o.schedule},
-                          {"scorer", l.o.scorer},
+                          {"schedule", config::spelling(prune::kScheduleKinds, l.o.schedule)},
+                          {"scorer", config::spelling(prune::kScorerKinds, l.o.scorer)},
                           {"target", final_target(l)},
                           {"sparsity", s},
                           {"params", n},
@@ -286,25 +279,29 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     static const PruneOptions defaults;
     const auto& o = t.options ? options_of<PruneOptions>(t) : defaults;
     std::ostringstream os;
-    os << pattern_name(o) << ", " << o.scorer << ", " << o.schedule << " to "
-       << (o.pattern == "n:m" ? 1.0 - static_cast<double>(o.n) / static_cast<double>(o.m)
-                              : o.sparsity);
+    os << prune::pattern_label(o.pattern_spec()) << ", "
+       << config::spelling(prune::kScorerKinds, o.scorer) << ", "
+       << config::spelling(prune::kScheduleKinds, o.schedule) << " to " << o.final_sparsity();
     if (!o.group.empty()) os << " (budget shared by group " << o.group << ")";
     // The plan at a few points: in the schedule's unit; a relative end (0) is shown for a run of
     // 1000 steps (the run's length is not known here).
-    const bool epochs = o.unit == "epochs";
-    const double per_epoch = 100;  // epochs are resolved at 100 steps and shown back in epochs
+    using Unit = config::StepPoint::Unit;
+    const bool epochs = o.unit == ScheduleUnit::epochs || o.end.unit == Unit::epochs;
+    const int64_t per_epoch = 100;  // epochs are resolved at 100 steps and shown back in epochs
+    // A relative end (0, or a fraction) is shown for a run of 1000 steps.
+    const bool relative = o.end.value == 0 || (o.end.unit == Unit::fraction && !epochs);
     const int64_t total =
-        o.end > 0 ? static_cast<int64_t>(std::llround(o.end * (epochs ? per_epoch : 1.0) * 1.25))
-                  : 1000;
+        relative ? 1000
+                 : static_cast<int64_t>(std::llround(
+                       static_cast<double>(o.step_of(o.end, 0, per_epoch, "end")) * 1.25));
     Schedule s = o.schedule_for(total, per_epoch);
     os << "; planned sparsity";
-    if (o.end == 0) os << " (in a run of 1000 " << (epochs ? "steps, 100 per epoch" : "steps") << ")";
+    if (relative) os << " (in a run of 1000 " << (epochs ? "steps, 100 per epoch" : "steps") << ")";
     os << ":";
     for (int64_t at : {int64_t{0}, s.start, (s.start + s.end) / 2, s.end}) {
       os << " s(";
-      if (epochs && o.end > 0)
-        os << "epoch " << static_cast<double>(at) / per_epoch;
+      if (epochs && !relative)
+        os << "epoch " << static_cast<double>(at) / static_cast<double>(per_epoch);
       else
         os << at;
       os << ")=" << std::round(prune::planned_sparsity(s, at) * 1000) / 1000;
@@ -323,6 +320,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     std::vector<int64_t> layer_shape;
     at::Tensor sizes;  // unit sizes (CPU, long)
     std::shared_ptr<MaskTransform> mask;
+    std::shared_ptr<prune::Scorer> scorer;  // chosen by the layer's `scorer:`
     at::Tensor acc;  // taylor/movement scores summed since the last update, [rows, cols]
     int64_t acc_steps = 0;
     int64_t positions = 1;  // output positions per sample (FLOPs)
@@ -331,24 +329,11 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     std::vector<at::Tensor> norm_params;  // its weight and bias
   };
 
-  static std::string pattern_name(const PruneOptions& o) {
-    if (o.pattern == "n:m") return std::to_string(o.n) + ":" + std::to_string(o.m);
-    if (o.pattern == "block")
-      return "block " + std::to_string(o.block) + "x" + std::to_string(o.block);
-    if (o.pattern == "head") return std::to_string(o.heads) + " heads";
-    return o.pattern;
-  }
-  static std::string pattern_name(const Layer& l) { return pattern_name(l.o); }
-  static double final_target(const Layer& l) {
-    if (l.o.pattern == "n:m") return 1.0 - static_cast<double>(l.o.n) / static_cast<double>(l.o.m);
-    return l.o.sparsity;
-  }
+  static double final_target(const Layer& l) { return l.o.final_sparsity(); }
 
   Schedule resolve(const PruneOptions& o, int64_t total, int64_t per_epoch,
                    const std::string& layer) const {
-    SCULPT_CHECK(o.unit != "epochs" || per_epoch > 0, "compression pass ", name(), ": layer ",
-                 layer, ": unit epochs needs the training data's size");
-    auto s = o.schedule_for(total, static_cast<double>(per_epoch));
+    auto s = o.schedule_for(total, per_epoch);
     if (total > 0 && s.start > total)
       log::warn("compression pass ", name(), ": layer ", layer, " starts pruning at step ",
                 s.start, ", after the run's ", total, " steps: it stays dense");
@@ -362,26 +347,11 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
   void measure_positions(models::Model& model, const StepContext& ctx) {
     for (auto& l : layers_) l.layer_shape = l.layer->raw_weight().sizes().vec();
     if (!ctx.batch || !ctx.batch->inputs.defined() || layers_.empty()) return;
-    std::vector<std::shared_ptr<PositionProbe>> probes;
-    for (auto& l : layers_) {
-      probes.push_back(std::make_shared<PositionProbe>(l.layer.get()));
-      l.layer->set_runtime(probes.back());
-    }
-    const bool training = model.is_training();
-    model.eval();
-    {
-      torch::NoGradGuard no_grad;
-      try {
-        model.forward(ctx.batch->inputs.to(device()));
-      } catch (const std::exception& e) {
-        log::warn("compression pass ", name(), ": could not measure FLOPs (", e.what(), ")");
-      }
-    }
-    model.train(training);
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      layers_[i].layer->set_runtime(nullptr);
-      layers_[i].positions = probes[i]->positions;
-    }
+    std::vector<nn::Compressible*> layers;
+    for (auto& l : layers_) layers.push_back(l.layer.get());
+    const auto positions = prune::measure_positions(model, layers, ctx.batch->inputs.to(device()),
+                                                    name());
+    for (size_t i = 0; i < layers_.size(); ++i) layers_[i].positions = positions[i];
   }
   c10::Device device() const { return layers_.front().layer->raw_weight().device(); }
 
@@ -392,16 +362,9 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
 
   // The layer's element scores, [rows, cols] (higher = keep).
   at::Tensor scores(const Layer& l) const {
-    if (l.o.scorer == "fisher") {  // F w^2 / 2: the EWC pass's Fisher when it published one
-      at::Tensor f = published_fisher(l.layer->raw_weight());
-      if (f.defined())
-        f = f.reshape({l.rows, l.cols}).to(at::kFloat);
-      else if (l.acc.defined() && l.acc_steps > 0)
-        f = l.acc / static_cast<double>(l.acc_steps);
-      if (f.defined()) return f * weight2d(l).to(at::kFloat).square() * 0.5;
-    }
-    if (l.o.scorer != "magnitude" && l.acc.defined() && l.acc_steps > 0) return l.acc;
-    return weight2d(l).abs().to(at::kFloat);
+    const at::Tensor published =
+        board_ ? board_->published(l.layer->raw_weight()) : at::Tensor();  // the EWC pass's
+    return l.scorer->scores(weight2d(l), l.acc, l.acc_steps, published);
   }
 
   void set_mask(Layer& l, const at::Tensor& unit_in, const StepContext& ctx) {
@@ -420,35 +383,15 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     if (!l.mask->unit_mask().defined()) return;
     torch::NoGradGuard no_grad;
     const auto& w = l.layer->raw_weight();
-    const auto drop = l.mask->full(w).logical_not();
-    std::vector<std::pair<at::Tensor, at::Tensor>> fixed = {{w, drop}};
-    if (l.o.pattern == "channel") {
+    std::vector<std::pair<at::Tensor, at::Tensor>> fixed = {{w, l.mask->full(w).logical_not()}};
+    if (l.o.pattern == PatternKind::channel) {
       // The channel's bias and its norm's scale and shift too: a pruned channel outputs exactly
       // zero after the norm, which is what removing it computes.
       const auto gone = l.mask->unit_mask().to(w.device()).logical_not();
       if (l.layer->bias().defined()) fixed.emplace_back(l.layer->bias(), gone);
       for (const auto& p : l.norm_params) fixed.emplace_back(p, gone);
     }
-    for (auto& [p, d] : fixed) {
-      const_cast<at::Tensor&>(p).masked_fill_(d, 0);
-      if (!optimizer) continue;
-      auto it = optimizer->state().find(p.unsafeGetTensorImpl());
-      if (it == optimizer->state().end()) continue;
-      auto zero = [&](const at::Tensor& t) {
-        if (t.defined() && t.sizes() == p.sizes()) const_cast<at::Tensor&>(t).masked_fill_(d, 0);
-      };
-      if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
-        zero(sgd->momentum_buffer());
-      } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
-        zero(adam->exp_avg());
-        zero(adam->exp_avg_sq());
-        zero(adam->max_exp_avg_sq());
-      } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
-        zero(adamw->exp_avg());
-        zero(adamw->exp_avg_sq());
-        zero(adamw->max_exp_avg_sq());
-      }
-    }
+    for (auto& [p, drop] : fixed) prune::zero_entries(p, drop, optimizer);
   }
 
   // Recomputes the masks due after t steps.
@@ -472,7 +415,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     for (auto& members : batches) {
       any = true;
       Layer& lead = *members.front();
-      if (lead.o.schedule == "rigl" && t > lead.sched.start) {
+      if (lead.o.schedule == ScheduleKind::rigl && t > lead.sched.start) {
         for (auto* l : members) rigl_update(*l, t, ctx);
         continue;
       }
@@ -485,30 +428,14 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
                                            -std::numeric_limits<double>::infinity());
         unit_scores.push_back(u);
       }
-      std::vector<at::Tensor> units;
-      if (!lead.coupled.empty()) {  // a residual stream: one mask for every producer
-        const auto unit = prune::select_shared_units(unit_scores, lead.sizes, target, lead.pattern);
-        for (size_t i = 0; i < members.size(); ++i) units.push_back(unit.clone());
-      } else {
-        std::vector<double> share(members.size(), target);
-        if (members.size() > 1 || !lead.o.group.empty()) {
-          std::vector<at::Tensor> sizes;
-          std::vector<double> lo, hi;
-          for (auto* l : members) {
-            sizes.push_back(l->sizes);
-            lo.push_back(std::min(l->o.min_sparsity, target));  // a floor, never above the plan
-            hi.push_back(l->o.max_sparsity);
-          }
-          share = prune::allocate_global(unit_scores, sizes, target, lo, hi);
-        }
-        for (size_t i = 0; i < members.size(); ++i) {
-          auto unit = prune::select_units(unit_scores[i], members[i]->sizes, share[i],
-                                          members[i]->pattern);
-          if (!unit.any().item<bool>())  // never remove a whole layer
-            unit.view(-1).index_fill_(0, unit_scores[i].reshape(-1).argmax(), true);
-          units.push_back(unit);
-        }
-      }
+      prune::Allocation a;
+      a.target = target;
+      a.shared_stream = !lead.coupled.empty();
+      a.shared_budget = members.size() > 1 || !lead.o.group.empty();
+      a.unit_scores = std::move(unit_scores);
+      for (auto* l : members) a.layers.push_back({l->sizes, l->pattern, l->o.min_sparsity,
+                                                  l->o.max_sparsity});
+      const auto units = prune::allocate_units(a);
       for (size_t i = 0; i < members.size(); ++i) {
         set_mask(*members[i], units[i], ctx);
         members[i]->acc = at::Tensor();
@@ -523,36 +450,13 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
     const double f = prune::rigl_drop_fraction(l.sched, t);
     auto g = l.mask->dense_grad();
     if (!mask.defined() || f <= 0 || !g.defined()) return;
-    auto keep = mask.to(at::kCPU).reshape(-1).clone();
-    const int64_t active = keep.sum().item<int64_t>();
-    const auto k = static_cast<int64_t>(std::floor(f * static_cast<double>(active)));
-    if (k <= 0) return;
-    const double inf = std::numeric_limits<double>::infinity();
-    auto mag = prune::unit_scores(weight2d(l).abs().to(at::kFloat), l.pattern)
-                   .to(at::kCPU, at::kDouble)
-                   .reshape(-1);
-    auto grow = prune::unit_scores(g.detach().reshape({l.rows, l.cols}).abs().to(at::kFloat),
-                                   l.pattern)
-                    .to(at::kCPU, at::kDouble)
-                    .reshape(-1);
-    auto dropped = std::get<1>(mag.masked_fill(keep.logical_not(), inf).topk(k, 0, false));
-    auto candidates = grow.masked_fill(keep, -inf);  // inactive before this update
-    auto grown = std::get<1>(candidates.topk(k, 0, true));
-    keep.index_fill_(0, dropped, false);
-    keep.index_fill_(0, grown, true);
-    set_mask(l, keep.view(mask.sizes()), ctx);
+    auto keep = prune::rigl_swap(mask, weight2d(l), g.detach().reshape({l.rows, l.cols}), f,
+                                 l.pattern);
+    if (keep.defined()) set_mask(l, keep, ctx);
   }
 
-  // Bytes of the layer's weight stored sparse in fp32: bitmask + kept values (unstructured,
-  // n:m), BSR values + block indices (block), the smaller dense matrix (channel).
   double sparse_bytes(const Layer& l) const {
-    const double n = static_cast<double>(l.rows * l.cols), kept = n * (1 - sparsity(l));
-    if (l.o.pattern == "channel") return kept * 4;
-    if (l.o.pattern == "block") {
-      const double b = static_cast<double>(l.o.block), blocks = std::ceil(kept / (b * b));
-      return kept * 4 + blocks * 8 + (std::ceil(static_cast<double>(l.rows) / b) + 1) * 8;
-    }
-    return std::ceil(n / 8) + kept * 4;
+    return prune::sparse_fp32_bytes(l.rows, l.cols, sparsity(l), l.pattern);
   }
 
   // The planned and actual sparsity (all chosen layers) at each mask update, as report.html
@@ -579,6 +483,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider {
   }
 
   std::vector<Layer> layers_;
+  std::shared_ptr<FisherBoard> board_;  // the recipe's: Fisher estimates other passes publish
   int64_t step_ = 0;
   nlohmann::json curve_ = nlohmann::json::array();
   nlohmann::json removed_;  // physical removal: what was cut

@@ -1,4 +1,4 @@
-#include "compression/passes/sparse_export.h"
+#include "compression/passes/prune/sparse_export.h"
 
 #include <torch/torch.h>
 
@@ -7,8 +7,8 @@
 #include <set>
 
 #include "compression/export_dir.h"
-#include "compression/passes/bsr.h"
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/bsr.h"
+#include "compression/passes/prune/prune_core.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/io/safetensors.h"
@@ -21,6 +21,10 @@ namespace fs = std::filesystem;
 
 namespace {
 constexpr const char* kFormat = "sculpt-sparse";
+
+// How a layer's weight is stored, as the manifest spells it.
+enum class Storage { bsr, bitmask };
+const config::Spellings<Storage> kStorages = {{Storage::bsr, "bsr"}, {Storage::bitmask, "bitmask"}};
 
 int64_t dense_fp32_bytes(const io::NamedTensors& state) {
   int64_t bytes = 0;
@@ -53,7 +57,7 @@ nlohmann::json export_sparse(models::Model& model, const std::vector<SparseTarge
       out.emplace_back(t.name + ".bsr_values", m.values.contiguous());
       out.emplace_back(t.name + ".bsr_col", m.col.to(at::kInt).contiguous());
       out.emplace_back(t.name + ".bsr_crow", m.crow.to(at::kInt).contiguous());
-      j["storage"] = "bsr";
+      j["storage"] = config::spelling(kStorages, Storage::bsr);
       j["block"] = t.block;
       j["blocks"] = m.nnz();
     } else {
@@ -62,7 +66,7 @@ nlohmann::json export_sparse(models::Model& model, const std::vector<SparseTarge
       if ((n + 7) / 8 + nnz * 4 >= dense) continue;
       out.emplace_back(t.name + ".weight_mask", pack_bits(keep));
       out.emplace_back(t.name + ".weight_values", w.flatten().masked_select(keep.flatten()));
-      j["storage"] = "bitmask";
+      j["storage"] = config::spelling(kStorages, Storage::bitmask);
       j["nnz"] = nnz;
     }
     replaced.insert(key);
@@ -78,7 +82,7 @@ nlohmann::json export_sparse(models::Model& model, const std::vector<SparseTarge
 nlohmann::json export_sparse_at_end(models::Model& model, const std::vector<SparseTarget>& targets,
                                     const trainers::StepContext& ctx) {
   if (targets.empty() || !ctx.run || !ctx.run->writes_files()) return nullptr;
-  if (ctx.run->config().distributed.pipeline.stages > 1) {
+  if (ctx.pipelined) {
     log::info("prune: no sparse export under a pipeline (each stage holds part of the model)");
     return nullptr;
   }
@@ -103,9 +107,12 @@ nlohmann::json load_sparse(models::Model& model, const std::string& dir) {
   std::map<std::string, Bsr> bsr;
   for (const auto& [name, j] : manifest.at("layers").items()) {
     const auto shape = j.at("shape").get<std::vector<int64_t>>();
-    const std::string storage = j.at("storage");
+    const std::string text = j.at("storage");
+    Storage storage{};
+    SCULPT_CHECK(config::parse_spelling(kStorages, text, storage), mpath, ": layer ", name,
+                 ": unknown storage '", text, "'");
     at::Tensor w;
-    if (storage == "bsr") {
+    if (storage == Storage::bsr) {
       Bsr m;
       m.block = j.at("block").get<int64_t>();
       SCULPT_CHECK(shape.size() == 2 && m.block > 0, mpath, ": layer ", name,
@@ -123,8 +130,6 @@ nlohmann::json load_sparse(models::Model& model, const std::string& dir) {
       w = kernels::bsr_to_dense(m);
       bsr.emplace(name, std::move(m));
     } else {
-      SCULPT_CHECK(storage == "bitmask", mpath, ": layer ", name, ": unknown storage '",
-                   storage, "'");
       int64_t n = 1;
       for (auto d : shape) n *= d;
       const auto keep = unpack_bits(take(name + ".weight_mask"), {n});

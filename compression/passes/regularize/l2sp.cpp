@@ -2,7 +2,7 @@
 // alpha * (w - w0)). w0 is taken at attach — the weights training starts from — and saved in
 // the pass state, so a resumed run pulls toward the same point even if the model it rebuilt
 // before loading the checkpoint started elsewhere.
-#include "compression/passes/l2sp.h"
+#include "compression/passes/regularize/l2sp.h"
 
 #include <torch/torch.h>
 

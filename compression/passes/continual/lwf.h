@@ -10,7 +10,7 @@
 
 namespace sculpt::compression {
 
-struct LwfOptions : config::Section {
+struct LwfOptions : config::WholeModelOptions {
   double alpha = 1.0;  // weight of the KD term, >= 0
   double tau = 2.0;    // softmax temperature, > 0
   void visit(config::Visitor& v) override;

@@ -6,7 +6,7 @@
 // incremental.resume_from).
 // Data parallelism: each rank takes every world_size-th of the chosen samples, and the Fisher
 // sums are all-reduced before the division, so every rank stores the Fisher of all of them.
-#include "compression/passes/ewc.h"
+#include "compression/passes/continual/ewc.h"
 #include "compression/fisher_board.h"
 #include "core/data/dataset.h"
 
@@ -31,6 +31,7 @@
 #include "core/nn/layers.h"
 #include "core/optim/optimizers.h"
 #include "core/run/run_context.h"
+#include "core/tasks/task.h"
 
 namespace sculpt::compression {
 
@@ -39,12 +40,12 @@ void EwcOptions::visit(config::Visitor& v) {
           "ewc: strength; adds lambda/2 * sum F (w - w*)^2 to the objective (its gradient after "
           "backward, its value in the summary rather than the logged loss)",
           config::Range::at_least(0));
-  v.choice("mode", mode, {"online", "separate"},
+  v.choice("mode", mode, kEwcModes,
            "ewc: online (one Fisher, decayed by gamma per increment) | separate (one penalty per "
            "past increment)");
   v.field("gamma", gamma, "ewc: online mode's decay of the accumulated Fisher per increment",
           config::Range::closed(0, 1));
-  v.choice("fisher", fisher, {"empirical", "true"},
+  v.choice("fisher", fisher, kFisherLabels,
            "ewc: labels of the Fisher's log-likelihood: empirical (the data's) | true (sampled "
            "from the model)");
   v.field("samples", samples,
@@ -54,7 +55,8 @@ void EwcOptions::visit(config::Visitor& v) {
   v.field("include_bias", include_bias, "ewc: also protect the biases of the chosen layers");
 }
 
-std::vector<at::Tensor> diagonal_fisher(const std::function<at::Tensor(const at::Tensor&)>& forward,
+std::vector<at::Tensor> diagonal_fisher(const tasks::Task& task,
+                                        const std::function<at::Tensor(const at::Tensor&)>& forward,
                                         const std::vector<at::Tensor>& params,
                                         const at::Tensor& inputs, const at::Tensor& targets,
                                         bool empirical, at::Generator gen) {
@@ -62,32 +64,9 @@ std::vector<at::Tensor> diagonal_fisher(const std::function<at::Tensor(const at:
   for (const auto& p : params) fisher.push_back(torch::zeros_like(p, at::kFloat));
   const int64_t n = inputs.size(0);
   for (int64_t i = 0; i < n; ++i) {
-    at::Tensor nll;
-    if (targets.dim() > 1) {
-      // Token sequences (seq2seq, generative retrieval): the sequence's log-likelihood, summed
-      // over its non-padding positions; true Fisher samples every position's token.
-      auto logp = torch::log_softmax(forward(inputs.narrow(0, i, 1)).to(at::kFloat), -1);
-      logp = logp.reshape({-1, logp.size(-1)});
-      const auto real = targets[i].reshape({-1}).to(at::kLong);
-      at::Tensor y = real;
-      if (!empirical) {
-        torch::NoGradGuard no_grad;
-        y = at::multinomial(logp.exp(), 1, false, gen).reshape({-1});
-      }
-      const auto keep = real.ne(data::token::pad).to(at::kFloat);
-      nll = -(logp.gather(1, y.unsqueeze(1)).squeeze(1) * keep).sum();
-    } else {
-      auto logp = torch::log_softmax(forward(inputs.narrow(0, i, 1)).to(at::kFloat), -1)
-                      .reshape({-1});
-      int64_t y = 0;
-      if (empirical) {
-        y = targets[i].item<int64_t>();
-      } else {
-        torch::NoGradGuard no_grad;
-        y = at::multinomial(logp.exp().unsqueeze(0), 1, false, gen).item<int64_t>();
-      }
-      nll = -logp[y];
-    }
+    const auto nll = -task.sample_log_likelihood(forward(inputs.narrow(0, i, 1)),
+                                                 targets.narrow(0, i, 1), !empirical, gen)
+                          .sum();
     auto grads = torch::autograd::grad({nll}, params, {}, false, false, true);
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < params.size(); ++k)
@@ -173,25 +152,26 @@ at::Tensor penalty_into_grad(const at::Tensor& w, const at::Tensor& f, const at:
   return at::Tensor();
 }
 
-class EwcPass final : public CompressionPass {
+class EwcPass final : public CompressionPass, public FisherBoardUser {
  public:
   ~EwcPass() override {
-    for (const auto& p : params_) withdraw_fisher(p.param);
+    if (board_)
+      for (const auto& p : params_) board_->withdraw(p.param);
   }
   using CompressionPass::CompressionPass;
+  void set_fisher_board(std::shared_ptr<FisherBoard> board) override { board_ = std::move(board); }
 
   void attach(models::Model& model, const StepContext& /*ctx*/) override {
     params_.clear();
     for_each_weight<EwcOptions>(
         *this, model, [&](const Target& t, const std::string& key, const at::Tensor& w,
                           const EwcOptions& o) {
-          params_.push_back({t.name, key, w, o.lambda, t.layer,
-                             key.size() > 5 && key.compare(key.size() - 5, 5, ".bias") == 0});
+          params_.push_back({t.name, key, w, o.lambda, t.layer, w.is_same(t.layer->bias())});
         });
     const auto& o = base_options();
-    online_ = o.mode == "online";
+    online_ = o.mode == EwcMode::online;
     gamma_ = o.gamma;
-    empirical_ = o.fisher == "empirical";
+    empirical_ = o.fisher == FisherLabels::empirical;
     samples_ = o.samples;
   }
 
@@ -200,8 +180,7 @@ class EwcPass final : public CompressionPass {
     const auto t0 = std::chrono::steady_clock::now();
     // The rows, drawn with a generator fixed by (run.seed, increment), through the evaluation
     // loader so they are normalized as training saw them.
-    const uint64_t seed = static_cast<uint64_t>(ctx.run ? ctx.run->config().run.seed : 0) *
-                              1000003ull +
+    const uint64_t seed = ctx.seed * 1000003ull +
                           static_cast<uint64_t>(ctx.increment) * 7919ull + 17ull;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     const int64_t n = samples_ > 0 ? std::min(samples_, seen.size()) : seen.size();
@@ -210,9 +189,9 @@ class EwcPass final : public CompressionPass {
                                                                          : nullptr;
     if (comm) rows = rows.slice(0, comm->rank(), n, comm->world_size());
     const data::Dataset chosen = seen.subset(rows);
-    config::DataConfig dc;
-    if (ctx.run) dc = ctx.run->config().data;
-    data::Loader loader(chosen, 256, data::LoaderOptions::for_evaluation(dc));
+    SCULPT_CHECK(ctx.task, "compression pass ewc: the trainer gave no task (its per-sample "
+                           "log-likelihood defines the Fisher)");
+    data::Loader loader(chosen, 256, ctx.eval_loading);
     std::vector<at::Tensor> live;
     for (const auto& p : params_) live.push_back(p.param);
     std::vector<at::Tensor> fisher;
@@ -223,10 +202,11 @@ class EwcPass final : public CompressionPass {
     bool vectorized = true;
     while (loader.next(b)) {
       const auto x = b.inputs.to(ctx.device), y = b.targets.to(ctx.device);
-      if (vectorized && linear_fisher_sums(model, x, y, gen, fisher)) continue;
+      if (vectorized && linear_fisher_sums(model, *ctx.task, x, y, gen, fisher)) continue;
       vectorized = false;  // one backward per sample from here on
-      auto part = diagonal_fisher([&](const at::Tensor& in) { return model.forward(in); }, live,
-                                  x, y, empirical_, gen);
+      auto part = diagonal_fisher(
+          *ctx.task, [&](const at::Tensor& in) { return model.forward(in); }, live, x, y,
+          empirical_, gen);
       for (size_t k = 0; k < fisher.size(); ++k) fisher[k].add_(part[k] * b.size());
     }
     fisher_vectorized_ = vectorized;
@@ -250,7 +230,7 @@ class EwcPass final : public CompressionPass {
     merged_ = Term{};
     ++increments_;
     publish();
-    if (ctx.run) warn_if_unstable(ctx.run->config().optimizer);
+    warn_if_unstable(ctx.optimizer_facts);
     // The slowest rank's time: pass state must agree across data-parallel ranks.
     auto seconds = at::tensor(
         {std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
@@ -339,14 +319,15 @@ class EwcPass final : public CompressionPass {
 
   // The Fisher of every penalty term, summed, for other passes (the prune pass's fisher scorer).
   void publish() const {
+    if (!board_) return;
     for (size_t k = 0; k < params_.size(); ++k) {
       if (terms_.empty()) {
-        withdraw_fisher(params_[k].param);
+        board_->withdraw(params_[k].param);
         continue;
       }
       at::Tensor sum = terms_[0].fisher[k].clone();
       for (size_t i = 1; i < terms_.size(); ++i) sum.add_(terms_[i].fisher[k]);
-      publish_fisher(params_[k].param, sum);
+      board_->publish(params_[k].param, sum);
     }
   }
 
@@ -363,7 +344,7 @@ class EwcPass final : public CompressionPass {
       }
       layers.push_back(j);
     }
-    return {{"mode", online_ ? "online" : "separate"},
+    return {{"mode", config::spelling(kEwcModes, online_ ? EwcMode::online : EwcMode::separate)},
             {"penalty", last_penalty_.defined() ? nlohmann::json(last_penalty_.item<double>())
                                                 : nlohmann::json(nullptr)},
             {"increments", increments_},
@@ -393,8 +374,9 @@ class EwcPass final : public CompressionPass {
   // bias's is sum_i g_i^2 -- exact per-sample squares, since in eval mode z_i depends on
   // sample i alone. False (nothing added) when the batch does not fit: a layer seen other than
   // once, inputs other than [B, features], token-sequence targets.
-  bool linear_fisher_sums(models::Model& model, const at::Tensor& inputs, const at::Tensor& targets,
-                          at::Generator& gen, std::vector<at::Tensor>& sums) const {
+  bool linear_fisher_sums(models::Model& model, const tasks::Task& task, const at::Tensor& inputs,
+                          const at::Tensor& targets, at::Generator& gen,
+                          std::vector<at::Tensor>& sums) const {
     if (targets.dim() != 1) return false;
     std::vector<nn::Linear*> layers;
     std::vector<size_t> layer_of;
@@ -424,14 +406,8 @@ class EwcPass final : public CompressionPass {
     for (size_t l = 0; l < layers.size(); ++l)
       if (seen[l] != 1 || in[l].dim() != 2 || out[l].dim() != 2 || !out[l].requires_grad())
         return false;
-    auto logp = torch::log_softmax(logits.to(at::kFloat), -1);
-    if (logp.dim() != 2) return false;
-    at::Tensor y = targets.to(at::kLong);
-    if (!empirical_) {
-      torch::NoGradGuard no_grad;
-      y = at::multinomial(logp.exp(), 1, false, gen).reshape({-1});
-    }
-    const auto nll = -logp.gather(1, y.unsqueeze(1)).sum();
+    if (logits.dim() != 2) return false;
+    const auto nll = -task.sample_log_likelihood(logits, targets, !empirical_, gen).sum();
     const auto g = torch::autograd::grad({nll}, out, {}, false, false, true);
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < params_.size(); ++k) {
@@ -450,12 +426,9 @@ class EwcPass final : public CompressionPass {
   // while it sits at its anchor (online EWC: the new increment's gradient may never reach it),
   // but in separate mode the anchor is the Fisher-weighted mean of several end points, away
   // from the weights, and training diverges (seen: Split MNIST, task-incremental, lambda 100).
-  void warn_if_unstable(const config::OptimizerConfig& opt) const {
-    if (opt.name != "sgd" || terms_.empty()) return;
-    double momentum = 0;
-    if (opt.options)
-      if (const auto* sgd = dynamic_cast<const SgdOptions*>(opt.options.get()))
-        momentum = sgd->momentum;
+  void warn_if_unstable(const trainers::OptimizerFacts& opt) const {
+    if (opt.adaptive || opt.lr <= 0 || terms_.empty()) return;
+    const double momentum = opt.momentum;
     double worst = 0;
     std::string where;
     for (size_t k = 0; k < params_.size(); ++k) {
@@ -511,6 +484,7 @@ class EwcPass final : public CompressionPass {
   int64_t samples_ = 1000;
   int64_t increments_ = 0;
   double fisher_seconds_ = 0;
+  std::shared_ptr<FisherBoard> board_;  // the recipe's (null outside a recipe)
   bool fisher_vectorized_ = false;  // the last Fisher came from linear_fisher_sums throughout
   at::Tensor last_penalty_;
 };

@@ -1,4 +1,4 @@
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/prune_core.h"
 
 #include <torch/torch.h>
 
@@ -28,14 +28,14 @@ int64_t cycle_length(const Schedule& s) {
 
 double planned_sparsity(const Schedule& s, int64_t t) {
   if (t < s.start) return s.initial;
-  if (s.kind == "one_shot" || s.kind == "rigl") return s.final;
-  if (s.kind == "iterative") {
+  if (s.kind == ScheduleKind::one_shot || s.kind == ScheduleKind::rigl) return s.final;
+  if (s.kind == ScheduleKind::iterative) {
     const int64_t j = std::min<int64_t>(s.cycles, (t - s.start) / cycle_length(s) + 1);
     return s.initial + (s.final - s.initial) * static_cast<double>(j) / static_cast<double>(s.cycles);
   }
   if (t >= s.end) return s.final;
   const double f = fraction_done(s, t);
-  if (s.kind == "exponential") {
+  if (s.kind == ScheduleKind::exponential) {
     if (s.initial >= 1.0) return s.initial;
     return 1.0 - (1.0 - s.initial) * std::pow((1.0 - s.final) / (1.0 - s.initial), f);
   }
@@ -45,12 +45,13 @@ double planned_sparsity(const Schedule& s, int64_t t) {
 
 bool update_due(const Schedule& s, int64_t t) {
   if (t < s.start) return false;
-  if (s.kind == "one_shot") return t == s.start;
-  if (s.kind == "iterative") {
+  if (s.kind == ScheduleKind::one_shot) return t == s.start;
+  if (s.kind == ScheduleKind::iterative) {
     const int64_t l = cycle_length(s);
     return (t - s.start) % l == 0 && (t - s.start) / l < s.cycles;
   }
-  if (s.kind == "rigl") return t == s.start || (t < s.end && (t - s.start) % s.every == 0);
+  if (s.kind == ScheduleKind::rigl)
+    return t == s.start || (t < s.end && (t - s.start) % s.every == 0);
   return t <= s.end && ((t - s.start) % s.every == 0 || t == s.end);
 }
 
@@ -66,10 +67,10 @@ int64_t blocks(int64_t n, int64_t b) { return (n + b - 1) / b; }
 
 at::Tensor unit_scores(const at::Tensor& scores2d, const Pattern& p) {
   const int64_t r = scores2d.size(0), c = scores2d.size(1);
-  if (p.kind == "channel") return scores2d.mean(1);
-  if (p.kind == "head")
+  if (p.kind == PatternKind::channel) return scores2d.mean(1);
+  if (p.kind == PatternKind::head)
     return scores2d.reshape({r, p.heads, c / p.heads}).mean(at::IntArrayRef{0, 2});
-  if (p.kind != "block") return scores2d;
+  if (p.kind != PatternKind::block) return scores2d;
   const int64_t b = p.block, rb = blocks(r, b), cb = blocks(c, b);
   auto padded = at::constant_pad_nd(scores2d, {0, cb * b - c, 0, rb * b - r}, 0.0);
   auto sums = padded.view({rb, b, cb, b}).sum({1, 3});
@@ -78,9 +79,9 @@ at::Tensor unit_scores(const at::Tensor& scores2d, const Pattern& p) {
 
 at::Tensor unit_sizes(int64_t rows, int64_t cols, const Pattern& p) {
   auto opts = at::TensorOptions().dtype(at::kLong);
-  if (p.kind == "channel") return at::full({rows}, cols, opts);
-  if (p.kind == "head") return at::full({p.heads}, rows * cols / p.heads, opts);
-  if (p.kind != "block") return at::ones({rows, cols}, opts);
+  if (p.kind == PatternKind::channel) return at::full({rows}, cols, opts);
+  if (p.kind == PatternKind::head) return at::full({p.heads}, rows * cols / p.heads, opts);
+  if (p.kind != PatternKind::block) return at::ones({rows, cols}, opts);
   const int64_t b = p.block;
   auto side = [&](int64_t n) {
     auto s = at::full({blocks(n, b)}, b, opts);
@@ -91,10 +92,10 @@ at::Tensor unit_sizes(int64_t rows, int64_t cols, const Pattern& p) {
 }
 
 at::Tensor expand_mask(const at::Tensor& unit_mask, int64_t rows, int64_t cols, const Pattern& p) {
-  if (p.kind == "channel") return unit_mask.unsqueeze(1).expand({rows, cols});
-  if (p.kind == "head")
+  if (p.kind == PatternKind::channel) return unit_mask.unsqueeze(1).expand({rows, cols});
+  if (p.kind == PatternKind::head)
     return unit_mask.repeat_interleave(cols / p.heads).unsqueeze(0).expand({rows, cols});
-  if (p.kind != "block") return unit_mask;
+  if (p.kind != PatternKind::block) return unit_mask;
   const int64_t b = p.block;
   return unit_mask.repeat_interleave(b, 0)
       .repeat_interleave(b, 1)
@@ -104,7 +105,7 @@ at::Tensor expand_mask(const at::Tensor& unit_mask, int64_t rows, int64_t cols, 
 
 at::Tensor select_units(const at::Tensor& scores, const at::Tensor& sizes, double sparsity,
                         const Pattern& p) {
-  if (p.kind == "n:m") {
+  if (p.kind == PatternKind::n_m) {
     const int64_t r = scores.size(0), c = scores.size(1);
     SCULPT_CHECK(c % p.m == 0, "n:m pattern needs the weight's columns (", c,
                  ") to be a multiple of m = ", p.m);
@@ -198,6 +199,71 @@ at::Tensor select_shared_units(const std::vector<at::Tensor>& unit_scores,
   auto unit = select_units(sum, unit_sizes, sparsity, p);
   if (!unit.any().item<bool>()) unit.view(-1).index_fill_(0, sum.reshape(-1).argmax(), true);
   return unit;
+}
+
+at::Tensor rigl_swap(const at::Tensor& unit_mask, const at::Tensor& w2d, const at::Tensor& g2d,
+                     double f, const Pattern& p) {
+  auto keep = unit_mask.to(at::kCPU).reshape(-1).clone();
+  const int64_t active = keep.sum().item<int64_t>();
+  const auto k = static_cast<int64_t>(std::floor(f * static_cast<double>(active)));
+  if (k <= 0) return {};
+  const double inf = std::numeric_limits<double>::infinity();
+  auto mag = unit_scores(w2d.abs().to(at::kFloat), p).to(at::kCPU, at::kDouble).reshape(-1);
+  auto grow = unit_scores(g2d.abs().to(at::kFloat), p).to(at::kCPU, at::kDouble).reshape(-1);
+  auto dropped = std::get<1>(mag.masked_fill(keep.logical_not(), inf).topk(k, 0, false));
+  auto candidates = grow.masked_fill(keep, -inf);  // inactive before this update
+  auto grown = std::get<1>(candidates.topk(k, 0, true));
+  keep.index_fill_(0, dropped, false);
+  keep.index_fill_(0, grown, true);
+  return keep.view(unit_mask.sizes());
+}
+
+std::string pattern_label(const Pattern& p) {
+  switch (p.kind) {
+    case PatternKind::n_m: return std::to_string(p.n) + ":" + std::to_string(p.m);
+    case PatternKind::block: return "block " + std::to_string(p.block) + "x" + std::to_string(p.block);
+    case PatternKind::head: return std::to_string(p.heads) + " heads";
+    default: return config::spelling(kPatternKinds, p.kind);
+  }
+}
+
+double sparse_fp32_bytes(int64_t rows, int64_t cols, double sparsity, const Pattern& p) {
+  const double n = static_cast<double>(rows * cols), kept = n * (1 - sparsity);
+  if (p.kind == PatternKind::channel) return kept * 4;
+  if (p.kind == PatternKind::block) {
+    const double b = static_cast<double>(p.block), blocks = std::ceil(kept / (b * b));
+    return kept * 4 + blocks * 8 + (std::ceil(static_cast<double>(rows) / b) + 1) * 8;
+  }
+  return std::ceil(n / 8) + kept * 4;
+}
+
+std::vector<at::Tensor> allocate_units(const Allocation& a) {
+  std::vector<at::Tensor> units;
+  const size_t n = a.layers.size();
+  if (a.shared_stream) {
+    const auto unit = select_shared_units(a.unit_scores, a.layers.front().sizes, a.target,
+                                          a.layers.front().pattern);
+    for (size_t i = 0; i < n; ++i) units.push_back(unit.clone());
+    return units;
+  }
+  std::vector<double> share(n, a.target);
+  if (a.shared_budget) {
+    std::vector<at::Tensor> sizes;
+    std::vector<double> lo, hi;
+    for (const auto& l : a.layers) {
+      sizes.push_back(l.sizes);
+      lo.push_back(std::min(l.min_sparsity, a.target));  // a floor, never above the plan
+      hi.push_back(l.max_sparsity);
+    }
+    share = allocate_global(a.unit_scores, sizes, a.target, lo, hi);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    auto unit = select_units(a.unit_scores[i], a.layers[i].sizes, share[i], a.layers[i].pattern);
+    if (!unit.any().item<bool>())  // never remove a whole layer
+      unit.view(-1).index_fill_(0, a.unit_scores[i].reshape(-1).argmax(), true);
+    units.push_back(unit);
+  }
+  return units;
 }
 
 at::Tensor pack_bits(const at::Tensor& mask) {

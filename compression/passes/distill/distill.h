@@ -1,4 +1,4 @@
-// The distillation pass's options and registration (compression/passes/distill.cpp).
+// The distillation pass's options and registration (compression/passes/distill/distill.cpp).
 #pragma once
 
 #include <string>
@@ -8,7 +8,12 @@
 
 namespace sculpt::compression {
 
-struct DistillOptions : config::Section {
+// Whether per-token KD skips the positions whose target is padding.
+enum class MaskPadding { automatic, on, off };  // automatic: when the task is seq2seq
+inline const config::Spellings<MaskPadding> kMaskPadding = {
+    {MaskPadding::automatic, "auto"}, {MaskPadding::on, "on"}, {MaskPadding::off, "off"}};
+
+struct DistillOptions : config::WholeModelOptions {
   std::vector<std::string> teachers;  // run dirs, checkpoint folders or TorchScript files
   bool teacher_bf16 = false;          // teachers run in bf16
   double alpha = 0.5;                 // a*task + (1-a)*tau^2*KL; 1: no logit KD
@@ -25,13 +30,13 @@ struct DistillOptions : config::Section {
   double ranking_weight = 0;     // pairwise ranking distillation; 0: off
   int64_t ranking_top = 10;
   double ranking_margin = 0;
-  std::string mask_padding = "auto";  // auto (seq2seq) | on | off
+  MaskPadding mask_padding = MaskPadding::automatic;  // auto (seq2seq) | on | off
   bool offline = false;               // precompute teacher outputs once into the run dir
   int64_t offline_top_k = 0;          // offline: keep only the k largest logits per row; 0: all
   void visit(config::Visitor& v) override;
   void check(config::Checker& c) const override;
 };
 
-void add_distill(PassRegistry& r);
+std::unique_ptr<CompressionPass> make_distill_pass(const config::PassConfig& cfg);
 
 }  // namespace sculpt::compression

@@ -11,30 +11,43 @@
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "compression/pass.h"
 
+namespace sculpt::tasks {
+class Task;
+}
+
 namespace sculpt::compression {
 
+enum class EwcMode { online, separate };
+inline const config::Spellings<EwcMode> kEwcModes = {{EwcMode::online, "online"},
+                                                     {EwcMode::separate, "separate"}};
+enum class FisherLabels { empirical, sampled };
+inline const config::Spellings<FisherLabels> kFisherLabels = {
+    {FisherLabels::empirical, "empirical"}, {FisherLabels::sampled, "true"}};
+
 struct EwcOptions : config::Section {
-  double lambda = 100.0;           // strength of the penalty, >= 0
-  std::string mode = "online";     // online | separate
-  double gamma = 1.0;              // online: decay of the old Fisher per increment, [0, 1]
-  std::string fisher = "empirical";  // empirical (true labels) | true (labels sampled)
+  double lambda = 100.0;                          // strength of the penalty, >= 0
+  EwcMode mode = EwcMode::online;                 // online | separate
+  double gamma = 1.0;                             // online: decay of the old Fisher, [0, 1]
+  FisherLabels fisher = FisherLabels::empirical;  // empirical (data labels) | true (sampled)
   int64_t samples = 1000;          // samples of the increment the Fisher is estimated on; 0: all
   bool include_bias = true;        // also protect biases
   void visit(config::Visitor& v) override;
 };
 
 // The diagonal Fisher of `params` (leaves of `forward`'s graph): the mean over the rows of
-// `inputs` of the squared gradient of the per-sample cross-entropy, -log p(y | x), each sample
-// on its own (never the square of a batch-mean gradient). `empirical`: y is the label in
-// `targets`; otherwise y is drawn from the model's softmax with `gen`. Token-sequence targets
-// ([N, T], outputs [N, T, V]): -log p of the sequence, summed over its non-padding positions.
-std::vector<at::Tensor> diagonal_fisher(const std::function<at::Tensor(const at::Tensor&)>& forward,
+// `inputs` of the squared gradient of the task's per-sample negative log-likelihood
+// -log p(y | x) (Task::sample_log_likelihood: cross-entropy for classes and token sequences, a
+// unit Gaussian for regression), each sample on its own (never the square of a batch-mean
+// gradient). `empirical`: y is the one in `targets`; otherwise drawn from the model with `gen`.
+std::vector<at::Tensor> diagonal_fisher(const tasks::Task& task,
+                                        const std::function<at::Tensor(const at::Tensor&)>& forward,
                                         const std::vector<at::Tensor>& params,
                                         const at::Tensor& inputs, const at::Tensor& targets,
                                         bool empirical, at::Generator gen);

@@ -1,11 +1,11 @@
-#include "compression/passes/lwf.h"
+#include "compression/passes/continual/lwf.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include "compression/passes/pass_options.h"
 
-#include "compression/passes/distill_losses.h"
+#include "compression/passes/distill/distill_losses.h"
 #include "core/data/loader.h"
 #include "core/error.h"
 #include "core/models/model.h"
@@ -26,9 +26,8 @@ class LwfPass final : public CompressionPass {
   using CompressionPass::CompressionPass;
 
   void attach(models::Model& /*model*/, const StepContext& ctx) override {
-    SCULPT_CHECK(ctx.run && ctx.data, "compression pass lwf: needs a run (config and data)");
-    model_cfg_ = ctx.run->config().model;
-    spec_ = *ctx.data;
+    SCULPT_CHECK(ctx.new_model, "compression pass lwf: needs a run (to build the teacher model)");
+    new_model_ = ctx.new_model;
     device_ = ctx.device;
   }
 
@@ -76,7 +75,7 @@ class LwfPass final : public CompressionPass {
   void set_teacher(const io::NamedTensors& weights) {
     auto gen = at::detail::getDefaultCPUGenerator();
     const auto rng_state = gen.get_state();
-    teacher_ = models::model_registry().create(model_cfg_.name, model_cfg_, spec_);
+    teacher_ = new_model_();
     gen.set_state(rng_state);
     torch::NoGradGuard no_grad;
     teacher_->load_state_tensors(weights, "lwf teacher");
@@ -85,8 +84,7 @@ class LwfPass final : public CompressionPass {
     for (auto& p : teacher_->parameters()) p.requires_grad_(false);
   }
 
-  config::ModelConfig model_cfg_;
-  data::DataSpec spec_;
+  std::function<std::shared_ptr<models::Model>()> new_model_;  // the run's architecture
   c10::Device device_ = c10::Device(c10::kCPU);
   std::shared_ptr<models::Model> teacher_;
 };

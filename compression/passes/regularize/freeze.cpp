@@ -5,7 +5,7 @@
 // skipped by torch's optimizers — no momentum, no weight decay — and costs no backward work;
 // after_backward drops any gradient that reached one anyway. At step unfreeze_at
 // requires_grad comes back and the layer trains from the next step on.
-#include "compression/passes/freeze.h"
+#include "compression/passes/regularize/freeze.h"
 
 #include <torch/torch.h>
 
@@ -16,9 +16,9 @@
 namespace sculpt::compression {
 
 void FreezeOptions::visit(config::Visitor& v) {
-  v.field("unfreeze_at", unfreeze_at,
-          "freeze: step after which the layers train again; 0: frozen for the whole run",
-          config::Range::at_least(0));
+  v.step_point("unfreeze_at", unfreeze_at,
+               "freeze: step (or 2e, or 0.5 of the run) after which the layers train again; 0: "
+               "frozen for the whole run");
 }
 
 namespace {
@@ -27,11 +27,12 @@ class FreezePass final : public CompressionPass {
  public:
   using CompressionPass::CompressionPass;
 
-  void attach(models::Model& model, const StepContext& /*ctx*/) override {
+  void attach(models::Model& model, const StepContext& ctx) override {
     static const FreezeOptions defaults;
     layers_.clear();
     for (const auto& t : select_layers(model)) {
-      Layer l{t.name, {}, (t.options ? options_of<FreezeOptions>(t) : defaults).unfreeze_at};
+      const auto& at = (t.options ? options_of<FreezeOptions>(t) : defaults).unfreeze_at;
+      Layer l{t.name, {}, resolve_step(at, ctx, "compression freeze: unfreeze_at")};
       for (const auto& p : t.layer->named_parameters(/*recurse=*/false))
         l.params.push_back(p.value());
       layers_.push_back(std::move(l));

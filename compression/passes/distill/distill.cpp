@@ -19,9 +19,10 @@
 #include <fstream>
 #include <functional>
 
-#include "compression/passes/distill.h"
-#include "compression/passes/distill_losses.h"
-#include "compression/passes/distill_teachers.h"
+#include "compression/passes/distill/distill.h"
+#include "compression/passes/distill/distill_cache.h"
+#include "compression/passes/distill/distill_losses.h"
+#include "compression/passes/distill/distill_teachers.h"
 #include "core/run/collectives.h"
 #include "core/config/config.h"
 #include "core/data/dataset.h"
@@ -30,6 +31,7 @@
 #include "core/io/safetensors.h"
 #include "core/logging/logging.h"
 #include "core/models/model.h"
+#include "core/tasks/task.h"
 #include "core/run/run_context.h"
 
 namespace fs = std::filesystem;
@@ -72,7 +74,7 @@ void DistillOptions::visit(config::Visitor& v) {
           config::Range::at_least(2));
   v.field("ranking_margin", ranking_margin, "distill: margin of the pairwise ranking loss",
           config::Range::at_least(0));
-  v.choice("mask_padding", mask_padding, {"auto", "on", "off"},
+  v.choice("mask_padding", mask_padding, kMaskPadding,
            "distill: per-token KD skips positions whose target is padding (auto: seq2seq)");
   v.field("offline", offline,
           "distill: compute the teachers' outputs once into <run>/distill_cache (memory-mapped, "
@@ -100,6 +102,10 @@ void DistillOptions::check(config::Checker& c) const {
 }
 
 namespace {
+
+using distill_detail::fnv1a;
+using distill_detail::hash_file;
+using distill_detail::OfflineCache;
 
 std::pair<std::string, std::string> split_pair(const std::string& p) {
   auto colon = p.find(':');
@@ -150,139 +156,6 @@ at::Tensor attention_loss(const at::Tensor& student, const at::Tensor& teacher) 
   return (t * ((t + kEps).log() - (s + kEps).log())).sum(-1).mean();
 }
 
-// FNV-1a 64 over bytes, chained.
-uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
-uint64_t hash_file(const fs::path& p, uint64_t h) {
-  std::ifstream in(p, std::ios::binary);
-  std::vector<char> buf(1 << 16);
-  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0)
-    h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()), h);
-  return h;
-}
-
-// The teachers' outputs for every training row, computed once and memory-mapped from
-// <run>/distill_cache/<key>.bin. The key hashes the training inputs, the normalization, the
-// teachers' files and the cache settings, so a changed dataset or teacher never reads a stale
-// cache. File: header {"SCULPTKD", rows, values per row, k (0: full rows), key} (5 x 8 bytes),
-// then float32 values [rows, per_row] (k > 0: top-k values, then their int32 class indices).
-class OfflineCache {
- public:
-  ~OfflineCache() {
-    if (map_ && map_ != MAP_FAILED) ::munmap(map_, size_);
-  }
-  static std::unique_ptr<OfflineCache> open_or_build(
-      const fs::path& dir, uint64_t key, const std::vector<int64_t>& row_shape, int64_t k,
-      const std::function<at::Tensor(const at::Tensor& rows)>& teacher_rows, int64_t rows) {
-    auto cache = std::unique_ptr<OfflineCache>(new OfflineCache());
-    cache->shape_ = row_shape;
-    cache->k_ = k;
-    const int64_t classes = row_shape.back();
-    int64_t per_row = 1;
-    for (auto d : row_shape) per_row *= d;
-    cache->per_row_ = k > 0 ? per_row / classes * k : per_row;
-    cache->rows_ = rows;
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    char name[32];
-    std::snprintf(name, sizeof name, "%016llx.bin", static_cast<unsigned long long>(key));
-    const fs::path file = dir / name;
-    if (cache->map(file, key)) {
-      log::info("distill: reusing the offline teacher outputs in ", file.string());
-      return cache;
-    }
-    log::info("distill: computing the teachers' outputs for ", rows, " rows into ",
-              file.string());
-    // Per process: the ranks of a data-parallel run may write the same cache at once.
-    const fs::path tmp = file.string() + ".tmp" + std::to_string(::getpid());
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      SCULPT_CHECK(out.good(), tmp.string(), ": cannot write the distillation cache");
-      const uint64_t header[5] = {0x444b54504c554353ull, static_cast<uint64_t>(rows),
-                                  static_cast<uint64_t>(cache->per_row_),
-                                  static_cast<uint64_t>(k), key};
-      out.write(reinterpret_cast<const char*>(header), sizeof header);
-      std::vector<at::Tensor> indices;
-      constexpr int64_t kChunk = 256;
-      for (int64_t r = 0; r < rows; r += kChunk) {
-        auto ids = at::arange(r, std::min(rows, r + kChunk), at::kLong);
-        auto logits = teacher_rows(ids).to(at::kCPU).to(at::kFloat).contiguous();
-        if (k > 0) {
-          auto [values, idx] = logits.topk(k, -1);
-          logits = values.contiguous();
-          indices.push_back(idx.to(at::kInt).contiguous());
-        }
-        out.write(static_cast<const char*>(logits.data_ptr()),
-                  static_cast<std::streamsize>(logits.numel() * 4));
-      }
-      for (const auto& idx : indices)
-        out.write(static_cast<const char*>(idx.data_ptr()),
-                  static_cast<std::streamsize>(idx.numel() * 4));
-      out.flush();
-      SCULPT_CHECK(out.good(), tmp.string(), ": writing the distillation cache failed");
-    }
-    fs::rename(tmp, file);
-    SCULPT_CHECK(cache->map(file, key), file.string(), ": cannot read back the cache just written");
-    return cache;
-  }
-
-  // Teacher outputs for dataset rows `rows` [B], shaped [B, row_shape...].
-  at::Tensor logits(const at::Tensor& rows, c10::Device device) const {
-    auto values = values_.index_select(0, rows.to(at::kCPU));
-    std::vector<int64_t> shape = {rows.size(0)};
-    shape.insert(shape.end(), shape_.begin(), shape_.end());
-    if (k_ == 0) return values.view(shape).to(device);
-    std::vector<int64_t> top_shape = shape;
-    top_shape.back() = k_;
-    auto idx = indices_.index_select(0, rows.to(at::kCPU)).to(at::kLong).view(top_shape);
-    // Classes outside the top k get a logit so low their probability is 0.
-    auto full = at::full(shape, -1e9, at::kFloat);
-    full.scatter_(-1, idx, values.view(top_shape));
-    return full.to(device);
-  }
-
- private:
-  OfflineCache() = default;
-  bool map(const fs::path& file, uint64_t key) {
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    struct stat st{};
-    const bool sized = ::fstat(fd, &st) == 0;
-    const size_t want = 40 + static_cast<size_t>(rows_ * per_row_) * (k_ > 0 ? 8 : 4);
-    if (!sized || static_cast<size_t>(st.st_size) != want) {
-      ::close(fd);
-      return false;
-    }
-    void* m = ::mmap(nullptr, want, PROT_READ, MAP_SHARED, fd, 0);
-    ::close(fd);
-    if (m == MAP_FAILED) return false;
-    uint64_t header[5];
-    std::memcpy(header, m, sizeof header);
-    if (header[0] != 0x444b54504c554353ull || header[1] != static_cast<uint64_t>(rows_) ||
-        header[2] != static_cast<uint64_t>(per_row_) || header[3] != static_cast<uint64_t>(k_) ||
-        header[4] != key) {
-      ::munmap(m, want);
-      return false;
-    }
-    map_ = m;
-    size_ = want;
-    auto* base = static_cast<char*>(m) + 40;
-    values_ = at::from_blob(base, {rows_, per_row_}, at::kFloat);
-    if (k_ > 0)
-      indices_ = at::from_blob(base + rows_ * per_row_ * 4, {rows_, per_row_}, at::kInt);
-    return true;
-  }
-  void* map_ = nullptr;
-  size_t size_ = 0;
-  int64_t rows_ = 0, per_row_ = 0, k_ = 0;
-  std::vector<int64_t> shape_;
-  at::Tensor values_, indices_;
-};
-
 class Distill final : public CompressionPass {
  public:
   explicit Distill(const config::PassConfig& c)
@@ -294,9 +167,9 @@ class Distill final : public CompressionPass {
       teachers_.push_back(load_teacher(path, *ctx.data, ctx.device, o_.teacher_bf16));
     student_params_ = model.parameter_count();
     student_bytes_ = model.parameter_bytes();
-    mask_padding_ = o_.mask_padding == "on" ||
-                    (o_.mask_padding == "auto" && ctx.run &&
-                     ctx.run->config().task.name == "seq2seq");
+    mask_padding_ = o_.mask_padding == MaskPadding::on ||
+                    (o_.mask_padding == MaskPadding::automatic && ctx.task &&
+                     ctx.task->is_seq2seq());
     // Taps on both sides; the first teacher must be a Sculpt model for them.
     std::vector<std::string> student_taps, teacher_taps;
     for (const auto& f : o_.features) {
@@ -502,20 +375,19 @@ class Distill final : public CompressionPass {
     SCULPT_CHECK(ctx.train && ctx.run, "distill offline: needs the training split");
     SCULPT_CHECK(!ctx.augmented, "distill offline: data.random_crop_padding / data.hflip change "
                                  "the inputs every epoch; an offline teacher needs fixed inputs");
-    const auto& data_cfg = ctx.run->config().data;
     const int64_t classes = sample_out.size(-1);
     SCULPT_CHECK(o_.offline_top_k <= classes, "distill offline_top_k ", o_.offline_top_k,
                  " exceeds the ", classes, " outputs per position");
     // Key: training inputs, normalization, teachers' files, settings.
     auto inputs = ctx.train->inputs().contiguous();
     uint64_t key = fnv1a(inputs.data_ptr(), static_cast<size_t>(inputs.nbytes()));
-    for (double m : data_cfg.normalize_mean) key = fnv1a(&m, sizeof m, key);
-    for (double v : data_cfg.normalize_std) key = fnv1a(&v, sizeof v, key);
+    for (double m : ctx.eval_loading.normalize_mean) key = fnv1a(&m, sizeof m, key);
+    for (double v : ctx.eval_loading.normalize_std) key = fnv1a(&v, sizeof v, key);
     for (const auto& path : o_.teachers)
       key = hash_file(fs::is_directory(path) ? fs::path(path) / "model.safetensors" : fs::path(path), key);
     const int64_t settings[2] = {o_.offline_top_k, o_.teacher_bf16 ? 1 : 0};
     key = fnv1a(settings, sizeof settings, key);
-    data::Loader loader(*ctx.train, 256, data::LoaderOptions::for_evaluation(data_cfg));
+    data::Loader loader(*ctx.train, 256, ctx.eval_loading);
     std::vector<int64_t> row_shape(sample_out.sizes().begin() + 1, sample_out.sizes().end());
     cache_ = OfflineCache::open_or_build(
         ctx.run->dir() / "distill_cache", key, row_shape, o_.offline_top_k,
@@ -551,11 +423,8 @@ class Distill final : public CompressionPass {
 
 }  // namespace
 
-void add_distill(PassRegistry& r) {
-  register_pass<Distill, DistillOptions>(
-      r, "distill",
-      "knowledge distillation from Sculpt or TorchScript teachers: logit/per-token KD, "
-      "features, relational, ranking");
+std::unique_ptr<CompressionPass> make_distill_pass(const config::PassConfig& cfg) {
+  return std::make_unique<Distill>(cfg);
 }
 
 }  // namespace sculpt::compression

@@ -1,4 +1,4 @@
-#include "compression/passes/prune_removal.h"
+#include "compression/passes/prune/prune_removal.h"
 
 #include <torch/torch.h>
 
@@ -73,13 +73,14 @@ nlohmann::json remove_stream(models::Model& model, const Layers& layers, Modules
 
 nlohmann::json remove_channels(models::Model& model, const std::vector<ChannelCut>& cuts,
                                const std::string& pass) {
-  const std::string kind = model.name();
-  const bool chain = kind == "mlp" || kind == "lenet5", resnet = kind.rfind("resnet", 0) == 0,
-             transformer = kind.rfind("transformer", 0) == 0;
-  if (!chain && !resnet && !transformer) {
+  using Removal = models::Model::ChannelRemoval;
+  const Removal removal = model.channel_removal();
+  const bool resnet = removal == Removal::basic_blocks,
+             transformer = removal == Removal::feed_forward;
+  if (removal == Removal::none) {
     log::warn("compression pass ", pass, ": physical channel removal is implemented for mlp, "
-              "lenet5, resnet and transformers; model ", kind, " keeps its pruned channels as "
-              "zeros");
+              "lenet5, resnet and transformers; model ", model.name(), " keeps its pruned "
+              "channels as zeros");
     return {{"physical", false}};
   }
   torch::NoGradGuard no_grad;

@@ -2,12 +2,18 @@
 // counts a layer's output positions for FLOPs. Internal to the prune pass.
 #pragma once
 
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/optimizer.h>
+#include <torch/optim/sgd.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <string>
 
-#include "compression/passes/prune_core.h"
+#include "compression/passes/prune/prune_core.h"
+#include "core/logging/logging.h"
+#include "core/models/model.h"
 #include "core/nn/layers.h"
 
 namespace sculpt::compression::prune {
@@ -52,6 +58,30 @@ class MaskTransform final : public nn::WeightTransform {
   bool capture_ = false;
 };
 
+// Sets the entries of parameter `p` where `drop` is true to zero, and their optimizer state too
+// (SGD momentum, Adam/AdamW moments), so that they do not regrow at the next step.
+inline void zero_entries(const at::Tensor& p, const at::Tensor& drop,
+                         torch::optim::Optimizer* optimizer) {
+  const_cast<at::Tensor&>(p).masked_fill_(drop, 0);
+  if (!optimizer) return;
+  auto it = optimizer->state().find(p.unsafeGetTensorImpl());
+  if (it == optimizer->state().end()) return;
+  auto zero = [&](const at::Tensor& t) {
+    if (t.defined() && t.sizes() == p.sizes()) const_cast<at::Tensor&>(t).masked_fill_(drop, 0);
+  };
+  if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
+    zero(sgd->momentum_buffer());
+  } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
+    zero(adam->exp_avg());
+    zero(adam->exp_avg_sq());
+    zero(adam->max_exp_avg_sq());
+  } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
+    zero(adamw->exp_avg());
+    zero(adamw->exp_avg_sq());
+    zero(adamw->max_exp_avg_sq());
+  }
+}
+
 // Records how many output positions a layer computes per sample (FLOPs), then computes it.
 class PositionProbe final : public nn::LayerRuntime {
  public:
@@ -77,5 +107,34 @@ class PositionProbe final : public nn::LayerRuntime {
  private:
   nn::Compressible* layer_;
 };
+
+// Output positions per sample of each of `layers` (for FLOPs), from one forward of `inputs` in
+// eval mode; 1 for each when the forward fails (a warning naming `pass`).
+inline std::vector<int64_t> measure_positions(models::Model& model,
+                                              const std::vector<nn::Compressible*>& layers,
+                                              const at::Tensor& inputs, const std::string& pass) {
+  std::vector<std::shared_ptr<PositionProbe>> probes;
+  for (auto* l : layers) {
+    probes.push_back(std::make_shared<PositionProbe>(l));
+    l->set_runtime(probes.back());
+  }
+  const bool training = model.is_training();
+  model.eval();
+  {
+    torch::NoGradGuard no_grad;
+    try {
+      model.forward(inputs);
+    } catch (const std::exception& e) {
+      log::warn("compression pass ", pass, ": could not measure FLOPs (", e.what(), ")");
+    }
+  }
+  model.train(training);
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    layers[i]->set_runtime(nullptr);
+    out.push_back(probes[i]->positions);
+  }
+  return out;
+}
 
 }  // namespace sculpt::compression::prune

@@ -1,4 +1,4 @@
-#include "compression/passes/distill_teachers.h"
+#include "compression/passes/distill/distill_teachers.h"
 
 #include <torch/script.h>
 #include <torch/torch.h>

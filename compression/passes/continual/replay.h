@@ -19,9 +19,15 @@
 
 namespace sculpt::compression {
 
-struct ReplayOptions : config::Section {
-  int64_t buffer = 1000;            // samples kept, >= 1
-  std::string policy = "reservoir";  // reservoir | class_balanced | importance
+enum class ReplayPolicy { reservoir, class_balanced, importance };
+inline const config::Spellings<ReplayPolicy> kReplayPolicies = {
+    {ReplayPolicy::reservoir, "reservoir"},
+    {ReplayPolicy::class_balanced, "class_balanced"},
+    {ReplayPolicy::importance, "importance"}};
+
+struct ReplayOptions : config::WholeModelOptions {
+  int64_t buffer = 1000;                          // samples kept, >= 1
+  ReplayPolicy policy = ReplayPolicy::reservoir;  // reservoir | class_balanced | importance
   int64_t batch_size = 0;           // replayed samples per step; 0: ratio decides
   double ratio = 1.0;               // replayed samples per new sample (when batch_size is 0)
   void visit(config::Visitor& v) override;
@@ -37,7 +43,7 @@ struct ReplayOptions : config::Section {
 // - importance: the `capacity` samples with the highest score (e.g. the loss) are kept.
 class ReplayBuffer {
  public:
-  ReplayBuffer(int64_t capacity, std::string policy);
+  ReplayBuffer(int64_t capacity, ReplayPolicy policy);
   // Offers one sample (input row without the batch dimension, integer label, score); `rng`
   // draws the random choices. Returns the slot it went to, or -1.
   int64_t add(const at::Tensor& input, int64_t label, double score, std::mt19937_64& rng);
@@ -56,7 +62,7 @@ class ReplayBuffer {
  private:
   void put(int64_t slot, const at::Tensor& input, int64_t label, double score);
   int64_t capacity_;
-  std::string policy_;
+  ReplayPolicy policy_;
   int64_t seen_ = 0;
   std::map<int64_t, int64_t> seen_per_class_;
   std::vector<at::Tensor> rows_;
