@@ -223,7 +223,7 @@ void verify_ranks_agree(Collectives& comm, models::Model& model, const Callbacks
 
 int64_t rows_per_rank(const RunContext& ctx, int64_t rows) {
   return data::shard_size(rows, ctx.world_size(),
-                          ctx.config().distributed.uneven_data == "pad");
+                          ctx.config().distributed.uneven_data == config::UnevenData::pad);
 }
 
 MetricsLog::MetricsLog(const std::filesystem::path& run_dir, bool append, bool tensorboard,

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "core/config/trainer_traits.h"
 #include "core/config/visitors.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
@@ -250,8 +251,8 @@ class IncrementalTrainer final : public Trainer {
       base = other.get();
     }
     const auto& model_spec = parts.all->spec();
-    const bool use_test = c.incremental.eval_on == "test" ||
-                          (c.incremental.eval_on == "auto" && base != nullptr);
+    const bool use_test = c.incremental.eval_on == config::EvalOn::test ||
+                          (c.incremental.eval_on == config::EvalOn::automatic && base != nullptr);
     SCULPT_CHECK(!use_test || base, c.source_file, ": ", where,
                  ": incremental.eval_on=test, but the dataset has no test part");
     if (use_test) {
@@ -267,7 +268,7 @@ class IncrementalTrainer final : public Trainer {
     for (int64_t cls : spec.classes)
       SCULPT_CHECK(cls < model_spec.num_classes, c.source_file, ": ", where, ".classes: ", cls,
                    " is not a class of the data (", model_spec.num_classes, " classes)");
-    if (c.incremental.scenario == "task_incremental") {
+    if (c.incremental.scenario == config::Scenario::task_incremental) {
       inc.mask = at::zeros({model_spec.num_classes}, at::kBool);
       for (int64_t cls : spec.classes) inc.mask[cls] = true;
     }
@@ -352,7 +353,7 @@ class IncrementalTrainer final : public Trainer {
     nlohmann::json names = nlohmann::json::array();
     for (const auto& inc : incs) names.push_back(inc.name);
     nlohmann::json j = continual_metrics(pr.matrix, pr.baseline);
-    j["scenario"] = ic.scenario;
+    j["scenario"] = config::spelling(config::kScenarios, ic.scenario);
     j["metric"] = ic.metric;
     j["increments"] = names;
     j["accuracy_matrix"] = matrix_json(pr.matrix, incs.size());
@@ -366,11 +367,19 @@ class IncrementalTrainer final : public Trainer {
 
 }  // namespace
 
+// The incremental trainer's options: no keys of its own (`incremental:` and `increments:` are
+// top-level sections), but it tells the config check that it trains on increments.
+struct IncrementalTrainerOptions final : config::Section, config::TrainerTraits {
+  void visit(config::Visitor& /*v*/) override {}
+  bool trains_on_increments() const override { return true; }
+};
+
 void add_incremental_trainer(TrainerRegistry& r) {
   r.add("incremental",
         "continual learning: the standard loop once per item of `increments:`, accuracy matrix, "
         "average accuracy, BWT/FWT, forgetting",
-        [](const config::TrainerConfig& c) { return std::make_unique<IncrementalTrainer>(c); });
+        [](const config::TrainerConfig& c) { return std::make_unique<IncrementalTrainer>(c); },
+        [] { return std::make_shared<IncrementalTrainerOptions>(); });
 }
 
 }  // namespace sculpt::trainers

@@ -74,7 +74,7 @@ std::unique_ptr<models::Model> make_stage(RunContext& ctx, models::Model& whole,
   ps.replicas = size / p;
   ps.stage = world.rank() % p;
   ps.replica = world.rank() / p;
-  ps.gpipe = pc.schedule == "gpipe";
+  ps.gpipe = pc.schedule == config::PipelineSchedule::gpipe;
   ps.microbatches = pc.microbatches;
   ps.whole_params = whole.parameter_count();
 
@@ -93,7 +93,7 @@ std::unique_ptr<models::Model> make_stage(RunContext& ctx, models::Model& whole,
     how = "cuts";
   } else {
     std::vector<double> weights;
-    if (pc.balance == "time") {
+    if (pc.balance == config::PipelineBalance::time) {
       // On a micro-batch's worth of rows (the sample's, repeated). Every rank measures; the
       // mean decides, so all ranks cut alike.
       const int64_t rows = std::max<int64_t>(1, c.data.batch_size / pc.microbatches);
@@ -109,7 +109,7 @@ std::unique_ptr<models::Model> make_stage(RunContext& ctx, models::Model& whole,
       }
     }
     ranges = pp::balance(weights, p);
-    how = "balanced by " + pc.balance;
+    how = std::string("balanced by ") + config::spelling(config::kPipelineBalances, pc.balance);
   }
   ps.first_block = ranges[static_cast<size_t>(ps.stage)].first;
   ps.last_block = ranges[static_cast<size_t>(ps.stage)].second;
@@ -134,7 +134,7 @@ std::unique_ptr<models::Model> make_stage(RunContext& ctx, models::Model& whole,
   for (size_t s = 0; s < ranges.size(); ++s)
     plan += detail::concat(s ? ", " : "", "stage ", s, ": ", names[static_cast<size_t>(ranges[s].first)],
                            "..", names[static_cast<size_t>(ranges[s].second - 1)]);
-  log::info("pipeline: ", p, " stages x ", ps.replicas, " replica(s), ", pc.schedule, ", ",
+  log::info("pipeline: ", p, " stages x ", ps.replicas, " replica(s), ", config::spelling(config::kPipelineSchedules, pc.schedule), ", ",
             pc.microbatches, " micro-batches; blocks (", how, "): ", plan, "; this process: stage ",
             ps.stage, " of replica ", ps.replica, ", ", stage->parameter_count(), " of ",
             ps.whole_params, " parameters");
@@ -157,7 +157,7 @@ int64_t rows_per_replica(const RunContext& ctx, int64_t rows) {
   const auto& c = ctx.config();
   const int replicas =
       std::max<int>(1, ctx.world_size() / static_cast<int>(c.distributed.pipeline.stages));
-  return data::shard_size(rows, replicas, c.distributed.uneven_data == "pad");
+  return data::shard_size(rows, replicas, c.distributed.uneven_data == config::UnevenData::pad);
 }
 
 namespace {

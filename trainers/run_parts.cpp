@@ -37,8 +37,9 @@ RunParts build_run_parts(const config::Config& c, c10::Device device) {
                   std::move(task)};
 }
 
-bool use_bf16(const std::string& precision, c10::Device device) {
-  return precision == "bf16" || (precision == "auto" && device.is_cuda());
+bool use_bf16(config::Precision precision, c10::Device device) {
+  return precision == config::Precision::bf16 ||
+         (precision == config::Precision::automatic && device.is_cuda());
 }
 
 Autocast::Autocast(c10::Device device, bool enabled) : type_(device.type()), enabled_(enabled) {

@@ -29,7 +29,7 @@ RunParts build_run_parts(const config::Config& c, c10::Device device);
 
 // Mixed precision: whether trainer.precision puts forward passes on `device` under bf16
 // autocast, and the guard that does it (restoring the previous state when it ends).
-bool use_bf16(const std::string& precision, c10::Device device);
+bool use_bf16(config::Precision precision, c10::Device device);
 class Autocast {
  public:
   Autocast(c10::Device device, bool enabled);

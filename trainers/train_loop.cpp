@@ -56,7 +56,7 @@ std::map<std::string, double> TrainLoop::eval_and_track(TrainState& st, bool& im
   auto m = eval_and_record(st);
   auto it = m.find(p_.cfg.best_metric);
   if (it == m.end()) return m;
-  const bool better = !st.has_best || (p_.cfg.best_mode == "max" ? it->second > st.best_metric
+  const bool better = !st.has_best || (p_.cfg.best_mode == config::BestMode::max ? it->second > st.best_metric
                                                                  : it->second < st.best_metric);
   if (better) {
     st.best_metric = it->second;
@@ -70,7 +70,7 @@ std::map<std::string, double> TrainLoop::eval_and_track(TrainState& st, bool& im
 // Epochs of steps; each step is one_step(). Between steps only the built-in callbacks act.
 LoopResult TrainLoop::run(TrainState& st) {
   auto loader_options = data::LoaderOptions::for_training(p_.data, p_.loader_seed);
-  loader_options.pad_shards = p_.ctx.config().distributed.uneven_data == "pad";
+  loader_options.pad_shards = p_.ctx.config().distributed.uneven_data == config::UnevenData::pad;
   p_.strategy.begin(loader_options, p_.model, p_.optimizer);
   data::Loader loader(p_.train, p_.data.batch_size, loader_options);
   st.world_size = loader_options.world_size;

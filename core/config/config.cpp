@@ -1,4 +1,5 @@
 #include "core/config/config.h"
+#include "core/config/trainer_traits.h"
 
 #include <cstdio>
 #include <regex>
@@ -98,6 +99,23 @@ void SchedulerConfig::visit(Visitor& v) {
           Range::at_least(0));
 }
 
+const Spellings<BestMode> kBestModes = {{BestMode::max, "max"}, {BestMode::min, "min"}};
+const Spellings<NonfiniteAction> kNonfiniteActions = {{NonfiniteAction::abort, "abort"},
+                                                      {NonfiniteAction::skip, "skip"}};
+const Spellings<Precision> kPrecisions = {
+    {Precision::automatic, "auto"}, {Precision::fp32, "fp32"}, {Precision::bf16, "bf16"}};
+const Spellings<UnevenData> kUnevenData = {{UnevenData::pad, "pad"}, {UnevenData::drop, "drop"}};
+const Spellings<PipelineSchedule> kPipelineSchedules = {{PipelineSchedule::gpipe, "gpipe"},
+                                                        {PipelineSchedule::one_f_one_b, "1f1b"}};
+const Spellings<PipelineBalance> kPipelineBalances = {{PipelineBalance::params, "params"},
+                                                      {PipelineBalance::time, "time"}};
+const Spellings<EvalOn> kEvalOn = {
+    {EvalOn::automatic, "auto"}, {EvalOn::test, "test"}, {EvalOn::val, "val"}};
+
+const Spellings<Scenario> kScenarios = {{Scenario::task_incremental, "task_incremental"},
+                                        {Scenario::domain_incremental, "domain_incremental"},
+                                        {Scenario::class_incremental, "class_incremental"}};
+
 void TrainerConfig::visit(Visitor& v) {
   v.named("name", name, options, "trainers", "training loop");
   v.field("epochs", epochs, "passes over the training set", Range::at_least(0));
@@ -114,14 +132,14 @@ void TrainerConfig::visit(Visitor& v) {
   v.field("keep_checkpoints", keep_checkpoints, "newest checkpoints kept (the best is kept too)",
           Range::at_least(1));
   v.field("best_metric", best_metric, "validation metric that picks the best checkpoint");
-  v.choice("best_mode", best_mode, {"max", "min"},
+  v.choice("best_mode", best_mode, kBestModes,
            "whether a higher or lower best_metric is better");
   v.field("grad_accumulation", grad_accumulation,
           "micro-batches whose gradients are summed (mean) into one optimizer step",
           Range::at_least(1));
-  v.choice("nonfinite", nonfinite, {"abort", "skip"},
+  v.choice("nonfinite", nonfinite, kNonfiniteActions,
            "on a NaN/Inf loss: abort with the step and values, or skip the step and count it");
-  v.choice("precision", precision, {"auto", "fp32", "bf16"},
+  v.choice("precision", precision, kPrecisions,
            "forward passes under bf16 autocast: auto (on CUDA only) | fp32 | bf16 (also on CPU)");
   v.field("final_train_eval", final_train_eval,
           "standard trainer: also evaluate the training set at the end (summary.json final.train); "
@@ -216,10 +234,10 @@ void IncrementConfig::visit(Visitor& v) {
 }
 
 void IncrementalConfig::visit(Visitor& v) {
-  v.choice("scenario", scenario, {"task_incremental", "domain_incremental", "class_incremental"},
+  v.choice("scenario", scenario, kScenarios,
            "task_incremental: the increment is known (logits outside its classes are masked in "
            "training and evaluation); domain_incremental / class_incremental: one head, no mask");
-  v.choice("eval_on", eval_on, {"auto", "test", "val"},
+  v.choice("eval_on", eval_on, kEvalOn,
            "what the accuracy matrix is measured on: the increment's test part, its validation "
            "split, or auto (the test part when the dataset has one)");
   v.field("metric", metric, "the task metric of the accuracy matrix");
@@ -238,23 +256,25 @@ void Config::check(Checker& c) const {
     c.error("trainer.max_steps",
             "training would do nothing: set trainer.epochs or trainer.max_steps (0 steps only "
             "with a post-training compression recipe, e.g. quantize mode: ptq)");
-  const bool is_incremental = trainer.name == "incremental";
+  const auto* traits = dynamic_cast<const TrainerTraits*>(trainer.options.get());
+  const bool is_incremental = traits && traits->trains_on_increments();
   if (is_incremental && increments.empty())
     c.error("increments", "trainer.name: incremental needs a list of increments");
   if (!is_incremental && !increments.empty())
-    c.error("increments", "increments need trainer.name: incremental (it is '" + trainer.name +
-                              "')");
+    c.error("increments", "increments need a trainer that trains on them, e.g. trainer.name: "
+                          "incremental (it is '" + trainer.name + "')");
   if (distributed.pipeline.stages > 1) {
     if (is_incremental)
       c.error("distributed.pipeline.stages",
-              "pipeline parallelism runs the standard trainer only (trainer.name: incremental)");
+              "pipeline parallelism runs the standard trainer only (trainer.name: " +
+                  trainer.name + " trains on increments)");
     if (trainer.grad_accumulation > 1)
       c.error("trainer.grad_accumulation",
               "under distributed.pipeline the micro-batches accumulate the gradient: set "
               "distributed.pipeline.microbatches instead of trainer.grad_accumulation");
   }
   for (size_t i = 0; i < increments.size(); ++i)
-    if (is_incremental && incremental.scenario == "task_incremental" &&
+    if (is_incremental && incremental.scenario == Scenario::task_incremental &&
         increments[i].classes.empty())
       c.error("increments", "incremental.scenario: task_incremental masks the logits outside "
                             "the increment's classes: give `classes:` to increment " +
@@ -280,7 +300,7 @@ void DistributedConfig::visit(Visitor& v) {
           "DDP: allow parameters that get no gradient in a step (their gradients stay untouched)");
   v.choice("grad_compression", grad_compression, {"none", "bf16", "fp16"},
            "DDP: gradients travel as bf16 or fp16 and are reduced in it (half the bytes)");
-  v.choice("uneven_data", uneven_data, {"pad", "drop"},
+  v.choice("uneven_data", uneven_data, kUnevenData,
            "when the training rows do not divide by the world size: pad (repeat the first rows) "
            "or drop the remainder, so every rank gets equally many");
   v.field("verify_state", verify_state,
@@ -298,13 +318,13 @@ void PipelineConfig::visit(Visitor& v) {
   v.field("cuts", cuts,
           "block names or indices where stages 2..n start (stages - 1 of them, in order); empty: "
           "split by `balance`");
-  v.choice("balance", balance, {"params", "time"},
+  v.choice("balance", balance, kPipelineBalances,
            "when cuts is empty: stages with equal parameter counts, or equal measured "
            "forward+backward time per stage");
   v.field("microbatches", microbatches,
           "micro-batches each batch is cut into (a batch with fewer rows uses one per row)",
           Range::at_least(1));
-  v.choice("schedule", schedule, {"gpipe", "1f1b"},
+  v.choice("schedule", schedule, kPipelineSchedules,
            "gpipe: all forwards, then all backwards (holds every micro-batch); 1f1b: one "
            "forward, one backward (holds at most `stages`)");
 }

@@ -75,6 +75,24 @@ struct SchedulerConfig : Section {
   void visit(Visitor& v) override;
 };
 
+// The trainer's kinds (read from their YAML spellings, config.cpp's tables).
+enum class BestMode { max, min };                // a higher / lower best_metric is better
+enum class NonfiniteAction { abort, skip };      // on a NaN/Inf loss
+enum class Precision { automatic, fp32, bf16 };  // auto: bf16 autocast on CUDA only
+enum class UnevenData { pad, drop };             // rows that do not divide by the ranks
+enum class PipelineSchedule { gpipe, one_f_one_b };
+enum class PipelineBalance { params, time };
+enum class Scenario { task_incremental, domain_incremental, class_incremental };
+enum class EvalOn { automatic, test, val };
+extern const Spellings<BestMode> kBestModes;
+extern const Spellings<NonfiniteAction> kNonfiniteActions;
+extern const Spellings<Precision> kPrecisions;
+extern const Spellings<UnevenData> kUnevenData;
+extern const Spellings<PipelineSchedule> kPipelineSchedules;
+extern const Spellings<PipelineBalance> kPipelineBalances;
+extern const Spellings<Scenario> kScenarios;
+extern const Spellings<EvalOn> kEvalOn;
+
 struct TrainerConfig : Section {
   std::string name = "standard";  // registered trainer
   std::shared_ptr<Section> options;
@@ -86,11 +104,11 @@ struct TrainerConfig : Section {
   int64_t checkpoint_every = 0;          // steps between checkpoints; 0: every epoch end
   int64_t keep_checkpoints = 3;          // newest checkpoints kept (plus the best), >= 1
   std::string best_metric = "accuracy";  // validation metric that picks the best checkpoint
-  std::string best_mode = "max";         // max | min
+  BestMode best_mode = BestMode::max;    // max | min
   int64_t grad_accumulation = 1;         // micro-batches summed into one optimizer step, >= 1
-  std::string nonfinite = "abort";       // on a NaN/Inf loss: abort (error) | skip (the step)
+  NonfiniteAction nonfinite = NonfiniteAction::abort;  // NaN/Inf loss: abort (error) | skip
   int64_t early_stopping = 0;            // stop after this many evals without a new best; 0: off
-  std::string precision = "auto";        // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+  Precision precision = Precision::automatic;  // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
   bool tensorboard = true;               // also write metrics as TensorBoard scalars
   bool final_train_eval = true;          // the end-of-run metrics also cover the training set
   void visit(Visitor& v) override;
@@ -102,9 +120,9 @@ struct TrainerConfig : Section {
 struct PipelineConfig : Section {
   int64_t stages = 1;              // processes one model replica is cut into; 1: off
   std::vector<std::string> cuts;   // block names or indices starting stages 2..n; empty: balance
-  std::string balance = "params";  // params | time: how the blocks are split when cuts is empty
+  PipelineBalance balance = PipelineBalance::params;  // params | time: split when cuts is empty
   int64_t microbatches = 4;        // micro-batches each batch is cut into
-  std::string schedule = "1f1b";   // gpipe | 1f1b
+  PipelineSchedule schedule = PipelineSchedule::one_f_one_b;  // gpipe | 1f1b
   void visit(Visitor& v) override;
   void check(Checker& c) const override;
 };
@@ -118,7 +136,7 @@ struct DistributedConfig : Section {
   double first_bucket_mb = 1;          // the first bucket (the last gradients) is this small
   bool find_unused_parameters = false; // parameters without a gradient in a step are allowed
   std::string grad_compression = "none";  // none | bf16 | fp16: gradients travel in 16 bits
-  std::string uneven_data = "pad";     // pad (repeat rows) | drop: equal shards per rank
+  UnevenData uneven_data = UnevenData::pad;  // pad (repeat rows) | drop: equal shards per rank
   bool verify_state = true;            // after training: ranks hold identical weights and state
   PipelineConfig pipeline;
   void visit(Visitor& v) override;
@@ -170,8 +188,8 @@ struct IncrementConfig : Section {
 };
 
 struct IncrementalConfig : Section {
-  std::string scenario = "domain_incremental";  // task_ | domain_ | class_incremental
-  std::string eval_on = "auto";  // auto (test part if any, else val) | test | val
+  Scenario scenario = Scenario::domain_incremental;  // task_ | domain_ | class_incremental
+  EvalOn eval_on = EvalOn::automatic;  // auto (test part if any, else val) | test | val
   std::string metric = "accuracy";  // the metric of the accuracy matrix
   std::string resume_from;          // an earlier incremental run to continue
   bool reset_optimizer = true;      // a fresh optimizer state at every increment

@@ -119,8 +119,8 @@ TEST_CASE("trainer.precision=bf16 runs forward passes under bf16 autocast, on CP
     CHECK(torch::mm(a, b).scalar_type() == torch::kBFloat16);
   }
   CHECK(torch::mm(torch::randn({4, 8}), torch::randn({8, 3})).scalar_type() == torch::kFloat);
-  CHECK(sculpt::trainers::use_bf16("auto", torch::Device("cuda:0")));
-  CHECK_FALSE(sculpt::trainers::use_bf16("auto", torch::kCPU));
+  CHECK(sculpt::trainers::use_bf16(sculpt::config::Precision::automatic, torch::Device("cuda:0")));
+  CHECK_FALSE(sculpt::trainers::use_bf16(sculpt::config::Precision::automatic, torch::kCPU));
 
   std::string dir = sculpt::test::temp_dir("bf16");
   std::string cfg = base(dir);

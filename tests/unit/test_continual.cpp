@@ -363,7 +363,7 @@ TEST_CASE("increments need the incremental trainer, and task_incremental needs c
       "model: {name: mlp}\n"
       "data: {name: synthetic_blobs, samples: 64, features: 8, classes: 4}\n";
   CHECK_THROWS_WITH(Config::parse(base + "increments: [{classes: [0, 1]}]\n"),
-                    Catch::Contains("increments need trainer.name: incremental"));
+                    Catch::Contains("increments need a trainer that trains on them"));
   CHECK_THROWS_WITH(Config::parse(base + "trainer: {name: incremental}\n"),
                     Catch::Contains("needs a list of increments"));
   CHECK_THROWS_WITH(Config::parse(base +

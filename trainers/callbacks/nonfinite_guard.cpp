@@ -12,7 +12,7 @@ class NonfiniteGuard final : public LoopCallback {
  public:
   void on_backward_end(TrainLoop& loop, StepResult& s) override {
     if (s.nonfinite.empty()) return;
-    if (loop.parts().cfg.nonfinite == "abort")
+    if (loop.parts().cfg.nonfinite == config::NonfiniteAction::abort)
       throw std::runtime_error("training diverged: " + s.nonfinite +
                                "; lower optimizer.lr, set trainer.grad_clip_norm, or "
                                "trainer.nonfinite=skip");

@@ -105,7 +105,7 @@ class PipelineStep final : public StepStrategy {
     if (!callbacks.empty()) summary["compression"] = passes;
     const auto& pc = ctx_.config().distributed.pipeline;
     summary["pipeline"] = {{"stages", pc.stages},        {"replicas", stage_.replicas},
-                           {"schedule", pc.schedule},    {"microbatches", pc.microbatches},
+                           {"schedule", config::spelling(config::kPipelineSchedules, pc.schedule)},    {"microbatches", pc.microbatches},
                            {"theoretical_bubble",
                             static_cast<double>(pc.stages - 1) /
                                 static_cast<double>(pc.microbatches + pc.stages - 1)},
