@@ -209,10 +209,13 @@ TEST_CASE("bad pipeline setups are refused with exit code 2 and a clear message"
                                         "distributed.pipeline.cuts=[hidden7]"),
                            2),
                  "hidden7");
-  // A pass that reads the whole model's outputs cannot run per stage.
+  // A pass that reads the whole model's outputs cannot run per stage; the refusal names the
+  // piece the pipeline step lacks for it.
   const auto lwf = config(dir, "lwf", 16, "max_steps: 4", "compression:\n  - {name: lwf}\n");
   expect_refused(run_ranks(sculpt_train(lwf, dir + "/d", "distributed.pipeline.stages=2"), 2),
-                 "compression pass lwf: it distils the whole model's outputs");
+                 "compression pass lwf: it distils the whole model's outputs against its earlier "
+                 "self on the raw inputs; missing piece: the pipeline step gives extra_loss "
+                 "neither the last stage's outputs");
   // Gradient accumulation is the micro-batches' job under a pipeline (a config error).
   expect_refused({run_process(sculpt_train(cfg, dir + "/e",
                                            "distributed.pipeline.stages=2 "

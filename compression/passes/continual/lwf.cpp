@@ -61,7 +61,9 @@ class LwfPass final : public CompressionPass {
   }
 
   std::string pipeline_limitation() const override {
-    return "it distils the whole model's outputs against its earlier self on the raw inputs";
+    return "it distils the whole model's outputs against its earlier self on the raw inputs; "
+           "missing piece: the pipeline step gives extra_loss neither the last stage's outputs "
+           "nor, on that stage, the batch's raw inputs";
   }
   nlohmann::json summary() const override {
     return {{"alpha", options().alpha}, {"tau", options().tau}, {"has_teacher", teacher_ != nullptr}};

@@ -251,7 +251,8 @@ class ReplayPass final : public CompressionPass {
   }
 
   std::string pipeline_limitation() const override {
-    return "it mixes stored rows into the batch and scores them by the whole model's loss";
+    return "its buffer fills at the end of an increment; missing piece: the incremental "
+           "trainer has no pipeline step strategy (the standard trainer never fills the buffer)";
   }
   nlohmann::json summary() const override {
     nlohmann::json counts = nlohmann::json::object();

@@ -347,7 +347,9 @@ class Distill final : public CompressionPass {
   }
 
   std::string pipeline_limitation() const override {
-    return "it compares the whole model's outputs (and features) with a teacher run on the raw inputs";
+    return "it compares the whole model's outputs (and features) with a teacher run on the raw "
+           "inputs; missing piece: the pipeline step gives extra_loss neither the last stage's "
+           "outputs nor, on that stage, the batch's raw inputs";
   }
   nlohmann::json summary() const override {
     nlohmann::json teachers = nlohmann::json::array();

@@ -335,7 +335,9 @@ class QuantizePass final : public CompressionPass {
 
   std::string pipeline_limitation() const override {
     if (mode_ == QuantMode::ptq)
-      return "mode ptq calibrates by running training batches through the whole model";
+      return "mode ptq calibrates in attach by running training batches through the whole "
+             "model; missing piece: a calibration forward through the stages (a stage's "
+             "observers need the earlier stages' activations of every calibration batch)";
     return {};
   }
   nlohmann::json summary() const override {
