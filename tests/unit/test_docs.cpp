@@ -36,3 +36,32 @@ TEST_CASE("docs/config.md lists every config key the code accepts", "[docs][conf
     CHECK(code_keys.count(key) == 1);
   }
 }
+
+// docs/architecture.md is the map of record: every file or folder it names in backticks (a path
+// with a '/', relative to the repository) exists, and every top-level folder of the code is on
+// the map.
+TEST_CASE("docs/architecture.md names only paths that exist, and every code folder",
+          "[docs]") {
+  std::ifstream in(SCULPT_SOURCE_DIR "/docs/architecture.md");
+  REQUIRE(in.good());
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string doc = buf.str();
+  const std::string root = SCULPT_SOURCE_DIR "/";
+  std::regex path(R"(`([a-z_]+/[A-Za-z0-9_./-]*)`)");
+  int named = 0;
+  for (auto it = std::sregex_iterator(doc.begin(), doc.end(), path); it != std::sregex_iterator();
+       ++it) {
+    const std::string p = (*it)[1];
+    INFO("docs/architecture.md names `" << p << "`, which does not exist");
+    CHECK(std::ifstream(root + p).good());  // opens files and folders alike on Linux
+    ++named;
+  }
+  CHECK(named > 30);
+  for (const char* folder : {"core/", "distributed/", "kernels/", "trainers/",
+                             "trainers/callbacks/", "trainers/strategies/", "compression/",
+                             "cli/", "tests/", "bench/", "configs/", "scripts/", "docs/"}) {
+    INFO("docs/architecture.md does not place `" << folder << "` on the map");
+    CHECK(doc.find(std::string("`") + folder + "`") != std::string::npos);
+  }
+}
