@@ -17,6 +17,7 @@
 
 #include <filesystem>
 #include <limits>
+#include <utility>
 
 #include "core/config/trainer_traits.h"
 #include "core/config/visitors.h"
@@ -107,6 +108,7 @@ class IncrementalTrainer final : public Trainer {
                        ctx.writes_files());
 
     LoopResult timing;  // over every increment of this process
+    fs::path continue_from = resume ? *resume : fs::path();  // for the first loop only
     for (int64_t i = static_cast<int64_t>(pr.matrix.size()); i < n; ++i) {
       const auto inc_t0 = Clock::now();
       if (i > 0) current = train_split(c, parts, i);
@@ -151,6 +153,7 @@ class IncrementalTrainer final : public Trainer {
       lp.warmup_steps = c.scheduler.warmup_steps;
       lp.save_extra = [&](const fs::path& dir) { write_progress(dir, pr, incs); };
       lp.record_extra = {{"increment", i}};
+      lp.resumed_from = std::exchange(continue_from, fs::path());
       TrainLoop loop(std::move(lp));
       const LoopResult r = loop.run(st);
       timing.add(r);

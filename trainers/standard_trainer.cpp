@@ -69,6 +69,7 @@ class StandardTrainer final : public Trainer {
     lp.end_step = total;
     lp.base_lr = c.optimizer.lr;
     lp.warmup_steps = c.scheduler.warmup_steps;
+    if (resume) lp.resumed_from = *resume;
     TrainLoop loop(std::move(lp));
     const LoopResult run = loop.run(st);
     if (run.interrupted) return interrupted_at(st.step, t0);

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "core/data/loader.h"
+#include "core/io/atomic_file.h"
 #include "core/logging/logging.h"
 #include "core/report/progress.h"
 #include "core/run/interrupt.h"
@@ -31,8 +32,29 @@ std::filesystem::path TrainLoop::save(const TrainState& st, bool is_best) {
   return p_.store.save(p_.model, p_.optimizer, st, is_best,
                        [&](const std::filesystem::path& dir) {
                          save_callback_states(p_.callbacks, dir);
+                         write_loop_state(dir);
                          if (p_.save_extra) p_.save_extra(dir);
                        });
+}
+
+// loop.json: the built-in callbacks' state and the skipped steps, so that a resumed run's
+// metrics.jsonl continues exactly as the uninterrupted run's (e.g. a half-full logging window).
+void TrainLoop::write_loop_state(const std::filesystem::path& dir) const {
+  nlohmann::json callbacks = nlohmann::json::object();
+  for (const auto& cb : builtins_)
+    if (auto s = cb->state(); !s.is_null()) callbacks[cb->name()] = s;
+  const nlohmann::json j = {{"skipped_steps", result_.skipped_steps}, {"callbacks", callbacks}};
+  io::write_file_atomic((dir / "loop.json").string(), j.dump(2) + "\n");
+}
+
+void TrainLoop::read_loop_state(const std::filesystem::path& dir) {
+  const auto file = dir / "loop.json";
+  if (!std::filesystem::exists(file)) return;  // written before loop.json existed
+  const nlohmann::json j = io::read_json_file(file.string());
+  result_.skipped_steps = j.value("skipped_steps", int64_t{0});
+  const auto callbacks = j.value("callbacks", nlohmann::json::object());
+  for (const auto& cb : builtins_)
+    if (callbacks.contains(cb->name())) cb->load_state(callbacks[cb->name()]);
 }
 
 std::map<std::string, double> TrainLoop::eval_and_record(const TrainState& st) {
@@ -78,6 +100,8 @@ LoopResult TrainLoop::run(TrainState& st) {
   result_ = {};
   stopping_ = false;
   for (const auto& cb : builtins_) cb->on_loop_begin(*this);
+  if (!p_.resumed_from.empty()) read_loop_state(p_.resumed_from);
+  p_.resumed_from.clear();  // a later run() of this loop starts fresh
   p_.model.train();
   while (st.step < p_.end_step && !stopping_) {
     loader.start_epoch(st.epoch);

@@ -49,6 +49,13 @@ struct StepResult {
 class LoopCallback {
  public:
   virtual ~LoopCallback() = default;
+  // A short name, the key of its state in a checkpoint's loop.json.
+  virtual std::string name() const = 0;
+  // What it must carry over a resume so that the run logs what an uninterrupted run logs
+  // (written into every checkpoint's loop.json); null: nothing.
+  virtual nlohmann::json state() const { return nullptr; }
+  // After on_loop_begin of the first loop after a resume, with what state() wrote.
+  virtual void load_state(const nlohmann::json& /*state*/) {}
   virtual void on_loop_begin(TrainLoop& /*loop*/) {}
   // Before the step's forwards (ctx.step: steps done).
   virtual void on_step_begin(TrainLoop& /*loop*/) {}
@@ -89,6 +96,9 @@ struct LoopParts {
   std::function<void(const std::filesystem::path&)> save_extra;
   // Extra keys of every metrics record (e.g. the increment).
   nlohmann::json record_extra = nlohmann::json::object();
+  // The checkpoint this loop continues from (its loop.json restores the loop callbacks' state);
+  // empty: a fresh start.
+  std::filesystem::path resumed_from;
 };
 
 class TrainLoop {
@@ -118,6 +128,8 @@ class TrainLoop {
   bool one_step(data::Loader& loader);  // false when the epoch's data is exhausted
   void agree_on_flags(StepResult& s);
   void update();
+  void write_loop_state(const std::filesystem::path& dir) const;
+  void read_loop_state(const std::filesystem::path& dir);
 
   LoopParts p_;
   LoopCallbacks builtins_;

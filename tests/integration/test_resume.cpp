@@ -125,3 +125,44 @@ TEST_CASE("bad resume targets exit 2 and leave the checkpoints untouched", "[res
   CHECK_THAT(cut.err, Catch::Contains(dir + "/cut/model.safetensors"));
   CHECK(sculpt::test::read_text(latest + "/model.safetensors") == before);
 }
+
+TEST_CASE("a run resumed mid logging window logs what the uninterrupted run logs", "[resume]") {
+  const std::string dir = sculpt::test::temp_dir("resume_window");
+  const std::string cfg = dir + "/w.yaml";
+  // Records every 7 steps, checkpoints every 10: the checkpoint at step 20 falls inside the
+  // window of steps 15..21, and skipped steps are counted across the resume.
+  sculpt::test::write_text(
+      cfg,
+      "run: {name: w, device: cpu, seed: 3}\n"
+      "model: {name: mlp, hidden: [32]}\n"
+      "data: {name: synthetic_blobs, samples: 2000, features: 16, classes: 4, batch_size: 32}\n"
+      "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
+      "scheduler: {name: cosine, warmup_steps: 5}\n"
+      "trainer: {max_steps: 40, log_every: 7, checkpoint_every: 10, keep_checkpoints: 10}\n");
+  REQUIRE(run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/a --log-level warn")
+              .exit_code == 0);
+  REQUIRE(fs::exists(dir + "/a/checkpoints/step_20/loop.json"));
+  REQUIRE(run_process(kSculpt + " train " + cfg + " run.output_dir=" + dir + "/b run.resume=" +
+                      dir + "/a/checkpoints/step_20 --log-level warn")
+              .exit_code == 0);
+  auto train_records = [](const std::string& run) {
+    std::map<int64_t, nlohmann::json> out;
+    std::ifstream in(run + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j["split"] != "train") continue;
+      j.erase("elapsed_s");
+      j.erase("samples_per_s");
+      out[j["step"].get<int64_t>()] = j;
+    }
+    return out;
+  };
+  const auto a = train_records(dir + "/a"), b = train_records(dir + "/b");
+  REQUIRE(b.size() == 4);  // steps 21, 28, 35 and the last, 40
+  for (const auto& [step, record] : b) {
+    INFO("step " << step << ": resumed " << record.dump() << ", uninterrupted "
+                 << (a.count(step) ? a.at(step).dump() : "none"));
+    REQUIRE(a.count(step) == 1);
+    CHECK(record == a.at(step));
+  }
+}

@@ -8,6 +8,7 @@ namespace sculpt::trainers {
 namespace {
 class Checkpointing final : public LoopCallback {
  public:
+  std::string name() const override { return "checkpointing"; }
   void on_step_end(TrainLoop& loop, const StepResult& /*s*/) override {
     const int64_t every = loop.parts().cfg.checkpoint_every;
     if (every > 0 && loop.state().step % every == 0) loop.save(loop.state(), false);

@@ -10,6 +10,7 @@ namespace sculpt::trainers {
 namespace {
 class Evaluation final : public LoopCallback {
  public:
+  std::string name() const override { return "evaluation"; }
   void on_step_end(TrainLoop& loop, const StepResult& /*s*/) override {
     const auto& p = loop.parts();
     const int64_t step = loop.state().step;

@@ -8,6 +8,7 @@ namespace sculpt::trainers {
 namespace {
 class LrScheduleCallback final : public LoopCallback {
  public:
+  std::string name() const override { return "lr_schedule"; }
   void on_step_begin(TrainLoop& loop) override {
     const auto& p = loop.parts();
     const int64_t total = p.end_step - p.begin_step;

@@ -13,7 +13,22 @@ namespace sculpt::trainers {
 namespace {
 class MetricsLogger final : public LoopCallback {
  public:
-  void on_loop_begin(TrainLoop& /*loop*/) override { reset(); }
+  std::string name() const override { return "metrics_logger"; }
+  void on_loop_begin(TrainLoop& loop) override {
+    reset();
+    distributed_ = loop.parts().ctx.collectives().distributed();
+  }
+  // The window's losses so far: a resumed run's next record then averages the same steps as
+  // the uninterrupted run's. (Under DDP each rank's window differs and only rank 0 writes
+  // checkpoints: the window restarts there.)
+  nlohmann::json state() const override {
+    if (distributed_) return nullptr;
+    return {{"loss_sum", loss_}, {"steps", steps_}};
+  }
+  void load_state(const nlohmann::json& s) override {
+    loss_ = s.value("loss_sum", 0.0);
+    steps_ = s.value("steps", int64_t{0});
+  }
 
   void on_step_end(TrainLoop& loop, const StepResult& s) override {
     if (!s.skipped) {
@@ -56,6 +71,7 @@ class MetricsLogger final : public LoopCallback {
     steps_ = samples_ = 0;
     t0_ = Clock::now();
   }
+  bool distributed_ = false;
   double loss_ = 0;  // sum of the window's per-step mean losses
   int64_t steps_ = 0, samples_ = 0;
   Clock::time_point t0_;

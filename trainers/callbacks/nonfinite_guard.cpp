@@ -10,6 +10,7 @@ namespace sculpt::trainers {
 namespace {
 class NonfiniteGuard final : public LoopCallback {
  public:
+  std::string name() const override { return "nonfinite_guard"; }
   void on_backward_end(TrainLoop& loop, StepResult& s) override {
     if (s.nonfinite.empty()) return;
     if (loop.parts().cfg.nonfinite == config::NonfiniteAction::abort)

@@ -9,6 +9,7 @@ namespace sculpt::trainers {
 namespace {
 class Progress final : public LoopCallback {
  public:
+  std::string name() const override { return "progress"; }
   void on_loop_begin(TrainLoop& loop) override {
     bar_ = std::make_unique<report::ProgressBar>(loop.parts().end_step, loop.state().step);
     loop.set_progress(bar_.get());

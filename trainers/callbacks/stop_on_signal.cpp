@@ -10,6 +10,7 @@ namespace sculpt::trainers {
 namespace {
 class StopOnSignal final : public LoopCallback {
  public:
+  std::string name() const override { return "stop_on_signal"; }
   void on_loop_begin(TrainLoop& /*loop*/) override { install_stop_handlers(); }
   void on_step_end(TrainLoop& loop, const StepResult& s) override {
     if (!s.stop_requested) return;
