@@ -6,11 +6,30 @@
 #include "cli/app.h"
 #include "cli/commands.h"
 #include "cli/elastic.h"
+#include "core/config/errors.h"
 #include "core/error.h"
 #include "core/logging/logging.h"
 #include "core/version.h"
 
 namespace sculpt::cli {
+
+namespace {
+// The first word of the command line that is not an option (nor an option's value) when it
+// names no subcommand of `app`, e.g. "trian"; "" otherwise.
+std::string unknown_subcommand(CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("-", 0) == 0) {
+      if ((a == "--log-level" || a == "--plugin") && i + 1 < argc) ++i;
+      continue;
+    }
+    for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; }))
+      if (sub->check_name(a)) return "";
+    return a;
+  }
+  return "";
+}
+}  // namespace
 
 int run_sculpt(int argc, char** argv) {
   CLI::App app{"Sculpt: train and compress models from a YAML file", "sculpt"};
@@ -120,6 +139,18 @@ int run_sculpt(int argc, char** argv) {
     app.exit(e);
     return 0;
   } catch (const CLI::ParseError& e) {
+    if (const auto word = unknown_subcommand(app, argc, argv); !word.empty()) {
+      std::vector<std::string> names;
+      for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; }))
+        names.push_back(sub->get_name());
+      const auto guess = config::closest_match(word, names);
+      std::string known;
+      for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+      std::cerr << "sculpt: error: unknown subcommand '" << word << "'"
+                << (guess.empty() ? "" : "; did you mean '" + guess + "'?")
+                << " (subcommands: " << known << ")\n";
+      return 2;
+    }
     app.exit(e);
     return 2;
   } catch (const UserError& e) {

@@ -71,10 +71,26 @@ Source at(const YAML::Mark& mark, const Source& origin) {
   return s;
 }
 
+// What one config file may expand to. YAML aliases are references, so a file of a few hundred
+// bytes can name 10^9 nodes ("billion laughs"); the conversion stops at these bounds instead.
+constexpr size_t kMaxNodes = 200000;
+constexpr size_t kMaxDepth = 64;
+
+struct Budget {
+  size_t nodes = 0;
+};
+
 Node convert(const YAML::Node& y, const Source& origin, std::vector<Diagnostic>& errors,
-             const std::string& path) {
+             const std::string& path, Budget& budget, size_t depth) {
   Node n;
   n.source = at(y.Mark(), origin);
+  if (++budget.nodes > kMaxNodes)
+    throw ConfigError({{n.source, path,
+                        "the config expands to more than " + std::to_string(kMaxNodes) +
+                            " values (nested YAML aliases?); refused"}});
+  if (depth > kMaxDepth)
+    throw ConfigError({{n.source, path,
+                        "nested deeper than " + std::to_string(kMaxDepth) + " levels; refused"}});
   switch (y.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -89,7 +105,8 @@ Node convert(const YAML::Node& y, const Source& origin, std::vector<Diagnostic>&
       n.kind = Node::Kind::Sequence;
       size_t i = 0;
       for (const auto& item : y)
-        n.seq.push_back(convert(item, origin, errors, path + "[" + std::to_string(i++) + "]"));
+        n.seq.push_back(convert(item, origin, errors, path + "[" + std::to_string(i++) + "]",
+                                budget, depth + 1));
       break;
     }
     case YAML::NodeType::Map:
@@ -108,7 +125,7 @@ Node convert(const YAML::Node& y, const Source& origin, std::vector<Diagnostic>&
               {ks, child, "duplicate key (first written at " + n.key_source(key)->str() + ")"});
           continue;
         }
-        n.map.emplace_back(key, convert(kv.second, origin, errors, child));
+        n.map.emplace_back(key, convert(kv.second, origin, errors, child, budget, depth + 1));
         n.key_sources.push_back(ks);
       }
       break;
@@ -127,7 +144,8 @@ Node parse_yaml_text(const std::string& text, const Source& origin) {
     throw ConfigError({{s, "", "malformed YAML: " + e.msg}});
   }
   std::vector<Diagnostic> errors;
-  Node n = convert(y, origin, errors, "");
+  Budget budget;
+  Node n = convert(y, origin, errors, "", budget, 0);
   if (!errors.empty()) throw ConfigError(errors);
   return n;
 }

@@ -130,3 +130,12 @@ TEST_CASE("a malformed data file exits 2 naming the file and line", "[cli]") {
   CHECK_THAT(r.err, Catch::Contains(dir + "/ragged.csv:3: expected 3 columns, got 2"));
   CHECK_THAT(r.err, !Catch::Contains("terminate"));
 }
+
+TEST_CASE("a mistyped subcommand is named with the closest one, exit 2", "[cli]") {
+  const auto r = run_process(kSculpt + " trian configs/quickstart.yaml");
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("unknown subcommand 'trian'; did you mean 'train'?"));
+  const auto opt = run_process(kSculpt + " --log-level warn valdate x.yaml");
+  CHECK(opt.exit_code == 2);
+  CHECK_THAT(opt.err, Catch::Contains("unknown subcommand 'valdate'; did you mean 'validate'?"));
+}

@@ -1,6 +1,7 @@
 // Every class of config error: the message names the file, the key path, the line and column.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <filesystem>
 
 #include "cli/app.h"
@@ -281,4 +282,35 @@ TEST_CASE("config reports a file key that names a missing file, and list items b
   REQUIRE(req.size() == 1);
   CHECK(req[0].path == "path");
   CHECK_THAT(req[0].message, Catch::Contains("missing required key"));
+}
+
+TEST_CASE("a config of nested YAML aliases (billion laughs) is refused at once, naming the file",
+          "[config]") {
+  // Nine levels of ten aliases each: 10^9 values from a file of under 1 KB.
+  std::string yaml = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 9; ++i) {
+    const std::string p = "*a" + std::to_string(i - 1);
+    yaml += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + p;
+    for (int k = 1; k < 10; ++k) yaml += ", " + p;
+    yaml += "]\n";
+  }
+  REQUIRE(yaml.size() < 1024);
+  std::string file;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto errors = errors_of(yaml, {}, &file);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].source.file == file);
+  CHECK(errors[0].source.line > 0);
+  CHECK_THAT(errors[0].message, Catch::Contains("nested YAML aliases"));
+  CHECK(seconds < 1.0);
+}
+
+TEST_CASE("a config nested deeper than 64 levels is refused", "[config]") {
+  std::string yaml;
+  for (int i = 0; i < 70; ++i) yaml += std::string(static_cast<size_t>(2 * i), ' ') + "k:\n";
+  const auto errors = errors_of(yaml);
+  REQUIRE(errors.size() == 1);
+  CHECK_THAT(errors[0].message, Catch::Contains("deeper than 64"));
 }
