@@ -183,10 +183,16 @@ void merge_into(Node& base, const Node& over) {
 
 namespace {
 
-Node load_recursive(const std::string& path, std::vector<std::string>& stack) {
+// `from`: the `extends:` entry that names `path` (null for the file given to load).
+Node load_recursive(const std::string& path, std::vector<std::string>& stack,
+                    const Source* from = nullptr) {
   std::string canon = fs::weakly_canonical(fs::path(path)).string();
-  if (std::find(stack.begin(), stack.end(), canon) != stack.end())
-    throw ConfigError({{Source{path, 0, 0, ""}, "extends", "`extends` cycle through " + canon}});
+  if (auto it = std::find(stack.begin(), stack.end(), canon); it != stack.end()) {
+    std::string chain;
+    for (; it != stack.end(); ++it) chain += *it + " -> ";
+    throw ConfigError({{from ? *from : Source{path, 0, 0, ""}, "extends",
+                        "`extends` cycle: " + chain + canon}});
+  }
   stack.push_back(canon);
   Node self = parse_yaml_file(path);
   const Node* ext = self.find("extends");
@@ -213,7 +219,7 @@ Node load_recursive(const std::string& path, std::vector<std::string>& stack) {
         errors.push_back({b->source, "extends", "file not found: " + p.string()});
         continue;
       }
-      merge_into(result, load_recursive(p.string(), stack));
+      merge_into(result, load_recursive(p.string(), stack, &b->source));
     }
     if (!errors.empty()) throw ConfigError(errors);
     self.erase("extends");

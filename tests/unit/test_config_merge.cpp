@@ -118,6 +118,12 @@ TEST_CASE("an extends cycle is an error, not a hang", "[config]") {
     FAIL("no error");
   } catch (const sculpt::config::ConfigError& e) {
     CHECK_THAT(e.what(), Catch::Contains("cycle"));
+    // Reported where it closes: b.yaml's `extends:` line, with the chain of files.
+    REQUIRE(e.diagnostics().size() == 1);
+    const auto& d = e.diagnostics()[0];
+    CHECK(d.source.file == dir + "/b.yaml");
+    CHECK(d.source.line == 1);
+    CHECK_THAT(d.message, Catch::Contains("a.yaml -> ") && Catch::Contains("b.yaml -> "));
   }
 }
 
