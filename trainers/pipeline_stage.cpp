@@ -78,6 +78,15 @@ std::unique_ptr<models::Model> make_stage(RunContext& ctx, models::Model& whole,
   ps.microbatches = pc.microbatches;
   ps.whole_params = whole.parameter_count();
 
+  // Explicit cuts are checked before any group exists: a bad cut fails every rank alike, and
+  // no rank leaves while another is still connecting.
+  pp::StageRanges ranges;
+  std::string how;
+  if (!pc.cuts.empty()) {
+    ranges = pp::split_at(names, pc.cuts, p, c.source_file + ": distributed.pipeline.cuts");
+    how = "cuts";
+  }
+
   // Each process joins its own two groups; the names keep their stores apart.
   std::vector<int> pipe_ranks, data_ranks;
   for (int64_t s = 0; s < p; ++s) pipe_ranks.push_back(static_cast<int>(ps.replica * p + s));
@@ -86,12 +95,7 @@ std::unique_ptr<models::Model> make_stage(RunContext& ctx, models::Model& whole,
   if (ps.replicas > 1) ps.data = world.subgroup(data_ranks, "data" + std::to_string(ps.stage));
   ps.transport = pp::collectives_transport(*ps.pipe, ctx.device());
 
-  pp::StageRanges ranges;
-  std::string how;
-  if (!pc.cuts.empty()) {
-    ranges = pp::split_at(names, pc.cuts, p, c.source_file + ": distributed.pipeline.cuts");
-    how = "cuts";
-  } else {
+  if (pc.cuts.empty()) {
     std::vector<double> weights;
     if (pc.balance == config::PipelineBalance::time) {
       // On a micro-batch's worth of rows (the sample's, repeated). Every rank measures; the
