@@ -18,7 +18,8 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-StepContext make_hook(RunContext& ctx, const data::Dataset& train) {
+StepContext make_hook(RunContext& ctx, const data::Dataset& train,
+                      std::shared_ptr<const tasks::Task> task) {
   const auto& c = ctx.config();
   StepContext hook;
   hook.device = ctx.device();
@@ -39,7 +40,7 @@ StepContext make_hook(RunContext& ctx, const data::Dataset& train) {
   hook.optimizer_facts.momentum = sgd ? sgd->momentum : 0.0;
   hook.optimizer_facts.adaptive =
       dynamic_cast<const AdamOptions*>(c.optimizer.options.get()) != nullptr;
-  hook.task = tasks::task_registry().create(c.task.name, c.task, train.spec());
+  hook.task = std::move(task);
   hook.new_model = [model = c.model, spec = train.spec()] {
     return std::shared_ptr<models::Model>(
         models::model_registry().create(model.name, model, spec));

@@ -38,8 +38,10 @@ double seconds_since(Clock::time_point t0);
 // outside the current task); empty: identity.
 using OutputMap = std::function<at::Tensor(const at::Tensor&)>;
 
-// The StepContext every hook reads (device, world, run, data), for training on `train`.
-StepContext make_hook(RunContext& ctx, const data::Dataset& train);
+// The StepContext every hook reads (device, world, run, data, the run's task), for training on
+// `train`.
+StepContext make_hook(RunContext& ctx, const data::Dataset& train,
+                      std::shared_ptr<const tasks::Task> task);
 // The rows of `train` that attach() sees as its sample batch (the first few).
 at::Tensor attach_sample_rows(const data::Dataset& train);
 // attach() of every callback with a sample of the first training rows; the model is moved to

@@ -90,7 +90,7 @@ class IncrementalTrainer final : public Trainer {
     for (auto& inc : incs) baseline.push_back(measure(model, task, inc, ctx, bf16));
 
     auto current = train_split(c, parts, 0);
-    StepContext hook = make_hook(ctx, current.train);
+    StepContext hook = make_hook(ctx, current.train, parts.task);
     hook.total_steps = total_steps(cfg_, incs[0].data, rows_per_rank(ctx, current.train.size()),
                                    "increments[0]", &hook.steps_per_epoch);
     attach_callbacks(callbacks, model, hook, current.train);
@@ -149,8 +149,6 @@ class IncrementalTrainer final : public Trainer {
       lp.loader_seed = seed_of(c, i);
       lp.begin_step = begin;
       lp.end_step = begin + steps;
-      lp.base_lr = c.optimizer.lr;
-      lp.warmup_steps = c.scheduler.warmup_steps;
       lp.save_extra = [&](const fs::path& dir) { write_progress(dir, pr, incs); };
       lp.record_extra = {{"increment", i}};
       lp.resumed_from = std::exchange(continue_from, fs::path());

@@ -22,7 +22,7 @@ struct RunParts {
   data::Split split;
   std::unique_ptr<data::Dataset> test;   // the dataset's own test part; null when it has none
   std::unique_ptr<models::Model> model;  // already on `device`
-  std::unique_ptr<tasks::Task> task;
+  std::shared_ptr<tasks::Task> task;  // shared with the passes (StepContext::task)
 };
 
 RunParts build_run_parts(const config::Config& c, c10::Device device);

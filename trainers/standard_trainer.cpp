@@ -34,7 +34,7 @@ class StandardTrainer final : public Trainer {
 
     // What every hook may read; batch, outputs and loss are set inside the step. Passes attach
     // before the optimizer exists, so parameters they add are trained; they know the schedule.
-    StepContext hook = make_hook(ctx, split.train);
+    StepContext hook = make_hook(ctx, split.train, parts.task);
     strategy->set_world(hook);
     const int64_t total = total_steps(cfg_, c.data, strategy->rows_per_process(split.train.size()),
                                       "data", &hook.steps_per_epoch);
@@ -67,8 +67,6 @@ class StandardTrainer final : public Trainer {
                  metrics,   *strategy};
     lp.loader_seed = static_cast<uint64_t>(c.run.seed);
     lp.end_step = total;
-    lp.base_lr = c.optimizer.lr;
-    lp.warmup_steps = c.scheduler.warmup_steps;
     if (resume) lp.resumed_from = *resume;
     TrainLoop loop(std::move(lp));
     const LoopResult run = loop.run(st);

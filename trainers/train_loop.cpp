@@ -93,7 +93,7 @@ std::map<std::string, double> TrainLoop::eval_and_track(TrainState& st, bool& im
 LoopResult TrainLoop::run(TrainState& st) {
   auto loader_options = data::LoaderOptions::for_training(p_.data, p_.loader_seed);
   loader_options.pad_shards = p_.ctx.config().distributed.uneven_data == config::UnevenData::pad;
-  p_.strategy.begin(loader_options, p_.model, p_.optimizer);
+  p_.strategy.begin(loader_options, p_.optimizer);
   data::Loader loader(p_.train, p_.data.batch_size, loader_options);
   st.world_size = loader_options.world_size;
   state_ = &st;

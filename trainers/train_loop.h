@@ -90,8 +90,6 @@ struct LoopParts {
   uint64_t loader_seed = 0;
   int64_t begin_step = 0;  // the lr schedule starts here (an increment's first global step)
   int64_t end_step = 0;    // the loop stops at this global step
-  double base_lr = 0;      // optimizer.lr: the schedule's factor multiplies it
-  int64_t warmup_steps = 0;  // scheduler.warmup_steps
   // Writes more files into every checkpoint folder (beside the callbacks' state).
   std::function<void(const std::filesystem::path&)> save_extra;
   // Extra keys of every metrics record (e.g. the increment).

@@ -11,9 +11,10 @@ class LrScheduleCallback final : public LoopCallback {
   std::string name() const override { return "lr_schedule"; }
   void on_step_begin(TrainLoop& loop) override {
     const auto& p = loop.parts();
+    const auto& c = p.ctx.config();
     const int64_t total = p.end_step - p.begin_step;
-    loop.set_lr(p.base_lr *
-                lr_factor(p.schedule, p.warmup_steps, loop.state().step - p.begin_step, total));
+    loop.set_lr(c.optimizer.lr * lr_factor(p.schedule, c.scheduler.warmup_steps,
+                                           loop.state().step - p.begin_step, total));
   }
 };
 }  // namespace

@@ -52,15 +52,13 @@ class LocalStep final : public StepStrategy {
     return resolve_resume(ctx_.config().run.resume, ctx_.dir());
   }
 
-  void begin(data::LoaderOptions& loader, models::Model& model,
-             torch::optim::Optimizer& optimizer) override {
+  void begin(data::LoaderOptions& loader, torch::optim::Optimizer& optimizer) override {
     auto& comm = ctx_.collectives();
     loader.rank = comm.rank();
     loader.world_size = comm.world_size();
-    model_ = &model;
     ddp_.reset();
     if (ctx_.data_parallel())
-      ddp_ = make_data_parallel(ctx_.config().distributed, comm, model, optimizer);
+      ddp_ = make_data_parallel(ctx_.config().distributed, comm, *model_, optimizer);
   }
 
   void forward_backward(data::Loader& loader, StepContext& hook, const Callbacks& callbacks,

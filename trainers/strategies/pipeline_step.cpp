@@ -49,14 +49,12 @@ class PipelineStep final : public StepStrategy {
     return resolve_stage_resume(ctx_, stage_);
   }
 
-  void begin(data::LoaderOptions& loader, models::Model& model,
-             torch::optim::Optimizer& optimizer) override {
+  void begin(data::LoaderOptions& loader, torch::optim::Optimizer& optimizer) override {
     loader.rank = static_cast<int>(stage_.replica);
     loader.world_size = static_cast<int>(stage_.replicas);
-    model_ = &model;
     ddp_.reset();
     if (stage_.data)
-      ddp_ = make_data_parallel(ctx_.config().distributed, *stage_.data, model, optimizer);
+      ddp_ = make_data_parallel(ctx_.config().distributed, *stage_.data, *model_, optimizer);
   }
 
   void forward_backward(data::Loader& loader, StepContext& hook, const Callbacks& callbacks,

@@ -59,9 +59,8 @@ class StepStrategy {
 
   // --- the loop ---
   // Before the first step of a loop: the loader's shard; the gradient reduction over what
-  // `optimizer` trains.
-  virtual void begin(data::LoaderOptions& loader, models::Model& model,
-                     torch::optim::Optimizer& optimizer) = 0;
+  // `optimizer` trains (the model of take_model and the passes' parameters).
+  virtual void begin(data::LoaderOptions& loader, torch::optim::Optimizer& optimizer) = 0;
   // One optimizer step's forwards and backwards: up to trainer.grad_accumulation micro-batches
   // from `loader`, the passes' on_batch and extra_loss around each; gradients accumulate.
   virtual void forward_backward(data::Loader& loader, StepContext& hook,
