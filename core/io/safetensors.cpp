@@ -10,6 +10,14 @@
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 namespace sculpt::io {
 
 namespace {
@@ -134,6 +142,42 @@ NamedTensors load_safetensors(const std::string& path) {
     out.emplace_back(e.name, t);
   }
   return out;
+}
+
+MappedSafetensors::MappedSafetensors(const std::string& path)
+    : path_(path), header_(read_safetensors_header(path)) {
+  for (size_t i = 0; i < header_.tensors.size(); ++i) index_[header_.tensors[i].name] = i;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  SCULPT_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
+  struct stat st {};
+  ::fstat(fd, &st);
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ > 0) base_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  SCULPT_CHECK(base_ != MAP_FAILED, path, ": cannot map: ", std::strerror(errno));
+}
+
+MappedSafetensors::~MappedSafetensors() {
+  if (base_ && base_ != MAP_FAILED) ::munmap(base_, size_);
+}
+
+const TensorEntry* MappedSafetensors::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &header_.tensors[it->second];
+}
+
+at::Tensor MappedSafetensors::view(const TensorEntry& e) const {
+  auto* p = static_cast<char*>(base_) + header_.data_start + e.begin;
+  return at::from_blob(p, e.shape, at::TensorOptions().dtype(dtype_of(e.dtype, path_, e.name)));
+}
+
+void MappedSafetensors::release(const TensorEntry& e) const {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  auto first = reinterpret_cast<uintptr_t>(base_) + static_cast<uintptr_t>(header_.data_start + e.begin);
+  auto last = reinterpret_cast<uintptr_t>(base_) + static_cast<uintptr_t>(header_.data_start + e.end);
+  first = first / page * page;  // pages shared with a neighbour are dropped too: they map a file
+  last = (last + page - 1) / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 }  // namespace sculpt::io

@@ -34,4 +34,28 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 SafetensorsHeader read_safetensors_header(const std::string& path);
 NamedTensors load_safetensors(const std::string& path);
 
+// A safetensors file mapped into memory read-only, for loading checkpoints larger than the
+// memory one extra copy would take: view() is a tensor over the mapping (no copy, valid while
+// this object lives); release() gives the pages of a tensor already copied back to the kernel,
+// so the mapping does not stay resident beside the model's own copy.
+class MappedSafetensors {
+ public:
+  explicit MappedSafetensors(const std::string& path);  // the header is checked as above
+  ~MappedSafetensors();
+  MappedSafetensors(const MappedSafetensors&) = delete;
+  MappedSafetensors& operator=(const MappedSafetensors&) = delete;
+  const std::string& path() const { return path_; }
+  const SafetensorsHeader& header() const { return header_; }
+  const TensorEntry* find(const std::string& name) const;
+  at::Tensor view(const TensorEntry& e) const;
+  void release(const TensorEntry& e) const;
+
+ private:
+  std::string path_;
+  SafetensorsHeader header_;
+  std::map<std::string, size_t> index_;
+  void* base_ = nullptr;
+  size_t size_ = 0;
+};
+
 }  // namespace sculpt::io

@@ -1,5 +1,7 @@
 #include "core/models/model.h"
 
+#include "core/models/hf/hf_model.h"
+
 #include "core/models/builtin_models.h"
 
 #include <torch/nn/modules/activation.h>
@@ -190,6 +192,7 @@ void register_builtin_models(ModelRegistry& r) {
   add_lenet5(r);
   add_resnet(r);
   add_transformers(r);
+  hf::add_hf_models(r);
   r.add(
       "mlp", "multi-layer perceptron: flatten, hidden Linear+activation blocks, linear head",
       [](const config::ModelConfig& c, const data::DataSpec& spec) {

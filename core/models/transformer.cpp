@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/models/builtin_models.h"
 #include "core/models/decode_cache.h"
+#include "core/models/layers_transformer.h"
 #include "core/nn/layers.h"
 
 namespace sculpt::models {
@@ -47,117 +48,20 @@ void TransformerOptions::check(config::Checker& c) const {
 
 namespace {
 
-at::Tensor features(const at::Tensor& x) {
-  return x.narrow(-1, 0, x.size(-1) - 1);
+at::Tensor features(const at::Tensor& x) { return stream_features(x); }
+at::Tensor attendable(const at::Tensor& x) { return stream_attendable(x); }
+at::Tensor join(const at::Tensor& h, const at::Tensor& valid) { return stream_join(h, valid); }
+
+// The built-in layer: pre-norm, LayerNorm, biases everywhere, GELU feed-forward.
+LayerSpec builtin_layer(const TransformerOptions& o, bool cross) {
+  LayerSpec s;
+  s.attn.d_model = o.d_model;
+  s.attn.heads = o.heads;
+  s.ff = o.ff;
+  s.cross = cross;
+  s.dropout = o.dropout;
+  return s;
 }
-// [B, L] bool: which positions may be attended to.
-at::Tensor attendable(const at::Tensor& x) {
-  return x.select(-1, x.size(-1) - 1) > 0.5;
-}
-at::Tensor join(const at::Tensor& h, const at::Tensor& valid) {
-  return at::cat({h, valid.unsqueeze(-1).to(h.scalar_type())}, -1);
-}
-
-// softmax over the last dimension. ATen's CPU kernel for it takes 0.2 us per row of fewer than
-// 16 values (its vector tail path; 5x the plain exp / sum below for 8 keys), which is what the
-// attention over short queries asks for; without a graph to record, those go the plain way.
-at::Tensor softmax_last(const at::Tensor& scores) {
-  if (!scores.is_cpu() || scores.size(-1) >= 16 || at::GradMode::is_enabled())
-    return scores.softmax(-1);
-  at::Tensor e = (scores - scores.amax(-1, true)).exp_();
-  return e.div_(e.sum(-1, true));
-}
-
-class Attention final : public torch::nn::Module, public AttentionRecorder {
- public:
-  static constexpr int64_t kShortKeys = 64;
-  // The head count follows q's rows (head_dim_ each): a pruned attention with heads removed
-  // (prune pattern head) loads and runs with fewer.
-  Attention(int64_t d, int64_t heads, double dropout) : head_dim_(d / heads), dropout_(dropout) {
-    q_ = register_module("q", std::make_shared<nn::Linear>(d, d));
-    k_ = register_module("k", std::make_shared<nn::Linear>(d, d));
-    v_ = register_module("v", std::make_shared<nn::Linear>(d, d));
-    o_ = register_module("o", std::make_shared<nn::Linear>(d, d));
-  }
-  // Queries from x [B, Lq, D], keys and values from mem [B, Lk, D]; key_ok [B, Lk] bool
-  // (undefined: all keys); causal: query i sees keys <= i (then key_ok must be undefined).
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& mem, const at::Tensor& key_ok,
-                     bool causal) {
-    auto heads = [&](const at::Tensor& t) {
-      return t.view({t.size(0), t.size(1), -1, head_dim_}).transpose(1, 2);
-    };
-    auto q = heads(q_->forward(x)), k = heads(k_->forward(mem)), v = heads(v_->forward(mem));
-    const double p = is_training() ? dropout_ : 0.0;
-    at::Tensor y;
-    // The explicit softmax(q k^T / sqrt(d)) v: when the weights are wanted, and in inference on
-    // the CPU over short sequences (decoding), where ATen's flash kernel costs more than the
-    // product itself (its per-call work buffers are sized for 512-key blocks: 15% of a
-    // generative-retrieval beam search). Training keeps the fused kernel. A row with every key
-    // masked would give NaN here (0 from ATen's kernel); the embeddings keep position 0
-    // attendable and causal rows see themselves, so no row is ever fully masked.
-    if (record_ || (x.is_cpu() && !at::GradMode::is_enabled() && k.size(2) <= kShortKeys)) {
-      auto scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(-1)));
-      if (key_ok.defined())
-        scores = scores.masked_fill(key_ok.logical_not().view({key_ok.size(0), 1, 1, -1}),
-                                    -INFINITY);
-      if (causal)
-        scores = scores.masked_fill(
-            at::ones({q.size(2), k.size(2)}, x.options().dtype(at::kBool)).triu(1), -INFINITY);
-      at::Tensor probs = softmax_last(scores);
-      y = at::matmul(at::dropout(probs, p, is_training()), v);
-      if (record_) probs_ = probs;
-    } else {
-      std::optional<at::Tensor> mask;
-      if (key_ok.defined()) mask = key_ok.view({key_ok.size(0), 1, 1, key_ok.size(1)});
-      y = at::scaled_dot_product_attention(q, k, v, mask, p, causal);
-    }
-    return o_->forward(y.transpose(1, 2).reshape({x.size(0), x.size(1), -1}));
-  }
-  void record_attention(bool on) override {
-    record_ = on;
-    if (!on) probs_ = at::Tensor();
-  }
-  const at::Tensor& attention() const override { return probs_; }
-
- private:
-  int64_t head_dim_;
-  double dropout_;
-  bool record_ = false;
-  at::Tensor probs_;
-  std::shared_ptr<nn::Linear> q_, k_, v_, o_;
-};
-
-// One pre-norm layer: self-attention, optional cross-attention, feed-forward.
-class Layer final : public torch::nn::Module {
- public:
-  Layer(const TransformerOptions& o, bool cross) : dropout_(o.dropout) {
-    const int64_t d = o.d_model, ff = o.ff > 0 ? o.ff : 4 * o.d_model;
-    ln1_ = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-    self_ = register_module("self_attn", std::make_shared<Attention>(d, o.heads, o.dropout));
-    if (cross) {
-      ln_cross_ =
-          register_module("ln_cross", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-      cross_ = register_module("cross_attn", std::make_shared<Attention>(d, o.heads, o.dropout));
-    }
-    ln2_ = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-    fc1_ = register_module("fc1", std::make_shared<nn::Linear>(d, ff));
-    fc2_ = register_module("fc2", std::make_shared<nn::Linear>(ff, d));
-  }
-  at::Tensor forward(at::Tensor h, const at::Tensor& key_ok, bool causal,
-                     const at::Tensor& mem = {}, const at::Tensor& mem_ok = {}) {
-    auto a = ln1_->forward(h);
-    h = h + drop(self_->forward(a, a, key_ok, causal));
-    if (cross_) h = h + drop(cross_->forward(ln_cross_->forward(h), mem, mem_ok, false));
-    return h + drop(fc2_->forward(at::gelu(fc1_->forward(ln2_->forward(h)))));
-  }
-
- private:
-  at::Tensor drop(const at::Tensor& x) { return at::dropout(x, dropout_, is_training()); }
-  double dropout_;
-  torch::nn::LayerNorm ln1_{nullptr}, ln_cross_{nullptr}, ln2_{nullptr};
-  std::shared_ptr<Attention> self_, cross_;
-  std::shared_ptr<nn::Linear> fc1_, fc2_;
-};
 
 at::Tensor learned_positions(torch::nn::Module& m, int64_t n, int64_t d, const char* name) {
   auto p = m.register_parameter(name, torch::empty({n, d}));
@@ -174,10 +78,10 @@ class TokenEmbed final : public Block {
     pos_ = learned_positions(*this, len, d, "positions");
   }
   at::Tensor forward(const at::Tensor& ids) override {
-    const int64_t len = ids.size(1);
-    SCULPT_CHECK(len <= pos_.size(0), "sequence of ", len, " tokens; the model has ",
+    const int64_t len = ids.size(1), first = kv_offset();
+    SCULPT_CHECK(first + len <= pos_.size(0), "sequence of ", first + len, " tokens; the model has ",
                  pos_.size(0), " positions");
-    auto h = emb_->forward(ids) + pos_.narrow(0, 0, len);
+    auto h = emb_->forward(ids) + pos_.narrow(0, first, len);
     auto ok = mask_ ? ids.ne(data::token::pad) : at::ones_like(ids, at::kBool);
     if (mask_) ok.select(1, 0).fill_(true);  // an all-padding row still attends somewhere
     return join(h, ok);
@@ -210,7 +114,7 @@ class PatchEmbed final : public Block {
 class StreamLayer final : public Block {
  public:
   StreamLayer(const TransformerOptions& o, bool causal) : causal_(causal) {
-    layer_ = register_module("layer", std::make_shared<Layer>(o, false));
+    layer_ = register_module("layer", std::make_shared<Layer>(builtin_layer(o, false)));
   }
   at::Tensor forward(const at::Tensor& x) override {
     auto ok = attendable(x);
@@ -297,7 +201,7 @@ at::Tensor on_source(const at::Tensor& x, int64_t s, F&& f) {
 class SourceLayer final : public Block {
  public:
   SourceLayer(const TransformerOptions& o, int64_t source_len) : source_len_(source_len) {
-    layer_ = register_module("layer", std::make_shared<Layer>(o, false));
+    layer_ = register_module("layer", std::make_shared<Layer>(builtin_layer(o, false)));
   }
   at::Tensor forward(const at::Tensor& x) override {
     return on_source(x, source_len_, [&](const at::Tensor& src) {
@@ -337,7 +241,7 @@ class SourceNorm final : public Block {
 class TargetLayer final : public Block {
  public:
   TargetLayer(const TransformerOptions& o, int64_t source_len) : source_len_(source_len) {
-    layer_ = register_module("layer", std::make_shared<Layer>(o, true));
+    layer_ = register_module("layer", std::make_shared<Layer>(builtin_layer(o, true)));
   }
   at::Tensor forward(const at::Tensor& x) override {
     auto src = x.narrow(1, 0, source_len_);
