@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Sculpt needs, once per machine, and writes the env file the other scripts source.
 #   Debian packages of DESIGN.md §1 (apt-get; `update` only when a package is not found),
-#   a virtualenv with torch==2.11.0 (and the packages the Python interop tests read with) in
+#   a virtualenv with torch==2.11.0 (and the packages the Python interop tests read with:
+#   transformers writes the Hugging Face fixtures of tests/hf/) in
 #   ${SCULPT_DEPS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sculpt}.
 # Idempotent and quiet when everything is present; on failure it names the step and the retry.
 set -euo pipefail
@@ -12,7 +13,7 @@ VENV="$DEPS_DIR/venv"
 ENV_FILE="$DEPS_DIR/env.sh"
 APT_PACKAGES=(cmake ninja-build g++ ccache python3-venv libyaml-cpp-dev libspdlog-dev libfmt-dev
   libcli11-dev catch2 nlohmann-json3-dev libgloo-dev zlib1g-dev)
-PIP_PACKAGES=("torch==$TORCH_VERSION" numpy safetensors tensorboard)
+PIP_PACKAGES=("torch==$TORCH_VERSION" numpy safetensors tensorboard "transformers==5.25.0" sentencepiece)
 
 fail() { # step, detail, retry command
   printf 'setup.sh: FAILED at step "%s"\n  %s\n  retry with: %s\n' "$1" "$2" "$3" >&2
