@@ -10,6 +10,7 @@
 
 #include "core/data/loader.h"
 #include "core/error.h"
+#include "core/models/hf/hf_model.h"
 
 namespace sculpt::trainers {
 using tasks::Forward;
@@ -18,7 +19,14 @@ RunParts build_run_parts(const config::Config& c, c10::Device device) {
   auto all = data::dataset_registry().create(c.data.name, c.data, data::DataPart::train);
   auto split = data::split_dataset(*all, c.data.val_fraction, c.data.split_seed);
   auto model = models::model_registry().create(c.model.name, c.model, all->spec());
-  if (!c.model.init.empty()) {
+  if (!c.model.init.empty() && models::hf::is_checkpoint_dir(c.model.init)) {
+    // A Hugging Face folder: its blocks as the whole checkpoint builds them (init_blocks picks).
+    const std::string source = "model.init " + c.model.init;
+    auto state = models::hf::load_pretrained(c.model.init, all->spec())->state_tensors();
+    if (!c.model.init_blocks.empty())
+      state = model->pick_blocks(state, c.model.init_blocks, c.source_file + ": " + source);
+    model->load_state_tensors(state, source);
+  } else if (!c.model.init.empty()) {
     std::filesystem::path init = c.model.init;
     if (std::filesystem::is_directory(init)) init /= "model.safetensors";
     SCULPT_CHECK(std::filesystem::exists(init), c.source_file, ": model.init: ", init.string(),

@@ -93,7 +93,6 @@ at::Tensor RelativeBias::bias(int64_t q_first, int64_t lq, int64_t lk, const at:
 
 Attention::Attention(const AttentionSpec& s)
     : head_dim_(s.head_dim > 0 ? s.head_dim : s.d_model / s.heads),
-      group_(s.kv_heads > 0 ? s.heads / s.kv_heads : 1),
       scaled_(s.scaled),
       dropout_(s.dropout),
       window_(s.window),
@@ -104,6 +103,7 @@ Attention::Attention(const AttentionSpec& s)
   k_ = register_module("k", std::make_shared<nn::Linear>(d, kv, s.qkv_bias));
   v_ = register_module("v", std::make_shared<nn::Linear>(d, kv, s.qkv_bias));
   o_ = register_module("o", std::make_shared<nn::Linear>(inner, d, s.out_bias));
+  if (s.head_bias) head_index_ = register_buffer("head_index", at::arange(s.heads, at::kLong));
   if (rotary_.on) {
     const int64_t dim = rotary_.dim > 0 ? rotary_.dim : head_dim_;
     rotary_.dim = dim;
@@ -141,7 +141,7 @@ at::Tensor Attention::rotate(const at::Tensor& t, int64_t first) const {
 }
 
 at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& mem, const at::Tensor& key_ok,
-                              bool causal, const at::Tensor& bias, bool cross) {
+                              bool causal, const at::Tensor& head_bias, bool cross) {
   auto heads = [&](const at::Tensor& t) {
     return t.view({t.size(0), t.size(1), -1, head_dim_}).transpose(1, 2);
   };
@@ -173,6 +173,9 @@ at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& mem, const 
     v = v.repeat_interleave(q.size(1) / v.size(1), 1);
   }
   const int64_t lq = q.size(2), lk = k.size(2);
+  at::Tensor bias = head_bias;
+  if (bias.defined() && head_index_.defined() && head_index_.numel() != bias.size(1))
+    bias = bias.index_select(1, head_index_);
   const double p = is_training() ? dropout_ : 0.0;
   // Which (query, key) pairs may attend: [B or 1, 1, Lq or 1, Lk] bool, undefined for all.
   at::Tensor allowed;
@@ -222,6 +225,12 @@ at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& mem, const 
     y = at::scaled_dot_product_attention(q, k, v, mask, p, causal_flag, scale);
   }
   return o_->forward(y.transpose(1, 2).reshape({x.size(0), x.size(1), -1}));
+}
+
+void Attention::keep_heads(const at::Tensor& kept) {
+  if (!head_index_.defined()) return;
+  at::Tensor now = head_index_.index_select(0, kept.to(head_index_.device()));
+  head_index_.set_(now);
 }
 
 void Attention::record_attention(bool on) {

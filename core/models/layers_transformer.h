@@ -65,6 +65,9 @@ struct AttentionSpec {
   bool scaled = true;     // scores / sqrt(head_dim) (T5: not scaled)
   double dropout = 0.0;
   int64_t window = 0;     // causal: query i sees only keys i - window < j <= i (0: all)
+  // Scores get a per-head bias (T5's relative positions): the buffer `head_index` records which
+  // of the bias's heads this attention still has after head removal (keep_heads).
+  bool head_bias = false;
   RotarySpec rotary;
 };
 
@@ -80,17 +83,18 @@ class Attention final : public torch::nn::Module, public AttentionRecorder {
                      bool causal, const at::Tensor& bias = {}, bool cross = false);
   void record_attention(bool on) override;
   const at::Tensor& attention() const override { return probs_; }
-  // Unpruned head count and query heads per key/value head.
-  int64_t group() const { return group_; }
+  // After head removal: the original indices of the query heads that stay (head_bias only).
+  void keep_heads(const at::Tensor& kept);
+  int64_t head_dim() const { return head_dim_; }
 
  private:
   at::Tensor rotate(const at::Tensor& t, int64_t first) const;
-  int64_t head_dim_, group_;
+  int64_t head_dim_;
   bool scaled_;
   double dropout_;
   int64_t window_;
   RotarySpec rotary_;
-  at::Tensor inv_freq_;
+  at::Tensor inv_freq_, head_index_;
   bool record_ = false;
   at::Tensor probs_;
   std::shared_ptr<nn::Linear> q_, k_, v_, o_;

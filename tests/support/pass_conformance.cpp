@@ -31,8 +31,7 @@ std::string tiny_run_yaml(const std::string& dir, const std::vector<std::string>
       "model: " +
       o.model +
       "\n"
-      "data: {name: synthetic_blobs, samples: 600, features: 8, classes: 4, batch_size: 16, "
-      "prefetch: 0}\n"
+      "data: " + o.data + "\n"
       "optimizer: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0.001}\n"
       "trainer: {max_steps: " +
       std::to_string(o.steps) + ", log_every: 1, checkpoint_every: " + std::to_string(o.resume_at) +

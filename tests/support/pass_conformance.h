@@ -24,6 +24,10 @@ struct ConformanceOptions {
   int64_t resume_at = 4;  // the checkpoint a second run resumes from, in [1, steps)
   std::string model = "{name: mlp, hidden: [16, 16]}";  // `model:` of the run
   std::string extra_yaml;  // more top-level YAML lines (e.g. "plugins: [lib.so]\n")
+  // `data:` of the run (a token or seq2seq dataset for a language model, with extra_yaml's
+  // `task:`).
+  std::string data =
+      "{name: synthetic_blobs, samples: 600, features: 8, classes: 4, batch_size: 16, prefetch: 0}";
 };
 
 // Catch2 checks, in the calling TEST_CASE, for the pass of `pass_item`: the YAML of one

@@ -40,7 +40,8 @@ namespace sculpt::compression {
 
 void DistillOptions::visit(config::Visitor& v) {
   v.field("teachers", teachers,
-          "distill: teacher run directories, checkpoint folders or TorchScript files (averaged)");
+          "distill: teacher run directories, checkpoint folders, Hugging Face checkpoint folders "
+          "or TorchScript files (averaged)");
   v.field("teacher_bf16", teacher_bf16, "distill: run the teachers in bf16");
   v.field("alpha", alpha, "distill: task-loss weight a in a*task + (1-a)*tau^2*KL; 1: no logit KD",
           config::Range::closed(0, 1));

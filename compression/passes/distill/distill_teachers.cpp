@@ -8,6 +8,7 @@
 #include "core/config/config.h"
 #include "core/error.h"
 #include "core/io/safetensors.h"
+#include "core/models/hf/hf_model.h"
 
 namespace sculpt::compression {
 
@@ -20,23 +21,10 @@ class SculptTeacher final : public Teacher {
   SculptTeacher(const fs::path& dir, const data::DataSpec& spec, c10::Device device, bool bf16) {
     source = dir.string();
     bf16_ = bf16;
-    // A run directory holds config.yaml beside model.safetensors; a checkpoint folder
-    // (<run>/checkpoints/step_N) holds the weights, its run's config two levels up.
-    fs::path config = dir / "config.yaml";
-    if (!fs::exists(config)) config = dir.parent_path().parent_path() / "config.yaml";
-    SCULPT_CHECK(fs::exists(config), "distill teacher ", dir.string(),
-                 ": no config.yaml (expected a Sculpt run directory or checkpoint folder)");
-    const fs::path weights = dir / "model.safetensors";
-    SCULPT_CHECK(fs::exists(weights), "distill teacher ", dir.string(), ": no model.safetensors");
-    auto cfg = config::Config::load(config.string());
-    model_ = models::model_registry().create(cfg.model.name, cfg.model, spec);
-    try {
-      model_->load_state_tensors(io::load_safetensors(weights.string()), weights.string());
-    } catch (const UserError& e) {
-      throw UserError("distill teacher " + dir.string() + ": " + e.what() +
-                      " (the teacher is built for this run's data: it must predict the same "
-                      "classes or tokens as the student)");
-    }
+    if (models::hf::is_checkpoint_dir(dir.string()))  // a Hugging Face checkpoint folder
+      model_ = models::hf::load_pretrained(dir.string(), spec);
+    else
+      model_ = sculpt_model(dir, spec);
     model_->to(device);
     if (bf16) model_->to(at::kBFloat16);
     model_->eval();
@@ -51,6 +39,26 @@ class SculptTeacher final : public Teacher {
   models::Model* model() override { return model_.get(); }
 
  private:
+  static std::unique_ptr<models::Model> sculpt_model(const fs::path& dir, const data::DataSpec& spec) {
+    // A run directory holds config.yaml beside model.safetensors; a checkpoint folder
+    // (<run>/checkpoints/step_N) holds the weights, its run's config two levels up.
+    fs::path config = dir / "config.yaml";
+    if (!fs::exists(config)) config = dir.parent_path().parent_path() / "config.yaml";
+    SCULPT_CHECK(fs::exists(config), "distill teacher ", dir.string(),
+                 ": no config.yaml (expected a Sculpt run directory or checkpoint folder)");
+    const fs::path weights = dir / "model.safetensors";
+    SCULPT_CHECK(fs::exists(weights), "distill teacher ", dir.string(), ": no model.safetensors");
+    auto cfg = config::Config::load(config.string());
+    auto model = models::model_registry().create(cfg.model.name, cfg.model, spec);
+    try {
+      model->load_state_tensors(io::load_safetensors(weights.string()), weights.string());
+    } catch (const UserError& e) {
+      throw UserError("distill teacher " + dir.string() + ": " + e.what() +
+                      " (the teacher is built for this run's data: it must predict the same "
+                      "classes or tokens as the student)");
+    }
+    return model;
+  }
   std::unique_ptr<models::Model> model_;
 };
 

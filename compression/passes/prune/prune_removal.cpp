@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/logging/logging.h"
 #include "core/models/model.h"
+#include "core/models/layers_transformer.h"
 #include "core/nn/layers.h"
 
 namespace sculpt::compression::prune {
@@ -133,16 +134,26 @@ nlohmann::json remove_channels(models::Model& model, const std::vector<ChannelCu
       out["kept_as_zeros"].push_back(cut.layer);
       continue;
     }
-    // A transformer's feed-forward neurons: fc1's outputs feed fc2 only; other outputs join
-    // the residual stream.
-    if (transformer && !(ends_with(cut.layer, ".fc1") && ends_with(layers[i + 1].first, ".fc2"))) {
+    // A transformer's feed-forward neurons: fc1's outputs (and a gated feed-forward's gate,
+    // multiplied with them) feed fc2 only; other outputs join the residual stream.
+    size_t consumer = i + 1;
+    nn::Compressible* gate = nullptr;
+    if (transformer && ends_with(cut.layer, ".fc1")) {
+      const std::string parent = cut.layer.substr(0, cut.layer.size() - 4);
+      for (size_t j = 0; j < layers.size(); ++j) {
+        if (layers[j].first == parent + ".fc2") consumer = j;
+        if (layers[j].first == parent + ".gate") gate = layers[j].second.get();
+      }
+    }
+    if (transformer && !(ends_with(cut.layer, ".fc1") && ends_with(layers[consumer].first, ".fc2"))) {
       log::warn("compression pass ", pass, ": ", cut.layer, "'s outputs join the residual "
-                "stream; they stay as zeros (only feed-forward fc1 neurons are removed)");
+                "stream", ends_with(cut.layer, ".gate") ? " (a gate is cut with its fc1)" : "",
+                "; they stay as zeros (only feed-forward fc1 neurons are removed)");
       out["kept_as_zeros"].push_back(cut.layer);
       continue;
     }
     auto& layer = *layers[i].second;
-    auto& next = *layers[i + 1].second;
+    auto& next = *layers[consumer].second;
     const int64_t before = layer.raw_weight().size(0);
     auto keep = cut.keep.to(at::kCPU).nonzero().reshape(-1);
     const int64_t kept = keep.numel();
@@ -151,12 +162,13 @@ nlohmann::json remove_channels(models::Model& model, const std::vector<ChannelCu
       SCULPT_CHECK(conv->groups == 1, "compression pass ", pass, ": ", cut.layer,
                    " is a grouped conv; channel removal needs groups = 1");
     keep_outputs(layer, cut.norm.empty() ? nullptr : modules[cut.norm].get(), dev_keep);
+    if (gate) keep_outputs(*gate, nullptr, dev_keep);
     // The consumer's inputs: a conv's input channels, or a Linear's features (after a flatten
     // of [channels, h, w]: `per` consecutive features per channel).
     const auto& w = next.raw_weight();
     const int64_t per = w.size(1) / before;
     SCULPT_CHECK(per * before == w.size(1) || dynamic_cast<nn::Conv2d*>(&next), "compression pass ",
-                 pass, ": ", layers[i + 1].first, " takes ", w.size(1), " inputs, not a multiple of ",
+                 pass, ": ", layers[consumer].first, " takes ", w.size(1), " inputs, not a multiple of ",
                  cut.layer, "'s ", before, " channels");
     if (dynamic_cast<nn::Conv2d*>(&next)) {
       keep_inputs(next, dev_keep);
@@ -177,6 +189,7 @@ nlohmann::json remove_heads(models::Model& model, const std::vector<HeadCut>& cu
   torch::NoGradGuard no_grad;
   std::map<std::string, std::shared_ptr<nn::Compressible>> layers;
   for (const auto& [name, layer] : nn::compressible_layers(model)) layers[name] = layer;
+  auto modules = model.named_modules("", /*include_self=*/false);
   nlohmann::json out = {{"physical", true}, {"layers", nlohmann::json::array()}};
   bool resized = false;
   for (const auto& cut : cuts) {
@@ -204,16 +217,45 @@ nlohmann::json remove_heads(models::Model& model, const std::vector<HeadCut>& cu
                 " is pruned; its first head stays (zero) so the layer keeps its shape");
       keep = at::zeros({1}, at::kLong);
     }
-    const int64_t per = width / heads, kept = keep.numel();
+    const int64_t per = width / heads;
     const auto device = o->raw_weight().device();
-    auto rows = (keep.unsqueeze(1) * per + at::arange(per, keep.options())).reshape(-1).to(device);
+    auto rows_of = [&](const at::Tensor& units, int64_t n) {
+      return (units.unsqueeze(1) * n + at::arange(n, units.options())).reshape(-1).to(device);
+    };
+    // Key/value rows: the same units when they divide the key/value heads (attention, or
+    // grouped-query attention pruned by groups: heads = num_key_value_heads); under grouped-query
+    // attention pruned by query heads, a key/value head stays while any query head of its group
+    // stays, and its whole group with it (heads pruned within a kept group stay, with their
+    // zero output columns).
+    auto att = std::dynamic_pointer_cast<models::Attention>(modules[attention]);
+    const int64_t head_dim = att ? att->head_dim() : per;
+    const int64_t kv_heads = qkv[1]->raw_weight().size(0) / head_dim;
+    at::Tensor kv_keep = keep;
+    int64_t kv_per = kv_heads % heads == 0 ? kv_heads / heads * head_dim : 0;
+    if (kv_per == 0) {
+      SCULPT_CHECK(kv_heads > 0 && heads % kv_heads == 0, "compression pass ", pass, ": ", attention,
+                   " has ", kv_heads, " key/value heads for ", heads, " pruned units");
+      const int64_t group = heads / kv_heads;
+      at::Tensor mask = at::zeros({heads}, at::kBool).index_fill_(0, keep, true);
+      at::Tensor groups = mask.view({kv_heads, group}).any(1);
+      kv_keep = groups.nonzero().reshape(-1);
+      keep = groups.repeat_interleave(group).nonzero().reshape(-1);
+      kv_per = head_dim;
+    }
+    const int64_t kept = keep.numel();
+    auto rows = rows_of(keep, per), kv_rows = rows_of(kv_keep, kv_per);
     for (auto* lin : qkv) {
-      resize(lin->raw_weight(), lin->raw_weight().index_select(0, rows));
-      if (lin->bias().defined()) resize(lin->bias(), lin->bias().index_select(0, rows));
-      lin->out_features = kept * per;
+      const auto& r = lin == qkv[0] ? rows : kv_rows;
+      resize(lin->raw_weight(), lin->raw_weight().index_select(0, r));
+      if (lin->bias().defined()) resize(lin->bias(), lin->bias().index_select(0, r));
+      lin->out_features = r.numel();
     }
     resize(o->raw_weight(), o->raw_weight().index_select(1, rows));
     o->in_features = kept * per;
+    if (att) {  // the original query heads that stay: each unit covers per / head_dim of them
+      const int64_t n = per / head_dim;
+      att->keep_heads((keep.unsqueeze(1) * n + at::arange(n, keep.options())).reshape(-1));
+    }
     resized = true;
     out["layers"].push_back({{"name", attention}, {"heads_before", heads}, {"heads", kept}});
     log::info("prune: ", attention, " keeps ", kept, " of ", heads, " heads (removed)");

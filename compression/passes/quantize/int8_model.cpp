@@ -350,6 +350,13 @@ nlohmann::json load_quantized(models::Model& model, const std::string& dir) {
       log::info("quantized ", name, ": stored as a bitmask and ", count, " of ", n,
                 " values; it runs dense");
     }
+    {  // what reads the raw weight besides the layer (a tied LM head reads the token table's)
+       // sees the exported values too
+      torch::NoGradGuard no_grad;
+      const at::Tensor& raw = layer->raw_weight();
+      if (raw.defined() && raw.sizes() == at::IntArrayRef(shape))
+        raw.copy_(dequantize(q, w, shape));
+    }
     at::Tensor bias = file.count(name + ".bias_q") ? take(name + ".bias_q") : at::Tensor();
     QParams a;
     if (!j.at("act").is_null()) {

@@ -36,6 +36,7 @@ LayerSpec layer_spec(const Arch& a, bool cross) {
   s.attn.scaled = a.family != "t5";
   s.attn.window = a.window;
   s.attn.rotary = a.rotary;
+  s.attn.head_bias = a.family == "t5";
   s.norm = a.norm;
   s.eps = a.eps;
   s.pre_norm = a.family != "bert";

@@ -33,40 +33,42 @@ using nlohmann::json;
 // Typed access to config.json with errors that name the file and the key.
 class Keys {
  public:
-  Keys(const json& j, std::string file) : j_(j), file_(std::move(file)) {}
+  // prefix: the parent keys of a nested object ("rope_parameters."), for the messages
+  Keys(const json& j, std::string file, std::string prefix = "")
+      : j_(j), file_(std::move(file)), prefix_(std::move(prefix)) {}
   bool has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
   int64_t integer(const char* key) const {
-    if (!has(key)) throw UserError(file_ + ": key '" + key + "' is missing");
+    if (!has(key)) throw UserError(where(key) + " is missing");
     return integer_or(key, 0);
   }
   int64_t integer_or(const char* key, int64_t fallback) const {
     if (!has(key)) return fallback;
     const json& v = j_.at(key);
     if (!v.is_number_integer())
-      throw UserError(file_ + ": key '" + key + "' must be an integer, not " + v.dump());
+      throw UserError(where(key) + " must be an integer, not " + v.dump());
     return v.get<int64_t>();
   }
   int64_t positive(const char* key) const {
     int64_t v = integer(key);
-    if (v < 1) throw UserError(file_ + ": key '" + key + "' must be >= 1, not " + std::to_string(v));
+    if (v < 1) throw UserError(where(key) + " must be >= 1, not " + std::to_string(v));
     return v;
   }
   double number_or(const char* key, double fallback) const {
     if (!has(key)) return fallback;
     const json& v = j_.at(key);
-    if (!v.is_number()) throw UserError(file_ + ": key '" + key + "' must be a number, not " + v.dump());
+    if (!v.is_number()) throw UserError(where(key) + " must be a number, not " + v.dump());
     return v.get<double>();
   }
   bool flag_or(const char* key, bool fallback) const {
     if (!has(key)) return fallback;
     const json& v = j_.at(key);
-    if (!v.is_boolean()) throw UserError(file_ + ": key '" + key + "' must be true or false, not " + v.dump());
+    if (!v.is_boolean()) throw UserError(where(key) + " must be true or false, not " + v.dump());
     return v.get<bool>();
   }
   std::string text_or(const char* key, const std::string& fallback) const {
     if (!has(key)) return fallback;
     const json& v = j_.at(key);
-    if (!v.is_string()) throw UserError(file_ + ": key '" + key + "' must be a string, not " + v.dump());
+    if (!v.is_string()) throw UserError(where(key) + " must be a string, not " + v.dump());
     return v.get<std::string>();
   }
   // A token id that may be an integer or a list (first entry); -1 when absent.
@@ -77,13 +79,18 @@ class Keys {
     return integer_or(key, fallback);
   }
   [[noreturn]] void fail(const std::string& key, const std::string& why) const {
-    throw UserError(file_ + ": key '" + key + "': " + why);
+    throw UserError(where(key) + ": " + why);
   }
   const json& raw() const { return j_; }
+  const std::string& file() const { return file_; }
 
  private:
   const json& j_;
   std::string file_;
+  std::string prefix_;
+  std::string where(const std::string& key) const {
+    return file_ + ": key '" + prefix_ + key + "'";
+  }
 };
 
 Activation activation(const Keys& k, const char* key, const std::string& value) {
@@ -129,11 +136,9 @@ void read_rope(const Keys& k, Arch& a) {
   if (!k.has(key)) return;
   const json& r = k.raw().at(key);
   if (!r.is_object()) k.fail(key, "must be an object, not " + r.dump());
-  Keys rk(r, "");
+  Keys rk(r, k.file(), std::string(key) + ".");
   a.rotary.theta = rk.number_or("rope_theta", a.rotary.theta);
-  std::string type = r.contains("rope_type") ? r.at("rope_type").get<std::string>()
-                     : r.contains("type")    ? r.at("type").get<std::string>()
-                                             : "default";
+  const std::string type = rk.text_or("rope_type", rk.text_or("type", "default"));
   if (type == "default") return;
   if (type != "linear" && type != "llama3")
     k.fail(key, "rope type '" + type + "' is not supported; supported: default, linear, llama3");

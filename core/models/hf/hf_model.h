@@ -19,6 +19,8 @@ struct HfOptions : config::Section {
   std::string dtype = "float32";  // float32 | bfloat16
   std::string head = "auto";      // auto (the checkpoint's) | causal_lm | masked_lm | classify | seq2seq_lm
   bool fresh_head = false;        // start the head from random weights (e.g. other classes)
+  int64_t layers = 0;             // keep the first N layers (a shallower student); 0: all
+  int64_t decoder_layers = 0;     // t5: keep the first N decoder layers; 0: all
   void visit(config::Visitor& v) override;
   void check(config::Checker& c) const override;
 };
@@ -41,6 +43,7 @@ struct LoadOptions {
   Head head;
   bool fresh_head = false;
   at::ScalarType dtype = at::kFloat;
+  int64_t layers = 0, decoder_layers = 0;  // fewer layers than the checkpoint's; 0: all
 };
 
 // Builds the model of `a` with `head` and loads the checkpoint's weights into it, shard by shard
@@ -51,6 +54,9 @@ std::unique_ptr<Model> load_pretrained(const Arch& a, const data::DataSpec& spec
                                        const LoadOptions& o);
 // The same from a folder with the checkpoint's own head.
 std::unique_ptr<Model> load_pretrained(const std::string& dir, const data::DataSpec& spec);
+
+// A folder that holds a Hugging Face checkpoint (config.json, no Sculpt config.yaml).
+bool is_checkpoint_dir(const std::string& path);
 
 // The model of `a` with random weights (the loader fills them).
 std::unique_ptr<Model> build(const Arch& a, Head head, const data::DataSpec& spec);

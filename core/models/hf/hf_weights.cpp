@@ -257,8 +257,22 @@ bool ignorable(const std::string& name) {
 
 }  // namespace
 
-std::unique_ptr<Model> load_pretrained(const Arch& a, const data::DataSpec& spec,
+bool is_checkpoint_dir(const std::string& path) {
+  return fs::is_directory(path) && fs::exists(fs::path(path) / "config.json") &&
+         !fs::exists(fs::path(path) / "config.yaml");
+}
+
+std::unique_ptr<Model> load_pretrained(const Arch& full, const data::DataSpec& spec,
                                        const LoadOptions& o) {
+  Arch a = full;
+  auto fewer = [&](int64_t want, int64_t& have, const char* key) {
+    if (want <= 0) return;
+    SCULPT_CHECK(want <= have, "model hf: ", key, ": ", want, " but the checkpoint (", a.file,
+                 ") has ", have);
+    have = want;
+  };
+  fewer(o.layers, a.layers, "layers");
+  fewer(o.decoder_layers, a.decoder_layers, "decoder_layers");
   Checkpoint ckpt = open_checkpoint(a.dir);
   const std::string base = trunk_base(a, ckpt);
   const bool fresh_head = o.fresh_head || o.head != a.head;
@@ -266,6 +280,8 @@ std::unique_ptr<Model> load_pretrained(const Arch& a, const data::DataSpec& spec
   if (o.dtype != at::kFloat) model->to(o.dtype);
   const WeightMap map = weight_map(a, o.head, base);
   std::set<std::string> used;
+  if (a.layers != full.layers || a.decoder_layers != full.decoder_layers)  // the dropped layers
+    for (const auto& [ours, src] : weight_map(full, o.head, base)) used.insert(src.name);
   if (fresh_head) {  // the checkpoint's own head is not read
     for (const auto& [ours, src] : weight_map(a, a.head, base))
       if (ours.rfind("head.", 0) == 0) used.insert(src.name);
@@ -284,7 +300,9 @@ std::unique_ptr<Model> load_pretrained(const Arch& a, const data::DataSpec& spec
   torch::NoGradGuard no_grad;
   for (auto& [name, t] : model->state_tensors()) {
     const bool head = name.rfind("head.", 0) == 0;
-    if (head && fresh_head) continue;
+    if ((head && fresh_head) ||
+        (name.size() > 11 && name.compare(name.size() - 11, 11, ".head_index") == 0))
+      continue;  // a fresh head; Sculpt's own bookkeeping of removed heads
     auto it = map.find(name);
     SCULPT_ASSERT(it != map.end(), "no checkpoint name for ", name);
     auto found = ckpt.tensors.find(it->second.name);
@@ -341,6 +359,10 @@ void HfOptions::visit(config::Visitor& v) {
   v.choice("head", head, {"auto", "causal_lm", "masked_lm", "classify", "seq2seq_lm"},
            "hf: task head; auto: the checkpoint's own (architectures in config.json)");
   v.field("fresh_head", fresh_head, "hf: start the head from random weights (e.g. other classes)");
+  v.field("layers", layers, "hf: keep the checkpoint's first N layers (t5: encoder layers); 0: all; "
+          "with model.init and init_blocks, choose which", config::Range::at_least(0));
+  v.field("decoder_layers", decoder_layers, "hf: t5: keep the first N decoder layers; 0: all",
+          config::Range::at_least(0));
 }
 
 void HfOptions::check(config::Checker&) const {}
@@ -352,7 +374,8 @@ void add_hf_models(ModelRegistry& r) {
         SCULPT_CHECK(c.options, "model hf: needs model.path");
         const auto& o = dynamic_cast<const HfOptions&>(*c.options);
         Arch a = read_arch(o.path);
-        LoadOptions lo{a.head, o.fresh_head, o.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat};
+        LoadOptions lo{a.head, o.fresh_head, o.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat,
+                       o.layers, o.decoder_layers};
         static const std::map<std::string, Head> heads = {{"causal_lm", Head::causal_lm},
                                                           {"masked_lm", Head::masked_lm},
                                                           {"classify", Head::classify},
