@@ -56,6 +56,26 @@ std::vector<double> block_seconds(models::Model& whole, at::Tensor x) {
 }
 }  // namespace
 
+namespace {
+// A cut between a block and another that uses its parameters would train two copies.
+void check_shared_weights(const models::Model& whole, const pp::StageRanges& ranges,
+                          const std::string& file) {
+  const auto names = whole.block_names();
+  auto stage_of = [&](const std::string& block) {
+    for (size_t s = 0; s < ranges.size(); ++s)
+      for (int64_t b = ranges[s].first; b < ranges[s].second; ++b)
+        if (names[static_cast<size_t>(b)] == block) return static_cast<int64_t>(s);
+    return int64_t{-1};
+  };
+  for (const auto& sw : whole.shared_weights())
+    SCULPT_CHECK(stage_of(sw.owner) == stage_of(sw.user), file, ": distributed.pipeline: blocks ",
+                 sw.owner, " and ", sw.user, " of model ", whole.name(), " share ", sw.what,
+                 "; they would be in stages ", stage_of(sw.owner), " and ", stage_of(sw.user),
+                 ", which is not supported (choose distributed.pipeline.cuts that keep them "
+                 "together, or a checkpoint without tied weights)");
+}
+}  // namespace
+
 std::unique_ptr<models::Model> make_stage(RunContext& ctx, models::Model& whole,
                                           at::Tensor& sample, PipelineStage& ps) {
   const auto& c = ctx.config();
@@ -84,6 +104,7 @@ std::unique_ptr<models::Model> make_stage(RunContext& ctx, models::Model& whole,
   std::string how;
   if (!pc.cuts.empty()) {
     ranges = pp::split_at(names, pc.cuts, p, c.source_file + ": distributed.pipeline.cuts");
+    check_shared_weights(whole, ranges, c.source_file);
     how = "cuts";
   }
 
@@ -115,6 +136,7 @@ std::unique_ptr<models::Model> make_stage(RunContext& ctx, models::Model& whole,
     ranges = pp::balance(weights, p);
     how = std::string("balanced by ") + config::spelling(config::kPipelineBalances, pc.balance);
   }
+  check_shared_weights(whole, ranges, c.source_file);
   ps.first_block = ranges[static_cast<size_t>(ps.stage)].first;
   ps.last_block = ranges[static_cast<size_t>(ps.stage)].second;
 

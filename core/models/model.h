@@ -77,6 +77,14 @@ class Model : public torch::nn::Module {
   // Layers whose output channels are added together (a residual stream), by dotted names: channel
   // pruning keeps the same channels in every producer, and removing them shrinks the inputs of
   // every consumer. Built-in models with residual adds declare theirs.
+  // Parameters one block owns and another block also uses (a tied LM head reads the token
+  // table; T5's layers read their stack's relative-position table): a pipeline cut may not
+  // separate them.
+  struct SharedWeights {
+    std::string owner, user, what;
+  };
+  void add_shared_weights(SharedWeights s) { shared_.push_back(std::move(s)); }
+  const std::vector<SharedWeights>& shared_weights() const { return shared_; }
   struct ChannelGroup {
     std::string name;
     std::vector<std::string> producers, consumers;
@@ -107,6 +115,7 @@ class Model : public torch::nn::Module {
   std::map<std::string, at::Tensor> tapped_;
   std::vector<std::pair<std::string, std::string>> norm_pairs_;
   std::vector<ChannelGroup> channel_groups_;
+  std::vector<SharedWeights> shared_;
   ChannelRemoval channel_removal_ = ChannelRemoval::none;
   bool resized_ = false;
 };

@@ -265,3 +265,20 @@ TEST_CASE("a llama checkpoint trains on 2 Gloo ranks (DDP) and as a 2-stage pipe
   }
   require_same_losses(dir + "/single", dir + "/pipe");
 }
+
+TEST_CASE("a pipeline cut between a tied LM head and its token table is refused on every rank",
+          "[hf][distributed]") {
+  const std::string dir = test::temp_dir("hf_tied_pipe");
+  std::string cfg = llama_run(dir, "tied", 8, "distributed: {pipeline: {stages: 2, microbatches: 2}}\n");
+  std::string yaml = test::read_text(cfg);
+  const std::string from = (kFixtures / "llama_gqa").string(), to = (kFixtures / "gpt2").string();
+  yaml.replace(yaml.find(from), from.size(), to);
+  test::write_text(cfg, yaml);
+  auto r = test::run_ranks(std::string(SCULPT_BIN) + " train " + cfg);
+  for (const auto& p : r) {
+    INFO(p.err);
+    CHECK(p.exit_code == 2);
+    CHECK(p.err.find("blocks embed and head of model hf_gpt2 share the token table") !=
+          std::string::npos);
+  }
+}

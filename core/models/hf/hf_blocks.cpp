@@ -311,6 +311,11 @@ std::unique_ptr<Model> build(const Arch& a, Head head, const data::DataSpec& spe
     for (int64_t i = 0; i < a.decoder_layers; ++i)
       m->add_block("dec" + std::to_string(i), std::make_shared<TargetBlock>(a, s, dec_rel, i == 0));
     m->add_block("head", std::make_shared<LmHead>(a, embed->table(), s));
+    for (int64_t i = 1; i < a.layers; ++i)
+      m->add_shared_weights({"enc0", "enc" + std::to_string(i), "the encoder's relative-position table"});
+    for (int64_t i = 1; i < a.decoder_layers; ++i)
+      m->add_shared_weights({"dec0", "dec" + std::to_string(i), "the decoder's relative-position table"});
+    if (a.tied) m->add_shared_weights({"embed", "head", "the token table (tie_word_embeddings)"});
     return m;
   }
   SCULPT_CHECK(spec.source_len == 0, where, ": a ", a.model_type,
@@ -331,6 +336,8 @@ std::unique_ptr<Model> build(const Arch& a, Head head, const data::DataSpec& spe
                                                                                  : a.num_labels));
   else
     m->add_block("head", std::make_shared<LmHead>(a, embed->table(), 0));
+  if (a.tied && head != Head::classify)
+    m->add_shared_weights({"embed", "head", "the token table (tie_word_embeddings)"});
   return m;
 }
 
