@@ -226,6 +226,14 @@ TEST_CASE("a config.json key of the wrong type exits 2 naming the key", "[hf]") 
   expect_refused(c, {c.config_json() + ": key 'hidden_size' must be an integer, not \"big\""});
 }
 
+TEST_CASE("a size of 0 or less in config.json exits 2 naming the key", "[hf]") {
+  for (const char* key : {"head_dim", "max_position_embeddings", "num_key_value_heads"}) {
+    const Case c = prepare();
+    edit_config(c, [&](nlohmann::json& j) { j[key] = -16; });
+    expect_refused(c, {c.config_json() + ": key '" + key + "' must be >= 1, not -16"});
+  }
+}
+
 TEST_CASE("num_key_value_heads that do not divide num_attention_heads exit 2", "[hf]") {
   const Case c = prepare();
   edit_config(c, [](nlohmann::json& j) { j["num_key_value_heads"] = 3; });

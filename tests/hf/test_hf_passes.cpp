@@ -282,3 +282,20 @@ TEST_CASE("a pipeline cut between a tied LM head and its token table is refused 
           std::string::npos);
   }
 }
+
+TEST_CASE("configs/gr/teacher_t5.yaml trains a T5 checkpoint on generative retrieval and decodes "
+          "document IDs", "[hf][gr]") {
+  const std::string dir = test::temp_dir("hf_gr_t5");
+  auto r = test::run_process(
+      std::string(SCULPT_BIN) + " train " SCULPT_SOURCE_DIR "/configs/gr/teacher_t5.yaml" +
+      " model.path=" + (kFixtures / "t5_v1_1").string() + " run.output_dir=" + dir +
+      "/run data.docs=24 data.new_docs=4 data.vocab=120 data.eval_docs=12 data.batch_size=16"
+      " trainer.epochs=1 trainer.max_steps=4");
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  auto s = nlohmann::json::parse(test::read_text(dir + "/run/summary.json"));
+  REQUIRE(s["final"]["val"].contains("hits@1"));
+  const double hits = s["final"]["val"]["hits@1"].get<double>();
+  CHECK(hits >= 0.0);
+  CHECK(hits <= 1.0);
+}

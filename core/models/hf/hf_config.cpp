@@ -53,6 +53,14 @@ class Keys {
     if (v < 1) throw UserError(where(key) + " must be >= 1, not " + std::to_string(v));
     return v;
   }
+  int64_t positive_or(const char* key, int64_t fallback) const {
+    return has(key) ? positive(key) : fallback;
+  }
+  int64_t at_least_zero_or(const char* key, int64_t fallback) const {
+    int64_t v = integer_or(key, fallback);
+    if (v < 0) throw UserError(where(key) + " must be >= 0, not " + std::to_string(v));
+    return v;
+  }
   double number_or(const char* key, double fallback) const {
     if (!has(key)) return fallback;
     const json& v = j_.at(key);
@@ -146,7 +154,7 @@ void read_rope(const Keys& k, Arch& a) {
   a.rotary.factor = rk.number_or("factor", 1.0);
   a.rotary.low_freq_factor = rk.number_or("low_freq_factor", 1.0);
   a.rotary.high_freq_factor = rk.number_or("high_freq_factor", 4.0);
-  a.rotary.original_max_positions = rk.integer_or("original_max_position_embeddings", 8192);
+  a.rotary.original_max_positions = rk.positive_or("original_max_position_embeddings", 8192);
 }
 
 }  // namespace
@@ -195,7 +203,7 @@ Arch read_arch(const std::string& dir) {
     a.layers = k.positive("n_layer");
     a.heads = k.positive("n_head");
     a.max_positions = k.positive("n_positions");
-    a.ff = k.integer_or("n_inner", 4 * a.hidden);
+    a.ff = k.positive_or("n_inner", 4 * a.hidden);
     a.act = activation(k, "activation_function", k.text_or("activation_function", "gelu_new"));
     a.eps = k.number_or("layer_norm_epsilon", 1e-5);
     a.dropout = k.number_or("resid_pdrop", 0.1);
@@ -208,10 +216,10 @@ Arch read_arch(const std::string& dir) {
     a.hidden = k.positive("hidden_size");
     a.layers = k.positive("num_hidden_layers");
     a.heads = k.positive("num_attention_heads");
-    a.kv_heads = k.integer_or("num_key_value_heads", a.heads);
-    a.head_dim = k.integer_or("head_dim", a.hidden / a.heads);
+    a.kv_heads = k.positive_or("num_key_value_heads", a.heads);
+    a.head_dim = k.positive_or("head_dim", a.hidden / a.heads);
     a.ff = k.positive("intermediate_size");
-    a.max_positions = k.integer_or("max_position_embeddings", 4096);
+    a.max_positions = k.positive_or("max_position_embeddings", 4096);
     a.norm = NormKind::rms;
     a.eps = k.number_or("rms_norm_eps", 1e-6);
     a.act = activation(k, "hidden_act", k.text_or("hidden_act", "silu"));
@@ -224,7 +232,7 @@ Arch read_arch(const std::string& dir) {
     a.dropout = k.number_or("attention_dropout", 0.0);
     read_rope(k, a);
     if (t == "mistral" || (t == "qwen2" && k.flag_or("use_sliding_window", false)))
-      a.window = k.integer_or("sliding_window", 0);
+      a.window = k.at_least_zero_or("sliding_window", 0);
     if (a.kv_heads < 1 || a.heads % a.kv_heads != 0)
       k.fail("num_key_value_heads", std::to_string(a.kv_heads) + " does not divide num_attention_heads " +
                                         std::to_string(a.heads));
@@ -235,7 +243,7 @@ Arch read_arch(const std::string& dir) {
     a.heads = k.positive("num_attention_heads");
     a.ff = k.positive("intermediate_size");
     a.max_positions = k.positive("max_position_embeddings");
-    a.type_vocab = k.integer_or("type_vocab_size", 2);
+    a.type_vocab = k.positive_or("type_vocab_size", 2);
     a.eps = k.number_or("layer_norm_eps", 1e-12);
     a.act = activation(k, "hidden_act", k.text_or("hidden_act", "gelu"));
     a.dropout = k.number_or("hidden_dropout_prob", 0.1);
@@ -251,10 +259,10 @@ Arch read_arch(const std::string& dir) {
     a.head_dim = k.positive("d_kv");
     a.ff = k.positive("d_ff");
     a.layers = k.positive("num_layers");
-    a.decoder_layers = k.integer_or("num_decoder_layers", a.layers);
+    a.decoder_layers = k.positive_or("num_decoder_layers", a.layers);
     a.heads = k.positive("num_heads");
-    a.rel_buckets = k.integer_or("relative_attention_num_buckets", 32);
-    a.rel_max_distance = k.integer_or("relative_attention_max_distance", 128);
+    a.rel_buckets = k.positive_or("relative_attention_num_buckets", 32);
+    a.rel_max_distance = k.positive_or("relative_attention_max_distance", 128);
     a.dropout = k.number_or("dropout_rate", 0.1);
     a.eps = k.number_or("layer_norm_epsilon", 1e-6);
     a.norm = NormKind::rms;
@@ -282,7 +290,7 @@ Arch read_arch(const std::string& dir) {
     a.qkv_bias = k.flag_or("qkv_bias", true);
     a.image_size = k.positive("image_size");
     a.patch_size = k.positive("patch_size");
-    a.channels = k.integer_or("num_channels", 3);
+    a.channels = k.positive_or("num_channels", 3);
     a.num_labels = labels(k);
     if (a.image_size % a.patch_size != 0)
       k.fail("patch_size", std::to_string(a.patch_size) + " does not divide image_size " +
