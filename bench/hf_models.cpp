@@ -134,6 +134,38 @@ sculpt::data::DataSpec token_spec(const hf::Arch& a, int64_t len) {
   return s;
 }
 
+// BENCH_FUSED_ADAMW=1 (an experiment, not what Sculpt's optimizer registry builds): the same
+// AdamW update through ATen's fused kernel (at::_fused_adamw_, one pass over each parameter, as
+// torch.optim.AdamW(fused=True) does), to measure what a fused optimizer would save.
+class FusedAdamW {
+ public:
+  FusedAdamW(std::vector<at::Tensor> params, double lr, double wd)
+      : params_(std::move(params)), lr_(lr), wd_(wd) {}
+  void zero_grad() {
+    for (auto& p : params_) p.mutable_grad() = at::Tensor();
+  }
+  void step() {
+    at::NoGradGuard no_grad;
+    if (m_.empty())
+      for (const auto& p : params_) {
+        m_.push_back(at::zeros_like(p));
+        v_.push_back(at::zeros_like(p));
+        steps_.push_back(at::zeros({}, p.options()));
+      }
+    std::vector<at::Tensor> grads;
+    for (const auto& p : params_) grads.push_back(p.grad());
+    for (auto& s : steps_) s.add_(1);
+    at::_fused_adamw_(params_, grads, m_, v_, {}, steps_, lr_, 0.9, 0.999, wd_, 1e-8, false, false);
+  }
+
+ private:
+  std::vector<at::Tensor> params_, m_, v_, steps_;
+  double lr_, wd_;
+};
+
+// The step as Sculpt's trainer takes it (trainers/strategies/local_step.cpp): zero_grad, forward,
+// the language_model task's loss, backward with the outputs still held, optimizer step.
+// BENCH_DROP_LOGITS=1 (an experiment): the logits released before backward.
 int train(const std::string& dir, int warmup, int steps) {
   const int64_t batch = 4, len = 256;
   rss_trace("start");
@@ -144,36 +176,49 @@ int train(const std::string& dir, int warmup, int steps) {
   model->train();
   const at::Tensor ids = bench_ids(batch, len + 1, a.vocab, 0);
   const at::Tensor x = ids.narrow(1, 0, len).contiguous(), y = ids.narrow(1, 1, len).contiguous();
-  torch::optim::AdamW opt(model->parameters(),
-                          torch::optim::AdamWOptions(1e-4).betas({0.9, 0.999}).eps(1e-8).weight_decay(0.01));
-  std::vector<double> times, losses;
+  const bool fused = std::getenv("BENCH_FUSED_ADAMW") != nullptr;
+  const bool drop_logits = std::getenv("BENCH_DROP_LOGITS") != nullptr;
+  torch::optim::AdamW adamw(model->parameters(), torch::optim::AdamWOptions(1e-4)
+                                                     .betas({0.9, 0.999})
+                                                     .eps(1e-8)
+                                                     .weight_decay(0.01));
+  FusedAdamW fused_adamw(model->parameters(), 1e-4, 0.01);
+  std::vector<double> times, fwd, bwd, upd, losses;
   auto step = [&] {
-    opt.zero_grad();
+    const auto t0 = Clock::now();
+    fused ? fused_adamw.zero_grad() : adamw.zero_grad();
     at::Tensor logits = model->forward(x);
     rss_trace("forward");
     at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), y.reshape(-1));
-    logits = at::Tensor();
-    rss_trace("loss");
+    if (drop_logits) logits = at::Tensor();
+    const auto t1 = Clock::now();
     loss.backward();
     rss_trace("backward");
-    opt.step();
+    const auto t2 = Clock::now();
+    fused ? fused_adamw.step() : adamw.step();
     rss_trace("step");
+    const auto t3 = Clock::now();
+    auto ms = [](Clock::time_point a, Clock::time_point b) {
+      return std::chrono::duration<double, std::milli>(b - a).count();
+    };
+    fwd.push_back(ms(t0, t1)), bwd.push_back(ms(t1, t2)), upd.push_back(ms(t2, t3));
+    times.push_back(ms(t0, t3));
     return loss;
   };
   for (int i = 0; i < warmup + steps; ++i) {
-    const auto t0 = Clock::now();
-    const at::Tensor loss = step();
-    const double ms = ms_since(t0);
-    if (i >= warmup) times.push_back(ms);
-    losses.push_back(loss.item<double>());
+    losses.push_back(step().item<double>());
+    if (i < warmup) times.pop_back(), fwd.pop_back(), bwd.pop_back(), upd.pop_back();
   }
   std::printf("{\"side\": \"sculpt\", \"mode\": \"train\", \"threads\": %d, \"params\": %lld, "
-              "\"warmup\": %d, \"steps\": %d, \"ms_per_step\": %.2f, \"ms_min\": %.2f, "
-              "\"loss_first\": %.6f, \"loss_last\": %.6f, \"rss_loaded_mib\": %.1f, "
-              "\"peak_rss_mib\": %.1f}\n",
-              at::get_num_threads(), static_cast<long long>(model->parameter_count()), warmup,
-              steps, median(times), *std::min_element(times.begin(), times.end()), losses.front(),
-              losses.back(), rss_loaded, status_mib("VmHWM"));
+              "\"optimizer\": \"%s\", \"warmup\": %d, \"steps\": %d, \"ms_per_step\": %.2f, "
+              "\"ms_min\": %.2f, \"ms_forward_loss\": %.2f, \"ms_backward\": %.2f, "
+              "\"ms_optimizer\": %.2f, \"loss_first\": %.6f, \"loss_last\": %.6f, "
+              "\"rss_loaded_mib\": %.1f, \"peak_rss_mib\": %.1f}\n",
+              at::get_num_threads(), static_cast<long long>(model->parameter_count()),
+              fused ? "fused AdamW (experiment)" : "torch::optim::AdamW", warmup, steps,
+              median(times), *std::min_element(times.begin(), times.end()), median(fwd),
+              median(bwd), median(upd), losses.front(), losses.back(), rss_loaded,
+              status_mib("VmHWM"));
   std::fflush(stdout);
   maybe_profile([&] { step(); });
   return 0;

@@ -92,28 +92,33 @@ def train(d, warmup, steps):
     x, y = ids[:, :length].contiguous(), ids[:, 1:].contiguous()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=0.01)
-    times, losses = [], []
+    times, fwd, bwd, upd, losses = [], [], [], [], []
 
     def step():
+        t0 = time.perf_counter()
         opt.zero_grad()
         logits = model(input_ids=x, use_cache=False).logits
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        t1 = time.perf_counter()
         loss.backward()
+        t2 = time.perf_counter()
         opt.step()
+        t3 = time.perf_counter()
+        fwd.append(1e3 * (t1 - t0)), bwd.append(1e3 * (t2 - t1)), upd.append(1e3 * (t3 - t2))
+        times.append(1e3 * (t3 - t0))
         return loss
 
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        loss = step()
-        ms = 1e3 * (time.perf_counter() - t0)
-        if i >= warmup:
-            times.append(ms)
-        losses.append(loss.item())
+        losses.append(step().item())
+        if i < warmup:
+            del times[-1], fwd[-1], bwd[-1], upd[-1]
     print(json.dumps({
         "side": "transformers", "mode": "train", "threads": torch.get_num_threads(),
         "params": sum(p.numel() for p in model.parameters()), "attn": model.config._attn_implementation,
         "warmup": warmup, "steps": steps, "ms_per_step": round(statistics.median(times), 2),
-        "ms_min": round(min(times), 2), "loss_first": round(losses[0], 6),
+        "ms_min": round(min(times), 2), "ms_forward_loss": round(statistics.median(fwd), 2),
+        "ms_backward": round(statistics.median(bwd), 2), "ms_optimizer": round(statistics.median(upd), 2),
+        "loss_first": round(losses[0], 6),
         "loss_last": round(losses[-1], 6), "rss_loaded_mib": round(rss_loaded, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1)}), flush=True)
     maybe_profile(step)

@@ -334,7 +334,17 @@ void apply_overrides(Node& root, const std::vector<std::string>& overrides) {
         walked += (walked.empty() ? "" : ".") + part.key;
         Node* child = cur->find(part.key);
         if (last) {
-          if (child && child->is_map() && parsed.is_map())
+          // A map merges into the section, except a `model` map naming another model
+          // (model={name: hf, path: ...} over a transformer_lm): the old model's sizes and init
+          // weights do not apply to the new one, so the map replaces the section.
+          auto name_of = [](const Node& n) {
+            const Node* v = n.find("name");
+            return v && v->kind == Node::Kind::Scalar ? v->scalar : std::string();
+          };
+          const bool other_model = walked == "model" && parsed.is_map() && child &&
+                                   child->is_map() && !name_of(parsed).empty() &&
+                                   name_of(parsed) != name_of(*child);
+          if (child && child->is_map() && parsed.is_map() && !other_model)
             merge_into(*child, parsed);
           else
             cur->set(part.key, parsed, src);

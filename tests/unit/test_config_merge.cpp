@@ -81,6 +81,16 @@ TEST_CASE("switching a registry name by override swaps its options", "[config][o
   CHECK(cfg.optimizer.name == "adam");
   CHECK(cfg.optimizer.lr == 0.5);
   CHECK(dynamic_cast<const sculpt::AdamOptions&>(*cfg.optimizer.options).beta2 == 0.99);
+  // A model map naming another model replaces the section (its sizes and init weights do not
+  // apply to the new model); one naming the same model merges.
+  sculpt::test::write_text(f.dir + "/lm.yaml",
+                           "model: {name: transformer_encoder, d_model: 32, heads: 2, init: w}\n"
+                           "data: {name: synthetic_blobs}\n");
+  auto other = Config::load(f.dir + "/lm.yaml", {"model={name: mlp, hidden: [8]}"});
+  CHECK(other.model.name == "mlp");
+  CHECK(other.model.init.empty());
+  auto same = Config::load(f.dir + "/lm.yaml", {"model={name: transformer_encoder, heads: 4}"});
+  CHECK(same.model.init == "w");
 }
 
 TEST_CASE("the resolved config dumps to YAML that loads to the same config", "[config]") {
