@@ -186,7 +186,8 @@ int train(const std::string& dir, int warmup, int steps) {
   std::vector<double> times, fwd, bwd, upd, losses;
   auto step = [&] {
     const auto t0 = Clock::now();
-    fused ? fused_adamw.zero_grad() : adamw.zero_grad();
+    if (fused) fused_adamw.zero_grad();
+    else adamw.zero_grad();
     at::Tensor logits = model->forward(x);
     rss_trace("forward");
     at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), y.reshape(-1));
@@ -195,7 +196,8 @@ int train(const std::string& dir, int warmup, int steps) {
     loss.backward();
     rss_trace("backward");
     const auto t2 = Clock::now();
-    fused ? fused_adamw.step() : adamw.step();
+    if (fused) fused_adamw.step();
+    else adamw.step();
     rss_trace("step");
     const auto t3 = Clock::now();
     auto ms = [](Clock::time_point a, Clock::time_point b) {

@@ -86,6 +86,17 @@ int run_sculpt(int argc, char** argv) {
   quantized->excludes(sparse);
   add_plugin_option(eval);
 
+  compression::ExportRequest export_req;
+  auto* exp = app.add_subcommand(
+      "export", "write a run's model in a layout another runtime loads, then check its outputs");
+  exp->add_option("run", export_req.run_dir, "the run folder (config.yaml, model.safetensors)")
+      ->required();
+  exp->add_option("--format", export_req.format, "hf (the Hugging Face layout)")->required();
+  exp->add_option("--out", export_req.out, "output folder (default: <run>/export-<format>)");
+  exp->add_flag("--force", export_req.force, "replace an existing output folder");
+  bool no_verify = false;
+  exp->add_flag("--no-verify", no_verify, "skip reading the export back and comparing outputs");
+
   std::string file;
   auto* inspect = app.add_subcommand("inspect", "print what a weights/checkpoint file holds");
   inspect->add_option("file", file, "a .safetensors file")->required();
@@ -131,6 +142,10 @@ int run_sculpt(int argc, char** argv) {
       return cmd_eval(config_path, overrides, plugins, weights, quantized->count() > 0,
                       quantized_dir, sparse->count() > 0, sparse_dir);
     if (*inspect) return cmd_inspect(file);
+    if (*exp) {
+      export_req.verify = !no_verify;
+      return cmd_export(export_req);
+    }
     if (*qs) return cmd_quant_sensitivity(config_path, overrides, plugins, weights, sens);
     return 2;
   } catch (const CLI::CallForHelp& e) {

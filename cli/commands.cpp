@@ -165,6 +165,11 @@ int cmd_quant_sensitivity(const std::string& path, const std::vector<std::string
   return 0;
 }
 
+int cmd_export(const compression::ExportRequest& request) {
+  std::cout << compression::export_run(request).dump(2) << "\n";
+  return 0;
+}
+
 int cmd_inspect(const std::string& file) {
   auto header = io::read_safetensors_header(file);
   auto tensors = io::load_safetensors(file);

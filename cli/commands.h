@@ -1,6 +1,8 @@
 // The subcommands of `sculpt`. Each returns the exit code; user mistakes throw UserError.
 #pragma once
 
+#include "compression/exports/export.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +21,8 @@ int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
              const std::vector<std::string>& plugins, std::string weights, bool quantized = false,
              std::string quantized_dir = "", bool sparse = false, std::string sparse_dir = "");
 int cmd_inspect(const std::string& file);
+// `sculpt export RUN --format F`: prints export.json.
+int cmd_export(const compression::ExportRequest& request);
 struct SensitivityArgs {
   int64_t batches = 8;
   std::string metric;       // empty: trainer.best_metric

@@ -55,6 +55,12 @@ std::unique_ptr<Model> load_pretrained(const Arch& a, const data::DataSpec& spec
 // The same from a folder with the checkpoint's own head.
 std::unique_ptr<Model> load_pretrained(const std::string& dir, const data::DataSpec& spec);
 
+// The prefix of the trunk's tensor names in `a`'s weights ("bert.", "model.", "transformer.",
+// "vit." or ""), read from the file headers.
+std::string checkpoint_base(const Arch& a);
+// The Hugging Face class name of `a`'s family with `head` (config.json's architectures).
+std::string architecture_name(const Arch& a, Head head);
+
 // A folder that holds a Hugging Face checkpoint (config.json, no Sculpt config.yaml).
 bool is_checkpoint_dir(const std::string& path);
 

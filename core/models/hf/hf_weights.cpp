@@ -257,6 +257,20 @@ bool ignorable(const std::string& name) {
 
 }  // namespace
 
+std::string checkpoint_base(const Arch& a) { return trunk_base(a, open_checkpoint(a.dir)); }
+
+std::string architecture_name(const Arch& a, Head head) {
+  const std::string& t = a.model_type;
+  if (t == "gpt2") return "GPT2LMHeadModel";
+  if (t == "llama") return "LlamaForCausalLM";
+  if (t == "qwen2") return "Qwen2ForCausalLM";
+  if (t == "mistral") return "MistralForCausalLM";
+  if (t == "t5") return "T5ForConditionalGeneration";
+  if (t == "vit") return "ViTForImageClassification";
+  const std::string stem = t == "roberta" ? "Roberta" : "Bert";
+  return stem + (head == Head::classify ? "ForSequenceClassification" : "ForMaskedLM");
+}
+
 bool is_checkpoint_dir(const std::string& path) {
   return fs::is_directory(path) && fs::exists(fs::path(path) / "config.json") &&
          !fs::exists(fs::path(path) / "config.yaml");

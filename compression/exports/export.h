@@ -1,0 +1,29 @@
+// `sculpt export RUN_DIR --format F`: a trained (and compressed) run written in a layout another
+// runtime loads, then checked against Sculpt's own numbers. Formats: hf (the Hugging Face
+// layout of a model that came from a checkpoint folder). The output folder appears whole or not
+// at all (written beside it, renamed into place); export.json in it records the source run, what
+// the model reads and the verification.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace sculpt::compression {
+
+struct ExportRequest {
+  std::string run_dir;  // a run folder (config.yaml, model.safetensors)
+  std::string format;   // see export_formats()
+  std::string out;      // "": <run>/export-<format>
+  bool force = false;   // replace an existing `out`
+  bool verify = true;   // reload the export and compare its outputs with the run's model
+};
+
+const std::vector<std::string>& export_formats();
+
+// Writes the export; returns export.json's contents. UserError (exit 2, nothing written) for an
+// unknown format, a run without weights, a model the format cannot express (naming the layer
+// and why), an existing `out` without `force`, or a failed verification.
+nlohmann::json export_run(const ExportRequest& request);
+
+}  // namespace sculpt::compression

@@ -1,0 +1,24 @@
+// The Hugging Face writer of `sculpt export --format hf` (export.h).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/models/hf/hf_model.h"
+
+namespace sculpt::compression {
+
+struct HfExport {
+  models::hf::Arch arch;  // the exported architecture (sizes after compression)
+  int64_t tensors = 0;
+  std::vector<std::string> copied;  // tokenizer and generation files copied from the source
+};
+
+// Writes config.json, model.safetensors and the source's tokenizer files into `out`, from
+// `model` (weights materialized) that was built from `source` with `head` (`classes`: its
+// classifier's size). UserError naming the layer when config.json cannot describe the model.
+HfExport write_hf_export(models::Model& model, const models::hf::Arch& source,
+                         models::hf::Head head, int64_t classes, const std::filesystem::path& out);
+
+}  // namespace sculpt::compression
