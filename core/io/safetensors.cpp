@@ -171,10 +171,11 @@ at::Tensor MappedSafetensors::view(const TensorEntry& e) const {
   return at::from_blob(p, e.shape, at::TensorOptions().dtype(dtype_of(e.dtype, path_, e.name)));
 }
 
-void MappedSafetensors::release(const TensorEntry& e) const {
+void MappedSafetensors::release(const TensorEntry& e, int64_t from, int64_t to) const {
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  auto first = reinterpret_cast<uintptr_t>(base_) + static_cast<uintptr_t>(header_.data_start + e.begin);
-  auto last = reinterpret_cast<uintptr_t>(base_) + static_cast<uintptr_t>(header_.data_start + e.end);
+  const int64_t end = to < 0 ? e.end : e.begin + to;
+  auto first = reinterpret_cast<uintptr_t>(base_) + static_cast<uintptr_t>(header_.data_start + e.begin + from);
+  auto last = reinterpret_cast<uintptr_t>(base_) + static_cast<uintptr_t>(header_.data_start + end);
   first = first / page * page;  // pages shared with a neighbour are dropped too: they map a file
   last = (last + page - 1) / page * page;
   if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);

@@ -48,7 +48,8 @@ class MappedSafetensors {
   const SafetensorsHeader& header() const { return header_; }
   const TensorEntry* find(const std::string& name) const;
   at::Tensor view(const TensorEntry& e) const;
-  void release(const TensorEntry& e) const;
+  // Bytes [from, to) of the tensor (to < 0: its end).
+  void release(const TensorEntry& e, int64_t from = 0, int64_t to = -1) const;
 
  private:
   std::string path_;

@@ -255,6 +255,27 @@ bool ignorable(const std::string& name) {
          name == "decoder.embed_tokens.weight";
 }
 
+// dest <- v, a view of `e` in `shard`. A plain view (rows in file order) is copied in slices of
+// rows, each slice's pages released as soon as it is copied, so the largest tensor (a token
+// table) never sits in memory twice; other views are copied whole, then released.
+void copy_released(at::Tensor& dest, const at::Tensor& v, const io::MappedSafetensors& shard,
+                   const io::TensorEntry& e, bool plain) {
+  constexpr int64_t kSlice = 8 << 20;  // bytes
+  const int64_t bytes = e.end - e.begin;
+  if (!plain || v.dim() == 0 || bytes <= kSlice) {
+    dest.copy_(v);
+    shard.release(e);
+    return;
+  }
+  const int64_t rows = v.size(0), row_bytes = bytes / rows;
+  const int64_t step = std::max<int64_t>(1, kSlice / std::max<int64_t>(1, row_bytes));
+  for (int64_t r = 0; r < rows; r += step) {
+    const int64_t n = std::min(step, rows - r);
+    dest.narrow(0, r, n).copy_(v.narrow(0, r, n));
+    shard.release(e, r * row_bytes, (r + n) * row_bytes);
+  }
+}
+
 }  // namespace
 
 std::string checkpoint_base(const Arch& a) { return trunk_base(a, open_checkpoint(a.dir)); }
@@ -350,8 +371,7 @@ std::unique_ptr<Model> load_pretrained(const Arch& full, const data::DataSpec& s
       SCULPT_CHECK(v.sizes() == c.dest.sizes(), shard->path(), ": tensor '", e.name, "' has shape ",
                    shape_text(v.sizes()), " but ", c.ours, " needs ", shape_text(c.dest.sizes()),
                    " (config.json: ", a.file, ")");
-      c.dest.copy_(v);
-      shard->release(e);
+      copy_released(c.dest, v, *shard, e, c.src.parts == 1 && !c.src.transpose);
     }
   }
   if (fresh_head)
