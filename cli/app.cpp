@@ -91,7 +91,10 @@ int run_sculpt(int argc, char** argv) {
       "export", "write a run's model in a layout another runtime loads, then check its outputs");
   exp->add_option("run", export_req.run_dir, "the run folder (config.yaml, model.safetensors)")
       ->required();
-  exp->add_option("--format", export_req.format, "hf (the Hugging Face layout)")->required();
+  exp->add_option("--format", export_req.format,
+                  "hf (the Hugging Face layout) or compressed-tensors (its int8 / packed 4-bit "
+                  "weights, for transformers and vLLM)")
+      ->required();
   exp->add_option("--out", export_req.out, "output folder (default: <run>/export-<format>)");
   exp->add_flag("--force", export_req.force, "replace an existing output folder");
   bool no_verify = false;

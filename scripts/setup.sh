@@ -13,7 +13,7 @@ VENV="$DEPS_DIR/venv"
 ENV_FILE="$DEPS_DIR/env.sh"
 APT_PACKAGES=(cmake ninja-build g++ ccache python3-venv libyaml-cpp-dev libspdlog-dev libfmt-dev
   libcli11-dev catch2 nlohmann-json3-dev libgloo-dev zlib1g-dev)
-PIP_PACKAGES=("torch==$TORCH_VERSION" numpy safetensors tensorboard "transformers==5.25.0" sentencepiece)
+PIP_PACKAGES=("torch==$TORCH_VERSION" numpy safetensors tensorboard "transformers==5.25.0" sentencepiece "compressed-tensors==0.20.1")
 
 fail() { # step, detail, retry command
   printf 'setup.sh: FAILED at step "%s"\n  %s\n  retry with: %s\n' "$1" "$2" "$3" >&2

@@ -4,7 +4,9 @@
 
 #include <filesystem>
 
+#include "compression/exports/ct_export.h"
 #include "compression/exports/hf_export.h"
+#include "compression/passes/quantize/int8_model.h"
 #include "core/config/config.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
@@ -18,7 +20,7 @@ namespace sculpt::compression {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& export_formats() {
-  static const std::vector<std::string> f = {"hf"};
+  static const std::vector<std::string> f = {"hf", "compressed-tensors"};
   return f;
 }
 
@@ -68,13 +70,29 @@ nlohmann::json export_run(const ExportRequest& r) {
                " exists (--force replaces it)");
 
   auto cfg = config::Config::load((run / "config.yaml").string());
-  SCULPT_CHECK(cfg.model.name == "hf", "export --format hf: the run's model is ", cfg.model.name,
-               "; the Hugging Face layout is written for models that came from a checkpoint folder "
-               "(model.name: hf)");
+  SCULPT_CHECK(cfg.model.name == "hf", "export --format ", r.format, ": the run's model is ",
+               cfg.model.name, "; the Hugging Face layout is written for models that came from a "
+               "checkpoint folder (model.name: hf)");
+  // compressed-tensors stores the run's integer model: its quantize pass's <run>/quantized.
+  const bool ct = r.format == "compressed-tensors";
+  const fs::path quantized = run / "quantized";
+  if (ct) {
+    std::vector<std::string> passes;
+    for (const auto& p : cfg.compression) passes.push_back(p.name);
+    SCULPT_CHECK(std::find(passes.begin(), passes.end(), "quantize") != passes.end(),
+                 "export --format compressed-tensors needs a run with a quantize pass (weight_bits 8 "
+                 "or 4; act_bits 8 for W8A8, 0 for W4A16); this run's compression: [",
+                 listed(passes), "]");
+    SCULPT_CHECK(fs::exists(quantized / "manifest.json"), "export --format compressed-tensors: ",
+                 quantized.string(), " does not exist (the quantize pass writes it when training "
+                 "ends; export: false turns it off)");
+  }
   auto parts = trainers::build_run_parts(cfg, c10::Device(c10::kCPU));
   auto& model = *parts.model;
   model.load_state_tensors(io::load_safetensors(weights.string()), weights.string());
   for (auto& [name, layer] : nn::compressible_layers(model)) layer->materialize();
+  // The integer model: every tensor from <run>/quantized, quantized weights dequantized.
+  if (ct) quant::load_quantized(model, quantized.string());
   model.eval();
 
   const auto& o = dynamic_cast<const models::hf::HfOptions&>(*cfg.model.options);
@@ -95,7 +113,19 @@ nlohmann::json export_run(const ExportRequest& r) {
             {"tensors", hx.tensors},
             {"copied", hx.copied},
             {"inputs", inputs_of(spec, source)}};
-    if (r.verify) {
+    if (ct) {
+      const CtExport cx = write_ct_export(model, hx, source, head, quantized, tmp, r.verify);
+      info["quantized_from"] = fs::absolute(quantized).string();
+      info["scheme"] = cx.scheme;
+      info["quantization_format"] = cx.quantization_config.at("format");
+      info["quantized_layers"] = cx.quantized;
+      info["ignore"] = cx.ignore;
+      info["float_layers"] = cx.float_layers;
+      info["warnings"] = cx.warnings;
+      info["sparsity"] = cx.sparsity;
+      info["bytes"] = cx.bytes;
+      if (r.verify) info["verify"] = cx.verify;
+    } else if (r.verify) {
       torch::NoGradGuard no_grad;
       auto again = models::hf::load_pretrained(models::hf::read_arch(tmp.string()), spec,
                                                models::hf::LoadOptions{head});

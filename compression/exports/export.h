@@ -1,8 +1,10 @@
 // `sculpt export RUN_DIR --format F`: a trained (and compressed) run written in a layout another
 // runtime loads, then checked against Sculpt's own numbers. Formats: hf (the Hugging Face
-// layout of a model that came from a checkpoint folder). The output folder appears whole or not
-// at all (written beside it, renamed into place); export.json in it records the source run, what
-// the model reads and the verification.
+// layout of a model that came from a checkpoint folder), compressed-tensors (that layout with the
+// quantized Linear weights of the run's integer model, <run>/quantized, stored as the
+// `compressed-tensors` package names them, for transformers and vLLM; ct_export.h). The output
+// folder appears whole or not at all (written beside it, renamed into place); export.json in it
+// records the source run, what the model reads and the verification.
 #pragma once
 
 #include <nlohmann/json.hpp>
