@@ -10,9 +10,15 @@
 //       the generated ids.
 //   load DIR                         read_arch + load_pretrained (vocab from the checkpoint,
 //       input_shape {1024}) and exit: time the whole process from outside.
-// Threads: BENCH_THREADS, else OMP_NUM_THREADS, else 2. BENCH_PROFILE=N: after the timing, one
-// more step (train) or generation (generate) under ATen's profiler, and the N ops of most self
-// time on stderr (hf_models_ref.py prints torch.profiler's table for the same).
+// Threads: BENCH_THREADS, else OMP_NUM_THREADS, else 2. Diagnostics (environment variables):
+//   BENCH_PROFILE=N      after the timing, one more step (train) or generation (generate) under
+//                        ATen's profiler, and the N ops of most self time on stderr
+//                        (hf_models_ref.py prints torch.profiler's table for the same)
+//   BENCH_RSS_TRACE=1    train: the memory after each phase of every step, on stderr
+//   BENCH_LOAD_DETAIL=1  load: also the time of build() alone (random init)
+// Experiments, not what Sculpt does today (what a change in core/ or trainers/ would save):
+//   BENCH_FUSED_ADAMW=1  train: the AdamW update through ATen's fused kernel
+//   BENCH_DROP_LOGITS=1  train: the logits released before backward
 //   OMP_NUM_THREADS=2 build/bin/bench_hf_models train build/bench-hf/llama_bench
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -57,10 +63,16 @@ double status_mib(const char* field) {
   return -1;
 }
 
+// An experiment switch: set, not empty and not "0".
+bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::string(v) != "0";
+}
+
 // BENCH_RSS_TRACE set: the process's memory at a phase on stderr (current, anonymous and
 // file-backed RSS, peak), to see where the peak comes from.
 void rss_trace(const char* phase) {
-  if (!std::getenv("BENCH_RSS_TRACE")) return;
+  if (!env_on("BENCH_RSS_TRACE")) return;
   std::fprintf(stderr, "rss %-24s VmRSS %7.1f  RssAnon %7.1f  RssFile %7.1f  VmHWM %7.1f MiB\n", phase,
                status_mib("VmRSS"), status_mib("RssAnon"), status_mib("RssFile"), status_mib("VmHWM"));
 }
@@ -176,8 +188,8 @@ int train(const std::string& dir, int warmup, int steps) {
   model->train();
   const at::Tensor ids = bench_ids(batch, len + 1, a.vocab, 0);
   const at::Tensor x = ids.narrow(1, 0, len).contiguous(), y = ids.narrow(1, 1, len).contiguous();
-  const bool fused = std::getenv("BENCH_FUSED_ADAMW") != nullptr;
-  const bool drop_logits = std::getenv("BENCH_DROP_LOGITS") != nullptr;
+  const bool fused = env_on("BENCH_FUSED_ADAMW");
+  const bool drop_logits = env_on("BENCH_DROP_LOGITS");
   torch::optim::AdamW adamw(model->parameters(), torch::optim::AdamWOptions(1e-4)
                                                      .betas({0.9, 0.999})
                                                      .eps(1e-8)
@@ -266,7 +278,7 @@ int load(const std::string& dir) {
   const double ms = ms_since(t0);
   const int64_t params = model->parameter_count();
   double build_ms = -1;
-  if (std::getenv("BENCH_LOAD_DETAIL")) {
+  if (env_on("BENCH_LOAD_DETAIL")) {
     model.reset();
     const auto t1 = Clock::now();
     auto fresh = hf::build(a, a.head, spec);

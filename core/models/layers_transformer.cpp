@@ -129,11 +129,18 @@ Attention::Attention(const AttentionSpec& s)
 
 at::Tensor Attention::rotate(const at::Tensor& t, int64_t first) const {
   const int64_t len = t.size(2), dim = rotary_.dim, half = dim / 2;
-  auto fo = at::TensorOptions().dtype(at::kFloat).device(t.device());
-  at::Tensor pos = at::arange(first, first + len, fo);
-  at::Tensor freqs = at::outer(pos, inv_freq_.to(t.device()));
-  at::Tensor emb = at::cat({freqs, freqs}, -1);
-  at::Tensor cos = emb.cos().to(t.scalar_type()), sin = emb.sin().to(t.scalar_type());
+  if (cos_first_ != first || !cos_.defined() || cos_.size(0) != len ||
+      cos_.scalar_type() != t.scalar_type() || cos_.device() != t.device()) {
+    auto fo = at::TensorOptions().dtype(at::kFloat).device(t.device());
+    at::Tensor pos = at::arange(first, first + len, fo);
+    at::Tensor freqs = at::outer(pos, inv_freq_.to(t.device()));
+    at::Tensor emb = at::cat({freqs, freqs}, -1);
+    cos_ = emb.cos().to(t.scalar_type());
+    sin_ = emb.sin().to(t.scalar_type());
+    cos_first_ = first;
+  }
+  const at::Tensor& cos = cos_;
+  const at::Tensor& sin = sin_;
   at::Tensor r = dim == t.size(-1) ? t : t.narrow(-1, 0, dim);
   at::Tensor rot = at::cat({-r.narrow(-1, half, half), r.narrow(-1, 0, half)}, -1);
   at::Tensor out = r * cos + rot * sin;

@@ -95,6 +95,9 @@ class Attention final : public torch::nn::Module, public AttentionRecorder {
   int64_t window_;
   RotarySpec rotary_;
   at::Tensor inv_freq_, head_index_;
+  // cos and sin of the last positions rotated (q and k of one forward share them)
+  mutable at::Tensor cos_, sin_;
+  mutable int64_t cos_first_ = -1;
   bool record_ = false;
   at::Tensor probs_;
   std::shared_ptr<nn::Linear> q_, k_, v_, o_;
