@@ -6,7 +6,6 @@
 #include <ATen/ATen.h>
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -66,8 +65,7 @@ HfExport write_hf_export(models::Model& model, const Arch& source, Head head, in
   const std::string stack = t5 ? "enc" : "layer";
   a.layers = count_blocks(model, stack);
   if (t5) a.decoder_layers = count_blocks(model, "dec");
-  if (a.family != "vit" && head == Head::classify) a.num_labels = classes;
-  if (a.family == "vit") a.num_labels = classes;
+  if (head == Head::classify) a.num_labels = classes;
   // What compression changed: feed-forward neurons, heads (query and key/value).
   a.ff = uniform(state, stack, a.layers, "fc1.weight", 1, "feed-forward neurons", "intermediate size");
   const int64_t heads = uniform(state, stack, a.layers, "self_attn.q.weight", a.head_dim, "heads",

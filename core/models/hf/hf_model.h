@@ -22,7 +22,6 @@ struct HfOptions : config::Section {
   int64_t layers = 0;             // keep the first N layers (a shallower student); 0: all
   int64_t decoder_layers = 0;     // t5: keep the first N decoder layers; 0: all
   void visit(config::Visitor& v) override;
-  void check(config::Checker& c) const override;
 };
 
 // Where one of Sculpt's tensors comes from in the checkpoint: a tensor by name, possibly

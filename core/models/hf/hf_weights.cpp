@@ -399,8 +399,6 @@ void HfOptions::visit(config::Visitor& v) {
           config::Range::at_least(0));
 }
 
-void HfOptions::check(config::Checker&) const {}
-
 void add_hf_models(ModelRegistry& r) {
   r.add(
       "hf", "a Hugging Face checkpoint folder (bert, roberta, gpt2, llama, qwen2, mistral, t5, vit)",
