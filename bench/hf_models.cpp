@@ -16,14 +16,11 @@
 //                        (hf_models_ref.py prints torch.profiler's table for the same)
 //   BENCH_RSS_TRACE=1    train: the memory after each phase of every step, on stderr
 //   BENCH_LOAD_DETAIL=1  load: also the time of build() alone (random init)
-// Experiments, not what Sculpt does today (what a change in core/ or trainers/ would save):
-//   BENCH_FUSED_ADAMW=1  train: the AdamW update through ATen's fused kernel
-//   BENCH_DROP_LOGITS=1  train: the logits released before backward
 //   OMP_NUM_THREADS=2 build/bin/bench_hf_models train build/bench-hf/llama_bench
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
-#include <torch/optim/adamw.h>
+#include <torch/optim/optimizer.h>
 
 #include <algorithm>
 #include <chrono>
@@ -36,6 +33,7 @@
 #include <vector>
 
 #include "core/models/generate.h"
+#include "core/optim/optimizers.h"
 #include "core/models/hf/hf_model.h"
 
 namespace {
@@ -146,38 +144,10 @@ sculpt::data::DataSpec token_spec(const hf::Arch& a, int64_t len) {
   return s;
 }
 
-// BENCH_FUSED_ADAMW=1 (an experiment, not what Sculpt's optimizer registry builds): the same
-// AdamW update through ATen's fused kernel (at::_fused_adamw_, one pass over each parameter, as
-// torch.optim.AdamW(fused=True) does), to measure what a fused optimizer would save.
-class FusedAdamW {
- public:
-  FusedAdamW(std::vector<at::Tensor> params, double lr, double wd)
-      : params_(std::move(params)), lr_(lr), wd_(wd) {}
-  void zero_grad() {
-    for (auto& p : params_) p.mutable_grad() = at::Tensor();
-  }
-  void step() {
-    at::NoGradGuard no_grad;
-    if (m_.empty())
-      for (const auto& p : params_) {
-        m_.push_back(at::zeros_like(p));
-        v_.push_back(at::zeros_like(p));
-        steps_.push_back(at::zeros({}, p.options()));
-      }
-    std::vector<at::Tensor> grads;
-    for (const auto& p : params_) grads.push_back(p.grad());
-    for (auto& s : steps_) s.add_(1);
-    at::_fused_adamw_(params_, grads, m_, v_, {}, steps_, lr_, 0.9, 0.999, wd_, 1e-8, false, false);
-  }
-
- private:
-  std::vector<at::Tensor> params_, m_, v_, steps_;
-  double lr_, wd_;
-};
-
 // The step as Sculpt's trainer takes it (trainers/strategies/local_step.cpp): zero_grad, forward,
-// the language_model task's loss, backward with the outputs still held, optimizer step.
-// BENCH_DROP_LOGITS=1 (an experiment): the logits released before backward.
+// the language_model task's loss, the outputs released, backward, the optimizer step of
+// `optimizer: {name: adamw}` (Sculpt's registry: ATen's fused update), one parameter group as
+// the peer's torch.optim.AdamW(model.parameters()).
 int train(const std::string& dir, int warmup, int steps) {
   const int64_t batch = 4, len = 256;
   rss_trace("start");
@@ -188,28 +158,29 @@ int train(const std::string& dir, int warmup, int steps) {
   model->train();
   const at::Tensor ids = bench_ids(batch, len + 1, a.vocab, 0);
   const at::Tensor x = ids.narrow(1, 0, len).contiguous(), y = ids.narrow(1, 1, len).contiguous();
-  const bool fused = env_on("BENCH_FUSED_ADAMW");
-  const bool drop_logits = env_on("BENCH_DROP_LOGITS");
-  torch::optim::AdamW adamw(model->parameters(), torch::optim::AdamWOptions(1e-4)
-                                                     .betas({0.9, 0.999})
-                                                     .eps(1e-8)
-                                                     .weight_decay(0.01));
-  FusedAdamW fused_adamw(model->parameters(), 1e-4, 0.01);
+  sculpt::register_builtin_optimizers(sculpt::optimizer_registry());
+  sculpt::config::OptimizerConfig oc;
+  oc.name = "adamw";
+  oc.lr = 1e-4;
+  oc.weight_decay = 0.01;
+  oc.no_decay_bias_norm = false;
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
+  auto adamw = sculpt::optimizer_registry().create(
+      oc.name, sculpt::split_for_weight_decay(named, oc.no_decay_bias_norm), oc);
   std::vector<double> times, fwd, bwd, upd, losses;
   auto step = [&] {
     const auto t0 = Clock::now();
-    if (fused) fused_adamw.zero_grad();
-    else adamw.zero_grad();
+    adamw->zero_grad();
     at::Tensor logits = model->forward(x);
     rss_trace("forward");
     at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), y.reshape(-1));
-    if (drop_logits) logits = at::Tensor();
+    logits = at::Tensor();
     const auto t1 = Clock::now();
     loss.backward();
     rss_trace("backward");
     const auto t2 = Clock::now();
-    if (fused) fused_adamw.step();
-    else adamw.step();
+    adamw->step();
     rss_trace("step");
     const auto t3 = Clock::now();
     auto ms = [](Clock::time_point a, Clock::time_point b) {
@@ -229,7 +200,7 @@ int train(const std::string& dir, int warmup, int steps) {
               "\"ms_optimizer\": %.2f, \"loss_first\": %.6f, \"loss_last\": %.6f, "
               "\"rss_loaded_mib\": %.1f, \"peak_rss_mib\": %.1f}\n",
               at::get_num_threads(), static_cast<long long>(model->parameter_count()),
-              fused ? "fused AdamW (experiment)" : "torch::optim::AdamW", warmup, steps,
+              "sculpt adamw (fused)", warmup, steps,
               median(times), *std::min_element(times.begin(), times.end()), median(fwd),
               median(bwd), median(upd), losses.front(), losses.back(), rss_loaded,
               status_mib("VmHWM"));

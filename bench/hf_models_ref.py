@@ -14,6 +14,7 @@ the same checkpoint, each printing one JSON line with the same keys.
 Threads: BENCH_THREADS, else OMP_NUM_THREADS, else 2 (torch.set_num_threads; not in load mode,
 where the environment decides on both sides). BENCH_PROFILE=N: after the timing, one more step
 or generation under torch.profiler, and its N ops of most self CPU time on stderr.
+BENCH_REF_FUSED=1: train with torch.optim.AdamW(fused=True) (transformers' Trainer default).
 
     OMP_NUM_THREADS=2 $SCULPT_PYTHON bench/hf_models_ref.py train build/bench-hf/llama_bench
 """
@@ -90,8 +91,10 @@ def train(d, warmup, steps):
     vocab = model.config.vocab_size
     ids = bench_ids(batch, length + 1, vocab, 0)
     x, y = ids[:, :length].contiguous(), ids[:, 1:].contiguous()
+    # BENCH_REF_FUSED=1: fused=True, what transformers' Trainer uses by default (optim
+    # "adamw_torch_fused" with torch >= 2.8); the issue's peer is the plain loop's default AdamW.
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
-                            weight_decay=0.01)
+                            weight_decay=0.01, fused=os.environ.get("BENCH_REF_FUSED") == "1")
     times, fwd, bwd, upd, losses = [], [], [], [], []
 
     def step():

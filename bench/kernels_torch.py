@@ -25,6 +25,8 @@ torch.ops.load_library(args.lib)
 torch.set_num_threads(args.threads)
 dev = torch.device(args.device)
 cuda = dev.type == "cuda"
+if cuda:  # the CUDA half of the ops lives next door (kernels/cuda_entries.h)
+    torch.ops.load_library(args.lib.replace("libsculpt_kernels.", "libsculpt_kernels_cuda."))
 torch.manual_seed(0)
 
 

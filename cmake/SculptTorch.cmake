@@ -52,8 +52,21 @@ endif()
 message(STATUS "Sculpt: LibTorch ${Torch_VERSION} from ${Torch_DIR}; CUDA kernels: ${SCULPT_WITH_CUDA}")
 
 # One interface target for everything that touches torch: includes as SYSTEM, no warnings from them.
+# sculpt_torch links LibTorch's CPU libraries only: a CUDA wheel's libtorch.so pulls in
+# libtorch_cuda.so (450 MB; ~250 MB of resident memory and start-up time in every process).
+# sculpt_torch_cuda adds the CUDA libraries, for the few targets with CUDA code of their own
+# (libsculpt_kernels_cuda, the NCCL backend); sculpt::load_cuda_runtime() loads those where a GPU
+# driver is (core/run/run_context.cpp).
 add_library(sculpt_torch INTERFACE)
-target_link_libraries(sculpt_torch INTERFACE ${TORCH_LIBRARIES})
+add_library(sculpt_torch_cuda INTERFACE)
+if(TARGET torch_cpu AND TARGET c10)
+  target_link_libraries(sculpt_torch INTERFACE torch_cpu c10)
+  target_link_libraries(sculpt_torch_cuda INTERFACE sculpt_torch
+    "-Wl,--push-state,--no-as-needed" ${TORCH_LIBRARIES} "-Wl,--pop-state")
+else()
+  target_link_libraries(sculpt_torch INTERFACE ${TORCH_LIBRARIES})
+  target_link_libraries(sculpt_torch_cuda INTERFACE sculpt_torch)
+endif()
 target_include_directories(sculpt_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 target_compile_options(sculpt_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${TORCH_CXX_FLAGS}>)
 if(SCULPT_WITH_CUDA)

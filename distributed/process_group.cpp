@@ -3,10 +3,6 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef USE_C10D_NCCL
-#include <c10/cuda/CUDAFunctions.h>
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
 
 #include <algorithm>
 #include <atomic>
@@ -16,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/logging/logging.h"
+#include "distributed/nccl_backend.h"
 
 namespace sculpt::distributed {
 
@@ -197,8 +194,13 @@ bool is_loopback(const std::string& host) {
 
 }  // namespace
 
+NcclMaker& nccl_maker() {
+  static NcclMaker maker = nullptr;
+  return maker;
+}
+
 bool nccl_built() {
-#ifdef USE_C10D_NCCL
+#ifdef SCULPT_NCCL_LIB
   return true;
 #else
   return false;
@@ -255,18 +257,11 @@ std::shared_ptr<Collectives> connect(const WorldInfo& world, const config::Distr
       return c10::make_intrusive<c10d::ProcessGroupGloo>(
           c10::make_intrusive<c10d::PrefixStore>("gloo/", st), rank, size, opts);
     }
-#ifdef USE_C10D_NCCL
-    c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_index));  // before any NCCL call
-    // A timeout raises in wait() instead of tearing the process down without a message.
-    setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
-    auto opts = c10d::ProcessGroupNCCL::Options::create();
-    opts->timeout = timeout;
-    return c10::make_intrusive<c10d::ProcessGroupNCCL>(
-        c10::make_intrusive<c10d::PrefixStore>("nccl/", st), rank, size, opts);
-#else
-    (void)device_index;
-    throw std::runtime_error("this build has no NCCL");
-#endif
+    if (!nccl_maker())
+      throw std::runtime_error(
+          "the NCCL backend (libsculpt_nccl.so) is not loaded: this build has none, or no NVIDIA "
+          "driver was found (sculpt::load_cuda_runtime)");
+    return nccl_maker()(st, rank, size, timeout, device_index);
   };
   c10::intrusive_ptr<c10d::Backend> backend;
   try {

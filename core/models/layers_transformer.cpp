@@ -175,10 +175,10 @@ at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& mem, const 
     }
   }
   if (rotary_.on) q = rotate(q, first);
-  if (k.size(1) != q.size(1)) {  // grouped-query attention: each key/value head serves a group
-    k = k.repeat_interleave(q.size(1) / k.size(1), 1);
-    v = v.repeat_interleave(q.size(1) / v.size(1), 1);
-  }
+  // Grouped-query attention: query head h reads key/value head h / group. Neither path copies
+  // the key/value heads: the explicit product packs each group's query heads into one matrix,
+  // the fused kernel is told (enable_gqa).
+  const int64_t heads_q = q.size(1), heads_kv = k.size(1), group = heads_q / heads_kv;
   const int64_t lq = q.size(2), lk = k.size(2);
   at::Tensor bias = head_bias;
   if (bias.defined() && head_index_.defined() && head_index_.numel() != bias.size(1))
@@ -201,11 +201,17 @@ at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& mem, const 
   // generative-retrieval beam search). Training keeps the fused kernel. Masked scores get the
   // lowest float, not -inf, so a row with every key masked is uniform instead of NaN.
   if (record_ || (x.is_cpu() && !at::GradMode::is_enabled() && lk <= kShortKeys)) {
-    auto scores = at::matmul(q, k.transpose(-1, -2));
-    if (scaled_) scores = scores / std::sqrt(static_cast<double>(q.size(-1)));
-    if (bias.defined()) scores = scores + bias;
+    // Scores as [B, kv heads, group, Lq, Lk]; masks [.., Lq, Lk] broadcast over the group.
+    const int64_t b = q.size(0), d = q.size(3);
+    auto scores = at::matmul(q.reshape({b, heads_kv, group * lq, d}), k.transpose(-1, -2))
+                      .view({b, heads_kv, group, lq, lk});
+    if (scaled_) scores = scores / std::sqrt(static_cast<double>(d));
+    if (bias.defined())
+      scores = scores + (bias.size(1) == heads_q
+                             ? bias.view({bias.size(0), heads_kv, group, bias.size(2), bias.size(3)})
+                             : bias.unsqueeze(2));
     const double lowest = std::numeric_limits<float>::lowest();
-    if (allowed.defined()) scores = scores.masked_fill(allowed.logical_not(), lowest);
+    if (allowed.defined()) scores = scores.masked_fill(allowed.unsqueeze(2).logical_not(), lowest);
     if (causal_flag)
       scores = scores.masked_fill(at::ones({lq, lk}, x.options().dtype(at::kBool)).triu(1), lowest);
     at::Tensor probs;
@@ -215,21 +221,22 @@ at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& mem, const 
       at::Tensor e = (scores - scores.amax(-1, true)).exp_();
       probs = e.div_(e.sum(-1, true));
     }
-    y = at::matmul(at::dropout(probs, p, is_training()), v);
-    if (record_) probs_ = probs;
+    y = at::matmul(at::dropout(probs, p, is_training()).view({b, heads_kv, group * lq, lk}), v)
+            .view({b, heads_q, lq, d});
+    if (record_) probs_ = probs.view({b, heads_q, lq, lk});
   } else {
     std::optional<at::Tensor> mask;
     if (bias.defined()) {
       at::Tensor m = bias.to(q.scalar_type());
       if (allowed.defined())
         m = m.masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest());
-      mask = m.expand({q.size(0), q.size(1), lq, lk});
+      mask = m.expand({q.size(0), heads_q, lq, lk});
     } else if (allowed.defined()) {
       mask = allowed;
     }
     std::optional<double> scale;
     if (!scaled_) scale = 1.0;
-    y = at::scaled_dot_product_attention(q, k, v, mask, p, causal_flag, scale);
+    y = at::scaled_dot_product_attention(q, k, v, mask, p, causal_flag, scale, group > 1);
   }
   return o_->forward(y.transpose(1, 2).reshape({x.size(0), x.size(1), -1}));
 }

@@ -8,13 +8,23 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/nn/init_scope.h"
 
 namespace sculpt::nn {
+
+namespace {
+thread_local bool skip_random_init = false;
+}  // namespace
+
+SkipRandomInit::SkipRandomInit() : previous_(skip_random_init) { skip_random_init = true; }
+SkipRandomInit::~SkipRandomInit() { skip_random_init = previous_; }
+bool SkipRandomInit::active() { return skip_random_init; }
 
 namespace {
 // PyTorch's default init for Linear/Conv: kaiming_uniform(a=sqrt(5)) weights, bias
 // uniform(+-1/sqrt(fan_in)).
 void default_init(at::Tensor& w, at::Tensor& b, int64_t fan_in) {
+  if (skip_random_init) return;
   torch::NoGradGuard no_grad;
   torch::nn::init::kaiming_uniform_(w, std::sqrt(5.0));
   if (b.defined()) {
@@ -136,6 +146,7 @@ at::Tensor Conv2d::forward(const at::Tensor& x) {
 
 Embedding::Embedding(int64_t n, int64_t d) : Compressible("Embedding"), num_embeddings(n), dim(d) {
   weight_ = register_parameter("weight", torch::empty({n, d}));
+  if (skip_random_init) return;
   torch::NoGradGuard no_grad;
   torch::nn::init::normal_(weight_);
 }

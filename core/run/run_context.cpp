@@ -2,8 +2,11 @@
 
 #include <torch/cuda.h>
 #include <torch/utils.h>
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -13,8 +16,61 @@
 
 namespace sculpt {
 
+namespace {
+// The folder of the shared library that holds `symbol`.
+std::filesystem::path folder_of(void* symbol) {
+  Dl_info where{};
+  if (!dladdr(symbol, &where) || !where.dli_fname) return {};
+  return std::filesystem::path(where.dli_fname).parent_path();
+}
+
+// Loads `lib` for good (its static initializers register CUDA kernels and backends); false
+// with a warning when it does not load.
+bool load_library(const std::filesystem::path& lib) {
+  if (dlopen(lib.c_str(), RTLD_NOW | RTLD_GLOBAL)) return true;
+  log::warn("an NVIDIA driver is present but ", lib.string(), " did not load (", dlerror(),
+            "): CUDA is not available to this process");
+  return false;
+}
+}  // namespace
+
+bool load_cuda_runtime() {
+  static const bool usable = [] {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const char* force = std::getenv("SCULPT_LOAD_CUDA");  // tests: load without a driver
+    if ((force && std::string(force) == "1") || fs::exists("/proc/driver/nvidia/version", ec) ||
+        fs::exists("/dev/nvidiactl", ec)) {
+      const fs::path torch_dir = folder_of(reinterpret_cast<void*>(&at::get_num_threads));
+      const fs::path our_dir = folder_of(reinterpret_cast<void*>(&load_cuda_runtime));
+      if (load_library(torch_dir / "libtorch_cuda.so"))
+        for (const char* ours : {"libsculpt_kernels_cuda.so", "libsculpt_nccl.so"})
+          if (fs::exists(our_dir / ours, ec)) load_library(our_dir / ours);
+    }
+    return torch::cuda::is_available();
+  }();
+  return usable;
+}
+
+std::string cuda_status() {
+  const bool usable = load_cuda_runtime();
+  auto loaded = [](const std::filesystem::path& lib) {
+    void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_NOLOAD);
+    if (h) dlclose(h);  // drops only the reference RTLD_NOLOAD took
+    return h != nullptr;
+  };
+  const auto torch_dir = folder_of(reinterpret_cast<void*>(&at::get_num_threads));
+  const auto our_dir = folder_of(reinterpret_cast<void*>(&load_cuda_runtime));
+  if (!loaded(torch_dir / "libtorch_cuda.so"))
+    return "CUDA: not loaded (no NVIDIA driver found; a CPU process)";
+  return detail::concat("CUDA: LibTorch's CUDA libraries loaded; GPUs: ",
+                        usable ? static_cast<int>(torch::cuda::device_count()) : 0,
+                        "; Sculpt's CUDA kernels: ",
+                        loaded(our_dir / "libsculpt_kernels_cuda.so") ? "loaded" : "not built");
+}
+
 c10::Device resolve_device(const std::string& spec, int local_rank) {
-  bool has_cuda = torch::cuda::is_available();
+  bool has_cuda = load_cuda_runtime();
   if (spec == "cpu") return c10::Device(c10::kCPU);
   if (spec == "auto") {
     if (!has_cuda) return c10::Device(c10::kCPU);
@@ -51,8 +107,9 @@ double seconds_since_process_start() {
 
 std::mt19937_64 seed_everything(int64_t seed, int rank) {
   auto s = static_cast<uint64_t>(seed) + static_cast<uint64_t>(rank);
+  const bool cuda = load_cuda_runtime();  // before torch::manual_seed asks ATen about CUDA
   torch::manual_seed(s);
-  if (torch::cuda::is_available()) torch::cuda::manual_seed_all(s);
+  if (cuda) torch::cuda::manual_seed_all(s);
   std::srand(static_cast<unsigned>(s));
   return std::mt19937_64(s);
 }

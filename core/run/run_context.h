@@ -14,6 +14,16 @@
 
 namespace sculpt {
 
+// Loads LibTorch's CUDA library (libtorch_cuda.so, next to libtorch_cpu.so) when this machine
+// has an NVIDIA driver and Sculpt was built without its own CUDA kernels (then only the CPU
+// libraries are linked: CPU processes stay ~250 MB lighter). It must run before anything asks
+// ATen about CUDA (ATen decides once): `sculpt`'s main, resolve_device and seed_everything call
+// it. Returns whether CUDA is usable.
+bool load_cuda_runtime();
+// One line for `sculpt --version`: whether CUDA's libraries and Sculpt's CUDA kernels are loaded
+// in this process, and how many GPUs it sees.
+std::string cuda_status();
+
 // "auto" -> cuda:0 when available else cpu; "cuda"/"cuda:N" -> UserError when CUDA is absent
 // or N is out of range.
 c10::Device resolve_device(const std::string& spec, int local_rank = 0);

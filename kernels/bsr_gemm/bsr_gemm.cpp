@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "kernels/bsr_gemm/bsr_gemm_impl.h"
+#include "kernels/cuda_entries.h"
 
 namespace sculpt::kernels {
 
@@ -109,7 +110,7 @@ at::Tensor sparse_forward(const Checked& c, const at::Tensor& x2, const at::Tens
     if (n == 0) return y;
     const bsr::View v{c.crow.const_data_ptr<int64_t>(), c.col.const_data_ptr<int64_t>(), c.rows,
                       c.cols, c.block};
-    bsr::forward_cuda(v, values.contiguous(), x2.contiguous(), bias, y);
+    loaded_cuda_entries("sculpt::bsr_linear").bsr_forward(v, values.contiguous(), x2.contiguous(), bias, y);
     return y;
 #else
     TORCH_CHECK(false, "sculpt::bsr_linear: Sculpt's kernels were built without CUDA");

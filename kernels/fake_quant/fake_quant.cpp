@@ -15,6 +15,7 @@
 
 #include <cmath>
 
+#include "kernels/cuda_entries.h"
 #include "kernels/fake_quant/fake_quant_impl.h"
 
 namespace sculpt::kernels {
@@ -94,7 +95,7 @@ at::Tensor fake_quant_impl(const at::Tensor& x, const at::Tensor& scale,
   if (p.x.numel() == 0) return y;
   if (p.x.is_cuda()) {
 #ifdef SCULPT_WITH_CUDA
-    fq::forward_cuda(p.x, p.scale, p.zp, p.layout, y);
+    loaded_cuda_entries("sculpt::fake_quant").fq_forward(p.x, p.scale, p.zp, p.layout, y);
     return y;
 #else
     TORCH_CHECK(false, "sculpt::fake_quant: Sculpt's kernels were built without CUDA");
@@ -122,7 +123,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_backward_impl(
       ds = at::zeros({p.layout.channels}, p.scale.options());
       dz = at::zeros({p.layout.channels}, p.scale.options());
     }
-    if (p.x.numel() > 0) fq::backward_cuda(dy, p.x, p.scale, p.zp, p.layout, dx, ds, dz);
+    if (p.x.numel() > 0)
+      loaded_cuda_entries("sculpt::fake_quant_backward")
+          .fq_backward(dy, p.x, p.scale, p.zp, p.layout, dx, ds, dz);
 #else
     TORCH_CHECK(false, "sculpt::fake_quant_backward: Sculpt's kernels were built without CUDA");
 #endif

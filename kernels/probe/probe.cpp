@@ -5,10 +5,11 @@
 
 #include <c10/util/Exception.h>
 
+#include "kernels/cuda_entries.h"
+
 namespace sculpt::kernels {
 
 #ifdef SCULPT_WITH_CUDA
-at::Tensor probe_axpy_cuda(const at::Tensor& x, const at::Tensor& y, double alpha);
 bool built_with_cuda() {
   return true;
 }
@@ -40,7 +41,7 @@ at::Tensor probe_axpy(const at::Tensor& x, const at::Tensor& y, double alpha) {
   TORCH_CHECK(x.device() == y.device(), "probe_axpy: tensors on different devices");
   if (x.is_cuda()) {
 #ifdef SCULPT_WITH_CUDA
-    return probe_axpy_cuda(x, y, alpha);
+    return loaded_cuda_entries("probe_axpy").probe_axpy(x, y, alpha);
 #else
     TORCH_CHECK(false, "probe_axpy: Sculpt was built without CUDA kernels (SCULPT_CUDA=OFF)");
 #endif

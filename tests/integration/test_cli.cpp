@@ -117,6 +117,25 @@ TEST_CASE("asking for CUDA where there is none is a clear error before any outpu
   CHECK_FALSE(fs::exists(dir + "/out"));
 }
 
+TEST_CASE("a CPU process never loads CUDA's libraries; where a driver is they load with Sculpt's "
+          "CUDA kernels", "[cli]") {
+  if (fs::exists("/proc/driver/nvidia/version") || fs::exists("/dev/nvidiactl")) {
+    SUCCEED("this machine has an NVIDIA driver");
+    return;
+  }
+  auto cpu = run_process(kSculpt + " --version");
+  REQUIRE(cpu.exit_code == 0);
+  CHECK_THAT(cpu.out, Catch::Contains("CUDA: not loaded"));
+  // SCULPT_LOAD_CUDA=1 stands in for a driver: the libraries load (no GPU is found).
+  auto forced = run_process("SCULPT_LOAD_CUDA=1 " + kSculpt + " --version");
+  REQUIRE(forced.exit_code == 0);
+  CHECK_THAT(forced.out, Catch::Contains("CUDA: LibTorch's CUDA libraries loaded; GPUs: 0"));
+  const bool kernels_built =
+      fs::exists(fs::path(kSculpt).parent_path().parent_path() / "lib/libsculpt_kernels_cuda.so");
+  CHECK_THAT(forced.out, Catch::Contains(kernels_built ? "Sculpt's CUDA kernels: loaded"
+                                                       : "Sculpt's CUDA kernels: not built"));
+}
+
 TEST_CASE("a malformed data file exits 2 naming the file and line", "[cli]") {
   std::string dir = sculpt::test::temp_dir("cli");
   sculpt::test::write_text(dir + "/ragged.csv", "a,b,label\n1,2,0\n3,1\n");

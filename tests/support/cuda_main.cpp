@@ -8,13 +8,14 @@
 #include <cstring>
 #include <iostream>
 
+#include "core/run/run_context.h"
 #include "kernels/probe/probe.h"
 
 int main(int argc, char** argv) {
   bool listing = false;
   for (int i = 1; i < argc; ++i)
     if (std::strncmp(argv[i], "--list", 6) == 0) listing = true;
-  if (!listing && !torch::cuda::is_available()) {
+  if (!listing && !sculpt::load_cuda_runtime()) {
     std::cout << "SKIPPED: no CUDA device available (torch::cuda::is_available() is false)\n";
     return 77;
   }

@@ -97,6 +97,9 @@ class LocalStep final : public StepStrategy {
             out.numel(), " model outputs, ", (~inputs.isfinite()).sum().item<int64_t>(), " of ",
             inputs.numel(), " inputs");
       }
+      // The outputs (a language model's logits: batch x length x vocabulary floats) are not
+      // needed by backward, which keeps what it needs itself: released before it runs.
+      out = at::Tensor();
       (loss / static_cast<double>(k)).backward();
       if (ddp_ && sync) ddp_->finish_backward();
       s.loss_sum += loss_v;

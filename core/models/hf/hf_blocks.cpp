@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/models/decode_cache.h"
 #include "core/models/hf/hf_model.h"
+#include "core/nn/init_scope.h"
 
 namespace sculpt::models::hf {
 
@@ -20,6 +21,7 @@ namespace {
 
 at::Tensor new_param(torch::nn::Module& m, const char* name, at::IntArrayRef shape) {
   auto p = m.register_parameter(name, at::empty(shape));
+  if (nn::SkipRandomInit::active()) return p;
   torch::NoGradGuard no_grad;
   torch::nn::init::normal_(p, 0.0, 0.02);
   return p;
