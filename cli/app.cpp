@@ -6,9 +6,12 @@
 #include "cli/app.h"
 #include "cli/commands.h"
 #include "cli/elastic.h"
+#include "cli/tokenize.h"
+#include "cli/versions.h"
 #include "core/config/errors.h"
 #include "core/error.h"
 #include "core/logging/logging.h"
+#include "core/run/run_context.h"
 #include "core/version.h"
 
 namespace sculpt::cli {
@@ -35,7 +38,7 @@ int run_sculpt(int argc, char** argv) {
   CLI::App app{"Sculpt: train and compress models from a YAML file", "sculpt"};
   app.require_subcommand(1);
   app.fallthrough();  // --log-level works before or after the subcommand
-  app.set_version_flag("--version", std::string(version_string()));
+  app.set_version_flag("--version", std::string(version_string()) + "\n" + cuda_status());
   std::string log_level;
   app.add_option("--log-level", log_level,
                  "trace|debug|info|warn|error|off (wins over logging.level)");
@@ -133,6 +136,30 @@ int run_sculpt(int argc, char** argv) {
       "one kind: models, datasets, tasks, optimizers, schedulers, trainers, passes, keys");
   add_plugin_option(list);
 
+  TokenizeArgs tok_args;
+  auto* tokenize = app.add_subcommand(
+      "tokenize", "print the ids a tokenizer gives each line of a text file (or --stats)");
+  tokenize->add_option("file", tok_args.file, "UTF-8 text, one example per line")->required();
+  tokenize->add_option("--tokenizer", tok_args.tokenizer,
+                       "checkpoint directory, tokenizer.json or SentencePiece .model")
+      ->required();
+  tokenize->add_flag("--stats", tok_args.stats, "print tokens, tokens/line and the unknown rate");
+  tokenize->add_option("--max-length", tok_args.max_length, "truncate each line to N ids")
+      ->check(CLI::NonNegativeNumber);
+  tokenize->add_flag("--no-special", tok_args.no_special, "without the special tokens");
+  tokenize->add_option("--threads", tok_args.threads, "encoding threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber);
+
+  VersionsArgs ver_args;
+  auto* versions = app.add_subcommand(
+      "versions", "model versions of incremental runs: list, show V, diff A B, rollback V, add RUN");
+  versions->add_option("dir", ver_args.dir, "the version store (e.g. <run>/versions)")->required();
+  versions->add_option("action", ver_args.action, "list | show | diff | rollback | add")
+      ->required();
+  versions->add_option("args", ver_args.args, "V, A B, or RUN");
+  versions->add_option("--out", ver_args.out,
+                       "rollback: the run directory to write (default <store>/rollback/v<V>)");
+
   try {
     register_builtins();
     app.parse(argc, argv);
@@ -149,6 +176,8 @@ int run_sculpt(int argc, char** argv) {
       export_req.verify = !no_verify;
       return cmd_export(export_req);
     }
+    if (*tokenize) return cmd_tokenize(tok_args);
+    if (*versions) return cmd_versions(ver_args);
     if (*qs) return cmd_quant_sensitivity(config_path, overrides, plugins, weights, sens);
     return 2;
   } catch (const CLI::CallForHelp& e) {

@@ -1,7 +1,9 @@
 #include "core/config/config.h"
 #include "core/config/trainer_traits.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <regex>
 
 #include "core/config/visitors.h"
@@ -63,6 +65,19 @@ void DataConfig::check(Checker& c) const {
             "normalize_mean and normalize_std need the same number of channels; got " +
                 std::to_string(normalize_mean.size()) + " means and " +
                 std::to_string(normalize_std.size()) + " standard deviations");
+}
+
+void TokenizerConfig::visit(Visitor& v) {
+  v.field("path", path,
+          "the tokenizer of text datasets (data.name: text): a Hugging Face folder (tokenizer.json, "
+          "or a SentencePiece tokenizer.model / spiece.model), a tokenizer.json or a .model file; "
+          "empty: model.path when model.name is hf (data.tokenizer wins over both)");
+}
+
+void TokenizerConfig::check(Checker& c) const {
+  std::error_code ec;
+  if (!path.empty() && !std::filesystem::exists(path, ec))
+    c.error("path", "tokenizer not found: " + path);
 }
 
 void ModelConfig::visit(Visitor& v) {
@@ -247,9 +262,27 @@ void IncrementalConfig::visit(Visitor& v) {
           "whole sequence, the ones done there are evaluated, not trained");
   v.field("reset_optimizer", reset_optimizer,
           "a fresh optimizer state (momentum, Adam moments) at the start of every increment");
+  v.field("versions", versions,
+          "write a model version (a delta of the changed tensors, metrics, checksums) into the "
+          "version store after every increment; `sculpt versions DIR` lists and rolls back "
+          "(docs/versions.md)");
+  v.field("versions_dir", versions_dir,
+          "the version store of incremental.versions (several runs may share one); empty: "
+          "<run dir>/versions");
 }
 
 void Config::check(Checker& c) const {
+  // Exports refused before training rather than after it.
+  for (const auto& f : exports.formats) {
+    if ((f == "hf" || f == "compressed-tensors") && model.name != "hf")
+      c.error("export.formats", "export format " + f + " needs a model from a Hugging Face "
+              "checkpoint (model.name: hf), not model.name: " + model.name + "; onnx exports it");
+    const bool quantized = std::any_of(compression.begin(), compression.end(),
+                                       [](const PassConfig& p) { return p.name == "quantize"; });
+    if (f == "compressed-tensors" && !quantized)
+      c.error("export.formats", "export format compressed-tensors needs a quantize pass in "
+              "compression: (its integer weights are what it writes)");
+  }
   // No training steps is a run only for post-training passes (quantize mode: ptq), which
   // calibrate and export without an optimizer step.
   if (trainer.epochs == 0 && trainer.max_steps == 0 && compression.empty())
@@ -336,10 +369,26 @@ void PipelineConfig::check(Checker& c) const {
                         std::to_string(cuts.size()));
 }
 
+void ExportConfig::visit(Visitor& v) {
+  v.field("formats", formats,
+          "formats to export at the end of a finished run, each to <run>/export-<format> "
+          "(hf, compressed-tensors, onnx; as `sculpt export RUN --format F`)");
+  v.field("verify", verify, "check each export against the run's model (its parity check)");
+}
+
+void ExportConfig::check(Checker& c) const {
+  // The list of compression/exports/export.cpp's export_formats() (a test keeps them equal).
+  static const std::vector<std::string> known = {"hf", "compressed-tensors", "onnx"};
+  for (const auto& f : formats)
+    if (std::find(known.begin(), known.end(), f) == known.end())
+      c.error("formats", "unknown export format '" + f + "'; formats: hf, compressed-tensors, onnx");
+}
+
 void Config::visit(Visitor& v) {
   v.section("run", run, "run identity, seed, device, output directory");
   v.section("logging", logging, "logging");
   v.section("data", data, "training data and loader");
+  v.section("tokenizer", tokenizer, "the tokenizer of text datasets (docs/text.md)");
   v.section("model", model, "model architecture and size");
   v.section("task", task, "loss and metrics");
   v.section("optimizer", optimizer, "optimizer");
@@ -356,6 +405,7 @@ void Config::visit(Visitor& v) {
   v.list("increments", increments,
          "continual learning: the data increments in training order, each the run's data (or "
          "data: another dataset) with classes: and/or permute_pixels:");
+  v.section("export", exports, "exports written at the end of training (README: Deploying a compressed model)");
 }
 
 namespace {
@@ -365,6 +415,13 @@ Config from_node(const Node& root, const std::string& file) {
   std::vector<Diagnostic> errors;
   read_section(root, cfg, Source{file, 1, 1, ""}, errors);
   if (!errors.empty()) throw ConfigError(errors);
+  // What text datasets need beyond their own keys: the tokenizer by default, the run directory.
+  cfg.data.default_tokenizer = cfg.tokenizer.path;
+  if (cfg.data.default_tokenizer.empty() && cfg.model.name == "hf")
+    if (const Node* m = root.find("model"))
+      if (const Node* p = m->find("path"); p && p->kind == Node::Kind::Scalar)
+        cfg.data.default_tokenizer = p->scalar;
+  cfg.data.run_dir = !cfg.run.output_dir.empty() ? cfg.run.output_dir : "runs/" + cfg.run.name;
   return cfg;
 }
 }  // namespace

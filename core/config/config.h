@@ -40,6 +40,27 @@ struct DataConfig : Section {
   int64_t random_crop_padding = 0;     // train images: zero-pad by P, random crop back; 0: off
   bool hflip = false;                  // train images: horizontal flip with probability 0.5
   int64_t prefetch = 2;                // batches prepared ahead on a thread, >= 0; 0: inline
+  // Not keys: filled when the config is read (Config::load/parse), for datasets that read text
+  // through a tokenizer (core/data/text_files.h).
+  std::string default_tokenizer;  // tokenizer.path, else model.path when model.name is hf
+  std::string run_dir;            // the run directory (run.output_dir, else runs/<run.name>)
+  void visit(Visitor& v) override;
+  void check(Checker& c) const override;
+};
+
+// The tokenizer text datasets read with (docs/text.md): a Hugging Face folder, a tokenizer.json
+// or a SentencePiece .model file. Empty: the model's folder when model.name is hf.
+struct TokenizerConfig : Section {
+  std::string path;
+  void visit(Visitor& v) override;
+  void check(Checker& c) const override;
+};
+
+// `export:` — what `sculpt train` exports at the end of a finished run (rank 0), as
+// `sculpt export RUN --format F` would: <run>/export-<format>, replaced when it exists.
+struct ExportConfig : Section {
+  std::vector<std::string> formats;  // hf, compressed-tensors, onnx; empty: no export
+  bool verify = true;                // each export's parity check (as without --no-verify)
   void visit(Visitor& v) override;
   void check(Checker& c) const override;
 };
@@ -193,6 +214,8 @@ struct IncrementalConfig : Section {
   std::string metric = "accuracy";  // the metric of the accuracy matrix
   std::string resume_from;          // an earlier incremental run to continue
   bool reset_optimizer = true;      // a fresh optimizer state at every increment
+  bool versions = false;            // a model version after every increment (docs/versions.md)
+  std::string versions_dir;         // the version store; empty: <run dir>/versions
   void visit(Visitor& v) override;
 };
 
@@ -200,6 +223,7 @@ struct Config : Section {
   RunConfig run;
   LoggingConfig logging;
   DataConfig data;
+  TokenizerConfig tokenizer;
   ModelConfig model;
   TaskConfig task;
   OptimizerConfig optimizer;
@@ -210,6 +234,7 @@ struct Config : Section {
   std::vector<std::string> plugins;     // shared libraries that register more passes
   IncrementalConfig incremental;         // continual learning: scenario, resume_from
   std::vector<IncrementConfig> increments;  // the data sequence of trainer.name: incremental
+  ExportConfig exports;                      // `export:` at the end of training
 
   std::string source_file;  // the YAML file it came from (not a key)
 

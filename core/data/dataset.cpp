@@ -59,6 +59,7 @@ void register_builtin_datasets(DatasetRegistry& r) {
   add_image_table_datasets(r);
   add_text_datasets(r);
   add_gr_datasets(r);
+  add_text_file_datasets(r);
 }
 
 }  // namespace sculpt::data

@@ -169,5 +169,6 @@ void add_file_datasets(DatasetRegistry& r);
 void add_image_table_datasets(DatasetRegistry& r);
 void add_text_datasets(DatasetRegistry& r);
 void add_gr_datasets(DatasetRegistry& r);  // gr_data.cpp: gr_synthetic, gr_jsonl
+void add_text_file_datasets(DatasetRegistry& r);  // text_files.cpp: text (through a tokenizer)
 
 }  // namespace sculpt::data

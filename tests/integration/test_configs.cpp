@@ -57,6 +57,21 @@ std::string fake_tokens() {
   sculpt::test::write_text(path, bytes);
   return path;
 }
+// configs/text_classify_distill.yaml's checkpoint paths pointed at the small BERT (and its
+// tokenizer) that tests/text_data/make_fixture.py writes, made here when it is absent.
+std::string text_classify_fixture() {
+  const std::string dir = sculpt::test::temp_dir("text-fixture");
+  const std::string bert = dir + "/bert";
+  auto r = sculpt::test::run_process(std::string(SCULPT_TEST_PYTHON_EXE) + " " SCULPT_SOURCE_DIR
+                                     "/tests/text_data/make_fixture.py " + dir);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  // The example data copied, so the token cache is not written into the source tree.
+  for (const char* f : {"train.jsonl", "test.jsonl"})
+    fs::copy_file(SCULPT_SOURCE_DIR "/examples/text_classify/" + std::string(f), dir + "/" + f);
+  return " model.path=" + bert + " model.init=" + bert + " 'compression[0].teachers=[" + bert +
+         "]' data.file=" + dir + "/train.jsonl data.test_file=" + dir + "/test.jsonl";
+}
 }  // namespace
 
 TEST_CASE("every shipped config trains for a few steps", "[configs]") {
@@ -82,6 +97,7 @@ TEST_CASE("every shipped config trains for a few steps", "[configs]") {
       extra += " 'increments=[{permute_pixels: {seed: 0}}, {permute_pixels: {seed: 1}}]'";
     if (name.rfind("cifar10", 0) == 0) extra = " data.dir=" + fake_cifar10();
     if (name.rfind("lm_", 0) == 0) extra = " data.file=" + fake_tokens();
+    if (name == "text_classify_distill") extra = text_classify_fixture();
     const std::string out = sculpt::test::temp_dir("cfg-" + name);
     const std::string command = std::string(SCULPT_BIN) + " train " + entry.path().string() +
                                 extra + " trainer.max_steps=5 run.output_dir=" + out +
