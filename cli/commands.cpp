@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "compression/exports/export.h"
 #include "compression/pass.h"
 #include "compression/passes/quantize/int8_model.h"
 #include "compression/passes/prune/sparse_export.h"
@@ -78,6 +79,16 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
   for (const auto& [split, metrics] : result.final_metrics)
     for (const auto& [k, v] : metrics) line += " " + split + "." + k + "=" + std::to_string(v);
   log::info("done: ", result.steps, " steps in ", result.time_s, " s;", line);
+  // export: at the end of a finished run, on rank 0, as `sculpt export` would.
+  if (world.rank == 0)
+    for (const auto& format : cfg.exports.formats) {
+      compression::ExportRequest request;
+      request.run_dir = ctx.dir().string();
+      request.format = format;
+      request.force = true;  // a rerun of the same run replaces its export
+      request.verify = cfg.exports.verify;
+      compression::export_run(request);
+    }
   return 0;
 }
 

@@ -3,9 +3,11 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <unistd.h>
 
 #include "compression/exports/ct_export.h"
 #include "compression/exports/hf_export.h"
+#include "compression/exports/onnx_export.h"
 #include "compression/passes/quantize/int8_model.h"
 #include "core/config/config.h"
 #include "core/error.h"
@@ -20,7 +22,7 @@ namespace sculpt::compression {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& export_formats() {
-  static const std::vector<std::string> f = {"hf", "compressed-tensors"};
+  static const std::vector<std::string> f = {"hf", "compressed-tensors", "onnx"};
   return f;
 }
 
@@ -48,9 +50,148 @@ nlohmann::json inputs_of(const data::DataSpec& spec, const models::hf::Arch& a) 
   nlohmann::json ids = {{"name", "input_ids"}, {"dtype", "int64"}, {"shape", {"batch", "sequence"}},
                         {"padding", "attention_mask 0 (in Sculpt: a negative id)"}};
   if (a.family == "t5")
-    return {ids, {{"name", "decoder_input_ids"}, {"dtype", "int64"}, {"shape", {"batch", "sequence"}},
-                  {"starts_with", a.decoder_start_id}}};
+    return {ids, {{"name", "attention_mask"}, {"dtype", "int64"}, {"shape", {"batch", "sequence"}}},
+            {{"name", "decoder_input_ids"}, {"dtype", "int64"}, {"shape", {"batch", "decoder_sequence"}},
+             {"starts_with", a.decoder_start_id}}};
   return {ids, {{"name", "attention_mask"}, {"dtype", "int64"}, {"shape", {"batch", "sequence"}}}};
+}
+
+// How the dataset turned raw data into the rows the model reads (so another runtime can feed it
+// the same way), from the run's config.
+nlohmann::json normalization_of(const config::Config& cfg) {
+  nlohmann::json n = {{"dataset", cfg.data.name}};
+  const std::string& d = cfg.data.name;
+  if (d == "mnist" || d == "fashion_mnist") {
+    const auto* o = dynamic_cast<const data::IdxDatasetOptions*>(cfg.data.options.get());
+    const bool standardize = !o || o->standardize;
+    n["pixels"] = "uint8 / 255";
+    if (standardize) {
+      n["mean"] = {d == "mnist" ? 0.1307 : 0.2860};
+      n["std"] = {d == "mnist" ? 0.3081 : 0.3530};
+      n["formula"] = "(pixel / 255 - mean) / std";
+    } else {
+      n["formula"] = "pixel / 255";
+    }
+  } else if (d == "cifar10") {
+    n["pixels"] = "uint8 / 255";
+    n["mean"] = {0.4914, 0.4822, 0.4465};
+    n["std"] = {0.2470, 0.2435, 0.2616};
+    n["formula"] = "(pixel / 255 - mean[c]) / std[c]";
+  } else if (d == "csv") {
+    const auto* o = dynamic_cast<const data::CsvDatasetOptions*>(cfg.data.options.get());
+    n["formula"] = o && o->standardize ? "z-score of each feature with the training file's mean and std"
+                                       : "the CSV's feature values as they are";
+  } else if (d == "synthetic_images" || d == "synthetic") {
+    n["formula"] = "none: generated rows, read as they are";
+  } else {
+    n["formula"] = "none: the dataset's rows as they are (token ids for text)";
+  }
+  if (!cfg.data.normalize_mean.empty())
+    n["then"] = {{"mean", cfg.data.normalize_mean}, {"std", cfg.data.normalize_std},
+                 {"formula", "(x - mean[c]) / std[c] over dim 1 (data.normalize_mean / normalize_std)"}};
+  return n;
+}
+
+// Names of the classes where the dataset has them.
+nlohmann::json labels_of(const config::Config& cfg, const data::DataSpec& spec) {
+  if (spec.num_classes <= 0) return nullptr;
+  const std::string& d = cfg.data.name;
+  if (d == "mnist" || d == "digits") {
+    nlohmann::json l = nlohmann::json::array();
+    for (int i = 0; i < 10; ++i) l.push_back(std::to_string(i));
+    return l;
+  }
+  if (d == "fashion_mnist")
+    return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+            "Ankle boot"};
+  if (d == "cifar10")
+    return {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+  return nullptr;
+}
+
+nlohmann::json outputs_of(const data::DataSpec& spec, const models::hf::Arch& a, models::hf::Head head) {
+  if (head == models::hf::Head::classify)
+    return {{{"name", "logits"}, {"dtype", "float32"}, {"shape", {"batch", spec.num_classes > 0 ? spec.num_classes : a.num_labels}}}};
+  return {{{"name", "logits"}, {"dtype", "float32"},
+           {"shape", {"batch", a.family == "t5" ? "decoder_sequence" : "sequence", a.vocab}}}};
+}
+
+bool has_quantize_pass(const config::Config& cfg) {
+  for (const auto& p : cfg.compression)
+    if (p.name == "quantize") return true;
+  return false;
+}
+
+nlohmann::json export_onnx(const ExportRequest& r, const config::Config& cfg, const fs::path& run,
+                           const fs::path& out) {
+  const fs::path quantized = run / "quantized";
+  const bool q = has_quantize_pass(cfg);
+  if (q)
+    SCULPT_CHECK(fs::exists(quantized / "manifest.json"), "export --format onnx: the run has a quantize "
+                 "pass but ", quantized.string(), " does not exist (the quantize pass writes it when "
+                 "training ends; export: false turns it off)");
+  auto parts = trainers::build_run_parts(cfg, c10::Device(c10::kCPU));
+  auto& model = *parts.model;
+  const fs::path weights = run / "model.safetensors";
+  model.load_state_tensors(io::load_safetensors(weights.string()), weights.string());
+  for (auto& [name, layer] : nn::compressible_layers(model)) layer->materialize();
+  if (q) quant::load_quantized(model, quantized.string());  // the integer model
+  model.eval();
+  const data::DataSpec& spec = parts.all->spec();
+  const data::Dataset& rows = parts.split.val.size() > 0 ? parts.split.val : parts.split.train;
+  const at::Tensor sample = rows.input_rows(at::arange(std::min<int64_t>(4, rows.size()), at::kLong));
+
+  nlohmann::json info;
+  io::replace_dir_atomic(out.string(), [&](const fs::path& tmp) {
+    const fs::path file = tmp / "model.onnx";
+    const OnnxExport ox = write_onnx_export(model, cfg, spec, q ? quantized.string() : "", file);
+    info = {{"format", "onnx"},
+            {"run", fs::absolute(run).string()},
+            {"model", cfg.model.name},
+            {"file", "model.onnx"},
+            {"opset", 17},
+            {"bytes", ox.bytes},
+            {"nodes", ox.nodes},
+            {"parameters", ox.parameters},
+            {"inputs", ox.inputs},
+            {"outputs", ox.outputs},
+            {"normalization", normalization_of(cfg)},
+            {"labels", labels_of(cfg, spec)}};
+    if (q) {
+      info["quantized_from"] = fs::absolute(quantized).string();
+      info["scheme"] = "QDQ (QuantizeLinear/DequantizeLinear): integer weights, per-tensor input scales";
+      info["quantized_layers"] = ox.quantized;
+      info["float_layers"] = ox.float_layers;
+    }
+    if (r.verify) {
+      torch::NoGradGuard no_grad;
+      const at::Tensor expected = model.forward(sample);
+      const fs::path scratch = fs::temp_directory_path() /
+                               ("sculpt-onnx-check-" + std::to_string(::getpid()));
+      nlohmann::json v;
+      try {
+        v = run_onnx_check(file, onnx_feeds(cfg, spec, sample), expected, scratch);
+      } catch (...) {
+        fs::remove_all(scratch);
+        throw;
+      }
+      fs::remove_all(scratch);
+      const double tol = q ? std::max(1e-4, ox.quant_step) : 1e-4;
+      v["tolerance"] = tol;
+      v["how"] = q ? "ONNX Runtime (CPU) on the first validation rows against the run's integer model "
+                     "(<run>/quantized); tolerance: one quantization step of the last quantized "
+                     "layer's input, through that layer"
+                   : "ONNX Runtime (CPU) on the first validation rows against the run's model";
+      info["verify"] = v;
+      if (!(v.at("max_abs_diff").get<double>() <= tol))
+        throw std::runtime_error("export onnx: verification failed: ONNX Runtime's outputs differ from "
+                                 "Sculpt's by " + std::to_string(v.at("max_abs_diff").get<double>()) +
+                                 " (tolerance " + std::to_string(tol) + "); nothing was written");
+    }
+    io::write_file_atomic((tmp / "export.json").string(), info.dump(2) + "\n");
+  });
+  log::info("export: ", out.string(), " (onnx)");
+  return info;
 }
 
 }  // namespace
@@ -70,6 +211,7 @@ nlohmann::json export_run(const ExportRequest& r) {
                " exists (--force replaces it)");
 
   auto cfg = config::Config::load((run / "config.yaml").string());
+  if (r.format == "onnx") return export_onnx(r, cfg, run, out);
   SCULPT_CHECK(cfg.model.name == "hf", "export --format ", r.format, ": the run's model is ",
                cfg.model.name, "; the Hugging Face layout is written for models that came from a "
                "checkpoint folder (model.name: hf)");
@@ -112,7 +254,10 @@ nlohmann::json export_run(const ExportRequest& r) {
             {"architecture", models::hf::architecture_name(hx.arch, head)},
             {"tensors", hx.tensors},
             {"copied", hx.copied},
-            {"inputs", inputs_of(spec, source)}};
+            {"inputs", inputs_of(spec, source)},
+            {"outputs", outputs_of(spec, hx.arch, head)},
+            {"normalization", normalization_of(cfg)},
+            {"labels", labels_of(cfg, spec)}};
     if (ct) {
       const CtExport cx = write_ct_export(model, hx, source, head, quantized, tmp, r.verify);
       info["quantized_from"] = fs::absolute(quantized).string();

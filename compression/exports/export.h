@@ -2,9 +2,11 @@
 // runtime loads, then checked against Sculpt's own numbers. Formats: hf (the Hugging Face
 // layout of a model that came from a checkpoint folder), compressed-tensors (that layout with the
 // quantized Linear weights of the run's integer model, <run>/quantized, stored as the
-// `compressed-tensors` package names them, for transformers and vLLM; ct_export.h). The output
-// folder appears whole or not at all (written beside it, renamed into place); export.json in it
-// records the source run, what the model reads and the verification.
+// `compressed-tensors` package names them, for transformers and vLLM; ct_export.h), onnx (every
+// built-in family and the Hugging Face ones as ONNX opset 17, QDQ int8 for a quantized run;
+// onnx_export.h). The output folder appears whole or not at all (written beside it, renamed into
+// place); export.json in it records the source run, what the model reads (inputs, outputs, the
+// dataset's normalization, label names) and the verification.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -25,7 +27,8 @@ const std::vector<std::string>& export_formats();
 
 // Writes the export; returns export.json's contents. UserError (exit 2, nothing written) for an
 // unknown format, a run without weights, a model the format cannot express (naming the layer
-// and why), an existing `out` without `force`, or a failed verification.
+// and why), an existing `out` without `force`, or a failed verification (onnx: a failed
+// verification is a std::runtime_error, exit 1; a missing Python with onnx/onnxruntime a UserError).
 nlohmann::json export_run(const ExportRequest& request);
 
 }  // namespace sculpt::compression

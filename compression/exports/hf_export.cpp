@@ -40,8 +40,8 @@ int64_t uniform(const io::NamedTensors& state, const std::string& stack, int64_t
     if (first < 0) first = n;
     SCULPT_CHECK(n == first, "export hf: ", stack, i, " has ", n / divisor, " ", what, " but ",
                  stack, "0 has ", first / divisor, "; config.json has one ", key,
-                 " for every layer (prune the same number in every layer: the same sparsity "
-                 "per layer, no global budget)");
+                 " for every layer: prune with `uniform: true` (compression: - name: prune, "
+                 "uniform: true) to remove the same number in every layer");
   }
   return first / divisor;
 }

@@ -137,3 +137,73 @@ TEST_CASE("export hf refuses what config.json cannot describe, and keeps an exis
   CHECK(norun.exit_code == 2);
   CHECK(norun.err.find("no config.yaml") != std::string::npos);
 }
+
+TEST_CASE("export: in the config exports at the end of training; bad export keys fail before "
+          "training", "[hf][export]") {
+  const Family& f = family("llama_gqa");
+  const std::string run =
+      train("export_cfg", f, model_yaml(f) + "export: {formats: [hf]}\n", prune_heads(2));
+  REQUIRE(!run.empty());
+  const std::string out = run + "/export-hf";
+  REQUIRE(fs::exists(out + "/config.json"));
+  auto info = nlohmann::json::parse(test::read_text(out + "/export.json"));
+  CHECK(info["verify"]["max_abs_diff"].get<double>() <= 1e-4);
+  check_with_transformers(out, f);
+
+  // Refused before any step: an unknown format; hf for a built-in model; compressed-tensors
+  // without a quantize pass.
+  const std::string dir = test::temp_dir("hf_export_cfg_bad");
+  auto refused = [&](const std::string& model, const std::string& formats) {
+    const std::string yaml = "run: {name: r, device: cpu, output_dir: '" + dir + "/run'}\n" + model +
+                             "data: {name: synthetic_blobs, samples: 64, features: 4, classes: 2}\n"
+                             "trainer: {max_steps: 2}\nexport: {formats: " +
+                             formats + "}\n";
+    test::write_text(dir + "/bad.yaml", yaml);
+    return test::run_process(std::string(SCULPT_BIN) + " train " + dir + "/bad.yaml");
+  };
+  auto unknown = refused("model: {name: mlp}\n", "[tflite]");
+  CHECK(unknown.exit_code == 2);
+  CHECK(unknown.err.find("unknown export format 'tflite'; formats: hf, compressed-tensors, onnx") !=
+        std::string::npos);
+  auto builtin = refused("model: {name: mlp}\n", "[hf]");
+  CHECK(builtin.exit_code == 2);
+  CHECK(builtin.err.find("export format hf needs a model from a Hugging Face checkpoint") !=
+        std::string::npos);
+  auto no_quantize = refused(model_yaml(f), "[compressed-tensors]");
+  CHECK(no_quantize.exit_code == 2);
+  CHECK(no_quantize.err.find("needs a quantize pass") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir + "/run/model.safetensors"));
+}
+
+TEST_CASE("prune uniform: true removes the same number of neurons in every layer under a group "
+          "budget; a non-uniform model is refused by export hf naming the option",
+          "[hf][export]") {
+  const Family& f = family("llama_gqa");
+  // A group budget (uniform) and per-layer sparsity overrides (not uniform).
+  const std::string uniform =
+      "  - {name: prune, include: ['.*\\.fc1$'], pattern: channel, scorer: magnitude, "
+      "schedule: one_shot, sparsity: 0.5, start: 1, remove: true, group: ffn, uniform: true}\n";
+  const std::string run = train("uniform", f, model_yaml(f), uniform);
+  REQUIRE(!run.empty());
+  auto w = weights(run);
+  const auto arch = models::hf::read_arch(std::string(SCULPT_HF_FIXTURES) + "/" + f.fixture);
+  const int64_t ff0 = w.at("layer0.layer.fc1.weight").size(0);
+  CHECK(ff0 < arch.ff);
+  REQUIRE(arch.layers >= 2);
+  for (int64_t i = 1; i < arch.layers; ++i)
+    CHECK(w.at("layer" + std::to_string(i) + ".layer.fc1.weight").size(0) == ff0);
+  auto ok = run_export(run);
+  INFO(ok.out << ok.err);
+  CHECK(ok.exit_code == 0);
+
+  const std::string uneven =
+      "  - {name: prune, include: ['.*\\.fc1$'], pattern: channel, scorer: magnitude, "
+      "schedule: one_shot, sparsity: 0.5, start: 1, remove: true, "
+      "overrides: [{layers: 'layer0\\..*', sparsity: 0.25}]}\n";
+  const std::string run2 = train("uneven", f, model_yaml(f), uneven);
+  REQUIRE(!run2.empty());
+  auto refused = run_export(run2);
+  CHECK(refused.exit_code == 2);
+  CHECK(refused.err.find("uniform: true") != std::string::npos);
+  CHECK_FALSE(fs::exists(run2 + "/export-hf"));
+}

@@ -92,6 +92,16 @@ class PrunePass final : public CompressionPass, public RuntimeProvider, public F
       t.layer->add_weight_transform("prune", l.mask);
       layers_.push_back(std::move(l));
     }
+    // uniform: one sparsity and one schedule for every layer, so that layers of one size keep
+    // the same number of units.
+    for (const auto& l : layers_)
+      if (l.o.uniform && !layers_.empty())
+        SCULPT_CHECK(l.o.sparsity == layers_.front().o.sparsity &&
+                         l.sched.start == layers_.front().sched.start &&
+                         l.sched.end == layers_.front().sched.end,
+                     "compression pass ", name(), ": uniform: true, but layer ", l.name,
+                     " has its own sparsity or schedule (an override) unlike ",
+                     layers_.front().name, "; uniform needs one for every layer");
     measure_positions(model, ctx);
     // from_weights: the zeros of the starting weights stay pruned, and are the schedule's s_i.
     for (auto& l : layers_) {
@@ -431,7 +441,7 @@ class PrunePass final : public CompressionPass, public RuntimeProvider, public F
       prune::Allocation a;
       a.target = target;
       a.shared_stream = !lead.coupled.empty();
-      a.shared_budget = members.size() > 1 || !lead.o.group.empty();
+      a.shared_budget = !lead.o.uniform && (members.size() > 1 || !lead.o.group.empty());
       a.unit_scores = std::move(unit_scores);
       for (auto* l : members) a.layers.push_back({l->sizes, l->pattern, l->o.min_sparsity,
                                                   l->o.max_sparsity});

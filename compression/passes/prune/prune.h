@@ -46,6 +46,7 @@ struct PruneOptions : config::Section {
   double min_sparsity = 0.0;             // per-layer bounds under a shared budget
   double max_sparsity = 1.0;
   BlockRuntime runtime = BlockRuntime::automatic;  // block: auto (BSR below the crossover) | ...
+  bool uniform = false;                  // the same number of units removed in every layer
   bool remove = true;                    // channel: physically remove pruned channels at finalize
   bool export_sparse = true;             // write the layer sparse in <run>/sparse at the end
   void visit(config::Visitor& v) override;

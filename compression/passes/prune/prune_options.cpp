@@ -49,6 +49,10 @@ void PruneOptions::visit(config::Visitor& v) {
            "prune block: at the end, Linear layers run block-sparse (BSR) on CPU: auto when the "
            "block density is at most the measured CPU crossover of the kernels' dispatcher, bsr "
            "always, dense never");
+  v.field("uniform", uniform,
+          "prune: remove the same number of units (heads, channels, neurons) in every layer of the "
+          "same size: a group shares its schedule but not its budget, and overrides may not change "
+          "sparsity (Hugging Face configs have one width for every layer: export --format hf)");
   v.field("remove", remove,
           "prune channel/head: remove pruned channels (mlp, lenet5, resnet inner convs) or attention "
           "heads (transformers) at the end: a smaller dense model");

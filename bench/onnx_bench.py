@@ -1,0 +1,126 @@
+"""The measurements of bench/onnx_export.sh (see there). Prints one JSON object and a table."""
+import argparse
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def read_idx(path):
+    with gzip.open(path) if path.endswith(".gz") else open(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def mnist_test(folder, info):
+    """t10k as the export's normalization (export.json) says: (pixel / 255 - mean) / std."""
+    find = lambda stem: next(os.path.join(folder, f) for f in os.listdir(folder) if f.startswith(stem))
+    x = read_idx(find("t10k-images")).astype(np.float32) / 255.0
+    n = info["normalization"]
+    if "mean" in n:
+        x = (x - np.float32(n["mean"][0])) / np.float32(n["std"][0])
+    return x[:, None, :, :].astype(np.float32), read_idx(find("t10k-labels")).astype(np.int64)
+
+
+def session(path, threads, optimized=None):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if optimized:
+        so.optimized_model_filepath = optimized
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def latency_ms(sess, x, reps):
+    feeds = {sess.get_inputs()[0].name: x}
+    for _ in range(20):
+        sess.run(["logits"], feeds)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        sess.run(["logits"], feeds)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def accuracy(sess, x, y):
+    name = sess.get_inputs()[0].name
+    correct = 0
+    for i in range(0, len(x), 500):
+        correct += int((sess.run(["logits"], {name: x[i:i + 500]})[0].argmax(-1) == y[i:i + 500]).sum())
+    return correct / len(x)
+
+
+def timed(cmd):
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--mnist", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--sculpt", required=True)
+    p.add_argument("--gpt2-run")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=200)
+    a = p.parse_args()
+    res = {"onnxruntime": ort.__version__, "threads": a.threads}
+    models = {}
+    for tag, cfg in (("fp32", "mnist_lenet5"), ("int8", "mnist_lenet5_qat")):
+        d = os.path.join(a.out, cfg, "export-onnx")
+        info = json.load(open(os.path.join(d, "export.json")))
+        x, y = mnist_test(a.mnist, info)
+        with tempfile.TemporaryDirectory() as tmp:
+            opt = os.path.join(tmp, "opt.onnx")
+            sess = session(os.path.join(d, "model.onnx"), a.threads, opt)
+            ops = sorted({n.op_type for n in onnx.load(opt).graph.node})
+        sess = session(os.path.join(d, "model.onnx"), a.threads)
+        ev = json.load(open(os.path.join(a.out, cfg, "eval.json")))
+        models[tag] = {
+            "latency_ms_batch64": latency_ms(sess, x[:64], a.reps),
+            "accuracy": accuracy(sess, x, y),
+            "sculpt_eval_accuracy": ev["test"]["accuracy"],
+            "bytes": os.path.getsize(os.path.join(d, "model.onnx")),
+            "optimized_ops": ops,
+            "verify_max_abs_diff": info["verify"]["max_abs_diff"],
+        }
+    res["lenet5"] = models
+    f, q = models["fp32"], models["int8"]
+    res["latency_ratio_int8_fp32"] = q["latency_ms_batch64"] / f["latency_ms_batch64"]
+    res["accuracy_points_int8_minus_fp32"] = 100 * (q["accuracy"] - f["accuracy"])
+    res["integer_ops"] = [o for o in q["optimized_ops"] if o.startswith("QLinear") or o == "QGemm" or "Integer" in o]
+    if a.gpt2_run:
+        run = a.gpt2_run
+        times = {}
+        for label, extra in (("no_verify", ["--no-verify"]), ("verify", [])):
+            times[label] = timed([a.sculpt, "export", run, "--format", "onnx", "--force", "--log-level", "warn"] + extra)
+        info = json.load(open(os.path.join(run, "export-onnx", "export.json")))
+        res["gpt2_124m"] = {"export_s": times["no_verify"], "export_with_verify_s": times["verify"],
+                            "parameters": info["parameters"], "bytes": info["bytes"],
+                            "verify_max_abs_diff": info["verify"]["max_abs_diff"]}
+    print(json.dumps(res, indent=1))
+    print(f"LeNet-5 MNIST, ORT CPU {a.threads} threads, batch 64: fp32 {f['latency_ms_batch64']:.3f} ms, "
+          f"int8 QDQ {q['latency_ms_batch64']:.3f} ms, ratio {res['latency_ratio_int8_fp32']:.2f} (target <= 0.6); "
+          f"accuracy fp32 {100 * f['accuracy']:.2f}% (sculpt eval {100 * f['sculpt_eval_accuracy']:.2f}%), "
+          f"int8 {100 * q['accuracy']:.2f}% (sculpt eval --quantized {100 * q['sculpt_eval_accuracy']:.2f}%); "
+          f"integer kernels {res['integer_ops']}")
+    if a.gpt2_run:
+        g = res["gpt2_124m"]
+        print(f"GPT-2 124M export: {g['export_s']:.2f} s (--no-verify), {g['export_with_verify_s']:.2f} s with "
+              f"the ONNX Runtime check (target <= 10 s)")
+
+
+if __name__ == "__main__":
+    main()
