@@ -17,20 +17,24 @@
 
 #include <filesystem>
 #include <limits>
+#include <set>
 #include <utility>
 
 #include "core/config/trainer_traits.h"
 #include "core/config/visitors.h"
+#include "core/data/gr.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/logging/logging.h"
 #include "trainers/callback_state.h"
 #include "trainers/continual_metrics.h"
 #include "core/optim/schedules.h"
+#include "core/tasks/wilson.h"
 #include "trainers/run_parts.h"
 #include "trainers/strategies/step_strategy.h"
 #include "trainers/train_loop.h"
 #include "trainers/trainer.h"
+#include "trainers/versions.h"
 
 namespace fs = std::filesystem;
 
@@ -47,6 +51,8 @@ struct Increment {
   config::DataConfig data;   // the run's data keys with this increment's dataset
   at::Tensor mask;           // task_incremental: bool [classes], true for its classes
   std::unique_ptr<data::Dataset> eval;  // what R[.][i] is measured on
+  // A retrieval increment with removed_docs: the task decoding with its ID trie (without them).
+  std::unique_ptr<tasks::Task> task;
 };
 
 // The increment's transform of `ds`: the pixel permutation, then the class filter.
@@ -64,6 +70,35 @@ data::Dataset transform(const data::Dataset& ds, const config::IncrementConfig& 
   if (inc.classes.empty()) return out;
   auto keep = at::isin(targets, at::tensor(inc.classes, at::kLong));
   return out.subset(keep.nonzero().flatten());
+}
+
+// Whether a metric is a proportion (a Wilson interval applies).
+bool is_proportion(const std::string& metric) {
+  return metric.rfind("hits@", 0) == 0 || metric == "accuracy" || metric == "exact_match";
+}
+
+// Per slice (increment) j of row `row`: the metric, its number of queries (test rows) and, for a
+// proportion, the 95% Wilson interval.
+nlohmann::json slice_json(const std::string& name, double value, int64_t n,
+                          const std::string& metric) {
+  nlohmann::json s = {{"name", name}, {"value", value}, {"n", n}};
+  if (is_proportion(metric) && std::isfinite(value)) {
+    const auto [lo, hi] = tasks::wilson_interval(value, static_cast<double>(n));
+    s["lo"] = lo;
+    s["hi"] = hi;
+  }
+  return s;
+}
+
+// The distinct targets (document IDs of a retrieval corpus) of a dataset's rows, as byte keys.
+void add_targets(const data::Dataset& ds, std::set<std::string>& keys) {
+  if (ds.size() == 0) return;
+  auto t = ds.targets().to(at::kCPU).to(at::kLong).contiguous();
+  t = t.reshape({t.size(0), -1});
+  const int64_t w = t.size(1);
+  const auto* p = t.const_data_ptr<int64_t>();
+  for (int64_t r = 0; r < t.size(0); ++r)
+    keys.emplace(reinterpret_cast<const char*>(p + r * w), size_t(w) * sizeof(int64_t));
 }
 
 class IncrementalTrainer final : public Trainer {
@@ -106,6 +141,22 @@ class IncrementalTrainer final : public Trainer {
     pr.baseline = baseline;
     MetricsLog metrics(ctx.dir(), resume.has_value(), cfg_.tensorboard, t0,
                        ctx.writes_files());
+
+    // Model versions (incremental.versions, docs/versions.md): the starting weights as the base
+    // of an empty store, then one version per increment.
+    std::unique_ptr<versions::Store> vstore;
+    std::set<std::string> seen_docs;  // IDs of the documents trained so far
+    if (ic.versions && ctx.writes_files()) {
+      vstore = std::make_unique<versions::Store>(
+          ic.versions_dir.empty() ? (ctx.dir() / "versions").string() : ic.versions_dir);
+      for (size_t j = 0; j < pr.matrix.size(); ++j) {
+        auto split = train_split(c, parts, static_cast<int64_t>(j));
+        add_targets(split.train, seen_docs);
+        add_targets(split.val, seen_docs);
+      }
+      if (vstore->empty())
+        write_version(*vstore, -1, model, callbacks, ctx, incs, pr, st, 0, 0, 0);
+    }
 
     LoopResult timing;  // over every increment of this process
     fs::path continue_from = resume ? *resume : fs::path();  // for the first loop only
@@ -161,6 +212,29 @@ class IncrementalTrainer final : public Trainer {
       for (const auto& cb : callbacks) cb->on_increment_end(model, current.train, hook);
       close_increment(i, model, task, incs, ctx, bf16, seconds_since(inc_t0), pr, st, metrics);
       loop.save(st, false);
+      if (vstore) {
+        // Documents seen before whose IDs this increment's corpus no longer holds: removed.
+        int64_t removed = 0;
+        if (const auto& trie = incs[i].eval->spec().valid_targets) {
+          for (auto it = seen_docs.begin(); it != seen_docs.end();) {
+            const auto* p = reinterpret_cast<const int64_t*>(it->data());
+            data::TokenSeq id(p, p + it->size() / sizeof(int64_t));
+            while (!id.empty() && id.back() == data::token::pad) id.pop_back();
+            if (!trie->contains(id)) {
+              it = seen_docs.erase(it);
+              ++removed;
+            } else {
+              ++it;
+            }
+          }
+        }
+        const auto before = seen_docs.size();
+        add_targets(current.train, seen_docs);
+        add_targets(current.val, seen_docs);
+        write_version(*vstore, i, model, callbacks, ctx, incs, pr, st,
+                      static_cast<int64_t>(seen_docs.size() - before), removed,
+                      static_cast<int64_t>(seen_docs.size()));
+      }
     }
 
     hook.step = st.step;
@@ -186,6 +260,56 @@ class IncrementalTrainer final : public Trainer {
     std::vector<double> seconds;   // wall time of each increment done
     int64_t begin_step = 0;        // global step where the current increment began
   };
+
+  // A version after increment i (-1: the base, the weights the run starts from), with the row
+  // of the accuracy matrix as its per-slice metrics. Skipped when the current version already
+  // is this run's increment i (a resumed run).
+  static void write_version(versions::Store& store, int64_t i, models::Model& model,
+                            const Callbacks& callbacks, const RunContext& ctx,
+                            const std::vector<Increment>& incs, const Progress& pr,
+                            const TrainState& st, int64_t added, int64_t removed,
+                            int64_t documents) {
+    const auto& c = ctx.config();
+    const std::string run = fs::absolute(ctx.dir()).string();
+    if (const int64_t cur = store.current(); cur > 0) {
+      const auto src = store.info(cur).value("source", nlohmann::json::object());
+      if (src.value("run", std::string()) == run && src.value("increment", int64_t{-2}) == i)
+        return;
+    }
+    auto v = versions::capture(model, callbacks);
+    v.config_yaml = c.dump();
+    v.config_hash = c.hash();
+    v.source = {{"run", run}, {"increment", i}, {"step", st.step}};
+    const bool retrieval = !incs.empty() && incs[0].eval->spec().valid_targets != nullptr;
+    if (i >= 0) {
+      v.source["name"] = incs[size_t(i)].name;
+      v.changes = {{"what", "increment " + incs[size_t(i)].name}};
+      if (retrieval) {
+        v.changes["documents_added"] = added;
+        v.changes["documents_removed"] = removed;
+        v.changes["documents"] = documents;
+      }
+    } else {
+      v.changes = {{"what", "base"}};
+    }
+    // The metrics: row i of the matrix, or for the base what the starting weights measured.
+    std::vector<double> row = i >= 0 ? pr.matrix[size_t(i)]
+                              : !pr.matrix.empty() ? pr.matrix.back() : pr.baseline;
+    const std::string& metric = c.incremental.metric;
+    nlohmann::json slices = nlohmann::json::array();
+    double sum = 0;
+    int64_t count = 0;
+    const size_t cols = i >= 0 ? std::min(row.size(), size_t(i) + 1) : row.size();
+    for (size_t j = 0; j < cols && j < incs.size(); ++j) {
+      if (!std::isfinite(row[j])) continue;
+      slices.push_back(slice_json(incs[j].name, row[j], incs[j].eval->size(), metric));
+      sum += row[j], ++count;
+    }
+    v.metrics = {{"metric", metric}, {"slices", slices}};
+    if (count > 0) v.metrics["headline"] = sum / static_cast<double>(count);
+    const int64_t id = store.add(v);
+    log::info("version ", id, " written to ", store.path_of(id));
+  }
 
   // Where to start: a checkpoint of this run (`resume`, from run.resume), the end of an earlier
   // run (incremental.resume_from), or the beginning.
@@ -269,6 +393,11 @@ class IncrementalTrainer final : public Trainer {
     for (int64_t cls : spec.classes)
       SCULPT_CHECK(cls < model_spec.num_classes, c.source_file, ": ", where, ".classes: ", cls,
                    " is not a class of the data (", model_spec.num_classes, " classes)");
+    // removed_docs (gr_*): decoding constrained to this increment's IDs, so a removed
+    // document's ID is never emitted.
+    const auto* gr = dynamic_cast<const data::GrCommonOptions*>(spec.data.options.get());
+    if (gr && !gr->removed_docs.empty() && inc.eval->spec().valid_targets)
+      inc.task = tasks::task_registry().create(c.task.name, c.task, inc.eval->spec());
     if (c.incremental.scenario == config::Scenario::task_incremental) {
       inc.mask = at::zeros({model_spec.num_classes}, at::kBool);
       for (int64_t cls : spec.classes) inc.mask[cls] = true;
@@ -303,7 +432,7 @@ class IncrementalTrainer final : public Trainer {
 
   static double measure(models::Model& model, const tasks::Task& task, const Increment& inc,
                         const RunContext& ctx, bool bf16) {
-    auto m = evaluate(model, task, *inc.eval, inc.data, ctx.device(), bf16, mask_of(inc),
+    auto m = evaluate(model, inc.task ? *inc.task : task, *inc.eval, inc.data, ctx.device(), bf16, mask_of(inc),
                       ctx.data_parallel() ? &ctx.collectives() : nullptr);
     const std::string& key = ctx.config().incremental.metric;
     auto it = m.find(key);
@@ -360,6 +489,22 @@ class IncrementalTrainer final : public Trainer {
     j["accuracy_matrix"] = matrix_json(pr.matrix, incs.size());
     j["initial_accuracy"] = pr.baseline;
     j["increment_seconds"] = pr.seconds;
+    // Per slice (the documents of each increment): the metric after the last increment with its
+    // queries and interval, right after its own increment, and the forgetting between the two.
+    nlohmann::json slices = nlohmann::json::array();
+    if (!pr.matrix.empty()) {
+      const auto& last = pr.matrix.back();
+      for (size_t k = 0; k < incs.size() && k < pr.matrix.size() && k < last.size(); ++k) {
+        auto s = slice_json(incs[k].name, last[k], incs[k].eval->size(), ic.metric);
+        const double learned = k < pr.matrix[k].size() ? pr.matrix[k][k] : NAN;
+        if (std::isfinite(learned)) {
+          s["learned"] = learned;
+          s["forgetting"] = learned - last[k];
+        }
+        slices.push_back(s);
+      }
+    }
+    j["slices"] = slices;
     return j;
   }
 

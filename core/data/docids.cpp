@@ -62,6 +62,28 @@ int64_t IdTrie::walk(const TokenSeq& prefix) const {
   return node;
 }
 
+void IdTrie::remove(const TokenSeq& seq) {
+  std::vector<std::pair<int64_t, int64_t>> path;  // (parent, token) down to the end node
+  int64_t node = 0;
+  for (int64_t t : seq) {
+    const int64_t c = child(node, t);
+    SCULPT_CHECK(c >= 0, "document ID ", at::IntArrayRef(seq), " is not in the ID trie");
+    path.emplace_back(node, t);
+    node = c;
+  }
+  SCULPT_CHECK(nodes_[size_t(node)].end, "document ID ", at::IntArrayRef(seq),
+               " is not in the ID trie");
+  nodes_[size_t(node)].end = false;
+  --count_;
+  // Unlink the nodes that lead to no sequence any more (they stay allocated, unreachable).
+  for (auto it = path.rbegin(); it != path.rend(); ++it) {
+    if (nodes_[size_t(node)].end || !nodes_[size_t(node)].next.empty()) break;
+    auto& next = nodes_[size_t(it->first)].next;
+    next.erase(std::lower_bound(next.begin(), next.end(), std::make_pair(it->second, int64_t{-1})));
+    node = it->first;
+  }
+}
+
 bool IdTrie::contains(const TokenSeq& seq) const {
   const int64_t n = walk(seq);
   return n >= 0 && nodes_[size_t(n)].end;

@@ -38,6 +38,9 @@ class IdTrie {
   // The node a prefix leads to, or -1 when it is not the prefix of a valid sequence.
   int64_t walk(const TokenSeq& prefix) const;
   bool contains(const TokenSeq& seq) const;
+  // Takes a sequence out (a removed document): its branch is pruned, so allowed() never leads
+  // to it again. UserError when it is not there.
+  void remove(const TokenSeq& seq);
   int64_t size() const { return count_; }  // sequences held
   bool is_end(int64_t node) const { return nodes_[size_t(node)].end; }
 

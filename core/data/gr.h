@@ -38,6 +38,9 @@ struct GrCommonOptions : config::Section {
   int64_t index_stride = 0;      // tokens between index chunks' starts; 0: the chunk length
   int64_t eval_docs = 0;         // val/test rows only for the first N selected docs; 0: all
   int64_t seed = 0;              // generator / k-means seed
+  // Documents taken out (gr_synthetic: indices, gr_jsonl: doc_id): no rows, out of the ID trie
+  // (so constrained decoding never emits them), retired in the IdTree; other IDs unchanged.
+  std::vector<std::string> removed_docs;
   void visit_common(config::Visitor& v);
 };
 

@@ -46,6 +46,9 @@ void GrCommonOptions::visit_common(config::Visitor& v) {
           "beam-search evaluation stays cheap; 0: of every document",
           config::Range::at_least(0));
   v.field("seed", seed, "gr_*: seed of the generator and of k-means", config::Range::at_least(0));
+  v.field("removed_docs", removed_docs,
+          "gr_*: documents taken out (gr_synthetic: document indices, gr_jsonl: doc_id): no rows, "
+          "and out of the ID trie, so constrained decoding never emits their IDs");
 }
 
 void GrSyntheticOptions::visit(config::Visitor& v) {
@@ -181,10 +184,29 @@ struct Built {
   int64_t source_len = 0;
   int64_t target_len = 0;  // longest ID + eos
   int64_t leaf_splits = 0;
+  std::vector<std::string> names;  // gr_jsonl: doc_id per document (gr_synthetic: the index)
+  std::vector<bool> removed;       // per document: in removed_docs
 };
+
+// removed_docs as document indices; an unknown one is a UserError naming it.
+void resolve_removed(const GrCommonOptions& o, Built& b) {
+  const int64_t n = static_cast<int64_t>(b.corpus.docs.size());
+  b.removed.assign(size_t(n), false);
+  if (o.removed_docs.empty()) return;
+  std::unordered_map<std::string, int64_t> index;
+  for (int64_t d = 0; d < n; ++d)
+    index.emplace(d < static_cast<int64_t>(b.names.size()) ? b.names[size_t(d)] : std::to_string(d), d);
+  for (const auto& id : o.removed_docs) {
+    auto it = index.find(id);
+    SCULPT_CHECK(it != index.end(), "removed_docs: no document '", id, "' in the corpus (",
+                 n, " documents", b.names.empty() ? ", ids 0.." + std::to_string(n - 1) : "", ")");
+    b.removed[size_t(it->second)] = true;
+  }
+}
 
 void assign_ids(const GrCommonOptions& o, Built& b) {
   const int64_t n = static_cast<int64_t>(b.corpus.docs.size());
+  resolve_removed(o, b);
   const int64_t base = token::first_word + b.words;
   b.ids.resize(size_t(n));
   if (o.ids == "atomic") {
@@ -202,18 +224,23 @@ void assign_ids(const GrCommonOptions& o, Built& b) {
     IdTree tree(vectors.narrow(0, 0, b.corpus.old_docs), so);
     for (int64_t d = b.corpus.old_docs; d < n; ++d) tree.add(vectors[d]);
     for (int64_t d = 0; d < n; ++d)
+      if (b.removed[size_t(d)]) tree.remove(d);
+    for (int64_t d = 0; d < n; ++d)
       b.ids[size_t(d)] = semantic_tokens(tree.paths()[size_t(d)], base, o.id_branch);
     b.vocab_size = base + o.id_max_depth * o.id_branch;
     b.leaf_splits = tree.leaf_splits();
   }
   b.trie = std::make_shared<IdTrie>();
-  for (const auto& id : b.ids) {
-    b.trie->insert(id);
+  for (size_t d = 0; d < b.ids.size(); ++d) {
+    const auto& id = b.ids[d];
+    if (!b.removed[d]) b.trie->insert(id);
     b.target_len = std::max(b.target_len, static_cast<int64_t>(id.size()));
   }
 }
 
-bool selected(const GrCommonOptions& o, const GrCorpus& c, int64_t doc) {
+bool selected(const GrCommonOptions& o, const Built& b, int64_t doc) {
+  if (!b.removed.empty() && b.removed[size_t(doc)]) return false;
+  const auto& c = b.corpus;
   const bool is_new = doc >= c.old_docs;
   return o.documents == "all" || (o.documents == "new") == is_new;
 }
@@ -229,7 +256,7 @@ std::unique_ptr<Dataset> make_rows(const GrCommonOptions& o, const Built& b, Dat
   const auto& c = b.corpus;
   if (part == DataPart::train && o.index_docs) {
     for (int64_t d = 0; d < static_cast<int64_t>(c.docs.size()); ++d) {
-      if (!selected(o, c, d)) continue;
+      if (!selected(o, b, d)) continue;
       const auto& doc = c.docs[size_t(d)];
       const auto stride = static_cast<size_t>(o.index_stride > 0 ? o.index_stride : s);
       // Windows of s tokens every `stride`; the last one ends at the document's end.
@@ -247,7 +274,7 @@ std::unique_ptr<Dataset> make_rows(const GrCommonOptions& o, const Built& b, Dat
     docs.push_back(chunk_docs[k]);
   }
   for (const auto& q : c.queries) {
-    if (!selected(o, c, q.doc)) continue;
+    if (!selected(o, b, q.doc)) continue;
     if ((part == DataPart::test) != (q.split == 2)) continue;
     const int64_t rank = q.doc >= c.old_docs ? q.doc - c.old_docs : q.doc;
     if (q.split != 0 && o.eval_docs > 0 && rank >= o.eval_docs) continue;
@@ -341,7 +368,7 @@ nlohmann::json parse_line(const std::string& path, int64_t line_no, std::string_
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(line.begin(), line.end());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range (1e999)
     throw UserError(path + ":" + std::to_string(line_no) + ": not valid JSON: " + e.what());
   }
   SCULPT_CHECK(j.is_object(), path, ":", line_no, ": expected a JSON object, got ", j.type_name());
@@ -392,6 +419,7 @@ std::unique_ptr<Dataset> load_jsonl(const GrJsonlOptions& o, DataPart part) {
         SCULPT_CHECK(doc_index.emplace(id, static_cast<int64_t>(texts.size())).second, path, ":",
                      no, ": doc_id \"", id, "\" appears twice");
         texts.push_back(whitespace_words(string_field(path, no, j, "text")));
+        out->names.push_back(id);
       });
     };
     read_docs(o.docs_file);

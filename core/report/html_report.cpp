@@ -113,6 +113,23 @@ static std::string continual_heatmap(const nlohmann::json& c) {
     if (c.contains(k) && c[k].is_number())
       h << "<tr><td>" << k << "</td><td>" << num(c[k].get<double>()) << "</td></tr>";
   h << "</table>";
+  // Per slice (the documents of each increment): the metric after the last increment with its
+  // queries and 95% interval, right after its own increment, and the forgetting.
+  const auto& slices = c.value("slices", nlohmann::json::array());
+  if (!slices.empty()) {
+    auto cell = [](const nlohmann::json& s, const char* k) {
+      return s.contains(k) && s[k].is_number() ? num(s[k].get<double>()) : std::string();
+    };
+    h << "<h3>Per slice</h3><table><tr><th>slice</th><th>queries</th><th>final</th>"
+      << "<th>95% interval</th><th>after its increment</th><th>forgetting</th></tr>";
+    for (const auto& s : slices)
+      h << "<tr><td>" << escape(s.value("name", std::string())) << "</td><td>"
+        << s.value("n", int64_t{0}) << "</td><td>" << cell(s, "value") << "</td><td>"
+        << (s.contains("lo") ? "[" + cell(s, "lo") + ", " + cell(s, "hi") + "]" : "")
+        << "</td><td>" << cell(s, "learned") << "</td><td>" << cell(s, "forgetting")
+        << "</td></tr>";
+    h << "</table>";
+  }
   return h.str();
 }
 

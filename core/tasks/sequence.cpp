@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/tasks/decoding.h"
+#include "core/tasks/wilson.h"
 #include "core/tasks/task.h"
 
 namespace sculpt::tasks {
@@ -168,6 +169,12 @@ class Seq2Seq final : public Task {
     for (const auto& [key, value] : sums) {
       if (key == "exact") m["exact_match"] = value / n;
       if (key.rfind("hits@", 0) == 0 || key.rfind("mrr@", 0) == 0) m[key] = value / n;
+      if (key.rfind("hits@", 0) == 0) {  // the number of queries and a 95% interval
+        const auto [lo, hi] = wilson_interval(value / n, n);
+        m[key + "_n"] = n;
+        m[key + "_lo"] = lo;
+        m[key + "_hi"] = hi;
+      }
     }
     return m;
   }
