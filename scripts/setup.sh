@@ -13,7 +13,7 @@ VENV="$DEPS_DIR/venv"
 ENV_FILE="$DEPS_DIR/env.sh"
 APT_PACKAGES=(cmake ninja-build g++ ccache python3-venv libyaml-cpp-dev libspdlog-dev libfmt-dev
   libcli11-dev catch2 nlohmann-json3-dev libgloo-dev zlib1g-dev
-  libonnx-dev libprotobuf-dev protobuf-compiler libicu-dev libpcre2-dev)
+  libonnx-dev libprotobuf-dev protobuf-compiler libicu-dev libpcre2-dev clang-14 libclang-rt-14-dev)
 PIP_PACKAGES=("torch==$TORCH_VERSION" numpy safetensors tensorboard "transformers==5.25.0" sentencepiece "compressed-tensors==0.20.1"
   "onnx==1.23.2" "onnxruntime==1.32.0")
 

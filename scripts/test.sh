@@ -23,6 +23,31 @@ fi
 passed=$(grep -c '<testcase[^>]*status="run"' "$junit")
 failed=$(grep -c '<testcase[^>]*status="fail"' "$junit")
 skipped=$(grep -cE '<testcase[^>]*status="(notrun|disabled)"' "$junit")
+# ---- issue 28: fuzzing and sanitizers (full runs only, i.e. no ctest arguments) -------------
+# Each fuzz harness runs SCULPT_FUZZ_SECONDS (30) and counts as one test; the ASan+UBSan reader
+# tests (scripts/sanitize.sh) count as their ctest tests (a failed build: one failure).
+# SCULPT_SKIP_HARDENING=1 skips this block.
+if [ $# -eq 0 ] && [ -z "${SCULPT_SKIP_HARDENING:-}" ]; then
+  for h in config safetensors data hf_config; do
+    if "$root/scripts/fuzz.sh" "$h" "${SCULPT_FUZZ_SECONDS:-30}" >"$dir/fuzz-$h.log" 2>&1; then
+      passed=$((passed + 1))
+      echo "fuzz $h: passed ($(grep -ao 'number_of_executed_units: [0-9]*' "$dir/fuzz-$h.log" | tail -1))"
+    else
+      failed=$((failed + 1)); echo "fuzz $h: FAILED (log: $dir/fuzz-$h.log)"; tail -40 "$dir/fuzz-$h.log"
+    fi
+  done
+  "$root/scripts/sanitize.sh" >"$dir/sanitize.log" 2>&1
+  summary=$(grep -aoE '[0-9]+ tests failed out of [0-9]+' "$dir/sanitize.log" | tail -1)
+  if [ -n "$summary" ]; then
+    read -r san_failed _ _ _ _ san_total <<<"$summary"
+    passed=$((passed + san_total - san_failed)); failed=$((failed + san_failed))
+    echo "sanitize: $summary (log: $dir/sanitize.log)"
+  else
+    failed=$((failed + 1)); echo "sanitize: build FAILED (log: $dir/sanitize.log)"
+  fi
+  [ "${san_failed:-1}" -eq 0 ] || tail -60 "$dir/sanitize.log"
+fi
+# ---- end of issue 28's block --------------------------------------------------------------------
 line="$passed passed, $failed failed"
 [ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
 echo "$line"

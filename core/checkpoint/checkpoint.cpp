@@ -19,6 +19,10 @@
 #include "core/io/safetensors.h"
 #include "core/models/model.h"
 
+#include <zlib.h>
+
+#include "core/logging/logging.h"
+
 namespace fs = std::filesystem;
 
 namespace sculpt {
@@ -62,7 +66,59 @@ void set_cpu_rng_state(const at::Tensor& state) {
   gen.set_state(state);
 }
 
+// manifest.json: every other file of the folder with its size and CRC-32, written last (before
+// the folder is renamed into place), so that a truncated or altered file is found on resume.
+uint32_t crc_of(const fs::path& p, int64_t& bytes) {
+  std::ifstream in(p, std::ios::binary);
+  std::vector<char> buf(1 << 20);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  bytes = 0;
+  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), static_cast<uInt>(in.gcount()));
+    bytes += in.gcount();
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+void write_manifest(const fs::path& dir) {
+  nlohmann::json files = nlohmann::json::object();
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (!e.is_regular_file() || e.path().filename() == "manifest.json") continue;
+    int64_t bytes = 0;
+    const uint32_t crc = crc_of(e.path(), bytes);
+    files[e.path().filename().string()] = {{"bytes", bytes}, {"crc32", crc}};
+  }
+  io::write_file_atomic((dir / "manifest.json").string(),
+                        nlohmann::json{{"files", files}}.dump(2) + "\n");
+}
+
 }  // namespace
+
+// "" when every file manifest.json lists is there with its size and CRC-32 (a checkpoint
+// written before manifests existed has none and passes); else what is wrong, naming the file.
+std::string verify_checkpoint(const fs::path& ckpt) {
+  const fs::path manifest = ckpt / "manifest.json";
+  if (!fs::exists(manifest))
+    return fs::exists(ckpt / "trainer.json") ? "" : (ckpt / "trainer.json").string() + ": missing";
+  try {
+    const auto j = nlohmann::json::parse(io::read_file(manifest.string()));
+    for (const auto& [name, want] : j.at("files").items()) {
+      const fs::path f = ckpt / fs::path(name).filename();
+      if (!fs::is_regular_file(f)) return f.string() + ": missing";
+      int64_t bytes = 0;
+      const uint32_t crc = crc_of(f, bytes);
+      const auto listed = want.at("bytes").get<int64_t>();
+      if (bytes != listed)
+        return f.string() + ": " + std::to_string(bytes) + " bytes, but manifest.json says " +
+               std::to_string(listed) + " (truncated?)";
+      if (crc != want.at("crc32").get<uint32_t>())
+        return f.string() + ": its CRC-32 differs from manifest.json's (altered?)";
+    }
+  } catch (const std::exception& e) {
+    return manifest.string() + ": malformed (" + e.what() + ")";
+  }
+  return "";
+}
 
 CheckpointStore::CheckpointStore(const fs::path& run_dir, int64_t keep_last)
     : dir_(run_dir / "checkpoints"), keep_last_(std::max<int64_t>(1, keep_last)) {}
@@ -93,6 +149,7 @@ fs::path CheckpointStore::save(models::Model& model, torch::optim::Optimizer& op
                       {"world_size", state.world_size}};
   io::write_file_atomic((tmp / "trainer.json").string(), j.dump(2) + "\n");
   if (extra) extra(tmp);
+  write_manifest(tmp);
   fsync_path(tmp, true);
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
@@ -121,11 +178,30 @@ std::optional<fs::path> CheckpointStore::latest() const {
   if (!fs::exists(ptr)) return std::nullopt;
   fs::path p = dir_ / read_pointer(ptr);
   if (!fs::is_directory(p)) return std::nullopt;
-  return p;
+  const std::string why = verify_checkpoint(p);
+  if (why.empty()) return p;
+  // A corrupt or partial newest checkpoint: the newest older one that verifies, with a warning.
+  std::vector<std::pair<int64_t, fs::path>> older;
+  const int64_t newest = step_of(p.filename().string());
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    const int64_t s = step_of(e.path().filename().string());
+    if (e.is_directory() && s >= 0 && s < newest) older.emplace_back(s, e.path());
+  }
+  std::sort(older.rbegin(), older.rend());
+  for (const auto& [s, q] : older)
+    if (verify_checkpoint(q).empty()) {
+      log::warn("checkpoint ", p.string(), " is corrupt or partial (", why, "); resuming from ",
+                q.string(), " instead");
+      return q;
+    }
+  throw UserError(p.string() + ": the newest checkpoint is corrupt or partial (" + why +
+                  ") and no older checkpoint verifies");
 }
 
 TrainState CheckpointStore::load(const fs::path& ckpt, models::Model& model,
                                  torch::optim::Optimizer& optimizer) {
+  if (const std::string why = verify_checkpoint(ckpt); !why.empty())
+    throw UserError(why + "; the checkpoint " + ckpt.string() + " is corrupt or partial");
   for (const char* f : {"model.safetensors", "optimizer.pt", "state.safetensors", "trainer.json"})
     SCULPT_CHECK(fs::exists(ckpt / f), ckpt.string(), ": not a complete checkpoint (", f,
                  " is missing)");

@@ -3,6 +3,8 @@
 //   optimizer.pt       the optimizer's state (torch::save archive)
 //   state.safetensors  RNG state of torch's CPU generator
 //   trainer.json       step, epoch, batch position in the epoch, best metric, config hash
+//   manifest.json      every other file's size and CRC-32, checked on resume: a corrupt or
+//                      partial newest checkpoint is skipped for the newest one that verifies
 // The folder is written as step_<N>.tmp, fsynced and renamed, then the `latest` pointer file is
 // replaced atomically: a crash leaves the previous checkpoint intact. The last K are kept, plus
 // the best one (pointer file `best`).
@@ -58,6 +60,10 @@ class CheckpointStore {
   std::filesystem::path dir_;
   int64_t keep_last_;
 };
+
+// "" when the checkpoint's files match its manifest.json (sizes and CRC-32; a folder from before
+// manifests has none and passes); otherwise what is wrong, naming the file.
+std::string verify_checkpoint(const std::filesystem::path& checkpoint);
 
 // run.resume: "" (fresh), "auto" (latest of this run, else fresh) or a checkpoint folder
 // (a run directory works too: its latest). Throws UserError when a given path has nothing.

@@ -73,7 +73,7 @@ Source at(const YAML::Mark& mark, const Source& origin) {
 
 // What one config file may expand to. YAML aliases are references, so a file of a few hundred
 // bytes can name 10^9 nodes ("billion laughs"); the conversion stops at these bounds instead.
-constexpr size_t kMaxNodes = 200000;
+constexpr size_t kMaxNodes = 20000;  // recipes hold well under 1,000; refusing a bomb stays fast
 constexpr size_t kMaxDepth = 64;
 
 struct Budget {
@@ -150,12 +150,26 @@ Node parse_yaml_text(const std::string& text, const Source& origin) {
   return n;
 }
 
+// A config file is read only up to this size (a recipe is a few KB; a bigger file is an attack
+// or a mistake, and yaml-cpp's nodes take ~100x the text's memory).
+constexpr size_t kMaxConfigBytes = 64 << 10;
+
 Node parse_yaml_file(const std::string& path) {
+  std::error_code ec;
+  if (fs::exists(path, ec) && !fs::is_regular_file(path, ec))  // /dev/zero, a folder, a FIFO
+    throw ConfigError({{Source{path, 0, 0, ""}, "", "not a regular file"}});
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError({{Source{path, 0, 0, ""}, "", "cannot open config file"}});
-  std::stringstream buf;
-  buf << in.rdbuf();
-  Node n = parse_yaml_text(buf.str(), Source{path, 0, 0, ""});
+  std::string text;
+  char buf[1 << 14];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxConfigBytes)
+      throw ConfigError({{Source{path, 0, 0, ""}, "",
+                          "larger than " + std::to_string(kMaxConfigBytes) +
+                              " bytes, the limit for a config file; refused"}});
+  }
+  Node n = parse_yaml_text(text, Source{path, 0, 0, ""});
   if (n.kind == Node::Kind::Null) {  // an empty file is an empty config
     n.kind = Node::Kind::Map;
     n.source = Source{path, 1, 1, ""};
@@ -186,7 +200,9 @@ namespace {
 // `from`: the `extends:` entry that names `path` (null for the file given to load).
 Node load_recursive(const std::string& path, std::vector<std::string>& stack,
                     const Source* from = nullptr) {
-  std::string canon = fs::weakly_canonical(fs::path(path)).string();
+  std::error_code canon_ec;
+  std::string canon = fs::weakly_canonical(fs::path(path), canon_ec).string();
+  if (canon_ec) canon = fs::path(path).lexically_normal().string();
   if (auto it = std::find(stack.begin(), stack.end(), canon); it != stack.end()) {
     std::string chain;
     for (; it != stack.end(); ++it) chain += *it + " -> ";
@@ -215,8 +231,14 @@ Node load_recursive(const std::string& path, std::vector<std::string>& stack,
       }
       fs::path p(b->scalar);
       if (p.is_relative()) p = fs::path(path).parent_path() / p;
-      if (!fs::exists(p)) {
-        errors.push_back({b->source, "extends", "file not found: " + p.string()});
+      if (std::error_code ec; !fs::exists(p, ec)) {  // ec: a name too long, a file as a folder
+        errors.push_back({b->source, "extends",
+                          (ec ? "cannot read " + p.string() + " (" + ec.message() + ")"
+                              : "file not found: " + p.string())});
+        continue;
+      }
+      if (std::error_code ec; !fs::is_regular_file(p, ec)) {  // /dev/zero, a folder, a FIFO
+        errors.push_back({b->source, "extends", "not a regular file: " + p.string()});
         continue;
       }
       merge_into(result, load_recursive(p.string(), stack, &b->source));
@@ -237,7 +259,8 @@ struct PathPart {
 }  // namespace
 
 Node load_with_extends(const std::string& path) {
-  if (!fs::exists(path)) throw ConfigError({{Source{path, 0, 0, ""}, "", "config file not found"}});
+  if (std::error_code ec; !fs::exists(path, ec))
+    throw ConfigError({{Source{path, 0, 0, ""}, "", ec ? "cannot read: " + ec.message() : "config file not found"}});
   std::vector<std::string> stack;
   return load_recursive(path, stack);
 }
@@ -265,7 +288,8 @@ void apply_overrides(Node& root, const std::vector<std::string>& overrides) {
       if (key[i] == '[') {
         size_t close = key.find(']', i);
         std::string num = close == std::string::npos ? "" : key.substr(i + 1, close - i - 1);
-        ok = !num.empty() && num.find_first_not_of("0123456789") == std::string::npos;
+        ok = !num.empty() && num.size() <= 9 &&  // an index, not a number stol cannot hold
+             num.find_first_not_of("0123456789") == std::string::npos;
         if (ok) parts.push_back({"", std::stol(num)});
         i = close == std::string::npos ? key.size() : close + 1;
         if (i < key.size() && key[i] == '.') ++i;

@@ -2,27 +2,42 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
 namespace sculpt::data {
 
 std::string read_maybe_gz(const std::string& path) {
+  return read_maybe_gz_at_most(path, std::string().max_size() - 1);
+}
+
+std::string read_maybe_gz_at_most(const std::string& path, size_t max_bytes) {
+  std::error_code ec;
+  SCULPT_CHECK(!std::filesystem::exists(path, ec) || std::filesystem::is_regular_file(path, ec),
+               path, ": not a regular file");
   gzFile f = gzopen(path.c_str(), "rb");
   SCULPT_CHECK(f != nullptr, path, ": cannot open");
   std::string out;
   // gzip's trailer holds the uncompressed size mod 2^32: reserve it, so the buffer is not
-  // regrown (and briefly doubled) while reading tens of MB.
+  // regrown (and briefly doubled) while reading tens of MB. The trailer is the file's word:
+  // no more than deflate's best ratio (1032:1) of the file's size, nor than max_bytes + 1.
   if (std::FILE* raw = std::fopen(path.c_str(), "rb")) {
     unsigned char head[2] = {0, 0}, tail[4] = {0, 0, 0, 0};
     if (std::fread(head, 1, 2, raw) == 2 && head[0] == 0x1f && head[1] == 0x8b &&
-        std::fseek(raw, -4, SEEK_END) == 0 && std::fread(tail, 1, 4, raw) == 4)
-      out.reserve(tail[0] | (tail[1] << 8) | (tail[2] << 16) | (size_t(tail[3]) << 24));
+        std::fseek(raw, -4, SEEK_END) == 0 && std::fread(tail, 1, 4, raw) == 4) {
+      const size_t claimed = tail[0] | (tail[1] << 8) | (tail[2] << 16) | (size_t(tail[3]) << 24);
+      const long file_size = std::ftell(raw);
+      const size_t bound = file_size > 0 ? size_t(file_size) * 1032 : 0;
+      out.reserve(std::min({claimed, bound, max_bytes + 1}));
+    }
     std::fclose(raw);
   }
   char buf[1 << 16];
   int n = 0;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  while (out.size() <= max_bytes && (n = gzread(f, buf, sizeof buf)) > 0)
+    out.append(buf, std::min(static_cast<size_t>(n), max_bytes + 1 - out.size()));
+  if (out.size() > max_bytes) n = 0;  // stopped early: the rest is not read, nor checked
   int err = 0;
   const char* msg = gzerror(f, &err);
   std::string why = err != Z_OK && err != Z_STREAM_END ? msg : "";

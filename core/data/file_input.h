@@ -13,6 +13,10 @@ namespace sculpt::data {
 // The whole file, gunzipped when it is gzip (plain files are read through as they are).
 std::string read_maybe_gz(const std::string& path);
 
+// At most max_bytes + 1 bytes of the file, gunzipped when it is gzip: a caller that knows how
+// large the file must be reads no more than that (and sees whether there is more).
+std::string read_maybe_gz_at_most(const std::string& path, size_t max_bytes);
+
 // `dir`/`name`.gz or `dir`/`name`, whichever exists first; a UserError naming both otherwise.
 std::string find_maybe_gz(const std::string& dir, const std::string& name);
 

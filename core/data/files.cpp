@@ -3,6 +3,7 @@
 // Images become float [N, 1, H, W], standardized with the dataset's published mean/std.
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -35,23 +36,32 @@ uint32_t be32(const std::string& b, size_t at) {
 
 // IDX: magic 0x0000 08 <ndim>, then ndim big-endian sizes, then unsigned bytes.
 at::Tensor read_idx(const std::string& path, int64_t ndim) {
-  std::string b = read_maybe_gz(path);
-  SCULPT_CHECK(b.size() >= 4 + 4 * static_cast<size_t>(ndim), path, ": too short for an IDX file");
+  const size_t header = 4 + 4 * static_cast<size_t>(ndim);
+  std::string b = read_maybe_gz_at_most(path, header);
+  SCULPT_CHECK(b.size() >= header, path, ": too short for an IDX file");
   const uint32_t magic = be32(b, 0);
   SCULPT_CHECK(magic == 0x0800u + static_cast<uint32_t>(ndim), path, ": wrong IDX magic 0x",
                std::hex, magic, " (expected 0x", 0x0800 + ndim, ": unsigned bytes, ", std::dec,
                ndim, " dimensions)");
   std::vector<int64_t> dims;
-  size_t count = 1;
+  // The product of the sizes (zeros counted as 1, so that strides stay small too) is checked
+  // against a bound before it can wrap around.
+  size_t count = 1, span = 1;
+  constexpr size_t kMaxBytes = size_t(1) << 40;
   for (int64_t d = 0; d < ndim; ++d) {
     dims.push_back(be32(b, 4 + 4 * static_cast<size_t>(d)));
-    count *= static_cast<size_t>(dims.back());
+    const auto dim = std::max<size_t>(static_cast<size_t>(dims.back()), 1);
+    span = span > kMaxBytes / dim ? kMaxBytes : span * dim;
   }
-  const size_t header = 4 + 4 * static_cast<size_t>(ndim);
+  SCULPT_CHECK(span < kMaxBytes, path, ": the IDX header declares more than ", kMaxBytes,
+               " bytes of data; refused");
+  for (auto dim : dims) count *= static_cast<size_t>(dim);
+  b = read_maybe_gz_at_most(path, header + count);  // no more than the header declares
   SCULPT_CHECK(b.size() == header + count, path, ": truncated or oversized IDX file: header says ",
-               count, " bytes of data, file has ", b.size() - header);
+               count, " bytes of data, file has ", b.size() > header + count ? "more" : "",
+               b.size() > header + count ? "" : std::to_string(b.size() - header));
   auto t = at::empty(dims, at::kByte);
-  std::memcpy(t.data_ptr(), b.data() + header, count);
+  if (count > 0) std::memcpy(t.data_ptr(), b.data() + header, count);  // empty: no data_ptr
   return t;
 }
 
@@ -62,6 +72,11 @@ std::unique_ptr<Dataset> load_idx(const IdxDatasetOptions& o, DataPart part, dou
   auto labels = read_idx(find_maybe_gz(o.dir, stem + "-labels-idx1-ubyte"), 1);
   SCULPT_CHECK(images.size(0) == labels.size(0), o.dir, ": ", images.size(0), " images but ",
                labels.size(0), " labels in the ", stem, " files");
+  if (labels.numel() > 0) {
+    const int64_t top = labels.max().item<int64_t>();
+    SCULPT_CHECK(top <= 9, find_maybe_gz(o.dir, stem + "-labels-idx1-ubyte"), ": label ", top,
+                 " is not in [0, 9]");
+  }
   auto x = images.to(at::kFloat).div_(255.0);
   if (o.standardize) x.sub_(mean).div_(stddev);
   x = x.unsqueeze(1);

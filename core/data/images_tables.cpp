@@ -40,6 +40,9 @@ void CsvDatasetOptions::visit(config::Visitor& v) {
 namespace {
 
 constexpr int64_t kCifarRecord = 1 + 3 * 32 * 32;
+// Bounds a small file cannot push past: the model's input and output widths follow them.
+constexpr size_t kMaxColumns = 1 << 16;
+constexpr int64_t kMaxClasses = 1 << 16;
 
 // Records of one batch file as uint8 [n, 3073].
 at::Tensor read_cifar_batch(const std::string& path) {
@@ -115,6 +118,8 @@ CsvTable read_csv(const std::string& path, bool header) {
     auto fields = split_fields(line);
     if (columns == 0) {
       columns = fields.size();
+      SCULPT_CHECK(columns <= kMaxColumns, path, ":", line_no, ": ", columns,
+                   " columns, more than the limit of ", kMaxColumns);
       for (size_t i = 0; i < columns; ++i) t.names.push_back(header ? std::string(fields[i]) : "");
       if (header) return;
     }
@@ -177,6 +182,8 @@ at::Tensor class_labels(const std::string& path, const CsvTable& t, const std::v
     const double v = y[static_cast<size_t>(r)];
     SCULPT_CHECK(v >= 0 && v == std::floor(v) && v < 1e15, path, ":", t.line_of[r],
                  ": class label ", v, " is not a non-negative integer");
+    SCULPT_CHECK(v < kMaxClasses, path, ":", t.line_of[r], ": class label ", v,
+                 " is above the limit of ", kMaxClasses - 1, " (a model's output per class)");
     SCULPT_CHECK(limit == 0 || v < static_cast<double>(limit), path, ":", t.line_of[r],
                  ": class label ", v, " does not occur in the train file (classes 0..", limit - 1,
                  ")");

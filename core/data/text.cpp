@@ -163,7 +163,7 @@ TextFile read_jsonl(const std::string& path, std::string mode, bool chars) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line.begin(), line.end());
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range (1e999)
       throw UserError(path + ":" + std::to_string(line_no) + ": not valid JSON: " + e.what());
     }
     SCULPT_CHECK(j.is_object(), path, ":", line_no, ": expected a JSON object, got ",
@@ -193,6 +193,8 @@ TextFile read_jsonl(const std::string& path, std::string mode, bool chars) {
           row.label.is_string() || (row.label.is_number_integer() && row.label.get<int64_t>() >= 0),
           path, ":", line_no, ": 'label' must be a string or a non-negative integer, got ",
           row.label.dump());
+      SCULPT_CHECK(row.label.is_string() || row.label.get<int64_t>() < (1 << 16), path, ":",
+                   line_no, ": label ", row.label.dump(), " is above the limit of 65535");
       SCULPT_CHECK(f.rows.empty() || f.rows[0].label.is_string() == row.label.is_string(), path,
                    ":", line_no, ": string and integer labels are mixed (line ", f.rows[0].line,
                    " has ", f.rows[0].label.dump(), ")");

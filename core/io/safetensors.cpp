@@ -100,7 +100,8 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
   const int64_t data_size = file_size - h.data_start;
   for (const auto& [name, v] : parsed.items()) {
     if (name == "__metadata__") {
-      for (const auto& [k, m] : v.items())
+      SCULPT_CHECK(v.is_object(), path, ": '__metadata__' must be a JSON object, not ", v.type_name());
+    for (const auto& [k, m] : v.items())
         h.metadata[k] = m.is_string() ? m.get<std::string>() : m.dump();
       continue;
     }
@@ -108,19 +109,38 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
     e.name = name;
     try {
       e.dtype = v.at("dtype").get<std::string>();
-      e.shape = v.at("shape").get<std::vector<int64_t>>();
-      auto off = v.at("data_offsets").get<std::vector<int64_t>>();
+      // Integers only: converting a JSON float such as 1e21 to int64 is undefined behaviour.
+      auto ints = [](const nlohmann::json& list) {
+        SCULPT_CHECK(list.is_array(), "");
+        for (const auto& x : list)
+          SCULPT_CHECK(x.is_number_integer() &&
+                           (!x.is_number_unsigned() || x.get<uint64_t>() <= INT64_MAX), "");
+        return list.get<std::vector<int64_t>>();
+      };
+      e.shape = ints(v.at("shape"));
+      auto off = ints(v.at("data_offsets"));
       SCULPT_CHECK(off.size() == 2, "");
       e.begin = off[0];
       e.end = off[1];
     } catch (const std::exception&) {
       throw UserError(path + ": tensor '" + name + "' has a malformed header entry");
     }
-    int64_t numel = 1;
-    for (auto d : e.shape) numel *= d;
+    // The byte count, refused before it can overflow: a shape may not claim more bytes than
+    // the file holds (dimensions of 2^32 would otherwise wrap to a product of 0).
     auto elem = static_cast<int64_t>(c10::elementSize(dtype_of(e.dtype, path, name)));
-    SCULPT_CHECK(e.begin >= 0 && e.end >= e.begin && e.end - e.begin == numel * elem, path,
-                 ": tensor '", name, "' has data offsets that do not match its shape and dtype");
+    int64_t bytes = elem;
+    for (auto d : e.shape) {
+      SCULPT_CHECK(d >= 0, path, ": tensor '", name, "' has a negative dimension ", d);
+      if (d == 0) bytes = 0;
+    }
+    for (auto d : e.shape) {
+      SCULPT_CHECK(bytes == 0 || bytes <= data_size / d, path, ": tensor '", name,
+                   "' has a shape larger than the file's ", data_size, "-byte data section");
+      bytes *= d;
+    }
+    SCULPT_CHECK(e.begin >= 0 && e.end >= e.begin && e.end - e.begin == bytes, path,
+                 ": tensor '", name, "' has data offsets [", e.begin, ", ", e.end,
+                 "] that do not match its shape and dtype (", bytes, " bytes)");
     SCULPT_CHECK(e.end <= data_size, path, ": tensor '", name, "' ends at byte ", e.end,
                  " but the data section has ", data_size, " bytes (file truncated)");
     h.tensors.push_back(std::move(e));

@@ -31,6 +31,9 @@ namespace {
 using nlohmann::json;
 
 // Typed access to config.json with errors that name the file and the key.
+constexpr int64_t kMaxSize = (int64_t(1) << 31) - 1;
+constexpr int64_t kMaxLabels = int64_t(1) << 17;
+
 class Keys {
  public:
   // prefix: the parent keys of a nested object ("rope_parameters."), for the messages
@@ -48,9 +51,14 @@ class Keys {
       throw UserError(where(key) + " must be an integer, not " + v.dump());
     return v.get<int64_t>();
   }
-  int64_t positive(const char* key) const {
+  // Sizes are bounded so that no product of two overflows 64 bits; the model they declare
+  // is checked against its weights file (check_declared_size) before anything is allocated.
+  int64_t positive(const char* key, int64_t limit = kMaxSize) const {
     int64_t v = integer(key);
     if (v < 1) throw UserError(where(key) + " must be >= 1, not " + std::to_string(v));
+    if (v > limit)
+      throw UserError(where(key) + " is " + std::to_string(v) + ", above the limit of " +
+                      std::to_string(limit));
     return v;
   }
   int64_t positive_or(const char* key, int64_t fallback) const {
@@ -59,6 +67,9 @@ class Keys {
   int64_t at_least_zero_or(const char* key, int64_t fallback) const {
     int64_t v = integer_or(key, fallback);
     if (v < 0) throw UserError(where(key) + " must be >= 0, not " + std::to_string(v));
+    if (v > kMaxSize)
+      throw UserError(where(key) + " is " + std::to_string(v) + ", above the limit of " +
+                      std::to_string(kMaxSize));
     return v;
   }
   double number_or(const char* key, double fallback) const {
@@ -133,7 +144,10 @@ Head head_of(const std::string& arch, const std::string& family) {
 int64_t labels(const Keys& k) {
   if (k.has("id2label") && k.raw().at("id2label").is_object())
     return static_cast<int64_t>(k.raw().at("id2label").size());
-  return k.integer_or("num_labels", 2);
+  const int64_t n = k.integer_or("num_labels", 2);
+  if (n < 1 || n > kMaxLabels)
+    k.fail("num_labels", std::to_string(n) + " is not in [1, " + std::to_string(kMaxLabels) + "]");
+  return n;
 }
 
 void read_rope(const Keys& k, Arch& a) {
@@ -304,6 +318,24 @@ Arch read_arch(const std::string& dir) {
   }
   if (a.kv_heads == 0) a.kv_heads = a.heads;
   return a;
+}
+
+void check_declared_size(const Arch& a, int64_t weight_bytes) {
+  // A lower bound on the parameters config.json declares, 2 bytes each (F16/BF16): the token
+  // table, learned positions, and per layer the query/output projections and the feed-forward.
+  using Real = long double;
+  const Real h = Real(a.hidden), attn = Real(a.heads) * Real(a.head_dim ? a.head_dim : 1);
+  Real params = a.family == "vit" ? h * Real(a.channels) * Real(a.patch_size) * Real(a.patch_size)
+                                  : Real(a.vocab) * h;
+  if (a.family == "gpt2" || a.family == "bert") params += Real(a.max_positions) * h;
+  const Real layer = 2 * h * attn + (a.gated ? 3 : 2) * h * Real(a.ff);
+  params += layer * (Real(a.layers) + Real(a.decoder_layers));
+  if (2 * params > Real(weight_bytes))
+    throw UserError(a.file + ": declares a model of at least " +
+                    std::to_string(static_cast<double>(params)) + " parameters (" +
+                    std::to_string(static_cast<double>(2 * params)) +
+                    " bytes at 2 bytes each), but its weights hold only " +
+                    std::to_string(weight_bytes) + " bytes; refused");
 }
 
 }  // namespace sculpt::models::hf

@@ -43,4 +43,8 @@ Arch read_arch(const std::string& dir);
 
 const std::vector<std::string>& supported_model_types();
 
+// UserError naming config.json when the model it declares needs more bytes than the checkpoint's
+// weights files hold (`weight_bytes`, all shards): checked before the model is allocated.
+void check_declared_size(const Arch& a, int64_t weight_bytes);
+
 }  // namespace sculpt::models::hf

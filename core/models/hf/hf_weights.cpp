@@ -6,12 +6,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "core/error.h"
 #include "core/io/safetensors.h"
 #include "core/logging/logging.h"
 #include "core/models/hf/hf_model.h"
+#include "core/nn/init_scope.h"
 
 namespace sculpt::models::hf {
 
@@ -309,9 +311,18 @@ std::unique_ptr<Model> load_pretrained(const Arch& full, const data::DataSpec& s
   fewer(o.layers, a.layers, "layers");
   fewer(o.decoder_layers, a.decoder_layers, "decoder_layers");
   Checkpoint ckpt = open_checkpoint(a.dir);
+  int64_t weight_bytes = 0;  // config.json may not declare a model larger than its weights
+  for (const auto& shard : ckpt.shards) weight_bytes += static_cast<int64_t>(fs::file_size(shard->path()));
+  check_declared_size(a, weight_bytes);
   const std::string base = trunk_base(a, ckpt);
   const bool fresh_head = o.fresh_head || o.head != a.head;
-  auto model = build(a, o.head, spec);
+  // Every parameter is read from the checkpoint below (a missing one is an error), except a
+  // fresh head's: only then is the random init worth drawing.
+  auto model = [&] {
+    std::optional<nn::SkipRandomInit> skip;
+    if (!fresh_head) skip.emplace();
+    return build(a, o.head, spec);
+  }();
   if (o.dtype != at::kFloat) model->to(o.dtype);
   const WeightMap map = weight_map(a, o.head, base);
   std::set<std::string> used;
