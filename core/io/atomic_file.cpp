@@ -81,7 +81,13 @@ void replace_dir_atomic(const std::string& dir,
   const fs::path target(dir), tmp = dir + ".tmp", old = dir + ".old";
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  fill(tmp);
+  try {
+    fill(tmp);
+  } catch (...) {  // a failed fill leaves nothing behind: not even the half-written folder
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
   fs::remove_all(old);
   if (fs::exists(target)) fs::rename(target, old);
   fs::rename(tmp, target);

@@ -13,7 +13,8 @@ namespace sculpt::io {
 void write_file_atomic(const std::string& path, const std::string& data);
 
 // Replaces the folder `dir` as a whole: `fill` writes the new contents into a temporary folder
-// beside it, which then takes its place; a failure in `fill` leaves `dir` as it was.
+// beside it, which then takes its place; a failure in `fill` leaves `dir` as it was and removes
+// the temporary folder.
 void replace_dir_atomic(const std::string& dir,
                         const std::function<void(const std::filesystem::path& tmp)>& fill);
 

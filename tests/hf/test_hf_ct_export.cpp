@@ -166,6 +166,7 @@ TEST_CASE("export compressed-tensors refuses runs and layers the format cannot e
   CHECK(r.err.find("needs a run with a quantize pass (weight_bits 8 or 4") != std::string::npos);
   CHECK(r.err.find("[prune]") != std::string::npos);
   CHECK_FALSE(fs::exists(pruned + "/export-compressed-tensors"));
+  CHECK_FALSE(fs::exists(pruned + "/export-compressed-tensors.tmp"));
   // asymmetric weights
   const std::string asym = train("ct_asym", llama, model_yaml(llama),
                                  "  - {name: quantize, weight_bits: 8, act_bits: 0, "
@@ -187,6 +188,7 @@ TEST_CASE("export compressed-tensors refuses runs and layers the format cannot e
   CHECK(r.err.find("Conv1D") != std::string::npos);
   CHECK(r.err.find("layer layer0.layer.") != std::string::npos);
   CHECK_FALSE(fs::exists(g + "/export-compressed-tensors"));
+  CHECK_FALSE(fs::exists(g + "/export-compressed-tensors.tmp"));  // no half-written folder either
   // the format list names it
   auto bad = test::run_process(std::string(SCULPT_BIN) + " export " + g + " --format gguf");
   CHECK(bad.err.find("formats: hf, compressed-tensors") != std::string::npos);

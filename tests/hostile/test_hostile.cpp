@@ -2,7 +2,7 @@
 // tests/hostile/make_cases.py) and a few large inputs written here is refused by `sculpt` with
 // exit code 2 and a message naming the file, in < 1 s of wall time and < 200 MB of peak RSS
 // above what `sculpt --version` itself takes (LibTorch's libraries alone are ~470 MB of RSS).
-// The child's RSS is its own (wait4's rusage). Each row goes to <SCULPT_TEST_TMP>/hostile.tsv.
+// The child's RSS is its own (wait4's rusage). Each row goes to <SCULPT_TEST_TMP>/hostile-<pid>/hostile.tsv.
 #include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -37,7 +37,10 @@ struct Outcome {
 
 std::string tmp_root() {
   const char* t = std::getenv("SCULPT_TEST_TMP");
-  fs::path p = fs::path(t ? t : fs::temp_directory_path().string()) / "hostile";
+  // One folder per test process: ctest -j runs several cases at once (a shared stderr.txt
+  // mixed their messages up).
+  fs::path p = fs::path(t ? t : fs::temp_directory_path().string()) /
+               ("hostile-" + std::to_string(getpid()));
   fs::create_directories(p);
   return p.string();
 }
