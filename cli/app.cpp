@@ -81,6 +81,9 @@ int run_sculpt(int argc, char** argv) {
                                      "evaluate the integer model a quantize pass exported "
                                      "(default folder: <run dir>/quantized)")
                         ->expected(0, 1);
+  std::vector<std::string> eval_splits;
+  eval->add_option("--split", eval_splits, "evaluate only this split (repeatable; default: all)")
+      ->check(CLI::IsMember({"train", "val", "test"}));
   std::string sparse_dir;
   auto* sparse = eval->add_option("--sparse", sparse_dir,
                                   "evaluate the sparse model a prune pass exported (BSR and "
@@ -170,7 +173,7 @@ int run_sculpt(int argc, char** argv) {
     if (*train) return cmd_train(config_path, overrides, plugins, log_level);
     if (*eval)
       return cmd_eval(config_path, overrides, plugins, weights, quantized->count() > 0,
-                      quantized_dir, sparse->count() > 0, sparse_dir);
+                      quantized_dir, sparse->count() > 0, sparse_dir, eval_splits);
     if (*inspect) return cmd_inspect(file);
     if (*exp) {
       export_req.verify = !no_verify;

@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "cli/elastic.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -94,7 +95,8 @@ int cmd_train(const std::string& path, const std::vector<std::string>& overrides
 
 int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
              const std::vector<std::string>& plugins, std::string weights, bool quantized,
-             std::string quantized_dir, bool sparse, std::string sparse_dir) {
+             std::string quantized_dir, bool sparse, std::string sparse_dir,
+             const std::vector<std::string>& splits) {
   auto cfg = load_config(path, overrides, plugins);
   auto device = resolve_device(cfg.run.device);
   std::cout << "{";
@@ -131,6 +133,8 @@ int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
         {"val", &parts.split.val},
         {"test", parts.test.get()}}) {
     if (!ds || ds->size() == 0) continue;
+    if (!splits.empty() && std::find(splits.begin(), splits.end(), split) == splits.end())
+      continue;
     auto m = trainers::evaluate(*parts.model, *parts.task, *ds, cfg.data, device,
                                 trainers::use_bf16(cfg.trainer.precision, device));
     std::cout << sep << "\"" << split << "\": {";

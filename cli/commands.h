@@ -16,10 +16,12 @@ int cmd_validate(const std::string& path, const std::vector<std::string>& overri
 int cmd_train(const std::string& path, const std::vector<std::string>& overrides,
               const std::vector<std::string>& plugins, const std::string& log_level);
 // `quantized`: evaluate the integer model exported by a quantize pass (`quantized_dir`, default
-// <run dir>/quantized) instead of float weights.
+// <run dir>/quantized) instead of float weights. `splits`: the splits to evaluate (train, val,
+// test); empty: all three.
 int cmd_eval(const std::string& path, const std::vector<std::string>& overrides,
              const std::vector<std::string>& plugins, std::string weights, bool quantized = false,
-             std::string quantized_dir = "", bool sparse = false, std::string sparse_dir = "");
+             std::string quantized_dir = "", bool sparse = false, std::string sparse_dir = "",
+             const std::vector<std::string>& splits = {});
 int cmd_inspect(const std::string& file);
 // `sculpt export RUN --format F`: prints export.json.
 int cmd_export(const compression::ExportRequest& request);
