@@ -416,11 +416,12 @@ Config from_node(const Node& root, const std::string& file) {
   read_section(root, cfg, Source{file, 1, 1, ""}, errors);
   if (!errors.empty()) throw ConfigError(errors);
   // What text datasets need beyond their own keys: the tokenizer by default, the run directory.
-  cfg.data.default_tokenizer = cfg.tokenizer.path;
-  if (cfg.data.default_tokenizer.empty() && cfg.model.name == "hf")
+  if (cfg.model.name == "hf")
     if (const Node* m = root.find("model"))
       if (const Node* p = m->find("path"); p && p->kind == Node::Kind::Scalar)
-        cfg.data.default_tokenizer = p->scalar;
+        cfg.data.hf_model_path = p->scalar;
+  cfg.data.default_tokenizer =
+      !cfg.tokenizer.path.empty() ? cfg.tokenizer.path : cfg.data.hf_model_path;
   cfg.data.run_dir = !cfg.run.output_dir.empty() ? cfg.run.output_dir : "runs/" + cfg.run.name;
   return cfg;
 }

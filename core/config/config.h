@@ -43,6 +43,7 @@ struct DataConfig : Section {
   // Not keys: filled when the config is read (Config::load/parse), for datasets that read text
   // through a tokenizer (core/data/text_files.h).
   std::string default_tokenizer;  // tokenizer.path, else model.path when model.name is hf
+  std::string hf_model_path;      // model.path when model.name is hf (its config.json's ids)
   std::string run_dir;            // the run directory (run.output_dir, else runs/<run.name>)
   void visit(Visitor& v) override;
   void check(Checker& c) const override;

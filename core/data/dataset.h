@@ -35,13 +35,22 @@ constexpr int64_t first_word = 4;
 //   vocab_size > 0, num_classes == 0;
 // - seq2seq (jsonl query/target): inputs int64 [N, source_len + T] = the source padded to
 //   source_len, then the decoder input (token::bos + target, padded); targets int64 [N, T] =
-//   target + token::eos, padded with token::pad. source_len > 0 marks this kind.
+//   target + token::eos, padded with token::pad. source_len > 0 marks this kind;
+//   decoder_start_id / eos_id / pad_id say which ids start, end and never appear in a
+//   generated target (Sculpt's vocabularies: token::bos / eos / pad; text datasets: the
+//   tokenizer's or the hf checkpoint's, core/data/text_files.h);
+// - text pairs with segment ids (token_type_ids): inputs int64 [N, 2, L], row 0 the ids, row 1
+//   the token type ids (0 first text, 1 second, as the tokenizer's pair template assigns them).
 struct DataSpec {
   std::vector<int64_t> input_shape;  // one sample, e.g. {16} or {1, 28, 28} or {T}
   int64_t num_classes = 0;           // 0 for regression targets and token sequences
   int64_t vocab_size = 0;            // token datasets: ids in [0, vocab_size)
   int64_t source_len = 0;            // seq2seq: source positions at the front of each input
   std::vector<std::string> vocab;    // text datasets: id -> word (decoding, reports); may be empty
+  // Seq2seq decoding: the decoder's first input, the id that ends a target (-1: none) and an id
+  // never generated (-1: none). Targets are padded with token::pad whatever these are.
+  int64_t decoder_start_id = token::bos, eos_id = token::eos, pad_id = token::pad;
+  bool token_type_ids = false;  // inputs [N, 2, L]: ids, then token type ids
   // Generative retrieval (gr.h): every valid target (document ID tokens + eos), for decoding
   // constrained to them; null for other datasets.
   std::shared_ptr<const IdTrie> valid_targets;

@@ -6,9 +6,12 @@
 // Shapes, as dataset.h's DataSpec lays them out (inputs padded with `pad_id`, -1 by default:
 // every hf model reads a negative id as padding, whatever the tokenizer's pad id):
 //  classify: {text, label}           -> inputs int64 [N, L], targets int64 [N] (label map)
-//  pair:     {text, pair, label}     -> the tokenizer's pair template ([CLS] a [SEP] b [SEP])
+//  pair:     {text, pair, label}     -> the tokenizer's pair template ([CLS] a [SEP] b [SEP]);
+//                                       with token_type_ids, inputs [N, 2, L]: ids, type ids
 //  seq2seq:  {query, target}         -> [source padded to S | start + target], targets
-//                                       target (+ eos) padded with token::pad; source_len = S
+//                                       target (+ eos) padded with token::pad; source_len = S;
+//                                       start / eos: the hf checkpoint's decoder_start_token_id
+//                                       / eos_token_id, else the tokenizer's pad (or bos) / eos
 //  lm:       lines / a text field    -> every record's ids + eos, concatenated, cut into
 //                                       block_size windows; targets the next ids
 #pragma once
@@ -47,6 +50,8 @@ struct TextFilesOptions : config::Section {
   std::string query_field = "query";
   std::string target_field = "target";
   int64_t pad_id = -1;              // what padding positions of the inputs hold
+  std::string token_type_ids = "auto";  // pair: auto (an hf checkpoint with type_vocab_size >= 2)
+                                        // | true | false
   bool cache = true;                // false: tokenize every time, write no cache
   void visit(config::Visitor& v) override;
   void check(config::Checker& c) const override;
@@ -54,9 +59,12 @@ struct TextFilesOptions : config::Section {
 
 // Where the token cache goes when the data file's folder is not writable (`<run_dir>/tokenized`),
 // and where the label map is saved (`<run_dir>/labels.json`); "": neither.
+// `hf_model_path`: the hf checkpoint the data feeds (model.path when model.name is hf), whose
+// config.json gives seq2seq's start and eos ids and (pair) whether it takes token type ids.
 struct TextFilesContext {
   std::string run_dir;
   int threads = 0;  // tokenizer threads; 0: every core
+  std::string hf_model_path;
 };
 
 // The dataset of `part` tokenized by `tok` (tests and tools; the registry entry loads the
@@ -66,7 +74,7 @@ std::unique_ptr<Dataset> load_text_files(const TextFilesOptions& o, DataPart par
 
 // The path of `file`'s token cache for these options and tokenizer (tests, bench).
 std::string text_cache_path(const TextFilesOptions& o, const std::string& file,
-                            const text::Tokenizer& tok);
+                            const text::Tokenizer& tok, const TextFilesContext& ctx = {});
 
 // Registers `text`.
 void add_text_file_datasets(DatasetRegistry& r);

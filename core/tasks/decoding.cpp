@@ -15,29 +15,35 @@ namespace {
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 // Log-probabilities of the next token at decoder position t, [N, V], with the tokens that are
-// never generated ruled out.
+// never generated ruled out: the pad id and the start id, unless either is the eos id.
 at::Tensor next_log_probs(const Forward& forward, const at::Tensor& source,
-                          const at::Tensor& decoder_in) {
+                          const at::Tensor& decoder_in, const DecodeIds& ids) {
   auto logits = forward(at::cat({source, decoder_in}, 1));
   auto logp = logits.select(1, decoder_in.size(1) - 1).to(at::kFloat).log_softmax(-1);
-  logp.select(1, data::token::pad).fill_(kNegInf);
-  logp.select(1, data::token::bos).fill_(kNegInf);
+  for (const int64_t never : {ids.pad, ids.start})
+    if (never >= 0 && never != ids.eos && never < logp.size(1))
+      logp.select(1, never).fill_(kNegInf);
   return logp;
 }
 }  // namespace
 
-at::Tensor greedy_decode(const Forward& forward, const at::Tensor& source, int64_t max_len) {
+DecodeIds DecodeIds::of(const data::DataSpec& spec) {
+  return {spec.decoder_start_id, spec.eos_id, spec.pad_id};
+}
+
+at::Tensor greedy_decode(const Forward& forward, const at::Tensor& source, int64_t max_len,
+                         const DecodeIds& ids) {
   const models::DecodeScope reuse_encoder;  // the source is the same at every step
   const int64_t b = source.size(0);
   auto opts = source.options().dtype(at::kLong);
   auto out = at::full({b, max_len}, data::token::pad, opts);
-  auto decoder_in = at::full({b, 1}, data::token::bos, opts);
+  auto decoder_in = at::full({b, 1}, ids.start, opts);
   auto done = at::zeros({b}, opts.dtype(at::kBool));
   for (int64_t t = 0; t < max_len; ++t) {
-    auto next = next_log_probs(forward, source, decoder_in).argmax(-1);
+    auto next = next_log_probs(forward, source, decoder_in, ids).argmax(-1);
     next.masked_fill_(done, data::token::pad);
     out.select(1, t).copy_(next);
-    done.logical_or_(next.eq(data::token::eos));
+    done.logical_or_(next.eq(ids.eos));
     if (done.all().item<bool>() || t + 1 == max_len) break;
     decoder_in = at::cat({decoder_in, next.unsqueeze(1)}, 1);
   }
@@ -51,7 +57,7 @@ namespace {
 // layer. The same rules as the unconstrained tensor version below (and the same next_log_probs):
 // a finished beam continues with pad at no cost, pad and bos are never generated.
 Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, int64_t max_len,
-                              int64_t k, const data::IdTrie& trie) {
+                              int64_t k, const data::IdTrie& trie, const DecodeIds& ids) {
   const models::DecodeScope reuse_encoder(k);  // the same source every step and for k beams
   const int64_t b = source.size(0), n = b * k;
   const auto src = source.repeat_interleave(k, 0);  // [B*K, S]: beam j of row i at i*K + j
@@ -72,12 +78,12 @@ Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, 
     auto decoder_in = at::empty({n, t + 1}, at::kLong);
     auto* din = decoder_in.data_ptr<int64_t>();
     for (int64_t r = 0; r < n; ++r) {
-      din[r * (t + 1)] = data::token::bos;
+      din[r * (t + 1)] = ids.start;
       std::copy_n(tokens.data() + r * t, t, din + r * (t + 1) + 1);
     }
     // Log-probabilities over the whole vocabulary, of which the trie's tokens are read.
     const auto last =
-        next_log_probs(forward, src, decoder_in.to(src.device())).to(at::kCPU).contiguous();
+        next_log_probs(forward, src, decoder_in.to(src.device()), ids).to(at::kCPU).contiguous();
     const int64_t v = last.size(1);
     const float* lp = last.const_data_ptr<float>();
     std::vector<int64_t> next_tokens(size_t(n * (t + 1)), data::token::pad);
@@ -94,7 +100,7 @@ Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, 
           continue;
         }
         for (int64_t tok : trie.allowed(node[size_t(r)]))
-          if (tok < v)  // pad and bos are -inf: a dead candidate, never kept
+          if (tok < v)  // pad and start are -inf: a dead candidate, never kept
             cands.push_back({score[size_t(r)] + lp[r * v + tok], j, tok});
       }
       const auto keep = static_cast<std::ptrdiff_t>(std::min(cands.size(), size_t(k)));
@@ -113,7 +119,7 @@ Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, 
         const int64_t pn = node[size_t(parent)];
         // A beam that ended stays at its end node.
         next_node[size_t(r)] = trie.is_end(pn) ? pn : trie.child(pn, c.token);
-        next_ended[size_t(r)] = ended[size_t(parent)] || c.token == data::token::eos;
+        next_ended[size_t(r)] = ended[size_t(parent)] || c.token == ids.eos;
       }
     }
     tokens = std::move(next_tokens);
@@ -133,8 +139,8 @@ Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, 
 }  // namespace
 
 Beams beam_search(const Forward& forward, const at::Tensor& source, int64_t max_len,
-                  int64_t beam_size, const data::IdTrie* valid) {
-  if (valid) return constrained_beam_search(forward, source, max_len, beam_size, *valid);
+                  int64_t beam_size, const data::IdTrie* valid, const DecodeIds& ids) {
+  if (valid) return constrained_beam_search(forward, source, max_len, beam_size, *valid, ids);
   // The source is the same at every step, and the same for the k beams of a row.
   const models::DecodeScope reuse_encoder(beam_size);
   const int64_t b = source.size(0), k = beam_size;
@@ -145,10 +151,10 @@ Beams beam_search(const Forward& forward, const at::Tensor& source, int64_t max_
   auto scores = at::full({b, k}, kNegInf, opts.dtype(at::kFloat));
   scores.select(1, 0).fill_(0.0);
   auto finished = at::zeros({b, k}, opts.dtype(at::kBool));
-  auto bos = at::full({b * k, 1}, data::token::bos, opts);
+  auto start = at::full({b * k, 1}, ids.start, opts);
   for (int64_t t = 0; t < max_len; ++t) {
-    auto decoder_in = at::cat({bos, seqs.reshape({b * k, t})}, 1);
-    auto logp = next_log_probs(forward, src, decoder_in);
+    auto decoder_in = at::cat({start, seqs.reshape({b * k, t})}, 1);
+    auto logp = next_log_probs(forward, src, decoder_in, ids);
     const int64_t v = logp.size(1);
     logp = logp.view({b, k, v});
     // A finished beam continues only with pad, at no cost, so it keeps its score.
@@ -159,7 +165,7 @@ Beams beam_search(const Forward& forward, const at::Tensor& source, int64_t max_
     auto from = top_idx.div(v, "floor");
     auto token = top_idx.remainder(v);
     seqs = at::cat({seqs.gather(1, from.unsqueeze(-1).expand({b, k, t})), token.unsqueeze(-1)}, 2);
-    finished = finished.gather(1, from).logical_or(token.eq(data::token::eos));
+    finished = finished.gather(1, from).logical_or(token.eq(ids.eos));
     scores = top_scores;
     if (finished.all().item<bool>()) break;
   }

@@ -95,8 +95,8 @@ class LanguageModel final : public Task {
 class Seq2Seq final : public Task {
  public:
   Seq2Seq(Seq2SeqOptions o, const data::DataSpec& spec, bool retrieval)
-      : o_(std::move(o)), source_len_(spec.source_len), valid_(spec.valid_targets),
-        retrieval_(retrieval) {
+      : o_(std::move(o)), source_len_(spec.source_len), ids_(DecodeIds::of(spec)),
+        valid_(spec.valid_targets), retrieval_(retrieval) {
     SCULPT_CHECK(!o_.constrained || valid_, "task option constrained: the dataset has no set of "
                  "valid targets (use a gr_synthetic or gr_jsonl dataset)");
     SCULPT_CHECK(!o_.constrained || o_.beam_size > 0,
@@ -138,14 +138,14 @@ class Seq2Seq final : public Task {
     auto source = inputs.narrow(1, 0, source_len_);
     const int64_t max_len = targets.size(1);
     if (o_.greedy)
-      sums["exact"] += greedy_decode(forward, source, max_len)
+      sums["exact"] += greedy_decode(forward, source, max_len, ids_)
                            .eq(targets)
                            .all(1)
                            .sum()
                            .item<double>();
     if (o_.beam_size > 0) {
       auto beams = beam_search(forward, source, max_len, o_.beam_size,
-                               o_.constrained ? valid_.get() : nullptr);
+                               o_.constrained ? valid_.get() : nullptr, ids_);
       // [B, K]; beams that found no sequence (score -inf) match nothing.
       auto match = beams.tokens.eq(targets.unsqueeze(1)).all(2).logical_and(
           beams.scores.isfinite());
@@ -182,6 +182,7 @@ class Seq2Seq final : public Task {
  private:
   Seq2SeqOptions o_;
   int64_t source_len_;
+  DecodeIds ids_;  // the dataset's start / eos / never-generated ids
   std::shared_ptr<const data::IdTrie> valid_;
   bool retrieval_;  // generative_retrieval (not the seq2seq task proper)
 };

@@ -1,7 +1,8 @@
 // tokenizer.json normalizers: Unicode forms, Lowercase, StripAccents, Strip, Replace, Prepend,
-// BertNormalizer and Sequence, with the semantics of Hugging Face `tokenizers`.
+// BertNormalizer, Precompiled and Sequence, with the semantics of Hugging Face `tokenizers`.
 #include <nlohmann/json.hpp>
 
+#include "core/text/charsmap.h"
 #include "core/text/components.h"
 #include "core/text/regex.h"
 #include "core/text/unicode.h"
@@ -182,6 +183,59 @@ class BertNormalizer : public Normalizer {
   bool clean_, chinese_, strip_accents_, lower_;
 };
 
+// SentencePiece's character map (T5, XLM-R, ALBERT converted to tokenizer.json), applied as
+// `tokenizers` does, which is not SentencePiece's own longest-match walk: per extended grapheme
+// cluster, a cluster of fewer than 6 bytes that some key is a prefix of becomes the shortest
+// such key's replacement (the cluster's other characters dropped); otherwise each character
+// is looked up on its own and kept when no key matches it.
+class PrecompiledNormalizer : public Normalizer {
+ public:
+  explicit PrecompiledNormalizer(CharsMap map) : map_(std::move(map)) {}
+  void normalize(std::string& s) const override {
+    if (map_.empty() || s.empty()) return;
+    thread_local std::vector<size_t> ends;
+    grapheme_ends(s, ends);
+    std::string out;
+    out.reserve(s.size() + 8);
+    size_t begin = 0;
+    for (const size_t end : ends) {
+      if (end - begin < 6) {
+        if (const auto r = map_.first(s, begin, end)) {
+          out += *r;
+          begin = end;
+          continue;
+        }
+      }
+      for (size_t i = begin; i < end;) {
+        const size_t n = std::min(char_len(static_cast<unsigned char>(s[i])), end - i);
+        if (const auto r = map_.first(s, i, i + n))
+          out += *r;
+        else
+          out.append(s, i, n);
+        i += n;
+      }
+      begin = end;
+    }
+    s.swap(out);
+  }
+
+ private:
+  CharsMap map_;
+};
+
+std::unique_ptr<Normalizer> make_precompiled(const nlohmann::json& j, const Where& where) {
+  const auto& v = member(j, "precompiled_charsmap", where);
+  if (v.is_null()) return nullptr;  // no map: the identity
+  if (!v.is_string()) fail(where.at("precompiled_charsmap"), "expected a base64 string");
+  const auto blob = base64_decode(v.get<std::string>());
+  if (!blob) fail(where.at("precompiled_charsmap"), "not valid base64");
+  CharsMap map;
+  if (!blob->empty() && !map.parse(*blob))
+    fail(where.at("precompiled_charsmap"),
+         "not a SentencePiece precompiled character map (its trie size does not fit)");
+  return std::make_unique<PrecompiledNormalizer>(std::move(map));
+}
+
 class SequenceNormalizer : public Normalizer {
  public:
   explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> parts)
@@ -223,6 +277,7 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const Where
                                             get_bool(j, "handle_chinese_chars", where, true), strip,
                                             lower);
   }
+  if (type == "Precompiled") return make_precompiled(j, where);
   if (type == "Sequence") {
     const auto& list = member(j, "normalizers", where);
     if (!list.is_array()) fail(where.at("normalizers"), "expected a list");
@@ -235,7 +290,7 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const Where
   }
   fail_unsupported(where.at("type"), "normalizer", type,
                    {"NFC", "NFD", "NFKC", "NFKD", "Lowercase", "StripAccents", "Strip", "Replace",
-                    "Prepend", "BertNormalizer", "Sequence"});
+                    "Prepend", "BertNormalizer", "Precompiled", "Sequence"});
 }
 
 // Shared with the pre-tokenizers' Split.

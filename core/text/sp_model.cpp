@@ -129,15 +129,8 @@ std::unique_ptr<SpEncoder> SpEncoder::from_proto(std::string_view serialized, st
       while (nw.next(f, t)) {
         if (f == 2 && t == 2) {
           const std::string_view blob = nw.bytes();
-          if (blob.size() < 4) return bad("not a SentencePiece model (precompiled_charsmap)");
-          uint32_t trie_size;
-          std::memcpy(&trie_size, blob.data(), 4);
-          if (trie_size % 4 || trie_size > blob.size() - 4)
+          if (!blob.empty() && !e->charsmap_.parse(blob))
             return bad("not a SentencePiece model (precompiled_charsmap)");
-          e->charsmap_units_.resize(trie_size / 4);
-          std::memcpy(e->charsmap_units_.data(), blob.data() + 4, trie_size);
-          e->charsmap_strings_ = std::string(blob.substr(4 + trie_size));
-          e->charsmap_strings_ += '\0';
         } else if (f == 3 && t == 0)
           e->add_dummy_prefix_ = nw.varint() != 0;
         else if (f == 4 && t == 0)
@@ -194,37 +187,12 @@ std::unique_ptr<SpEncoder> SpEncoder::from_proto(std::string_view serialized, st
   return e;
 }
 
-std::pair<size_t, std::string_view> SpEncoder::map_prefix(std::string_view s, size_t pos) const {
-  if (charsmap_units_.empty()) return {0, {}};
-  // Darts-clone double array: common prefix search, keep the longest match.
-  const auto& a = charsmap_units_;
-  auto offset = [](uint32_t u) { return (u >> 10) << ((u & (1u << 9)) >> 6); };
-  size_t node = offset(a[0]);
-  size_t best_len = 0;
-  uint32_t best_value = 0;
-  for (size_t i = pos; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    node ^= c;
-    if (node >= a.size()) break;
-    const uint32_t unit = a[node];
-    if ((unit & ((1u << 31) | 0xFF)) != c) break;
-    node ^= offset(unit);
-    if ((unit >> 8) & 1) {
-      if (node >= a.size()) break;
-      best_len = i + 1 - pos;
-      best_value = a[node] & ((1u << 31) - 1);
-    }
-  }
-  if (!best_len || best_value >= charsmap_strings_.size()) return {0, {}};
-  return {best_len, std::string_view(charsmap_strings_.c_str() + best_value)};
-}
-
 void SpEncoder::normalize(std::string_view in, std::string& out) const {
   out.clear();
   size_t pos = 0;
   // The rule (or the character itself) at pos: (consumed, replacement).
   auto next = [&](size_t at) -> std::pair<size_t, std::string_view> {
-    auto m = map_prefix(in, at);
+    auto m = charsmap_.longest(in, at);
     if (m.first) return m;
     const size_t n = std::min(char_len(static_cast<unsigned char>(in[at])), in.size() - at);
     return {n, in.substr(at, n)};

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/text/byte_trie.h"
+#include "core/text/charsmap.h"
 #include "core/text/word_cache.h"
 
 namespace sculpt::text::detail {
@@ -48,8 +49,6 @@ class SpEncoder {
     float score = 0;
     int type = 1;  // NORMAL 1, UNKNOWN 2, CONTROL 3, USER_DEFINED 4, UNUSED 5, BYTE 6
   };
-  // Longest rule of the character map at s[pos..]: (consumed bytes, replacement) or (0, {}).
-  std::pair<size_t, std::string_view> map_prefix(std::string_view s, size_t pos) const;
   void unigram(std::string_view norm, std::vector<std::pair<std::string_view, int32_t>>& out) const;
   void bpe(std::string_view norm, std::vector<std::pair<std::string_view, int32_t>>& out) const;
   int32_t piece_id(std::string_view piece) const;  // unk_ when unknown
@@ -68,8 +67,7 @@ class SpEncoder {
   WordCache cache_;
   int32_t byte_ids_[256] = {};
   // Normalizer spec.
-  std::vector<uint32_t> charsmap_units_;
-  std::string charsmap_strings_;
+  CharsMap charsmap_;  // the precompiled character map (longest rule at each position)
   bool add_dummy_prefix_ = true, remove_extra_whitespaces_ = true, escape_whitespaces_ = true;
 };
 

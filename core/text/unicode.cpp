@@ -1,11 +1,14 @@
 // ICU's properties and normalization behind the tokenizers' character classes.
 #include "core/text/unicode.h"
 
+#include <unicode/brkiter.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
 #include <unicode/ustring.h>
+#include <unicode/utext.h>
 
+#include <memory>
 #include <stdexcept>
 
 namespace sculpt::text {
@@ -183,6 +186,41 @@ std::string normalize(std::string_view s, NormalForm form) {
   std::string result;
   out.toUTF8String(result);
   return result;
+}
+
+void grapheme_ends(std::string_view s, std::vector<size_t>& ends) {
+  ends.clear();
+  // ASCII: every byte is a cluster but CR LF.
+  if (is_ascii(s)) {
+    for (size_t i = 0; i < s.size(); ++i)
+      if (!(s[i] == '\r' && i + 1 < s.size() && s[i + 1] == '\n')) ends.push_back(i + 1);
+    return;
+  }
+  // A break iterator per thread (ICU's are not shared between threads), over the UTF-8 bytes
+  // through a UText, so the boundaries are byte offsets.
+  thread_local std::unique_ptr<icu::BreakIterator> it;
+  UErrorCode err = U_ZERO_ERROR;
+  if (!it) {
+    it.reset(icu::BreakIterator::createCharacterInstance(icu::Locale::getRoot(), err));
+    if (U_FAILURE(err) || !it) throw std::runtime_error("ICU character break iterator unavailable");
+  }
+  UText ut = UTEXT_INITIALIZER;
+  utext_openUTF8(&ut, s.data(), static_cast<int64_t>(s.size()), &err);
+  it->setText(&ut, err);
+  if (U_FAILURE(err)) {
+    utext_close(&ut);
+    throw std::runtime_error("ICU character break iterator failed");
+  }
+  for (int32_t b = it->next(); b != icu::BreakIterator::DONE; b = it->next())
+    ends.push_back(static_cast<size_t>(b));
+  // The iterator keeps a pointer to the UText: leave it on an empty text before closing it.
+  UText empty = UTEXT_INITIALIZER;
+  err = U_ZERO_ERROR;
+  utext_openUTF8(&empty, "", 0, &err);
+  it->setText(&empty, err);
+  utext_close(&ut);
+  utext_close(&empty);
+  if (ends.empty() || ends.back() != s.size()) ends.push_back(s.size());
 }
 
 std::string lowercase(std::string_view s) {

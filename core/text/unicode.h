@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sculpt::text {
 
@@ -63,6 +64,10 @@ bool is_word_char(char32_t c);        // regex \w: Alphabetic, M*, Nd, Pc, Join_
 enum class NormalForm { NFC, NFD, NFKC, NFKD };
 // `s` in the normalization form (ICU's Normalizer2).
 std::string normalize(std::string_view s, NormalForm form);
+// The end offsets of `s`'s extended grapheme clusters (UAX #29, ICU's character break
+// iterator), in order; the last is s.size(). `s` must be valid UTF-8.
+void grapheme_ends(std::string_view s, std::vector<size_t>& ends);
+
 // Per-character full lowercase mapping (Rust's char::to_lowercase; no final-sigma context).
 std::string lowercase(std::string_view s);
 

@@ -9,7 +9,9 @@ Nothing is downloaded. Everything is deterministic (fixed seeds, one training th
                                 contractions, CJK, Hangul, kana, emoji (ZWJ too), accents (composed
                                 and combining), Greek, Cyrillic, Arabic, Devanagari, Thai, digits,
                                 whitespace runs (tabs, NBSP, ideographic space), code, very long
-                                words, empty lines and literal special tokens.
+                                words, empty lines and literal special tokens; the last lines
+                                hold the grapheme clusters on which `tokenizers`' Precompiled
+                                differs from SentencePiece's own normalizer.
   OUT_DIR/<name>/               a tokenizer directory shaped like a real checkpoint's:
     gpt2        tokenizer.json: byte-level BPE, GPT-2 regex, <|endoftext|>, merges as [a, b]
     gpt2_legacy the same with merges written the old way ("a b")
@@ -29,6 +31,11 @@ Nothing is downloaded. Everything is deterministic (fixed seeds, one training th
                 tokenizer_config.json (LlamaTokenizer, add_bos_token)
     llama2_hf   sp_llama as transformers' AutoTokenizer converts and saves it (tokenizer.json:
                 BPE with byte fallback, Metaspace, the ByteFallback/Fuse/Strip decoders)
+    t5_hf       sp_t5 as transformers' AutoTokenizer converts and saves it (tokenizer.json:
+                Unigram behind a Precompiled normalizer, SentencePiece's nmt_nfkc map)
+    unigram_cf  t5_hf's model behind Sequence [Replace, Precompiled with the nmt_nfkc_cf map
+                (NFKC + case folding, taken from a small model trained with that rule),
+                Replace " {2,}"], as XLM-R / ALBERT files nest it
   OUT_DIR/<name>.ids.txt        one line per corpus line: the ids, space separated, with the
                                 special tokens (`tokenizers`' Tokenizer.encode; for sp_*:
                                 sentencepiece's ids per stretch between special tokens, plus
@@ -158,6 +165,17 @@ def make_line(r, wide):
     if r.random() < 0.1:
         out += "  "
     return out.replace("\r", "").replace("\n", " ")
+
+
+# Clusters of fewer than 6 bytes whose first character has a rule of its own (the Precompiled
+# normalizer then replaces the whole cluster by that rule), 6-byte clusters (per character),
+# and combining sequences.
+PRECOMPILED_LINES = [
+    "\ufb01\u0301 and \u2460\u0308 then \uff21\u0301\uff22",
+    "\uff76\uff9e \uff8a\uff9f \u00c5\u0301 \u212b e\u0301 a\u200d b\u0300\u0301",
+    "\u00a9\ufe0f \u2122 \u00bd\u0301 \u3000x\u0308 \u1100\u1161 \u1100\u1161\u11a8",
+    "\u0130\u0307 \u03a3\u0301 \u00df \u1e9e \ufb00\u0327 \u2126 K\u212a",
+]
 
 
 def corpus(seed, n, wide):
@@ -363,6 +381,44 @@ def sp_reference(sp, config, lines):
     return ids_out, dec_out
 
 
+def precompiled_tokenizers(out, sp_dir, train):
+    """t5_hf: sp_t5 converted by transformers (a Precompiled normalizer); unigram_cf: the same
+    model behind a Sequence holding the nmt_nfkc_cf map."""
+    import base64
+    import io
+
+    import transformers
+    from sentencepiece import sentencepiece_model_pb2
+    transformers.logging.set_verbosity_error()
+    conv = os.path.join(out, "t5_hf")
+    transformers.AutoTokenizer.from_pretrained(sp_dir).save_pretrained(conv)
+    path = os.path.join(conv, "tokenizer.json")
+    with open(path, encoding="utf-8") as f:
+        j = json.load(f)
+    if j["normalizer"]["type"] != "Precompiled":
+        raise SystemExit(f"{path}: expected a Precompiled normalizer, got {j['normalizer']}")
+    made = [("t5_hf", Tokenizer.from_file(path), conv)]
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(["abc def", "ghi"] * 20), model_writer=model,
+        model_type="unigram", vocab_size=20, normalization_rule_name="nmt_nfkc_cf", num_threads=1,
+        minloglevel=2, hard_vocab_limit=False)
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model.getvalue())
+    cf = base64.b64encode(proto.normalizer_spec.precompiled_charsmap).decode()
+    j["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Replace", "pattern": {"String": "``"}, "content": "\""},
+        {"type": "Precompiled", "precompiled_charsmap": cf},
+        {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]}
+    d = os.path.join(out, "unigram_cf")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False)
+    made.append(("unigram_cf", Tokenizer.from_file(os.path.join(d, "tokenizer.json")), d))
+    return made
+
+
 def write_expected(out, name, ids, decoded):
     with open(os.path.join(out, name + ".ids.txt"), "w", encoding="utf-8") as f:
         for row in ids:
@@ -418,7 +474,7 @@ def main():
         pass
     if os.path.exists(manifest):
         os.remove(manifest)
-    lines = corpus(2026, N_LINES, wide=True)
+    lines = corpus(2026, N_LINES, wide=True) + PRECOMPILED_LINES
     train = corpus(7, N_TRAIN, wide=False)
     with open(os.path.join(out, "corpus.txt"), "w", encoding="utf-8", newline="\n") as f:
         f.write("\n".join(lines) + "\n")
@@ -445,6 +501,11 @@ def main():
         write_expected(out, name, ids, decoded)
         names.append(name)
         print(f"  {name}: {time.time() - T0:.1f} s", flush=True)
+        if name == "sp_t5":
+            for conv_name, tok, conv in precompiled_tokenizers(out, d, train):
+                write_hf_reference(out, conv_name, tok, conv, lines)
+                names.append(conv_name)
+                print(f"  {conv_name}: {time.time() - T0:.1f} s", flush=True)
         if name == "sp_llama":
             # Llama 2's tokenizer.json as transformers converts it from tokenizer.model: BPE with
             # byte fallback, Metaspace (no split), Replace/ByteFallback/Fuse/Strip decoders.

@@ -53,6 +53,26 @@ TEST_CASE("an unsupported normalizer names the file, JSON path, value and suppor
   CHECK_THAT(msg, Contains("BertNormalizer"));
 }
 
+TEST_CASE("a malformed Precompiled character map names its JSON path", "[text]") {
+  const auto not_base64 = error_of(edited_bert("pc-b64", [](nlohmann::json& j) {
+    j["normalizer"] = {
+        {"type", "Sequence"},
+        {"normalizers", {{{"type", "Precompiled"}, {"precompiled_charsmap", "not base64!"}}}}};
+  }));
+  CHECK_THAT(not_base64, Contains("normalizer.normalizers[0].precompiled_charsmap"));
+  CHECK_THAT(not_base64, Contains("not valid base64"));
+  // A trie size (0xffff) larger than the blob.
+  const auto too_short = error_of(edited_bert("pc-size", [](nlohmann::json& j) {
+    j["normalizer"] = {{"type", "Precompiled"}, {"precompiled_charsmap", "//8AAAAA"}};
+  }));
+  CHECK_THAT(too_short, Contains("normalizer.precompiled_charsmap"));
+  CHECK_THAT(too_short, Contains("not a SentencePiece precompiled character map"));
+  const auto missing = error_of(edited_bert("pc-missing", [](nlohmann::json& j) {
+    j["normalizer"] = {{"type", "Precompiled"}};
+  }));
+  CHECK_THAT(missing, Contains("precompiled_charsmap"));
+}
+
 TEST_CASE("an unsupported model type and pre-tokenizer are named with the supported list",
           "[text]") {
   const auto model =

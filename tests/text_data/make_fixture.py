@@ -7,8 +7,12 @@ in tests/integration/test_configs.cpp: python make_fixture.py OUT writes
                    (tokenizer.json, tokenizer_config.json, special_tokens_map.json)
   OUT/bert_other/  another WordPiece tokenizer (a smaller vocabulary): another fingerprint
   OUT/bpe/         a byte-level BPE tokenizer with <|endoftext|> (the lm shape)
+  OUT/bert_pairs/  the BERT's config and tokenizer with weights drawn wider (N(0, 0.3)), so
+                   that the token type embeddings move the logits (text-pair parity)
   OUT/expected.json  the Python tokenizers' ids of the first lines of the example file (single
-                   texts and pairs), for the end-to-end checks
+                   texts and pairs, with the pairs' token_type_ids), for the end-to-end checks,
+                   and bert_pairs' logits on those pairs (padded, token_type_ids passed), as
+                   transformers computes them
 
 Everything is seeded; rerunning writes the same files. Needs `tokenizers`, `transformers` and
 `torch` from the venv."""
@@ -71,11 +75,33 @@ def main(out):
                                    bos_token="<|endoftext|>", unk_token="<|endoftext|>")
     fast.save_pretrained(os.path.join(out, "bpe"))
 
+    torch.manual_seed(1)
+    pair_model = BertForSequenceClassification(config)
+    with torch.no_grad():
+        for name, p in pair_model.named_parameters():
+            if "LayerNorm" not in name:
+                p.normal_(0.0, 0.3)
+    pair_model.save_pretrained(os.path.join(out, "bert_pairs"), safe_serialization=True)
+    bert.save_pretrained(os.path.join(out, "bert_pairs"))
+
     first = corpus[:20]
+    pairs_a, pairs_b = first, first[1:] + first[:1]
+    batch = bert(pairs_a, pairs_b, padding=True, return_token_type_ids=True,
+                 return_tensors="pt")
+    pair_model.eval()
+    with torch.no_grad():
+        pair_logits = pair_model(**batch).logits
+        batch["token_type_ids"].zero_()
+        moved = float((pair_logits - pair_model(**batch).logits).abs().max())
+    if moved < 0.05:
+        sys.exit(f"bert_pairs: token types move the logits by {moved} only")
     expected = {
         "texts": first,
         "ids": [bert(t)["input_ids"] for t in first],
-        "pair_ids": [bert(a, b)["input_ids"] for a, b in zip(first, first[1:] + first[:1])],
+        "pair_ids": [bert(a, b)["input_ids"] for a, b in zip(pairs_a, pairs_b)],
+        "pair_type_ids": [bert(a, b, return_token_type_ids=True)["token_type_ids"]
+                          for a, b in zip(pairs_a, pairs_b)],
+        "pair_logits": pair_logits.tolist(),
         "bpe_ids": [fast(t)["input_ids"] for t in first],
         "pad_id": bert.pad_token_id,
         "vocab_size": len(bert),

@@ -17,8 +17,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli/app.h"
+#include "core/config/config.h"
 #include "core/data/text_files.h"
 #include "core/error.h"
+#include "core/models/hf/hf_model.h"
+#include "core/tasks/decoding.h"
+#include "core/tasks/task.h"
 #include "core/text/tokenizer.h"
 #include "tests/support/process.h"
 
@@ -327,6 +332,136 @@ TEST_CASE("csv, tsv, pairs, seq2seq and packed lm", "[text]") {
         nullptr);
 }
 
+TEST_CASE("seq2seq: start, eos and never-generated ids from the tokenizer, or the hf "
+          "checkpoint's config.json",
+          "[text]") {
+  const std::string dir = temp_dir("td-s2s-ids");
+  FakeTokenizer tok;
+  const auto f = FakeTokenizer::word_id;
+  write_text(dir + "/s.jsonl",
+             "{\"query\": \"a b\", \"target\": \"c\"}\n{\"query\": \"d\", \"target\": \"e f g\"}\n");
+  auto o = options(dir + "/s.jsonl");
+  o.add_special_tokens = false;
+  // The tokenizer's: start = its pad id (T5's convention), eos, pad never generated.
+  auto plain = sculpt::data::load_text_files(o, DataPart::train, tok, {});
+  CHECK(plain->spec().decoder_start_id == 0);
+  CHECK(plain->spec().eos_id == 4);
+  CHECK(plain->spec().pad_id == 0);
+  REQUIRE(caches_in(dir).size() == 1);
+
+  // An hf checkpoint's decoder_start_token_id and eos_token_id (the first of a list) win: the
+  // decoder input starts with it, the targets end with it, and the cache is another one.
+  fs::create_directories(dir + "/hf");
+  write_text(dir + "/hf/config.json",
+             "{\"decoder_start_token_id\": 7, \"eos_token_id\": [9, 10], \"pad_token_id\": 5}");
+  sculpt::data::TextFilesContext ctx;
+  ctx.hf_model_path = dir + "/hf";
+  auto hf = sculpt::data::load_text_files(o, DataPart::train, tok, ctx);
+  CHECK(hf->spec().decoder_start_id == 7);
+  CHECK(hf->spec().eos_id == 9);
+  CHECK(hf->spec().pad_id == 0);  // the tokenizer's pad first
+  CHECK(hf->inputs()[0].equal(at::tensor({f("a"), f("b"), 7, f("c"), -1, -1}, at::kLong)));
+  CHECK(hf->targets()[0].equal(at::tensor({f("c"), 9, 0, 0}, at::kLong)));
+  CHECK(hf->targets()[1].equal(at::tensor({f("e"), f("f"), f("g"), 9}, at::kLong)));
+  CHECK(caches_in(dir).size() == 2);
+  CHECK(sculpt::data::text_cache_path(o, o.file, tok, ctx) != sculpt::data::text_cache_path(o, o.file, tok));
+
+  write_text(dir + "/hf/config.json", "{\"eos_token_id\": 5000}");
+  CHECK_THAT(user_error([&] { sculpt::data::load_text_files(o, DataPart::train, tok, ctx); }),
+             Catch::Contains(dir + "/hf/config.json: eos_token_id 5000 is outside the "
+                             "tokenizer's vocabulary (1005 ids)"));
+  write_text(dir + "/hf/config.json", "{\"eos_token_id\": ");
+  CHECK_THAT(user_error([&] { sculpt::data::load_text_files(o, DataPart::train, tok, ctx); }),
+             Catch::Contains(dir + "/hf/config.json: not valid JSON"));
+
+  // data.config reads model.path of an hf model for it.
+  sculpt::cli::register_builtins();
+  write_text(dir + "/hf/config.json", "{}");
+  const auto cfg = sculpt::config::Config::parse(
+      "data: {name: text, file: " + dir + "/s.jsonl}\nmodel: {name: hf, path: " + dir + "/hf}\n");
+  CHECK(cfg.data.hf_model_path == dir + "/hf");
+  CHECK(cfg.data.default_tokenizer == dir + "/hf");
+}
+
+namespace {
+// A seq2seq "model" that copies the source, then says eos: at decoder position t it predicts
+// source[t] (eos past the source's end), but only when the decoder input starts with `start`;
+// otherwise it predicts id 1 everywhere.
+sculpt::tasks::Forward copy_model(int64_t source_len, int64_t start, int64_t eos, int64_t vocab) {
+  return [=](const at::Tensor& x) {
+    const int64_t b = x.size(0), t = x.size(1) - source_len;
+    auto logits = at::zeros({b, t, vocab}, at::kFloat);
+    for (int64_t r = 0; r < b; ++r) {
+      const bool started = x[r][source_len].item<int64_t>() == start;
+      for (int64_t p = 0; p < t; ++p) {
+        int64_t want = 1;
+        if (started) {
+          want = p < source_len ? x[r][p].item<int64_t>() : -1;
+          if (want < 0) want = eos;
+        }
+        logits[r][p][want] = 5.0;
+      }
+    }
+    return logits;
+  };
+}
+}  // namespace
+
+TEST_CASE("seq2seq evaluation decodes from the dataset's start id and stops at its eos",
+          "[text]") {
+  const std::string dir = temp_dir("td-s2s-decode");
+  FakeTokenizer tok;
+  // Targets equal the queries, so the copy model gets every one right when it is started with
+  // the right id and stops at the right eos.
+  write_text(dir + "/s.jsonl",
+             "{\"query\": \"a b\", \"target\": \"a b\"}\n{\"query\": \"d\", \"target\": \"d\"}\n"
+             "{\"query\": \"x y z\", \"target\": \"x y z\"}\n");
+  fs::create_directories(dir + "/hf");
+  write_text(dir + "/hf/config.json", "{\"decoder_start_token_id\": 7, \"eos_token_id\": 9}");
+  auto o = options(dir + "/s.jsonl");
+  o.add_special_tokens = false;
+  sculpt::data::TextFilesContext ctx;
+  ctx.hf_model_path = dir + "/hf";
+  auto ds = sculpt::data::load_text_files(o, DataPart::train, tok, ctx);
+  const auto& spec = ds->spec();
+  REQUIRE(spec.source_len == 3);
+  const auto forward = copy_model(spec.source_len, 7, 9, spec.vocab_size);
+
+  sculpt::cli::register_builtins();
+  auto exact = [&](const sculpt::data::DataSpec& sp) {
+    const auto cfg = sculpt::config::Config::parse(
+        "data: {name: synthetic_blobs}\nmodel: {name: mlp}\ntask: {name: seq2seq}\n");
+    auto task = sculpt::tasks::task_registry().create("seq2seq", cfg.task, sp);
+    sculpt::tasks::MetricSums sums;
+    task->evaluate_batch(sums, forward, ds->inputs(), ds->targets());
+    return task->finish(sums).at("exact_match");
+  };
+  CHECK(exact(spec) == 1.0);
+  // Sculpt's fixed ids (start 2, eos 3), as evaluation used before: nothing matches.
+  auto fixed = spec;
+  fixed.decoder_start_id = sculpt::data::token::bos;
+  fixed.eos_id = sculpt::data::token::eos;
+  fixed.pad_id = sculpt::data::token::pad;
+  CHECK(exact(fixed) == 0.0);
+
+  // Beam search with the same ids: the best beam is the target.
+  const auto source = ds->inputs().narrow(1, 0, spec.source_len);
+  const auto beams = sculpt::tasks::beam_search(forward, source, ds->targets().size(1), 2, nullptr,
+                                                sculpt::tasks::DecodeIds::of(spec));
+  CHECK(beams.tokens.select(1, 0).equal(ds->targets()));
+  // The start id (unless it is eos) and the pad id are never generated.
+  const auto never = sculpt::tasks::greedy_decode(
+      [&](const at::Tensor& x) {
+        auto l = at::zeros({x.size(0), x.size(1) - 2, 20}, at::kFloat);
+        l.select(2, 7).fill_(9.0);  // the start id is the most likely
+        l.select(2, 0).fill_(8.0);  // then the pad id
+        l.select(2, 9).fill_(1.0);
+        return l;
+      },
+      at::zeros({1, 2}, at::kLong), 3, sculpt::tasks::DecodeIds{7, 9, 0});
+  CHECK(never.equal(at::tensor({9, 0, 0}, at::kLong).view({1, 3})));
+}
+
 TEST_CASE("bad text input: file, line, byte offset, label, field", "[text]") {
   const std::string dir = temp_dir("td-bad");
   FakeTokenizer tok;
@@ -366,6 +501,18 @@ TEST_CASE("bad text input: file, line, byte offset, label, field", "[text]") {
 
   write_text(dir + "/m.jsonl", "{\"text\": \"a\", \"label\": \"x\"}\n{\"text\": \"a\", \"label\": \n");
   CHECK_THAT(load(options(dir + "/m.jsonl")), Catch::Contains(dir + "/m.jsonl:2: not valid JSON"));
+  // Any JSON error names the line: a number out of range is nlohmann's out_of_range, not a
+  // parse_error; also when the shape is read from the first record.
+  write_text(dir + "/big.jsonl",
+             "{\"text\": \"a\", \"label\": \"x\"}\n{\"text\": \"b\", \"label\": 1e999}\n");
+  CHECK_THAT(load(options(dir + "/big.jsonl")),
+             Catch::Contains(dir + "/big.jsonl:2: not valid JSON"));
+  write_text(dir + "/big1.jsonl", "{\"text\": \"b\", \"n\": -1e999, \"label\": \"x\"}\n");
+  CHECK_THAT(load(options(dir + "/big1.jsonl")),
+             Catch::Contains(dir + "/big1.jsonl:1: not valid JSON"));
+  write_text(dir + "/arr.jsonl", "{\"text\": \"a\", \"label\": \"x\"}\n[\"a\", \"x\"]\n");
+  CHECK_THAT(load(options(dir + "/arr.jsonl")),
+             Catch::Contains(dir + "/arr.jsonl:2: expected a JSON object, got array"));
   write_text(dir + "/f.jsonl", "{\"text\": \"a\", \"label\": \"x\"}\n\n{\"txt\": \"a\", \"label\": \"y\"}\n");
   CHECK_THAT(load(options(dir + "/f.jsonl")),
              Catch::Contains(dir + "/f.jsonl:3: missing field 'text'"));
@@ -473,6 +620,74 @@ TEST_CASE("real tokenizers: dataset rows hold the ids Python's tokenizers gives"
   for (int64_t i = 0; i < flat.size(0); ++i) CHECK(flat[i].item<int64_t>() == stream[size_t(i)]);
 }
 
+TEST_CASE("text pairs: the tokenizer's token type ids reach an hf BERT, whose logits equal "
+          "transformers'",
+          "[text][e2e]") {
+  const auto exp = expected();
+  const std::string dir = temp_dir("td-pair-types");
+  const std::string model = fixtures() + "/bert_pairs";
+  const std::string file = write_texts(dir + "/p.jsonl", exp["texts"]);
+  auto tok = sculpt::text::load_tokenizer(model);
+  auto o = options(file);
+  o.pair_field = "pair";
+  o.labels = {"a", "b", "c"};  // the checkpoint's three labels
+  sculpt::data::TextFilesContext ctx;
+  ctx.hf_model_path = model;  // type_vocab_size 2: token type ids (data.token_type_ids: auto)
+  auto ds = sculpt::data::load_text_files(o, DataPart::train, *tok, ctx);
+  REQUIRE(ds->spec().token_type_ids);
+  const auto x = ds->inputs();
+  REQUIRE(x.dim() == 3);
+  REQUIRE(x.size(1) == 2);
+  CHECK(ds->spec().input_shape == std::vector<int64_t>{2, x.size(2)});
+  for (int64_t r = 0; r < ds->size(); ++r) {
+    INFO("pair " << r);
+    const auto want_ids = exp["pair_ids"][size_t(r)].get<std::vector<int64_t>>();
+    const auto want_types = exp["pair_type_ids"][size_t(r)].get<std::vector<int64_t>>();
+    CHECK(row_ids(x[r][0]) == want_ids);
+    std::vector<int64_t> types;
+    for (int64_t i = 0; i < x.size(2); ++i) types.push_back(x[r][1][i].item<int64_t>());
+    CHECK(std::vector<int64_t>(types.begin(), types.begin() + int64_t(want_types.size())) ==
+          want_types);
+    CHECK(std::all_of(types.begin() + int64_t(want_types.size()), types.end(),
+                      [](int64_t t) { return t == 0; }));  // padding: type 0
+  }
+
+  auto m = sculpt::models::hf::load_pretrained(model, ds->spec());
+  m->eval();
+  at::NoGradGuard no_grad;
+  std::vector<float> flat;
+  for (const auto& row : exp["pair_logits"])
+    for (float v : row.get<std::vector<float>>()) flat.push_back(v);
+  const auto ref = at::tensor(flat).view({ds->size(), -1});
+  const auto logits = m->forward(x).to(at::kFloat);
+  REQUIRE(logits.sizes() == ref.sizes());
+  CHECK((logits - ref).abs().max().item<float>() < 1e-4);
+
+  // Without them (data.token_type_ids: false) every token is type 0: other logits.
+  o.token_type_ids = "false";
+  auto flat_ds = sculpt::data::load_text_files(o, DataPart::train, *tok, ctx);
+  REQUIRE(flat_ds->inputs().dim() == 2);
+  auto m2 = sculpt::models::hf::load_pretrained(model, flat_ds->spec());
+  m2->eval();
+  CHECK((m2->forward(flat_ds->inputs()).to(at::kFloat) - ref).abs().max().item<float>() > 1e-2);
+
+  // A checkpoint without segment embeddings refuses them, naming the key.
+  o.token_type_ids = "true";
+  auto forced = sculpt::data::load_text_files(o, DataPart::train, *tok, {});
+  REQUIRE(forced->spec().token_type_ids);
+  fs::create_directories(dir + "/roberta");
+  auto cfg = nlohmann::json::parse(read_text(model + "/config.json"));
+  cfg["type_vocab_size"] = 1;
+  write_text(dir + "/roberta/config.json", cfg.dump());
+  fs::copy_file(model + "/model.safetensors", dir + "/roberta/model.safetensors");
+  try {
+    sculpt::models::hf::load_pretrained(dir + "/roberta", forced->spec());
+    FAIL("no error");
+  } catch (const std::exception& e) {
+    CHECK_THAT(e.what(), Catch::Contains("data.token_type_ids: false"));
+  }
+}
+
 TEST_CASE("sculpt train on jsonl with an hf model: tokenized once, then from the cache",
           "[text][e2e]") {
   const std::string dir = temp_dir("td-train");
@@ -512,6 +727,12 @@ TEST_CASE("sculpt train on jsonl with an hf model: tokenized once, then from the
                          "/bad.jsonl run.output_dir=" + dir + "/d");
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Catch::Contains(dir + "/bad.jsonl:2: not valid UTF-8 at byte offset 39"));
+  // A JSON error other than a syntax error (a number out of range): exit 2, file and line.
+  write_text(dir + "/big.jsonl", "{\"text\": \"ok\", \"label\": \"a\"}\n{\"text\": \"b\", \"label\": 2e999}\n");
+  auto big = run_process(std::string(SCULPT_BIN) + " train " + cfg + " data.file=" + dir +
+                         "/big.jsonl run.output_dir=" + dir + "/e");
+  CHECK(big.exit_code == 2);
+  CHECK_THAT(big.err, Catch::Contains(dir + "/big.jsonl:2: not valid JSON"));
 }
 
 TEST_CASE("a text run resumed from a checkpoint matches the uninterrupted run bit for bit",

@@ -52,7 +52,9 @@ LayerSpec layer_spec(const Arch& a, bool cross) {
 }
 
 // Token ids -> stream. Learned positions (gpt2, bert), RoBERTa's positions after pad_token_id,
-// token type 0 and a LayerNorm (bert). Under a KvScope positions continue from kv_offset().
+// token types and a LayerNorm (bert): type 0, or per token from [B, 2, L] inputs (ids, then
+// token type ids: text pairs, DataSpec::token_type_ids). Under a KvScope positions continue
+// from kv_offset().
 class TokenEmbed final : public Block {
  public:
   TokenEmbed(const Arch& a, int64_t source_len)
@@ -66,7 +68,16 @@ class TokenEmbed final : public Block {
       norm_ = register_module("norm", std::make_shared<Norm>(NormKind::layer, a.hidden, a.eps));
     }
   }
-  at::Tensor forward(const at::Tensor& ids) override {
+  at::Tensor forward(const at::Tensor& input) override {
+    at::Tensor ids = input, types;
+    if (input.dim() == 3) {
+      SCULPT_CHECK(types_.defined() && input.size(1) == 2,
+                   "model hf: inputs [B, 2, L] (ids and token type ids) need a bert-family "
+                   "checkpoint; got ",
+                   input.sizes());
+      ids = input.select(1, 0);
+      types = input.select(1, 1).clamp_min(0);
+    }
     const int64_t len = ids.size(1), first = kv_offset();
     at::Tensor valid = ids >= 0;
     const bool encoder = family_ == "bert" || family_ == "t5";
@@ -88,7 +99,10 @@ class TokenEmbed final : public Block {
       }
       h = h + at::embedding(positions_, pos);
     }
-    if (types_.defined()) h = h + types_[0];
+    if (types.defined())
+      h = h + at::embedding(types_, types);
+    else if (types_.defined())
+      h = h + types_[0];
     if (norm_) h = norm_->forward(h);
     return stream_join(at::dropout(h, dropout_, is_training()), valid);
   }
@@ -322,6 +336,11 @@ std::unique_ptr<Model> build(const Arch& a, Head head, const data::DataSpec& spe
   }
   SCULPT_CHECK(spec.source_len == 0, where, ": a ", a.model_type,
                " checkpoint reads one token sequence, not a seq2seq dataset");
+  SCULPT_CHECK(!spec.token_type_ids || (a.family == "bert" && a.type_vocab >= 2), where,
+               ": the data gives token type ids (text pairs, data.token_type_ids) but a ",
+               a.model_type, " checkpoint ",
+               a.family == "bert" ? "has type_vocab_size < 2" : "takes none",
+               "; set data.token_type_ids: false");
   const bool decoder = a.family != "bert";
   if (decoder)
     SCULPT_CHECK(head == Head::causal_lm, where, ": a ", a.model_type,
