@@ -227,11 +227,45 @@ int64_t rows_per_rank(const RunContext& ctx, int64_t rows) {
                           ctx.config().distributed.uneven_data == config::UnevenData::pad);
 }
 
-MetricsLog::MetricsLog(const std::filesystem::path& run_dir, bool append, bool tensorboard,
+namespace {
+
+// Whether `dir` lies inside `run_dir` (a checkpoint of this run, not one copied from elsewhere).
+bool inside(const std::filesystem::path& dir, const std::filesystem::path& run_dir) {
+  std::error_code ec;
+  const auto d = std::filesystem::weakly_canonical(dir, ec).string();
+  const auto r = std::filesystem::weakly_canonical(run_dir, ec).string();
+  return !ec && d.size() > r.size() && d.compare(0, r.size(), r) == 0 && d[r.size()] == '/';
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::filesystem::path& run_dir,
+                       const std::optional<std::filesystem::path>& resumed_from, bool tensorboard,
                        Clock::time_point t0, bool write)
     : t0_(t0) {
   if (!write) return;
-  out_.open(run_dir / "metrics.jsonl", append ? std::ios::app : std::ios::trunc);
+  const auto file = run_dir / "metrics.jsonl";
+  std::error_code ec;
+  if (resumed_from && inside(*resumed_from, run_dir) &&
+      std::filesystem::exists(*resumed_from / "loop.json")) {
+    const auto loop = io::read_json_file((*resumed_from / "loop.json").string());
+    const auto at = loop.value("metrics_bytes", int64_t{-1});
+    const auto size = static_cast<int64_t>(std::filesystem::file_size(file, ec));
+    if (at >= 0 && !ec && size > at) {
+      std::filesystem::resize_file(file, static_cast<uintmax_t>(at), ec);
+      if (ec)
+        throw std::runtime_error(detail::concat("cannot cut ", file.string(), " back to the ",
+                                                at, " bytes of ", resumed_from->string(), ": ",
+                                                ec.message()));
+      log::info("metrics.jsonl: cut back to the ", at, " bytes written at ",
+                resumed_from->string(), " (", size - at, " bytes were written after it)");
+    }
+  }
+  out_.open(file, resumed_from ? std::ios::app : std::ios::trunc);
+  if (resumed_from) {
+    const auto size = std::filesystem::file_size(file, ec);
+    bytes_ = ec ? 0 : static_cast<int64_t>(size);
+  }
   if (tensorboard)
     events_ = std::make_unique<report::EventWriter>((run_dir / "tensorboard").string());
 }
@@ -241,8 +275,10 @@ MetricsLog::~MetricsLog() = default;
 void MetricsLog::record(nlohmann::json j) {
   if (!out_.is_open()) return;
   j["elapsed_s"] = seconds_since(t0_);
-  out_ << j.dump() << "\n";
+  const std::string line = j.dump() + "\n";
+  out_ << line;
   out_.flush();
+  bytes_ += static_cast<int64_t>(line.size());
   if (!events_) return;
   const std::string prefix = j["split"].get<std::string>() + "/";
   for (const auto& [key, value] : j.items())

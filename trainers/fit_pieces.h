@@ -89,16 +89,23 @@ int64_t rows_per_rank(const RunContext& ctx, int64_t rows);
 
 // metrics.jsonl (one JSON object per line, elapsed_s added) and, when asked, TensorBoard
 // scalars <split>/<key> of every numeric value. With write=false (ranks other than 0) it
-// records nothing.
+// records nothing. A run resumed from `resumed_from` appends; when that checkpoint is one of
+// this run's own, the records written after it (by the process that was killed) are cut off
+// first, at the length the checkpoint's loop.json recorded, so that the resumed run's records
+// follow exactly where the checkpoint left off. Without a resume point it starts the file anew.
 class MetricsLog {
  public:
-  MetricsLog(const std::filesystem::path& run_dir, bool append, bool tensorboard,
+  MetricsLog(const std::filesystem::path& run_dir,
+             const std::optional<std::filesystem::path>& resumed_from, bool tensorboard,
              Clock::time_point t0, bool write = true);
   ~MetricsLog();
   void record(nlohmann::json j);
+  // Bytes of metrics.jsonl written so far (what a checkpoint records); 0 when not writing.
+  int64_t bytes() const { return bytes_; }
 
  private:
   std::ofstream out_;
+  int64_t bytes_ = 0;
   std::unique_ptr<report::EventWriter> events_;
   Clock::time_point t0_;
 };

@@ -139,7 +139,7 @@ class IncrementalTrainer final : public Trainer {
     TrainState st = start_point(resume, c, model, *optimizer, callbacks, incs, pr);
     st.config_hash = c.hash();
     pr.baseline = baseline;
-    MetricsLog metrics(ctx.dir(), resume.has_value(), cfg_.tensorboard, t0,
+    MetricsLog metrics(ctx.dir(), resume, cfg_.tensorboard, t0,
                        ctx.writes_files());
 
     // Model versions (incremental.versions, docs/versions.md): the starting weights as the base

@@ -61,7 +61,7 @@ class StandardTrainer final : public Trainer {
                            hook.steps_per_epoch, cfg_.grad_accumulation, cfg_.max_steps > 0);
     }
     // A resumed run appends to its metrics; a fresh one starts them anew.
-    MetricsLog metrics(ctx.dir(), resume.has_value(), cfg_.tensorboard, t0, ctx.writes_files());
+    MetricsLog metrics(ctx.dir(), resume, cfg_.tensorboard, t0, ctx.writes_files());
     LoopParts lp{ctx,       cfg_,     *model,     task,      split.train, split.val,
                  c.data,    *optimizer, *schedule, store,     callbacks,   hook,
                  metrics,   *strategy};
@@ -79,6 +79,7 @@ class StandardTrainer final : public Trainer {
     bool improved = false;
     FitResult result;
     result.steps = st.step;
+    loop.mark_final_metrics();
     result.final_metrics["val"] = loop.eval_and_track(st, improved);
     if (!improved) loop.save(st, false);  // the final state is always the latest checkpoint
     if (parts.test) result.final_metrics["test"] = strategy->evaluate(*parts.test);

@@ -43,7 +43,10 @@ void TrainLoop::write_loop_state(const std::filesystem::path& dir) const {
   nlohmann::json callbacks = nlohmann::json::object();
   for (const auto& cb : builtins_)
     if (auto s = cb->state(); !s.is_null()) callbacks[cb->name()] = s;
-  const nlohmann::json j = {{"skipped_steps", result_.skipped_steps}, {"callbacks", callbacks}};
+  // metrics_bytes: metrics.jsonl's length now, where a resume into this run cuts it back to.
+  const nlohmann::json j = {{"skipped_steps", result_.skipped_steps},
+                            {"callbacks", callbacks},
+                            {"metrics_bytes", metrics_mark_ >= 0 ? metrics_mark_ : p_.metrics.bytes()}};
   io::write_file_atomic((dir / "loop.json").string(), j.dump(2) + "\n");
 }
 

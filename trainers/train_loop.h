@@ -110,6 +110,10 @@ class TrainLoop {
   // Evaluates and, when trainer.best_metric improved, saves a checkpoint marked best.
   std::map<std::string, double> eval_and_track(TrainState& st, bool& improved);
   std::filesystem::path save(const TrainState& st, bool is_best);
+  // From now on, checkpoints record metrics.jsonl's current length instead of its length when
+  // they are written: a trainer calls it before its final evaluation, so that a run killed
+  // after its final checkpoint and resumed records that evaluation once, not twice.
+  void mark_final_metrics() { metrics_mark_ = p_.metrics.bytes(); }
 
   // What the loop callbacks read and steer while run() is active.
   const LoopParts& parts() const { return p_; }
@@ -136,6 +140,7 @@ class TrainLoop {
   report::ProgressBar* progress_ = nullptr;  // while run() is active (evals clear it)
   double lr_ = 0;
   bool stopping_ = false;
+  int64_t metrics_mark_ = -1;  // mark_final_metrics(); -1: none
 };
 
 }  // namespace sculpt::trainers

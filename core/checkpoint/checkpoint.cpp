@@ -162,10 +162,15 @@ fs::path CheckpointStore::save(models::Model& model, torch::optim::Optimizer& op
 
 void CheckpointStore::prune(const std::string& keep_best) const {
   std::vector<std::pair<int64_t, fs::path>> all;
+  std::vector<fs::path> half_written;  // step_N.tmp left by a process killed while saving
   for (const auto& e : fs::directory_iterator(dir_)) {
-    int64_t s = step_of(e.path().filename().string());
+    const std::string name = e.path().filename().string();
+    int64_t s = step_of(name);
     if (e.is_directory() && s >= 0) all.emplace_back(s, e.path());
+    if (e.is_directory() && name.rfind("step_", 0) == 0 && e.path().extension() == ".tmp")
+      half_written.push_back(e.path());
   }
+  for (const auto& p : half_written) fs::remove_all(p);
   std::sort(all.begin(), all.end());
   const auto n = static_cast<int64_t>(all.size());
   for (int64_t i = 0; i < n - keep_last_; ++i)

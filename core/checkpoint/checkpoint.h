@@ -56,6 +56,8 @@ class CheckpointStore {
                          torch::optim::Optimizer& optimizer);
 
  private:
+  // Keeps the newest keep_last plus `keep_best`; removes the step_N.tmp folders a process
+  // killed while saving left behind (each run directory has one writer).
   void prune(const std::string& keep_best) const;
   std::filesystem::path dir_;
   int64_t keep_last_;
