@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include "core/data/loader.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
@@ -261,7 +264,11 @@ MetricsLog::MetricsLog(const std::filesystem::path& run_dir,
                 resumed_from->string(), " (", size - at, " bytes were written after it)");
     }
   }
+  file_ = file;
   out_.open(file, resumed_from ? std::ios::app : std::ios::trunc);
+  if (!out_)
+    throw std::runtime_error(detail::concat("cannot open ", file.string(), ": ",
+                                            std::strerror(errno)));
   if (resumed_from) {
     const auto size = std::filesystem::file_size(file, ec);
     bytes_ = ec ? 0 : static_cast<int64_t>(size);
@@ -278,6 +285,9 @@ void MetricsLog::record(nlohmann::json j) {
   const std::string line = j.dump() + "\n";
   out_ << line;
   out_.flush();
+  if (!out_)  // a full disk or a file-size limit: end the run rather than lose records silently
+    throw std::runtime_error(detail::concat("cannot write ", file_.string(), ": ",
+                                            std::strerror(errno)));
   bytes_ += static_cast<int64_t>(line.size());
   if (!events_) return;
   const std::string prefix = j["split"].get<std::string>() + "/";

@@ -105,6 +105,7 @@ class MetricsLog {
 
  private:
   std::ofstream out_;
+  std::filesystem::path file_;
   int64_t bytes_ = 0;
   std::unique_ptr<report::EventWriter> events_;
   Clock::time_point t0_;

@@ -129,6 +129,31 @@ fs::path CheckpointStore::save(models::Model& model, torch::optim::Optimizer& op
   fs::create_directories(dir_);
   const std::string name = "step_" + std::to_string(state.step);
   const fs::path tmp = dir_ / (name + ".tmp"), final_dir = dir_ / name;
+  try {
+    write_into(tmp, model, optimizer, state, extra);
+  } catch (const std::exception& e) {
+    // A full disk (or a file-size limit, or a vanished folder): the half-written folder goes,
+    // the checkpoints before it stay as they were, and the run ends naming both.
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    const auto previous = fs::exists(dir_ / "latest") ? (dir_ / read_pointer(dir_ / "latest")).string()
+                                                      : std::string("none");
+    throw std::runtime_error("cannot write the checkpoint " + final_dir.string() + " (" + e.what() +
+                             "); the previous checkpoint, " + previous + ", is intact");
+  }
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  fsync_path(dir_, true);
+  io::write_file_atomic((dir_ / "latest").string(), name + "\n");
+  if (is_best) io::write_file_atomic((dir_ / "best").string(), name + "\n");
+  prune(read_pointer(dir_ / "best"));
+  return final_dir;
+}
+
+// Writes one checkpoint's files into `tmp` (made anew) and syncs them.
+void CheckpointStore::write_into(const fs::path& tmp, models::Model& model,
+                                 torch::optim::Optimizer& optimizer, const TrainState& state,
+                                 const std::function<void(const fs::path&)>& extra) {
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   io::save_safetensors(
@@ -151,13 +176,6 @@ fs::path CheckpointStore::save(models::Model& model, torch::optim::Optimizer& op
   if (extra) extra(tmp);
   write_manifest(tmp);
   fsync_path(tmp, true);
-  fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
-  fsync_path(dir_, true);
-  io::write_file_atomic((dir_ / "latest").string(), name + "\n");
-  if (is_best) io::write_file_atomic((dir_ / "best").string(), name + "\n");
-  prune(read_pointer(dir_ / "best"));
-  return final_dir;
 }
 
 void CheckpointStore::prune(const std::string& keep_best) const {

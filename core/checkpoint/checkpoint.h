@@ -43,6 +43,8 @@ class CheckpointStore {
 
   // Saves and returns the checkpoint folder. `is_best` moves the `best` pointer to it.
   // `extra` writes more files (callback state) into the folder before it is renamed into place.
+  // A failed write (a full disk) removes the half-written folder and throws std::runtime_error
+  // naming it, the cause and the previous checkpoint, which is left as it was.
   std::filesystem::path save(
       models::Model& model, torch::optim::Optimizer& optimizer, const TrainState& state,
       bool is_best, const std::function<void(const std::filesystem::path&)>& extra = {});
@@ -56,6 +58,9 @@ class CheckpointStore {
                          torch::optim::Optimizer& optimizer);
 
  private:
+  static void write_into(const std::filesystem::path& tmp, models::Model& model,
+                         torch::optim::Optimizer& optimizer, const TrainState& state,
+                         const std::function<void(const std::filesystem::path&)>& extra);
   // Keeps the newest keep_last plus `keep_best`; removes the step_N.tmp folders a process
   // killed while saving left behind (each run directory has one writer).
   void prune(const std::string& keep_best) const;
