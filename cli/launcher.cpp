@@ -135,8 +135,10 @@ class Group {
 
   // SIGTERM (or `sig`) to every running worker, SIGKILL to those still alive after the grace
   // period; drains their output meanwhile. A signal to the launcher while waiting is forwarded.
+  // SIGCONT follows the signal, so that a stopped worker (SIGSTOP, a debugger let go) acts on it.
   void stop(int sig) {
     signal_running(sig, true);
+    signal_running(SIGCONT, true);
     const auto deadline =
         Clock::now() + std::chrono::duration_cast<Clock::duration>(
                            std::chrono::duration<double>(o_.grace_period_s));

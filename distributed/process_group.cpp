@@ -4,7 +4,14 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -12,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/logging/logging.h"
+#include "distributed/liveness.h"
 #include "distributed/nccl_backend.h"
 
 namespace sculpt::distributed {
@@ -46,14 +54,15 @@ class C10dCollectives final : public Collectives {
  public:
   C10dCollectives(const WorldInfo& w, c10::intrusive_ptr<c10d::Store> store,
                   c10::intrusive_ptr<c10d::Backend> backend, std::string name, double timeout_s,
-                  BackendFactory factory)
+                  BackendFactory factory, std::shared_ptr<Heartbeat> heartbeat)
       : rank_(w.rank),
         size_(w.world_size),
         store_(std::move(store)),
         backend_(std::move(backend)),
         name_(std::move(name)),
         timeout_s_(timeout_s),
-        factory_(std::move(factory)) {}
+        factory_(std::move(factory)),
+        heartbeat_(std::move(heartbeat)) {}
 
   int rank() const override { return rank_; }
   int world_size() const override { return size_; }
@@ -149,13 +158,17 @@ class C10dCollectives final : public Collectives {
     } catch (const std::exception& e) {
       throw std::runtime_error(failure("creating the group", name, e));
     }
-    return std::make_shared<C10dCollectives>(w, store, backend, name_, timeout_s_, factory_);
+    return std::make_shared<C10dCollectives>(w, store, backend, name_, timeout_s_, factory_,
+                                             heartbeat_);
   }
 
+  // Names this rank, the operation and what it carried, and (from the heartbeats) the ranks
+  // that stopped responding.
   std::string failure(const char* op, const std::string& what, const std::exception& e) const {
+    const std::string who = heartbeat_ ? heartbeat_->diagnose() : "a rank stopped, died or runs another step";
     return detail::concat("rank ", rank_, " of ", size_, ": ", op, " of ", what, " failed (",
-                          name_, " backend, distributed.timeout_s=", timeout_s_,
-                          "; a rank stopped, died or runs another step): ", message_of(e));
+                          name_, " backend, distributed.timeout_s=", timeout_s_, "): ", who,
+                          "; ", message_of(e));
   }
 
  private:
@@ -185,8 +198,40 @@ class C10dCollectives final : public Collectives {
   std::string name_;
   double timeout_s_;
   BackendFactory factory_;
+  std::shared_ptr<Heartbeat> heartbeat_;  // shared with the subgroups (global ranks)
   int64_t gathers_ = 0;
 };
+
+// A listening socket bound to `host`:`port` only (c10d's own store server would listen on every
+// interface): 127.0.0.1 under --standalone, MASTER_ADDR's address otherwise.
+int listen_on(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0)
+    throw std::runtime_error(detail::concat("cannot resolve ", host, ": ", gai_strerror(rc)));
+  std::string why;
+  int fd = -1;
+  for (addrinfo* a = found; a && fd < 0; a = a->ai_next) {
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (a->ai_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd, SOMAXCONN) != 0) {
+      why = std::strerror(errno);
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ::freeaddrinfo(found);
+  if (fd < 0)
+    throw std::runtime_error(detail::concat("cannot listen on ", host, ":", port, " (", why,
+                                            "; is MASTER_ADDR an address of this machine?)"));
+  return fd;
+}
 
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
@@ -232,6 +277,7 @@ std::shared_ptr<Collectives> connect(const WorldInfo& world, const config::Distr
     o.numWorkers = static_cast<size_t>(world.world_size);
     o.waitWorkers = true;
     o.timeout = timeout;
+    if (o.isServer) o.masterListenFd = listen_on(world.master_addr, world.master_port);
     store = c10::make_intrusive<c10d::TCPStore>(world.master_addr, o);
   } catch (const std::exception& e) {
     throw std::runtime_error(detail::concat(
@@ -274,8 +320,17 @@ std::shared_ptr<Collectives> connect(const WorldInfo& world, const config::Distr
   log::info("distributed: rank ", world.rank, " of ", world.world_size, " (local rank ",
             world.local_rank, ", ", world.source, "), ", backend_name, " backend, store ",
             world.master_addr, ":", world.master_port);
+  std::shared_ptr<Heartbeat> heartbeat;
+  if (world.world_size > 1) {
+    try {
+      heartbeat = std::make_shared<Heartbeat>(store, world.rank, world.world_size, cfg.timeout_s);
+    } catch (const std::exception& e) {
+      log::warn("distributed: no heartbeat (", message_of(e),
+                "); a failed collective will not name the rank that stopped");
+    }
+  }
   return std::make_shared<C10dCollectives>(world, store, backend, backend_name, cfg.timeout_s,
-                                           std::move(factory));
+                                           std::move(factory), std::move(heartbeat));
 }
 
 void check_same_config(Collectives& comm, const std::string& hash) {

@@ -41,6 +41,19 @@ std::string train_config(const std::string& dir) {
   return path;
 }
 
+// A safetensors file's tensor index and bytes without its metadata (the config hash, which the
+// output folder changes): equal strings mean bit-identical weights.
+std::string tensors_of(const std::string& file) {
+  const std::string all = read_text(file);
+  REQUIRE(all.size() >= 8);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(all[static_cast<size_t>(i)]);
+  REQUIRE(8 + n <= all.size());
+  auto header = nlohmann::json::parse(all.substr(8, n));
+  header.erase("__metadata__");
+  return header.dump() + all.substr(8 + n);
+}
+
 // Every number in a JSON tree, by path ("final/val/accuracy").
 void collect_numbers(const nlohmann::json& j, const std::string& path,
                      std::map<std::string, double>& out) {
@@ -239,4 +252,60 @@ TEST_CASE("two nodes on one machine: a SIGKILL on node 1 restarts both nodes, wh
                                     "/b/checkpoints/step_"));
   }
   require_same_final_metrics(dir + "/a", dir + "/b");
+}
+
+TEST_CASE("DDP on 2 Gloo ranks: a rank stopped by SIGSTOP is named within distributed.timeout_s, "
+          "and the restarted group matches",
+          "[launcher][slow]") {
+  const auto dir = sculpt::test::temp_dir("launch-ddp-stop");
+  const auto cfg = train_config(dir);
+  const std::string ddp = "distributed.backend=gloo distributed.timeout_s=5";
+  auto plain = run_process("OMP_NUM_THREADS=1 " + kRun + " --standalone --nproc-per-node 2 -- " +
+                           kSculpt + " train " + cfg + " " + ddp + " run.output_dir=" + dir +
+                           "/a --log-level warn");
+  INFO(plain.err);
+  REQUIRE(plain.exit_code == 0);
+
+  Launcher run(args({"--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
+                     "--grace-period", "20", "--log-dir", dir + "/logs", "--", kSculpt, "train",
+                     cfg, "distributed.backend=gloo", "distributed.timeout_s=5",
+                     "run.output_dir=" + dir + "/b"}),
+               dir);
+  // Rank 1 stops responding (a real SIGSTOP: alive, holding its sockets, running nothing) once
+  // rank 0 has logged 150 steps (a checkpoint is at 100).
+  const auto end = std::chrono::steady_clock::now() + 180s;
+  while (logged_steps(dir + "/b") < 150 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(2ms);
+  const pid_t victim = worker_of_rank(run.pid, 1);
+  REQUIRE(victim > 0);
+  const auto stopped_at = std::chrono::steady_clock::now();
+  REQUIRE(::kill(victim, SIGSTOP) == 0);
+  // Rank 0's collective fails within the timeout (plus the 1.5 s heartbeat check), naming rank
+  // 1 and the collective; its failure makes sculpt-run stop the group (SIGTERM + SIGCONT) and
+  // restart it.
+  std::string log0;
+  while (std::chrono::steady_clock::now() < stopped_at + 60s) {
+    log0 = read_text(dir + "/logs/attempt_0/rank_0.log");
+    if (log0.find("stopped responding") != std::string::npos) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  const double failed_after =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
+  INFO("rank 0:\n" << log0);
+  CHECK_THAT(log0, Catch::Contains("rank 1 stopped responding"));
+  CHECK_THAT(log0, Catch::Contains("all_reduce of"));
+  CHECK_THAT(log0, Catch::Contains("distributed.timeout_s=5"));
+  CHECK(failed_after < 5 + 1.5 + 5);  // the timeout, the heartbeat check, and slack for CI
+  REQUIRE(run.wait(300s) == 0);
+  const auto err = run.err();
+  INFO(err);
+  CHECK_THAT(err, Catch::Contains("restarting the group (restart 1 of 1)"));
+  CHECK_THAT(err, Catch::Contains("finished after 1 restart(s)"));
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto log = read_text(dir + "/logs/attempt_1/rank_" + std::to_string(rank) + ".log");
+    INFO("rank " << rank << ":\n" << log);
+    CHECK_THAT(log, Catch::Contains("resumed from " + dir + "/b/checkpoints/step_"));
+  }
+  require_same_final_metrics(dir + "/a", dir + "/b");
+  CHECK(tensors_of(dir + "/b/model.safetensors") == tensors_of(dir + "/a/model.safetensors"));
 }
