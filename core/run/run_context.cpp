@@ -128,6 +128,29 @@ RunContext::RunContext(config::Config cfg, std::filesystem::path dir, c10::Devic
       world_size_(world_size),
       rng_(rng) {}
 
+namespace {
+
+// A symbolic link planted inside a run directory (say metrics.jsonl -> ~/.bashrc, or
+// checkpoints -> /etc) would make Sculpt write through it: refused before anything is written.
+// The run directory itself may be a link (a folder on a bigger disk); what is inside may not.
+void refuse_planted_links(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  for (const fs::path& d : {dir, dir / "checkpoints"}) {
+    std::error_code ec;
+    if (!fs::is_directory(d, ec) || (d != dir && fs::is_symlink(d, ec))) continue;
+    for (const auto& e : fs::directory_iterator(d, ec)) {
+      if (!e.is_symlink(ec)) continue;
+      const auto to = fs::read_symlink(e.path(), ec);
+      throw UserError("run.output_dir: " + e.path().string() + " is a symbolic link (to " +
+                      to.string() +
+                      "); Sculpt never writes through a link inside a run directory: remove it, "
+                      "or choose another run.output_dir");
+    }
+  }
+}
+
+}  // namespace
+
 RunContext RunContext::create(const config::Config& cfg, int rank, int world_size,
                               int local_rank) {
   // Everything that can be refused is checked before the directory exists.
@@ -136,6 +159,7 @@ RunContext RunContext::create(const config::Config& cfg, int rank, int world_siz
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   SCULPT_CHECK(!ec, "run.output_dir: cannot create ", dir.string(), ": ", ec.message());
+  refuse_planted_links(dir);
   if (rank == 0) io::write_file_atomic((dir / "config.yaml").string(), cfg.dump());
   log::add_file(
       (dir / (rank == 0 ? "log.txt" : "log.rank" + std::to_string(rank) + ".txt")).string());

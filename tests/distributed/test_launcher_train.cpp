@@ -309,3 +309,55 @@ TEST_CASE("DDP on 2 Gloo ranks: a rank stopped by SIGSTOP is named within distri
   require_same_final_metrics(dir + "/a", dir + "/b");
   CHECK(tensors_of(dir + "/b/model.safetensors") == tensors_of(dir + "/a/model.safetensors"));
 }
+
+namespace {
+// The local addresses ("0100007F:1F90", hex as /proc/net/tcp writes them) of the TCP sockets
+// process `pid` listens on, IPv4 and IPv6 ("tcp6 " prefixed).
+std::vector<std::string> listening_addresses(pid_t pid) {
+  std::set<std::string> inodes;
+  const std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd";
+  for (const auto& e : fs::directory_iterator(fd_dir)) {
+    std::error_code ec;
+    const std::string to = fs::read_symlink(e.path(), ec).string();
+    if (!ec && to.rfind("socket:[", 0) == 0) inodes.insert(to.substr(8, to.size() - 9));
+  }
+  std::vector<std::string> out;
+  for (const std::string table : {"tcp", "tcp6"}) {
+    std::istringstream lines(read_text("/proc/" + std::to_string(pid) + "/net/" + table));
+    std::string line;
+    std::getline(lines, line);  // the header
+    while (std::getline(lines, line)) {
+      std::istringstream f(line);
+      std::string slot, local, remote, state, queues, timer, retr, uid, timeout, inode;
+      f >> slot >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >> inode;
+      if (state == "0A" && inodes.count(inode)) out.push_back((table == "tcp6" ? "tcp6 " : "") + local);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("security: under --standalone the store and Gloo listen on 127.0.0.1 only",
+          "[launcher][security]") {
+  const auto dir = sculpt::test::temp_dir("launch-listen");
+  const auto cfg = train_config(dir);
+  Launcher run(args({"--standalone", "--nproc-per-node", "2", "--log-dir", dir + "/logs", "--",
+                     kSculpt, "train", cfg, "distributed.backend=gloo",
+                     "run.output_dir=" + dir + "/b"}),
+               dir);
+  const auto end = std::chrono::steady_clock::now() + 180s;
+  while (logged_steps(dir + "/b") < 20 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(2ms);
+  size_t sockets = 0;
+  for (int rank = 0; rank < 2; ++rank) {
+    const pid_t worker = worker_of_rank(run.pid, rank);
+    REQUIRE(worker > 0);
+    for (const auto& local : listening_addresses(worker)) {
+      INFO("rank " << rank << " listens on " << local);
+      CHECK(local.rfind("0100007F:", 0) == 0);  // 127.0.0.1, in /proc's byte order
+      ++sockets;
+    }
+  }
+  CHECK(sockets >= 3);  // rank 0's store, and each rank's Gloo pair listener
+  REQUIRE(run.wait(300s) == 0);
+}
