@@ -6,12 +6,14 @@
 
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "compression/export_dir.h"
-#include "compression/passes/prune/prune_core.h"
+#include "compression/exports/quantized_grid.h"
+#include "compression/passes/quantize/qparams.h"
 #include "compression/passes/quantize/qparams.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
@@ -29,49 +31,6 @@ using quant::QSpec;
 namespace {
 
 constexpr const char* kVersion = "0.20.1";  // the compressed-tensors release whose names these are
-
-QSpec spec_of(const nlohmann::json& j, const std::string& where) {
-  QSpec s;
-  s.bits = j.at("bits").get<int>();
-  s.symmetric = j.at("symmetric").get<bool>();
-  s.is_signed = j.at("signed").get<bool>();
-  const std::string g = j.at("granularity").get<std::string>();
-  SCULPT_CHECK(config::parse_spelling(quant::kGranularities, g, s.granularity), where,
-               ": unknown granularity '", g, "'");
-  s.axis = j.at("axis").get<int64_t>();
-  s.group_size = j.at("group_size").get<int64_t>();
-  return s;
-}
-
-// The grid values (int32, `shape`) of a symmetric layer as the quantized export stores them
-// (int8_model.h): int8, or two 4-bit values per byte (low nibble first) shifted by -qmin; a
-// pruned layer as a bitmask of the entries off zero and only those values.
-at::Tensor grid_values(ExportReader& r, const std::string& name, const nlohmann::json& j,
-                       const QSpec& s, const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (auto d : shape) n *= d;
-  const bool sparse = j.contains("sparse");
-  const int64_t count = sparse ? j.at("sparse").at("nnz").get<int64_t>() : n;
-  at::Tensor values;
-  if (j.value("packed", std::string("int8")) == "int4") {
-    const at::Tensor p = r.take(name + ".qweight_packed").to(at::kByte);
-    values = at::stack({p.bitwise_and(15), p.bitwise_right_shift(4)}, 1)
-                 .flatten()
-                 .slice(0, 0, count)
-                 .to(at::kInt)
-                 .add(s.qmin());
-  } else {
-    // signed grids are stored as they are (the storage shift is for unsigned 8-bit grids only)
-    values = r.take(name + ".qweight").to(at::kInt).flatten();
-  }
-  SCULPT_CHECK(values.numel() == count, r.tensors_path(), ": layer ", name, " stores ",
-               values.numel(), " weight values, its manifest says ", count);
-  if (!sparse) return values.reshape(shape);
-  const at::Tensor mask = prune::unpack_bits(r.take(name + ".qweight_mask"), {n});
-  at::Tensor q = at::zeros({n}, at::kInt);  // a symmetric grid's zero is 0
-  q.masked_scatter_(mask, values);
-  return q.reshape(shape);
-}
 
 // compressed-tensors' pack_to_int32 layout: value + 2^(bits-1) at bit bits * i of row r's
 // little-endian int32 words, i along the input dimension; a value may straddle two words.
@@ -137,20 +96,26 @@ int64_t nbytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.
 
 struct Layer {
   std::string name, module;  // Sculpt's layer, the checkpoint's module
+  bool embedding = false;    // an nn.Embedding (weights only), else an nn.Linear
   std::string format;        // int-quantized | pack-quantized
   int bits = 8;
   int64_t group_size = 0;    // > 0: per group
   at::Tensor q, scale;       // grid values [out, in]; compressed-tensors' scale layout
+  at::Tensor reference;      // the integer model's weight: Sculpt's dequantization of q
   at::Tensor input_scale, input_zero_point;  // undefined: float input / symmetric input
   nlohmann::json weights, input;
 };
 
 }  // namespace
 
-CtExport write_ct_export(models::Model& model, const HfExport& hx, const models::hf::Arch& source,
+CtExport write_ct_export(models::Model& model, HfExport& hx, const models::hf::Arch& source,
                          Head head, const fs::path& quantized_dir, const fs::path& out,
                          bool verify) {
   at::NoGradGuard no_grad;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto since = [&t0] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   ExportReader reader(quantized_dir.string(), "sculpt-quantized",
                       "a quantize pass (export: true) writes <run>/quantized when training ends");
   const nlohmann::json& manifest = reader.manifest();
@@ -164,41 +129,68 @@ CtExport write_ct_export(models::Model& model, const HfExport& hx, const models:
   for (auto& [n, l] : nn::compressible_layers(model)) layers[n] = l;
   const models::hf::Source* lm = module_of("head.lm");
   const std::string tied_head = hx.arch.tied && lm ? strip(lm->name) : "";
+  // A token table the LM head reads (tie_word_embeddings): one weight in transformers for both.
+  const bool table_tied = hx.arch.tied && head != Head::classify;
 
   CtExport r;
   std::vector<Layer> quantized;
+  std::map<std::string, at::Tensor> float_rows;  // quantized embeddings written float
   for (const auto& [name, j] : manifest.at("layers").items()) {
     const std::string where = "export compressed-tensors: layer " + name;
     const std::string kind = j.at("kind").get<std::string>();
-    const QSpec w = spec_of(j.at("weight"), quantized_dir.string() + ": layer " + name);
-    if (kind == "embedding") {
-      r.float_layers.push_back(name + ": an embedding, written float with its dequantized rows "
-                                      "(the integer model's values; compressed-tensors formats "
-                                      "and vLLM quantize Linear layers)");
-      continue;
-    }
-    SCULPT_CHECK(kind == "linear", where, " is a quantized ", kind,
-                 "; compressed-tensors stores quantized Linear layers only (leave it out of the "
-                 "quantize pass: exclude: ['", name, "'])");
+    const QSpec w = quantized_spec(j.at("weight"), quantized_dir.string() + ": layer " + name);
     const models::hf::Source* src = module_of(name);
-    SCULPT_CHECK(src, where, " has no place in a ", hx.arch.model_type, " checkpoint");
-    SCULPT_CHECK(!src->transpose && src->parts == 1, where, " is ", src->name,
-                 " in the checkpoint, a transformers Conv1D (its weight stored [in, out]",
-                 src->parts > 1 ? ", query, key and value in one" : "",
-                 "); compressed-tensors quantizes nn.Linear modules only (export --format hf "
-                 "writes this run's float model)");
-    SCULPT_CHECK(tied_head.empty() || strip(src->name) != tied_head, where, " is ", src->name,
-                 ", tied to the token table (tie_word_embeddings); a tied head cannot be stored "
-                 "quantized apart from the table (leave it out of the quantize pass)");
-    SCULPT_CHECK(w.symmetric && w.is_signed, where, ": ", w.describe(),
-                 " weights; the schemes written here (W8A8, W4A16, ...) have symmetric weights "
-                 "(vLLM's int8 kernels take symmetric weights only): quantize with "
-                 "weight_scheme: symmetric");
     const auto shape = j.at("shape").get<std::vector<int64_t>>();
-    SCULPT_CHECK(shape.size() == 2, where, ": weight of ", shape.size(), " dimensions");
+    if (kind == "embedding") {
+      // Weight-only quantized embeddings (compressed-tensors 0.20 compresses nn.Embedding as
+      // well as nn.Linear); written float (the integer model's dequantized rows) where the
+      // format cannot say it.
+      std::string why;
+      if (!src || src->transpose || src->parts != 1 || shape.size() != 2)
+        why = "not a plain nn.Embedding table in the checkpoint";
+      else if (table_tied && name == "embed.tokens")
+        why = "the token table is tied to the LM head (tie_word_embeddings): transformers keeps "
+              "one weight for both, and compressed-tensors replaces the embedding's weight by its "
+              "packed tensors, which the LM head cannot read";
+      else if (!w.symmetric || !w.is_signed)
+        why = w.describe() + " weights; the packed format written here is symmetric";
+      else if (w.granularity == Granularity::per_channel && w.axis != 0)
+        why = "one scale per column (weight_axis: 1); compressed-tensors' channel strategy has one "
+              "per row";
+      if (!why.empty()) {
+        r.float_layers.push_back(name + ": an embedding written float with its dequantized rows "
+                                        "(the integer model's values): " + why);
+        if (src) {  // the integer model's rows, as load_quantized dequantizes them
+          quant::QParams qp{w, reader.take(name + ".w_scale").to(at::kFloat), at::Tensor()};
+          qp.zero_point = w.symmetric ? at::zeros_like(qp.scale)
+                                      : reader.take(name + ".w_zero_point").to(at::kFloat);
+          float_rows[src->name] = quant::dequantize(read_grid(reader, name, j, qp), qp, shape);
+        }
+        continue;
+      }
+    } else {
+      SCULPT_CHECK(kind == "linear", where, " is a quantized ", kind,
+                   "; compressed-tensors stores quantized Linear and Embedding layers only (leave "
+                   "it out of the quantize pass: exclude: ['", name, "'])");
+      SCULPT_CHECK(src, where, " has no place in a ", hx.arch.model_type, " checkpoint");
+      SCULPT_CHECK(!src->transpose && src->parts == 1, where, " is ", src->name,
+                   " in the checkpoint, a transformers Conv1D (its weight stored [in, out]",
+                   src->parts > 1 ? ", query, key and value in one" : "",
+                   "); compressed-tensors quantizes nn.Linear modules only (export --format hf "
+                   "writes this run's float model)");
+      SCULPT_CHECK(tied_head.empty() || strip(src->name) != tied_head, where, " is ", src->name,
+                   ", tied to the token table (tie_word_embeddings); a tied head cannot be stored "
+                   "quantized apart from the table (leave it out of the quantize pass)");
+      SCULPT_CHECK(w.symmetric && w.is_signed, where, ": ", w.describe(),
+                   " weights; the schemes written here (W8A8, W4A16, ...) have symmetric weights "
+                   "(vLLM's int8 kernels take symmetric weights only): quantize with "
+                   "weight_scheme: symmetric");
+      SCULPT_CHECK(shape.size() == 2, where, ": weight of ", shape.size(), " dimensions");
+    }
     Layer l;
     l.name = name;
     l.module = strip(src->name);
+    l.embedding = kind == "embedding";
     l.bits = w.bits;
     std::string strategy;
     at::Tensor scale = reader.take(name + ".w_scale").to(at::kFloat).contiguous();
@@ -219,12 +211,14 @@ CtExport write_ct_export(models::Model& model, const HfExport& hx, const models:
       l.scale = scale.reshape({shape[0], shape[1] / w.group_size});
     }
     l.weights = args_json(w.bits, true, strategy, l.group_size, false);
-    l.q = grid_values(reader, name, j, w, shape);
-    if (!j.at("act").is_null()) {
+    const quant::QParams qp{w, scale, at::zeros_like(scale)};
+    l.q = read_grid(reader, name, j, qp);
+    if (verify) l.reference = quant::dequantize(l.q, qp, shape);
+    if (!l.embedding && !j.at("act").is_null()) {
       // Sculpt's input quantization, static and per tensor: a signed grid is symmetric (zero
       // point 0); an unsigned one 0..2^b-1 with zero point z is compressed-tensors' asymmetric
       // grid -2^(b-1)..2^(b-1)-1 with zero point z - 2^(b-1), the same values.
-      const QSpec a = spec_of(j.at("act"), quantized_dir.string() + ": layer " + name);
+      const QSpec a = quantized_spec(j.at("act"), quantized_dir.string() + ": layer " + name);
       const bool symmetric = a.qmin() < 0;
       l.input = args_json(a.bits, symmetric, "tensor", 0, false);
       l.input_scale = reader.take(name + ".a_scale").to(at::kFloat).reshape({1});
@@ -235,25 +229,37 @@ CtExport write_ct_export(models::Model& model, const HfExport& hx, const models:
       else
         l.input_zero_point = (zp - (1 << (a.bits - 1))).to(at::kChar);
       l.format = "int-quantized";
+    } else if (l.embedding) {
+      // Weights only, and unpacked: naive-quantized keeps the module's `weight` (int8 grid values,
+      // one byte each whatever the bits), which transformers 5.25 needs on every nn.Embedding
+      // (PreTrainedModel._init_weights reads module.weight; an embedding whose weight became
+      // weight_packed fails from_pretrained with "'Embedding' object has no attribute 'weight'").
+      l.format = "naive-quantized";
     } else {
       l.format = "pack-quantized";
     }
     quantized.push_back(std::move(l));
   }
-  SCULPT_CHECK(!quantized.empty(), "export compressed-tensors: the run's quantize pass quantized "
-               "no Linear layer (", manifest.at("layers").size(),
-               " layers, all embeddings); there is nothing to store quantized");
+  SCULPT_CHECK(!quantized.empty(), "export compressed-tensors: the run's quantize pass left no "
+               "layer this format can store quantized (", manifest.at("layers").size(),
+               " quantized layers: ", r.float_layers.empty() ? "none" : r.float_layers.front(),
+               ")");
+  log::debug("export compressed-tensors: integer layers read ", since(), " s");
 
-  // The written float tensors; the quantized layers' weights and biases replaced.
-  io::NamedTensors file = io::load_safetensors((out / "model.safetensors").string());
-  std::map<std::string, at::Tensor> tensors(file.begin(), file.end());
-  int64_t q_bytes = 0, fp32_bytes = 0;
-  std::map<std::string, std::vector<const Layer*>> by_scheme;  // one config group per scheme
+  // The float tensors of the Hugging Face layout (in memory), the quantized layers' weights and
+  // biases replaced, written once.
+  std::map<std::string, at::Tensor> tensors;
+  for (auto& [n, t] : hx.weights) tensors[n] = std::move(t);
+  hx.weights.clear();
+  for (auto& [n, t] : float_rows) tensors.at(n) = t;
+  int64_t q_bytes = 0, fp32_bytes = 0, e_bytes = 0, e_fp32 = 0;
+  // one config group per scheme, Linear and Embedding modules apart
+  std::map<std::string, std::vector<const Layer*>> by_scheme;
   for (const auto& l : quantized) {
     const std::string p = l.module + ".";
     SCULPT_ASSERT(tensors.erase(p + "weight") == 1, p + "weight");
     std::vector<std::pair<std::string, at::Tensor>> add;
-    if (l.format == "int-quantized") {
+    if (l.format != "pack-quantized") {
       add.emplace_back(p + "weight", l.q.to(at::kChar).contiguous());
     } else {
       add.emplace_back(p + "weight_packed", pack_int32(l.q, l.bits));
@@ -263,20 +269,26 @@ CtExport write_ct_export(models::Model& model, const HfExport& hx, const models:
     if (l.input_scale.defined()) add.emplace_back(p + "input_scale", l.input_scale);
     if (l.input_zero_point.defined()) add.emplace_back(p + "input_zero_point", l.input_zero_point);
     for (auto& [n, t] : add) {
-      q_bytes += nbytes(t);
+      (l.embedding ? e_bytes : q_bytes) += nbytes(t);
       tensors[n] = t;
     }
-    fp32_bytes += l.q.numel() * 4;
+    (l.embedding ? e_fp32 : fp32_bytes) += l.q.numel() * 4;
     // the integer model's bias (a folded norm already in it)
     const auto bias = map.find(l.name + ".bias");
     if (reader.has(l.name + ".bias_q") && bias != map.end())
       tensors[bias->second.name] = reader.take(l.name + ".bias_q").to(at::kFloat).contiguous();
-    by_scheme[l.format + l.weights.dump() + l.input.dump()].push_back(&l);
+    // Linear groups first ("0"), then embeddings ("1")
+    by_scheme[std::string(l.embedding ? "1" : "0") + l.format + l.weights.dump() + l.input.dump()]
+        .push_back(&l);
     r.quantized.push_back(l.module);
   }
-  io::NamedTensors written(tensors.begin(), tensors.end());
   const fs::path weights = out / "model.safetensors";
-  io::save_safetensors(weights.string(), written, {{"format", "pt"}});
+  {
+    io::NamedTensors written(tensors.begin(), tensors.end());
+    tensors.clear();
+    io::save_safetensors(weights.string(), written, {{"format", "pt"}});
+  }
+  log::debug("export compressed-tensors: model.safetensors written ", since(), " s");
 
   // Linear modules left float: every mapped Linear of the model that was not written quantized,
   // and the LM head (tied to the token table or not quantized).
@@ -298,14 +310,21 @@ CtExport write_ct_export(models::Model& model, const HfExport& hx, const models:
   }
 
   // quantization_config, as compressed-tensors' ModelCompressor.update_config writes it.
+  int linear_groups = 0, embedding_groups = 0;
+  for (const auto& [key, list] : by_scheme) (key[0] == '1' ? embedding_groups : linear_groups)++;
   nlohmann::json groups = nlohmann::json::object();
   std::set<std::string> formats;
   int gi = 0;
   for (const auto& [key, list] : by_scheme) {
     const Layer& l = *list.front();
     nlohmann::json targets = nlohmann::json::array();
-    if (by_scheme.size() == 1) {
+    if (!l.embedding && linear_groups == 1) {
       targets.push_back("Linear");
+    } else if (l.embedding && embedding_groups == 1 && hx.arch.family == "llama") {
+      // The class name, as llm-compressor's embedding recipes target it (vLLM matches it on
+      // every model; a module name needs the model to pass its prefix on): a llama-family
+      // model's one nn.Embedding is its token table, quantized here.
+      targets.push_back("Embedding");
     } else {
       for (const Layer* x : list) targets.push_back(x->module);
     }
@@ -318,8 +337,10 @@ CtExport write_ct_export(models::Model& model, const HfExport& hx, const models:
     const std::string scheme =
         "W" + std::to_string(l.bits) + "A" +
         (l.input.is_null() ? std::string("16") : std::to_string(l.input.at("num_bits").get<int>()));
-    r.scheme = r.scheme.empty() ? scheme : r.scheme == scheme ? scheme : "mixed";
+    std::string& into = l.embedding ? r.embedding_scheme : r.scheme;
+    into = into.empty() ? scheme : into == scheme ? scheme : "mixed";
   }
+  if (r.scheme.empty()) r.scheme = "none (embeddings only)";
   r.quantization_config = {
       {"config_groups", groups},
       {"format", formats.size() == 1 ? *formats.begin() : std::string("mixed-precision")},
@@ -336,32 +357,44 @@ CtExport write_ct_export(models::Model& model, const HfExport& hx, const models:
   cfg["quantization_config"] = r.quantization_config;
   io::write_file_atomic((out / "config.json").string(), cfg.dump(2) + "\n");
 
-  // 2:4 structure: kept in the values, stored dense (compressed-tensors 0.20.1 has no
-  // sparse-24-bitmask compressor any more: it reads nothing but an empty sparsity_config).
-  int64_t two_four = 0;
+  // 2:4 structure: kept in the values, stored dense. compressed-tensors 0.20.1 has no
+  // sparse-24-bitmask compressor any more (ModelCompressor.from_compression_config refuses a
+  // Sparse24 config, update_config writes an empty sparsity_config) and vLLM dropped its
+  // CompressedTensors24 scheme (vllm-project/vllm#36799: "Sparse24 models are no longer
+  // supported"): a bitmask-compressed folder would load in neither.
+  int64_t two_four = 0, sparse_bytes = 0, sparse_fp32 = 0;
   for (const auto& l : quantized) {
     const int64_t k = l.q.size(1);
-    if (k % 4 == 0 && l.q.ne(0).any().item<bool>() &&
-        l.q.reshape({l.q.size(0), k / 4, 4}).ne(0).sum(-1).le(2).all().item<bool>())
-      ++two_four;
+    if (l.embedding || k % 4 != 0 || !l.q.ne(0).any().item<bool>() ||
+        !l.q.reshape({l.q.size(0), k / 4, 4}).ne(0).sum(-1).le(2).all().item<bool>())
+      continue;
+    ++two_four;
+    sparse_fp32 += l.q.numel() * 4;
+    sparse_bytes += l.q.numel() * l.bits / 8;
   }
   if (two_four > 0)
     r.sparsity = {{"structure", "2:4"},
                   {"layers", two_four},
                   {"stored", "dense: the zeros are in the quantized values"},
+                  {"dense_bytes", sparse_bytes},
+                  {"sparse_24_bitmask_bytes", sparse_bytes / 2 + sparse_fp32 / 4 / 8},
                   {"why", "compressed-tensors 0.20.1 and transformers 5 no longer read a "
                           "sparse-24-bitmask sparsity_config (the package dropped its sparse "
-                          "compressors after 0.14); a sparse-24-bitmask folder would not load"}};
+                          "compressors after 0.14), and vLLM removed its Sparse24 scheme "
+                          "(vllm-project/vllm#36799); a bitmask folder (sparse_24_bitmask_bytes "
+                          "for these layers) would load in neither"}};
 
   r.bytes = {{"file", static_cast<int64_t>(fs::file_size(weights))},
              {"quantized_linear", q_bytes},
              {"quantized_linear_fp32", fp32_bytes},
              {"quantized_linear_ratio",
-              static_cast<double>(q_bytes) / static_cast<double>(std::max<int64_t>(1, fp32_bytes))}};
+              static_cast<double>(q_bytes) / static_cast<double>(std::max<int64_t>(1, fp32_bytes))},
+             {"quantized_embedding", e_bytes},
+             {"quantized_embedding_fp32", e_fp32}};
 
   if (verify) {
     // The written tensors read back and dequantized as compressed-tensors does, against the
-    // integer model's weights (raw weights after load_quantized: the dequantized grid values).
+    // integer model's weights (the grids of <run>/quantized dequantized as load_quantized does).
     std::map<std::string, at::Tensor> back;
     for (auto& [n, t] : io::load_safetensors(weights.string())) back[n] = t;
     auto get = [&](const std::string& n) {
@@ -373,20 +406,22 @@ CtExport write_ct_export(models::Model& model, const HfExport& hx, const models:
     double worst = 0;
     for (const auto& l : quantized) {
       const std::string p = l.module + ".";
-      const at::Tensor& ref = layers.at(l.name)->raw_weight();
+      const at::Tensor& ref = l.reference;
       const at::Tensor q =
-          l.format == "int-quantized"
-              ? get(p + "weight").to(at::kInt)
+          l.format != "pack-quantized"
+              ? get(p + "weight")
               : unpack_int32(get(p + "weight_packed"), l.bits, get(p + "weight_shape")[1].item<int64_t>());
       const at::Tensor deq = dequantize_ct(q, get(p + "weight_scale"), l.group_size);
       SCULPT_CHECK(deq.sizes() == ref.sizes(), "export compressed-tensors: verification: ", p,
                    "weight reads back as ", deq.sizes(), ", the model's is ", ref.sizes(),
                    "; nothing was written");
-      const double d = (deq - ref.to(at::kFloat)).abs().max().item<double>();
-      worst = std::max(worst, d);
-      SCULPT_CHECK(d == 0, "export compressed-tensors: verification failed: ", p,
-                   "weight dequantized differs from the integer model's layer ", l.name, " by ",
-                   d, "; nothing was written");
+      if (!deq.equal(ref)) {
+        const double d = (deq - ref).abs().max().item<double>();
+        worst = std::max(worst, d);
+        SCULPT_CHECK(d == 0, "export compressed-tensors: verification failed: ", p,
+                     "weight dequantized differs from the integer model's layer ", l.name, " by ",
+                     d, "; nothing was written");
+      }
       if (l.input_scale.defined())
         SCULPT_CHECK(get(p + "input_scale").equal(l.input_scale) &&
                          (!l.input_zero_point.defined() ||
@@ -399,12 +434,15 @@ CtExport write_ct_export(models::Model& model, const HfExport& hx, const models:
                 {"tolerance", 0},
                 {"how", "the written tensors read back, unpacked and dequantized as "
                         "compressed-tensors does (q * weight_scale), against the run's integer "
-                        "model's weights (<run>/quantized dequantized); input scales and zero "
-                        "points read back equal"}};
+                        "model's weights (<run>/quantized dequantized as Sculpt's integer model "
+                        "does, quant::dequantize); input scales and zero points read back equal"}};
+    log::debug("export compressed-tensors: read back and checked ", since(), " s");
   }
-  log::info("export compressed-tensors: ", quantized.size(), " Linear layers ", r.scheme, " (",
-            r.quantization_config["format"].get<std::string>(), "), ", r.ignore.size(),
-            " float; quantized weights ", q_bytes, " bytes (fp32 ", fp32_bytes, ")");
+  log::info("export compressed-tensors: ", quantized.size(), " layers quantized (Linear ",
+            r.scheme, ", embeddings ", r.embedding_scheme.empty() ? "float" : r.embedding_scheme,
+            "; ", r.quantization_config["format"].get<std::string>(), "), ", r.ignore.size(),
+            " Linear float; quantized Linear weights ", q_bytes, " bytes (fp32 ", fp32_bytes,
+            "), embeddings ", e_bytes, " (fp32 ", e_fp32, ")");
   return r;
 }
 

@@ -14,9 +14,17 @@
 //                                  ceil(in * bits / 32)]: value + 2^(bits-1) at bit bits * i of
 //                                  the little-endian words along the input dimension),
 //                                  P.weight_scale as above, P.weight_shape (int64 [2]).
-// Weights are symmetric (the zero point is 0, not stored). Quantized embeddings stay float with
-// their dequantized values (vLLM quantizes Linear layers only): exactly the integer model's rows.
-// Linear layers left float are listed in `ignore`.
+// Per quantized embedding (nn.Embedding, weights only): format naive-quantized, P.weight (int8 grid
+// values, one byte each at any bit width) and P.weight_scale as above, in a config group of its
+// own (targets ["Embedding"] on llama-family models, whose one nn.Embedding is the token table;
+// module names elsewhere). Not pack-quantized (half the bytes at 4 bits, what llm-compressor's
+// embedding recipes write): transformers 5.25 cannot load an nn.Embedding without a `weight`
+// (PreTrainedModel._init_weights reads it: "'Embedding' object has no attribute 'weight'").
+// A token table tied to the LM head (tie_word_embeddings) stays float with its dequantized rows
+// (exactly the integer model's): transformers shares one weight between the two modules and
+// compressed-tensors would replace it by packed tensors the head cannot read.
+// Weights are symmetric (the zero point is 0, not stored). Linear layers left float are listed in
+// `ignore`. 2:4-sparse weights are stored dense (no sparse format loads any more: ct_export.cpp).
 #pragma once
 
 #include <filesystem>
@@ -29,24 +37,28 @@
 namespace sculpt::compression {
 
 struct CtExport {
-  std::string scheme;                      // "W8A8", "W4A16", ...; "mixed" for several
+  std::string scheme;                      // Linear layers: "W8A8", "W4A16", ...; "mixed"
+  std::string embedding_scheme;            // quantized embeddings: "W8A16", ...; "" when none
   nlohmann::json quantization_config;      // what config.json says
   std::vector<std::string> quantized;      // checkpoint module names written quantized
   std::vector<std::string> ignore;         // Linear modules left float
-  std::vector<std::string> float_layers;   // other quantized layers kept float (embeddings), why
+  std::vector<std::string> float_layers;   // quantized embeddings kept float, and why
   std::vector<std::string> warnings;       // what loads in transformers but not everywhere
   nlohmann::json sparsity;                 // n:m structure found in the quantized weights, or null
-  nlohmann::json bytes;                    // file and quantized-Linear byte counts
+  nlohmann::json bytes;                    // file, quantized Linear and embedding byte counts
   nlohmann::json verify;                   // the read-back check (null without it)
 };
 
-// `model`: the run's integer model (quant::load_quantized applied, so every raw weight holds the
-// dequantized grid values); `hx`: what write_hf_export wrote into `out` for it from `source` with
-// `head`; `quantized_dir`: the run's <run>/quantized. Rewrites out/model.safetensors and
+// `model`: the run's model (its float layers materialized; the quantized layers are read from
+// `quantized_dir`, the integer model need not be loaded); `hx`: what write_hf_export wrote into
+// `out` for it from `source` with
+// `head`, called with write_weights false (its float tensors in hx.weights, taken from there);
+// `quantized_dir`: the run's <run>/quantized. Writes out/model.safetensors once and rewrites
 // out/config.json. With `verify`, reads the written tensors back, dequantizes them as
-// compressed-tensors does and requires them equal to the integer model's (exactly). UserError
+// compressed-tensors does and requires them equal to the integer model's weights (the grids of
+// `quantized_dir` dequantized as quant::load_quantized does them), exactly. UserError
 // naming the layer for a layer the format cannot express (GPT-2's Conv1D, asymmetric weights).
-CtExport write_ct_export(models::Model& model, const HfExport& hx, const models::hf::Arch& source,
+CtExport write_ct_export(models::Model& model, HfExport& hx, const models::hf::Arch& source,
                          models::hf::Head head, const std::filesystem::path& quantized_dir,
                          const std::filesystem::path& out, bool verify);
 

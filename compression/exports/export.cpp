@@ -2,7 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <filesystem>
+#include <set>
 #include <unistd.h>
 
 #include "compression/exports/ct_export.h"
@@ -27,6 +29,50 @@ const std::vector<std::string>& export_formats() {
 }
 
 namespace {
+
+// `--log-level debug` prints how long each step of an export took.
+class Phases {
+ public:
+  void done(const char* what) {
+    const auto now = std::chrono::steady_clock::now();
+    log::debug("export: ", what, " ", std::chrono::duration<double>(now - last_).count(), " s");
+    last_ = now;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+// Materializes the model's compressible layers (bakes their weight transforms into the weights),
+// except the layers of <run>/quantized (`quantized`: its folder, "" for none) of the kinds in
+// `skip` ("linear", "conv2d", "embedding"): their weights come from there (load_quantized writes
+// the dequantized grid values and drops the transforms; the ONNX writer reads the grids), so
+// baking them (a fake-quantization of every weight) would be thrown away.
+void materialize_layers(models::Model& model, const fs::path& quantized,
+                        const std::set<std::string>& skip) {
+  std::set<std::string> replaced;
+  if (!quantized.empty())
+    for (const auto& [name, j] : io::read_json_file((quantized / "manifest.json").string()).at("layers").items())
+      if (skip.count(j.value("kind", std::string())) > 0) replaced.insert(name);
+  for (auto& [name, layer] : nn::compressible_layers(model))
+    if (!replaced.count(name) && layer->has_transforms()) layer->materialize();
+}
+
+// An export runs single-threaded in ATen: its work is copies and elementwise passes over every
+// weight, which a second OpenMP thread barely speeds up on an idle machine and slows down
+// severalfold on a busy one (the threads spin at each barrier waiting for a core: a GPT-2 124M
+// int8 ONNX export took 22 s with two threads and 10 s with one at load average 5 on two cores).
+// The count in force before is restored.
+class SingleThread {
+ public:
+  SingleThread() : before_(at::get_num_threads()) { at::set_num_threads(1); }
+  ~SingleThread() { at::set_num_threads(before_); }
+  SingleThread(const SingleThread&) = delete;
+  SingleThread& operator=(const SingleThread&) = delete;
+
+ private:
+  int before_;
+};
 
 std::string listed(const std::vector<std::string>& v) {
   std::string s;
@@ -122,6 +168,28 @@ bool has_quantize_pass(const config::Config& cfg) {
   return false;
 }
 
+// The ONNX Runtime check of an export, started before anything is built (its Python imports run
+// meanwhile); stopped and its scratch folder removed however the export ends.
+class BackgroundCheck {
+ public:
+  explicit BackgroundCheck(bool on)
+      : scratch_(fs::temp_directory_path() / ("sculpt-onnx-check-" + std::to_string(::getpid()))) {
+    if (on) check_ = start_onnx_check(scratch_);
+  }
+  ~BackgroundCheck() {
+    abandon_onnx_check(check_);
+    std::error_code ec;
+    fs::remove_all(scratch_, ec);
+  }
+  BackgroundCheck(const BackgroundCheck&) = delete;
+  BackgroundCheck& operator=(const BackgroundCheck&) = delete;
+  OnnxCheck& check() { return check_; }
+
+ private:
+  fs::path scratch_;
+  OnnxCheck check_;
+};
+
 nlohmann::json export_onnx(const ExportRequest& r, const config::Config& cfg, const fs::path& run,
                            const fs::path& out) {
   const fs::path quantized = run / "quantized";
@@ -130,12 +198,18 @@ nlohmann::json export_onnx(const ExportRequest& r, const config::Config& cfg, co
     SCULPT_CHECK(fs::exists(quantized / "manifest.json"), "export --format onnx: the run has a quantize "
                  "pass but ", quantized.string(), " does not exist (the quantize pass writes it when "
                  "training ends; export: false turns it off)");
+  Phases phases;
+  BackgroundCheck background(r.verify);
   auto parts = trainers::build_run_parts(cfg, c10::Device(c10::kCPU));
+  phases.done("model and data built");
   auto& model = *parts.model;
   const fs::path weights = run / "model.safetensors";
   model.load_state_tensors(io::load_safetensors(weights.string()), weights.string());
-  for (auto& [name, layer] : nn::compressible_layers(model)) layer->materialize();
-  if (q) quant::load_quantized(model, quantized.string());  // the integer model
+  phases.done("model.safetensors loaded");
+  // The writer reads quantized Linear and Conv2d layers from <run>/quantized; an embedding may
+  // also be read through its module (T5's relative-position table), so it is materialized.
+  materialize_layers(model, q ? quantized : fs::path(), {"linear", "conv2d"});
+  phases.done("layers materialized");
   model.eval();
   const data::DataSpec& spec = parts.all->spec();
   const data::Dataset& rows = parts.split.val.size() > 0 ? parts.split.val : parts.split.train;
@@ -145,6 +219,7 @@ nlohmann::json export_onnx(const ExportRequest& r, const config::Config& cfg, co
   io::replace_dir_atomic(out.string(), [&](const fs::path& tmp) {
     const fs::path file = tmp / "model.onnx";
     const OnnxExport ox = write_onnx_export(model, cfg, spec, q ? quantized.string() : "", file);
+    phases.done("model.onnx written");
     info = {{"format", "onnx"},
             {"run", fs::absolute(run).string()},
             {"model", cfg.model.name},
@@ -162,20 +237,19 @@ nlohmann::json export_onnx(const ExportRequest& r, const config::Config& cfg, co
       info["scheme"] = "QDQ (QuantizeLinear/DequantizeLinear): integer weights, per-tensor input scales";
       info["quantized_layers"] = ox.quantized;
       info["float_layers"] = ox.float_layers;
+      if (!ox.space_to_depth.empty()) info["space_to_depth"] = ox.space_to_depth;
     }
     if (r.verify) {
+      // ONNX Runtime runs model.onnx in the background while Sculpt builds its reference: the
+      // run's integer model (<run>/quantized; the writer read the grids from there without it).
       torch::NoGradGuard no_grad;
+      submit_onnx_check(background.check(), file, onnx_feeds(cfg, spec, sample));
+      if (q) quant::load_quantized(model, quantized.string());
+      phases.done("ONNX Runtime running; integer model loaded");
       const at::Tensor expected = model.forward(sample);
-      const fs::path scratch = fs::temp_directory_path() /
-                               ("sculpt-onnx-check-" + std::to_string(::getpid()));
-      nlohmann::json v;
-      try {
-        v = run_onnx_check(file, onnx_feeds(cfg, spec, sample), expected, scratch);
-      } catch (...) {
-        fs::remove_all(scratch);
-        throw;
-      }
-      fs::remove_all(scratch);
+      phases.done("Sculpt's outputs for the check");
+      nlohmann::json v = finish_onnx_check(background.check(), expected);
+      phases.done("ONNX Runtime check");
       const double tol = q ? std::max(1e-4, ox.quant_step) : 1e-4;
       v["tolerance"] = tol;
       v["how"] = q ? "ONNX Runtime (CPU) on the first validation rows against the run's integer model "
@@ -190,6 +264,7 @@ nlohmann::json export_onnx(const ExportRequest& r, const config::Config& cfg, co
     }
     io::write_file_atomic((tmp / "export.json").string(), info.dump(2) + "\n");
   });
+  phases.done("folder in place");
   log::info("export: ", out.string(), " (onnx)");
   return info;
 }
@@ -211,6 +286,7 @@ nlohmann::json export_run(const ExportRequest& r) {
                " exists (--force replaces it)");
 
   auto cfg = config::Config::load((run / "config.yaml").string());
+  SingleThread single_thread;
   if (r.format == "onnx") return export_onnx(r, cfg, run, out);
   SCULPT_CHECK(cfg.model.name == "hf", "export --format ", r.format, ": the run's model is ",
                cfg.model.name, "; the Hugging Face layout is written for models that came from a "
@@ -229,12 +305,16 @@ nlohmann::json export_run(const ExportRequest& r) {
                  quantized.string(), " does not exist (the quantize pass writes it when training "
                  "ends; export: false turns it off)");
   }
+  Phases phases;
   auto parts = trainers::build_run_parts(cfg, c10::Device(c10::kCPU));
+  phases.done("model and data built");
   auto& model = *parts.model;
   model.load_state_tensors(io::load_safetensors(weights.string()), weights.string());
-  for (auto& [name, layer] : nn::compressible_layers(model)) layer->materialize();
-  // The integer model: every tensor from <run>/quantized, quantized weights dequantized.
-  if (ct) quant::load_quantized(model, quantized.string());
+  phases.done("model.safetensors loaded");
+  // compressed-tensors writes every layer of <run>/quantized from there (the integer model is not
+  // loaded: its weights are the grids dequantized, which the writer does itself).
+  materialize_layers(model, ct ? quantized : fs::path(), {"linear", "conv2d", "embedding"});
+  phases.done("layers materialized");
   model.eval();
 
   const auto& o = dynamic_cast<const models::hf::HfOptions&>(*cfg.model.options);
@@ -247,7 +327,8 @@ nlohmann::json export_run(const ExportRequest& r) {
 
   nlohmann::json info;
   io::replace_dir_atomic(out.string(), [&](const fs::path& tmp) {
-    const HfExport hx = write_hf_export(model, source, head, spec.num_classes, tmp);
+    HfExport hx = write_hf_export(model, source, head, spec.num_classes, tmp, /*write_weights=*/!ct);
+    phases.done("Hugging Face layout written");
     info = {{"format", r.format},
             {"run", fs::absolute(run).string()},
             {"source_checkpoint", source.dir},
@@ -260,8 +341,10 @@ nlohmann::json export_run(const ExportRequest& r) {
             {"labels", labels_of(cfg, spec)}};
     if (ct) {
       const CtExport cx = write_ct_export(model, hx, source, head, quantized, tmp, r.verify);
+      phases.done("compressed-tensors written and checked");
       info["quantized_from"] = fs::absolute(quantized).string();
       info["scheme"] = cx.scheme;
+      if (!cx.embedding_scheme.empty()) info["embedding_scheme"] = cx.embedding_scheme;
       info["quantization_format"] = cx.quantization_config.at("format");
       info["quantized_layers"] = cx.quantized;
       info["ignore"] = cx.ignore;
@@ -281,9 +364,11 @@ nlohmann::json export_run(const ExportRequest& r) {
                                 "the run's model, on the first validation rows"}};
       SCULPT_CHECK(diff <= 1e-4, "export: verification failed: the exported model's outputs differ "
                    "from the run's by ", diff, " (tolerance 1e-4); nothing was written");
+      phases.done("read back by Sculpt's loader and compared");
     }
     io::write_file_atomic((tmp / "export.json").string(), info.dump(2) + "\n");
   });
+  phases.done("folder in place");
   log::info("export: ", out.string(), " (", r.format, ")");
   return info;
 }

@@ -58,7 +58,7 @@ int64_t count_blocks(const models::Model& m, const std::string& prefix) {
 }  // namespace
 
 HfExport write_hf_export(models::Model& model, const Arch& source, Head head, int64_t classes,
-                         const fs::path& out) {
+                         const fs::path& out, bool write_weights) {
   const io::NamedTensors state = model.state_tensors();
   Arch a = source;
   const bool t5 = a.family == "t5";
@@ -103,7 +103,7 @@ HfExport write_hf_export(models::Model& model, const Arch& source, Head head, in
                  " checkpoint (a tensor a pass added that the Hugging Face layout cannot hold)");
     at::Tensor v = t.detach().to(at::kCPU).to(at::kFloat);
     if (it->second.transpose) v = v.t();
-    parts[it->second.name].emplace_back(it->second.part, v.contiguous());
+    parts[it->second.name].emplace_back(it->second.part, v.is_contiguous() ? v : v.contiguous());
     how[it->second.name] = it->second;
   }
   io::NamedTensors tensors;
@@ -114,7 +114,7 @@ HfExport write_hf_export(models::Model& model, const Arch& source, Head head, in
     SCULPT_ASSERT(static_cast<int64_t>(ts.size()) == how[name].parts, name);
     tensors.emplace_back(name, ts.size() == 1 ? ts[0] : at::cat(ts, how[name].dim).contiguous());
   }
-  io::save_safetensors((out / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  if (write_weights) io::save_safetensors((out / "model.safetensors").string(), tensors, {{"format", "pt"}});
 
   // config.json: the source's, with the sizes that changed.
   nlohmann::json cfg = io::read_json_file(source.file);
@@ -171,6 +171,7 @@ HfExport write_hf_export(models::Model& model, const Arch& source, Head head, in
   }
   r.arch = a;
   r.tensors = static_cast<int64_t>(tensors.size());
+  if (!write_weights) r.weights = std::move(tensors);
   return r;
 }
 

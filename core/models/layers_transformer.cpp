@@ -107,24 +107,28 @@ Attention::Attention(const AttentionSpec& s)
   if (rotary_.on) {
     const int64_t dim = rotary_.dim > 0 ? rotary_.dim : head_dim_;
     rotary_.dim = dim;
-    at::Tensor inv = 1.0 / at::pow(rotary_.theta, at::arange(0, dim, 2, at::kLong).to(at::kFloat) /
-                                                       static_cast<double>(dim));
-    if (rotary_.scaling == "linear") {
-      inv = inv / rotary_.factor;
-    } else if (rotary_.scaling == "llama3") {
-      const double old = static_cast<double>(rotary_.original_max_positions);
-      const double low_wavelen = old / rotary_.low_freq_factor;
-      const double high_wavelen = old / rotary_.high_freq_factor;
-      at::Tensor wavelen = 2 * M_PI / inv;
-      at::Tensor scaled = at::where(wavelen > low_wavelen, inv / rotary_.factor, inv);
-      at::Tensor smooth = (old / wavelen - rotary_.low_freq_factor) /
-                          (rotary_.high_freq_factor - rotary_.low_freq_factor);
-      at::Tensor smoothed = (1 - smooth) * scaled / rotary_.factor + smooth * scaled;
-      at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
-      inv = at::where(medium, smoothed, scaled);
-    }
-    inv_freq_ = inv;
+    inv_freq_ = rotary_inv_freq(rotary_, dim);
   }
+}
+
+at::Tensor rotary_inv_freq(const RotarySpec& r, int64_t dim) {
+  at::Tensor inv = 1.0 / at::pow(r.theta, at::arange(0, dim, 2, at::kLong).to(at::kFloat) /
+                                              static_cast<double>(dim));
+  if (r.scaling == "linear") {
+    inv = inv / r.factor;
+  } else if (r.scaling == "llama3") {
+    const double old = static_cast<double>(r.original_max_positions);
+    const double low_wavelen = old / r.low_freq_factor;
+    const double high_wavelen = old / r.high_freq_factor;
+    at::Tensor wavelen = 2 * M_PI / inv;
+    at::Tensor scaled = at::where(wavelen > low_wavelen, inv / r.factor, inv);
+    at::Tensor smooth =
+        (old / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+    at::Tensor smoothed = (1 - smooth) * scaled / r.factor + smooth * scaled;
+    at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+    inv = at::where(medium, smoothed, scaled);
+  }
+  return inv;
 }
 
 at::Tensor Attention::rotate(const at::Tensor& t, int64_t first) const {

@@ -44,6 +44,10 @@ struct RotarySpec {
   int64_t original_max_positions = 8192;
 };
 
+// The rotary inverse frequencies [dim / 2] of `r` for `dim` rotated dimensions, its scaling
+// applied (what Attention rotates with; the ONNX exporter writes the same table).
+at::Tensor rotary_inv_freq(const RotarySpec& r, int64_t dim);
+
 // T5's relative position buckets: a learned [buckets, heads] table, shared by every layer of a
 // stack (the first layer owns it). bias(q_first, lq, lk) -> [1, heads, lq, lk].
 class RelativeBias final : public torch::nn::Module {

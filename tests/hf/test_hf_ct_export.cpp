@@ -1,9 +1,10 @@
 // `sculpt export RUN --format compressed-tensors`: QAT runs of Hugging Face checkpoints (W8A8,
-// W4A16 with groups of 32, 2:4-pruned W8A8) go out with the integer model's own grid values and
-// scales in the `compressed-tensors` package's layout; transformers with compressed-tensors (the
-// venv's) loads each folder on the CPU and its logits match the run's integer model
-// (<run>/quantized loaded by Sculpt) within one output quantization step
-// (tests/hf/check_ct_export.py). What the format cannot express is refused, naming the layer.
+// W4A16 with groups of 32, 2:4-pruned W8A8; the token table quantized with them where it is not
+// tied to the LM head) go out with the integer model's own grid values and scales in the
+// `compressed-tensors` package's layout; transformers with compressed-tensors (the venv's) loads
+// each folder on the CPU and its logits match the run's integer model (<run>/quantized loaded by
+// Sculpt) within one output quantization step (tests/hf/check_ct_export.py). What the format
+// cannot express is refused, naming the layer.
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
@@ -73,17 +74,23 @@ const io::TensorEntry* entry(const io::SafetensorsHeader& h, const std::string& 
 TEST_CASE("export compressed-tensors: W8A8, W4A16 and 2:4 W8A8 runs load in transformers with "
           "the integer model's logits", "[hf][export][compressed-tensors]") {
   struct Case {
-    std::string fixture, compression, scheme, format;
+    std::string fixture, compression, scheme, format;  // format: quantization_config's
+    std::string embedding;  // the token table's scheme ("" when it stays float)
     double linear_ratio;  // quantized Linear bytes / their fp32 bytes, at most
   };
   // W8A8: 1 byte a weight + a float scale per row (64 inputs: 0.25 + 1/64); W4A16 with groups
   // of 32 (the fixtures are 64 and 96 wide): half a byte + a float scale per 32 (0.125 + 1/32).
+  // llama_gqa's token table is its own (untied): quantized with the run, weights only, in its
+  // own group as naive-quantized int8 (the format transformers loads for an nn.Embedding), next to
+  // the Linear layers' int-quantized / pack-quantized: mixed-precision; bert_mlm's is tied to the
+  // MLM decoder: float.
   const std::vector<Case> cases = {
-      {"llama_gqa", kW8A8Body, "W8A8", "int-quantized", 0.27},
-      {"llama_gqa", kW4A16, "W4A16", "pack-quantized", 0.157},
-      {"bert_mlm", kW8A8, "W8A8", "int-quantized", 0.27},
-      {"bert_mlm", kW4A16, "W4A16", "pack-quantized", 0.157},
-      {"llama_gqa", kPrune24 + kW8A8Body, "W8A8", "int-quantized", 0.27}};
+      {"llama_gqa", kW8A8Body, "W8A8", "int-quantized", "", 0.27},
+      {"llama_gqa", kW8A8, "W8A8", "mixed-precision", "W8A16", 0.27},
+      {"llama_gqa", kW4A16, "W4A16", "mixed-precision", "W4A16", 0.157},
+      {"bert_mlm", kW8A8, "W8A8", "int-quantized", "", 0.27},
+      {"bert_mlm", kW4A16, "W4A16", "pack-quantized", "", 0.157},
+      {"llama_gqa", kPrune24 + kW8A8Body, "W8A8", "int-quantized", "", 0.27}};
   for (const auto& c : cases) {
     INFO("fixture " << c.fixture << ", recipe " << c.compression);
     const Family& f = family(c.fixture);
@@ -103,13 +110,44 @@ TEST_CASE("export compressed-tensors: W8A8, W4A16 and 2:4 W8A8 runs load in tran
     CHECK(qc["format"] == c.format);
     const auto& g = qc["config_groups"]["group_0"];
     CHECK(g["targets"] == nlohmann::json::array({"Linear"}));
+    const bool w8 = c.scheme == "W8A8";
+    // the token table: its own config group (weights only, pack-quantized), or float
+    const std::string table = c.fixture == "llama_gqa" ? "model.embed_tokens." : "bert.embeddings.word_embeddings.";
+    {
+      const auto h = io::read_safetensors_header(out + "/model.safetensors");
+      if (!c.embedding.empty()) {
+        CHECK(info["embedding_scheme"] == c.embedding);
+        REQUIRE(qc["config_groups"].contains("group_1"));
+        const auto& e = qc["config_groups"]["group_1"];
+        CHECK(e["targets"] == nlohmann::json::array({"Embedding"}));
+        CHECK(e["format"] == "naive-quantized");
+        CHECK(e["input_activations"].is_null());
+        CHECK(e["weights"]["num_bits"] == (w8 ? 8 : 4));
+        const auto* q = entry(h, table + "weight");
+        REQUIRE(q);
+        CHECK(q->dtype == "I8");
+        const int64_t vocab = q->shape[0], hidden = 64;
+        CHECK(q->shape == std::vector<int64_t>{vocab, hidden});
+        CHECK(entry(h, table + "weight_scale")->shape ==
+              (w8 ? std::vector<int64_t>{vocab, 1} : std::vector<int64_t>{vocab, hidden / 32}));
+        CHECK(entry(h, table + "weight_packed") == nullptr);
+        CHECK(info["bytes"]["quantized_embedding"].get<int64_t>() > 0);
+      } else {
+        CHECK_FALSE(qc["config_groups"].contains("group_1"));
+        const auto* w = entry(h, table + "weight");
+        REQUIRE(w);
+        CHECK(w->dtype == "F32");
+        if (c.fixture == "bert_mlm")  // quantized by the run, kept float: tied to the decoder
+          CHECK(info["float_layers"].dump().find("tied to the LM head") != std::string::npos);
+      }
+    }
     // the tensors: names, dtypes and shapes of compressed-tensors' formats
     const auto h = io::read_safetensors_header(out + "/model.safetensors");
     const std::string p =
         c.fixture == "llama_gqa" ? "model.layers.0.mlp.down_proj." : "bert.encoder.layer.0.output.dense.";
     const int64_t rows = 64, cols = c.fixture == "llama_gqa" ? 96 : 128;
     CHECK(entry(h, p + "weight_scale") != nullptr);
-    if (c.format == "int-quantized") {
+    if (w8) {
       const auto* w = entry(h, p + "weight");
       REQUIRE(w);
       CHECK(w->dtype == "I8");

@@ -199,6 +199,10 @@ TEST_CASE("export onnx: a QAT LeNet-5 goes out as QDQ int8 that ONNX Runtime run
   auto info = export_json(run);
   CHECK(info["quantized_layers"].size() == 5);
   CHECK(info["float_layers"].empty());
+  // both convolutions (1 -> 6 and 6 -> 16 channels, each with ReLU + 2x2 pool) in space-to-depth
+  // form, the same integer model (check_with_onnxruntime above: within one quantization step)
+  CHECK(info["space_to_depth"] == nlohmann::json::array({"conv1.seq.0: SpaceToDepth(4)",
+                                                         "conv2.seq.0: SpaceToDepth(2)"}));
   // PTQ too, and a ResNet with folded BatchNorms
   const std::string ptq = train("ptq", "model: {name: resnet, depth: 8, width: 0.5}\n" + kImages3 +
                                 "compression:\n  - {name: quantize, mode: ptq, weight_bits: 8, act_bits: 8}\n",
