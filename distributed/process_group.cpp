@@ -271,14 +271,23 @@ std::shared_ptr<Collectives> connect(const WorldInfo& world, const config::Distr
   const Ms timeout(static_cast<int64_t>(cfg.timeout_s * 1000));
   c10::intrusive_ptr<c10d::Store> store;
   try {
+    // Under torchrun the agent already hosts the store on MASTER_PORT (it says so with
+    // TORCHELASTIC_USE_AGENT_STORE): every rank is its client, under the attempt's prefix.
+    const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+    const bool agent_store = agent && std::string(agent) == "True";
     c10d::TCPStoreOptions o;
     o.port = static_cast<uint16_t>(world.master_port);
-    o.isServer = world.rank == 0;
+    o.isServer = world.rank == 0 && !agent_store;
     o.numWorkers = static_cast<size_t>(world.world_size);
-    o.waitWorkers = true;
+    o.waitWorkers = !agent_store;
     o.timeout = timeout;
     if (o.isServer) o.masterListenFd = listen_on(world.master_addr, world.master_port);
     store = c10::make_intrusive<c10d::TCPStore>(world.master_addr, o);
+    if (agent_store) {
+      const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
+      store = c10::make_intrusive<c10d::PrefixStore>(
+          std::string("/worker/attempt_") + (restart ? restart : "0"), store);
+    }
   } catch (const std::exception& e) {
     throw std::runtime_error(detail::concat(
         "rank ", world.rank, " of ", world.world_size, ": rendezvous at ", world.master_addr, ":",
