@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <vector>
 
 #include "core/error.h"
@@ -13,7 +14,11 @@ using Ms = std::chrono::milliseconds;
 constexpr Ms kPeriod{500};  // a beat every half second
 constexpr Ms kWatch{1500};  // a rank that did not beat within three periods stopped
 
-std::string key_of(int rank) { return "sculpt/alive/" + std::to_string(rank); }
+// Per restart of the group: a restarted worker must not beat for the process it replaced.
+std::string key_of(int rank) {
+  const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
+  return std::string("sculpt/alive/") + (restart ? restart : "0") + "/" + std::to_string(rank);
+}
 }  // namespace
 
 Heartbeat::Heartbeat(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
