@@ -1,7 +1,8 @@
 # SCULPT_SANITIZE_READERS (issue 28; scripts/sanitize.sh, build-sanitize): ASan + UBSan over the
 # code that reads untrusted files -- config (YAML, extends, overrides), safetensors and atomic
-# writes, the dataset readers (IDX, CSV, jsonl), Hugging Face config.json, checkpoints and the
-# plugin loader -- and their unit tests, without instrumenting (or compiling) the rest: those
+# writes, the dataset readers (IDX, CSV, jsonl, data.name: text and its token cache), the
+# tokenizers (tokenizer.json, SentencePiece .model), Hugging Face config.json, checkpoints and
+# the plugin loader -- and their unit tests, without instrumenting (or compiling) the rest: those
 # sources are compiled into the test executables, and everything else comes uninstrumented from
 # the main build's shared libraries (SCULPT_MAIN_BUILD), whose definitions the instrumented ones
 # interpose. A cold build compiles ~20 files instead of Sculpt's ~250.
@@ -9,6 +10,9 @@ set(SCULPT_MAIN_BUILD "${PROJECT_SOURCE_DIR}/build" CACHE PATH
     "A normal build of Sculpt whose lib/ provides the uninstrumented libraries")
 find_package(Catch2 REQUIRED)
 include(Catch)
+find_package(ICU REQUIRED COMPONENTS uc i18n)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SCULPT_SAN_PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 
 set(_lib ${SCULPT_MAIN_BUILD}/lib)
 set(_prebuilt)
@@ -24,7 +28,12 @@ set(_san_flags -fsanitize=address,undefined -fno-sanitize=vptr -fno-sanitize-rec
 set(_src ${PROJECT_SOURCE_DIR})
 # The readers, instrumented once. The dataset readers come in through tests/fuzz/data/*, which
 # compile core/data/files.cpp, images_tables.cpp and text.cpp with the harness entry points.
+file(GLOB _san_text_sources ${_src}/core/text/*.cpp)
 add_library(sculpt_san_readers OBJECT
+  ${_san_text_sources}
+  ${_src}/core/data/text_records.cpp ${_src}/core/data/text_cache.cpp
+  ${_src}/core/data/text_files.cpp
+  ${_src}/tests/fuzz/tokenizer/fuzz_tokenizer.cpp ${_src}/tests/fuzz/data/fuzz_data_text.cpp
   ${_src}/core/config/config.cpp ${_src}/core/config/errors.cpp ${_src}/core/config/node.cpp
   ${_src}/core/config/reader.cpp ${_src}/core/config/step_point.cpp ${_src}/core/config/writer.cpp
   ${_src}/core/registry/registry.cpp
@@ -37,14 +46,15 @@ add_library(sculpt_san_readers OBJECT
   ${_src}/tests/fuzz/hf_config/fuzz_hf_config.cpp ${_src}/tests/fuzz/data/fuzz_data.cpp
   ${_src}/tests/fuzz/data/fuzz_data_idx.cpp ${_src}/tests/fuzz/data/fuzz_data_csv.cpp
   ${_src}/tests/fuzz/data/fuzz_data_jsonl.cpp ${_src}/tests/fuzz/sanitizer_options.cpp)
-foreach(_h config safetensors hf_config data)
+foreach(_h config safetensors hf_config data tokenizer)
   set_source_files_properties(${_src}/tests/fuzz/${_h}/fuzz_${_h}.cpp PROPERTIES
                               COMPILE_DEFINITIONS SCULPT_FUZZ_ENTRY=sculpt_fuzz_${_h})
 endforeach()
 target_include_directories(sculpt_san_readers PRIVATE ${_src})
 target_compile_options(sculpt_san_readers PRIVATE ${_san_flags})
 target_link_libraries(sculpt_san_readers PRIVATE sculpt_torch nlohmann_json::nlohmann_json
-                      yaml-cpp spdlog::spdlog ZLIB::ZLIB)
+                      yaml-cpp spdlog::spdlog ZLIB::ZLIB ICU::uc ICU::i18n
+                      PkgConfig::SCULPT_SAN_PCRE2)
 target_compile_definitions(sculpt_san_readers PRIVATE SCULPT_VERSION="${PROJECT_VERSION}")
 
 # sculpt_san_executable(name sources...): instrumented sources + the readers + the prebuilt rest.
@@ -56,7 +66,8 @@ function(sculpt_san_executable name)
   target_link_options(${name} BEFORE PRIVATE
     "SHELL:-Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state")
   target_link_libraries(${name} PRIVATE ${_prebuilt} sculpt_torch nlohmann_json::nlohmann_json
-                        yaml-cpp spdlog::spdlog ZLIB::ZLIB CLI11::CLI11 ${CMAKE_DL_LIBS})
+                        yaml-cpp spdlog::spdlog ZLIB::ZLIB CLI11::CLI11 ICU::uc ICU::i18n
+                        PkgConfig::SCULPT_SAN_PCRE2 ${CMAKE_DL_LIBS})
   set_target_properties(${name} PROPERTIES BUILD_RPATH ${_lib})
 endfunction()
 

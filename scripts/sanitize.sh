@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# ASan + UBSan over the input readers (config, safetensors, datasets, config.json, checkpoints,
-# plugin loading) and their tests, in build-sanitize (cmake/SculptSanitizeReaders.cmake). Only
-# those sources are compiled instrumented; the rest links from the normal build (BUILD_DIR,
-# default build/), whose libraries and test plugins this script builds first.
+# ASan + UBSan over the input readers (config, safetensors, datasets, tokenizers, config.json,
+# checkpoints, plugin loading) and their tests, in build-sanitize
+# (cmake/SculptSanitizeReaders.cmake). Only those sources are compiled instrumented; the rest
+# links from the normal build (BUILD_DIR, default build/), whose libraries and test plugins
+# this script builds first.
 #   scripts/sanitize.sh [ctest arguments...]        ends with ctest's summary; exit 0 when all pass
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -28,7 +28,7 @@ skipped=$(grep -cE '<testcase[^>]*status="(notrun|disabled)"' "$junit")
 # tests (scripts/sanitize.sh) count as their ctest tests (a failed build: one failure).
 # SCULPT_SKIP_HARDENING=1 skips this block.
 if [ $# -eq 0 ] && [ -z "${SCULPT_SKIP_HARDENING:-}" ]; then
-  for h in config safetensors data hf_config; do
+  for h in config safetensors data hf_config tokenizer; do
     if "$root/scripts/fuzz.sh" "$h" "${SCULPT_FUZZ_SECONDS:-30}" >"$dir/fuzz-$h.log" 2>&1; then
       passed=$((passed + 1))
       echo "fuzz $h: passed ($(grep -ao 'number_of_executed_units: [0-9]*' "$dir/fuzz-$h.log" | tail -1))"

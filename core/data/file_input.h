@@ -2,6 +2,7 @@
 // Internal to core/data: every failure is a UserError that names the file.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -15,7 +16,16 @@ std::string read_maybe_gz(const std::string& path);
 
 // At most max_bytes + 1 bytes of the file, gunzipped when it is gzip: a caller that knows how
 // large the file must be reads no more than that (and sees whether there is more).
+// A gzip file may expand to at most gzip_limit(its size) bytes, whatever the caller allows:
+// more (a gzip bomb) is a UserError naming the file and the limit, raised once the limit is
+// read (memory stays below it).
 std::string read_maybe_gz_at_most(const std::string& path, size_t max_bytes);
+
+// The most a gzip file of `file_bytes` bytes may expand to: kGzipMaxRatio times its size (text
+// and tables compress 3-20x; deflate's limit is 1032x), and at least kGzipMinLimit.
+constexpr uint64_t kGzipMaxRatio = 128;
+constexpr uint64_t kGzipMinLimit = uint64_t(64) << 20;
+size_t gzip_limit(uint64_t file_bytes);
 
 // `dir`/`name`.gz or `dir`/`name`, whichever exists first; a UserError naming both otherwise.
 std::string find_maybe_gz(const std::string& dir, const std::string& name);

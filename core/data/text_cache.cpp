@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <type_traits>
@@ -135,15 +136,29 @@ std::string parse_cache(const char* p, size_t n, const Expect& want, TokenView& 
     if (h.at("options").get<std::string>() != want.options)
       return "it was written with other options";
     v.shape = parse_shape(h.at("shape").get<std::string>());
-    v.rows = h.at("rows").get<int64_t>();
+    // Counts: integers no larger than the file (each counted thing takes a byte or more).
+    auto count_of = [&](const char* key, int64_t& out) {
+      const auto& c = h.at(key);
+      if (!c.is_number_integer() || c.get<int64_t>() < 0 || c.get<uint64_t>() > n) return false;
+      out = c.get<int64_t>();
+      return true;
+    };
+    if (!count_of("rows", v.rows) || !count_of("ids", v.n_ids) || !count_of("longest", v.longest) ||
+        !count_of("longest_target", v.longest_target) ||
+        (v.shape == Shape::seq2seq && !count_of("target_ids", v.n_target_ids)))
+      return "its header's counts are damaged";
     v.labels = h.at("labels").get<std::vector<std::string>>();
-    v.longest = h.at("longest").get<int64_t>();
-    v.longest_target = h.at("longest_target").get<int64_t>();
     const auto& secs = h.at("sections");
+    // A section of exactly `count` elements inside the file, before its trailer.
     auto sec = [&](const char* name, size_t elem, int64_t count, auto*& out) -> bool {
       if (!secs.contains(name)) return count == 0;
-      const auto off = secs[name][0].get<size_t>(), bytes = secs[name][1].get<size_t>();
-      if (off % 8 != 0 || off + bytes > n - 8 || (count >= 0 && bytes != size_t(count) * elem))
+      const auto& s = secs.at(name);
+      if (!s.is_array() || s.size() != 2 || !s.at(0).is_number_unsigned() ||
+          !s.at(1).is_number_unsigned())
+        return false;
+      const auto off = s.at(0).get<uint64_t>(), bytes = s.at(1).get<uint64_t>();
+      if (off % 8 != 0 || off > n - 8 || bytes > n - 8 - off ||
+          bytes != static_cast<uint64_t>(count) * elem)
         return false;
       out = reinterpret_cast<std::remove_reference_t<decltype(out)>>(p + off);
       return true;
@@ -153,14 +168,11 @@ std::string parse_cache(const char* p, size_t n, const Expect& want, TokenView& 
     if (v.shape == Shape::classify || v.shape == Shape::pair)
       ok = ok && sec("label_ids", 4, v.rows, v.label_ids);
     if (!lm) ok = ok && sec("offsets", 8, v.rows + 1, v.offsets);
-    v.n_ids = h.at("ids").get<int64_t>();
     ok = ok && sec("ids", 4, v.n_ids, v.ids);
     if (v.shape == Shape::pair) ok = ok && sec("type_ids", 1, v.n_ids, v.type_ids);
-    if (v.shape == Shape::seq2seq) {
-      v.n_target_ids = h.at("target_ids").get<int64_t>();
+    if (v.shape == Shape::seq2seq)
       ok = ok && sec("target_offsets", 8, v.rows + 1, v.target_offsets) &&
            sec("target_ids", 4, v.n_target_ids, v.target_ids);
-    }
     if (!ok) return "its sections do not fit the file";
   } catch (const nlohmann::json::exception&) {
     return "its header lacks a field";
@@ -171,15 +183,21 @@ std::string parse_cache(const char* p, size_t n, const Expect& want, TokenView& 
       if (ids[i] < 0 || ids[i] >= want.vocab_size) return false;
     return true;
   };
-  auto offsets_ok = [&](const int64_t* off, int64_t count) {
-    if (!off) return true;
+  // Offsets from 0 to `count`, in order, whose longest row is `longest` (what the rows are
+  // padded to: a header may not claim more).
+  auto offsets_ok = [&](const int64_t* off, int64_t count, int64_t longest) {
+    if (!off) return longest == 0;
     if (off[0] != 0 || off[v.rows] != count) return false;
-    for (int64_t r = 0; r < v.rows; ++r)
+    int64_t most = 0;
+    for (int64_t r = 0; r < v.rows; ++r) {
       if (off[r + 1] < off[r]) return false;
-    return true;
+      most = std::max(most, off[r + 1] - off[r]);
+    }
+    return most == longest;
   };
   if (!ids_ok(v.ids, v.n_ids) || !ids_ok(v.target_ids, v.n_target_ids) ||
-      !offsets_ok(v.offsets, v.n_ids) || !offsets_ok(v.target_offsets, v.n_target_ids))
+      !offsets_ok(v.offsets, v.n_ids, v.longest) ||
+      !offsets_ok(v.target_offsets, v.n_target_ids, v.longest_target))
     return "its ids are damaged";
   if (v.label_ids)
     for (int64_t r = 0; r < v.rows; ++r)

@@ -90,6 +90,14 @@ void TextFilesOptions::visit(config::Visitor& v) {
 }
 
 void TextFilesOptions::check(config::Checker& c) const {
+  // The rows are padded to these (int64 each): a config may not ask for terabytes.
+  constexpr int64_t kMaxIds = int64_t(1) << 20;
+  for (const auto& [key, v] : {std::pair<const char*, int64_t>{"max_length", max_length},
+                               {"max_target_length", max_target_length},
+                               {"block_size", block_size}})
+    if (v > kMaxIds)
+      c.error(key, std::string(key) + ": " + std::to_string(v) + " is more than " +
+                       std::to_string(kMaxIds) + " ids per row");
   if (padding == "max_length" && max_length == 0)
     c.error("padding", "padding: max_length needs data.max_length > 0");
   if (!truncation && max_length == 0)
@@ -168,36 +176,6 @@ Seq2SeqIds seq2seq_ids(const text::Tokenizer& tok, const HfIds& hf) {
 
 // ---- tokenizing ----
 
-std::vector<text::Encoding> encode_all(const text::Tokenizer& tok,
-                                       const std::vector<Record>& recs, bool pairs,
-                                       bool targets, const text::EncodeOptions& eo, int threads) {
-  const size_t n = recs.size();
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (!pairs) {
-    std::vector<std::string> texts;
-    texts.reserve(n);
-    for (const auto& r : recs) texts.push_back(targets ? r.pair : r.text);
-    return tok.encode_batch(texts, eo, threads);
-  }
-  std::vector<text::Encoding> out(n);
-  const size_t workers = std::min<size_t>(static_cast<size_t>(threads), std::max<size_t>(n, 1));
-  std::vector<std::thread> pool;
-  std::vector<std::exception_ptr> errors(workers);
-  for (size_t w = 0; w < workers; ++w)
-    pool.emplace_back([&, w] {
-      try {
-        for (size_t i = w; i < n; i += workers)
-          out[i] = tok.encode(recs[i].text, eo, std::string_view(recs[i].pair));
-      } catch (...) {
-        errors[w] = std::current_exception();
-      }
-    });
-  for (auto& t : pool) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-  return out;
-}
-
 // The options that change the ids a file tokenizes to (the cache key; padding, labels,
 // block_size and pad_id are applied when the rows are built).
 std::string ids_options(const TextFilesOptions& o, const std::string& format, Shape shape,
@@ -250,7 +228,7 @@ std::string tokenize_file(const TextFilesOptions& o, const std::string& path,
                  max, " (data.truncation: false)");
   };
   if (shape == Shape::lm) {
-    const auto enc = encode_all(tok, recs, false, false, eo, threads);
+    const auto enc = encode_all(tok, path, recs, false, false, eo, threads);
     const auto eos = tok.eos_id();
     if (!eos) log::warn(path, ": the tokenizer has no eos token; lm records are joined without one");
     for (const auto& e : enc) {
@@ -263,7 +241,7 @@ std::string tokenize_file(const TextFilesOptions& o, const std::string& path,
     std::vector<int64_t> lines, offsets{0};
     lines.reserve(recs.size());
     for (const auto& r : recs) lines.push_back(r.line);
-    const auto enc = encode_all(tok, recs, shape == Shape::pair, false, eo, threads);
+    const auto enc = encode_all(tok, path, recs, shape == Shape::pair, false, eo, threads);
     std::vector<uint8_t> types;  // pair: the template's type id of every id
     for (size_t i = 0; i < enc.size(); ++i) {
       check_length(enc[i], recs[i], o.max_length, "max_length");
@@ -284,7 +262,7 @@ std::string tokenize_file(const TextFilesOptions& o, const std::string& path,
     if (shape == Shape::seq2seq) {
       text::EncodeOptions te = eo;
       te.max_length = o.truncation ? o.max_target_length : 0;
-      const auto tenc = encode_all(tok, recs, false, true, te, threads);
+      const auto tenc = encode_all(tok, path, recs, false, true, te, threads);
       const std::optional<int32_t> eos =
           target_eos >= 0 ? std::optional<int32_t>(static_cast<int32_t>(target_eos)) : std::nullopt;
       std::vector<int32_t> tids;
@@ -500,6 +478,18 @@ std::unique_ptr<Dataset> build_rows(const TextFilesOptions& o, const LoadedFile&
   const int64_t len = o.padding == "max_length" ? o.max_length
                       : o.max_length > 0        ? std::min(o.max_length, longest)
                                                 : longest;
+  // Padding to the longest text is what the data asks for, not the config: one very long
+  // record among many short ones may not make the rows take more than 64 times the memory of
+  // the ids themselves (16 Mi cells at least).
+  auto check_padding = [&](int64_t width, bool from_data) {
+    const int64_t ids = v.n_ids + v.n_target_ids + n;
+    const int64_t budget = std::max<int64_t>(int64_t(1) << 24, 64 * ids);
+    SCULPT_CHECK(!from_data || n <= budget / std::max<int64_t>(1, width), f.path, ": padding its ",
+                 n, " rows to the longest text (", width, " ids) takes ", n, " x ", width,
+                 " ids, more than 64 times its ", ids,
+                 " ids (a few very long records?); set "
+                 "data.max_length (and max_target_length): longer texts are cut to it");
+  };
   int64_t cut = 0;
   auto fill = [&](int64_t* dst, const int32_t* src, int64_t m, int64_t width) {
     if (m > width) ++cut;
@@ -511,6 +501,7 @@ std::unique_ptr<Dataset> build_rows(const TextFilesOptions& o, const LoadedFile&
     const int64_t t = std::max<int64_t>(
         1, o.max_target_length > 0 && o.padding == "max_length" ? o.max_target_length
                                                                 : train.view.longest_target);
+    check_padding(s + t, o.max_length == 0 || o.max_target_length == 0);
     auto x = at::full({n, s + t}, o.pad_id, at::kLong);
     auto y = at::full({n, t}, token::pad, at::kLong);
     int64_t* px = x.data_ptr<int64_t>();
@@ -546,6 +537,7 @@ std::unique_ptr<Dataset> build_rows(const TextFilesOptions& o, const LoadedFile&
   }
   // With type ids: per row, `len` ids then `len` type ids (padding type 0).
   const int64_t planes = d.type_ids ? 2 : 1;
+  check_padding(planes * len, o.max_length == 0);
   auto x = at::full({n, planes, len}, o.pad_id, at::kLong);
   if (d.type_ids) x.select(1, 1).fill_(0);
   auto y = at::empty({n}, at::kLong);

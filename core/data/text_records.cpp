@@ -2,14 +2,18 @@
 #include "core/data/text_records.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/data/file_input.h"
 #include "core/error.h"
+#include "core/text/tokenizer.h"
 
 namespace sculpt::data::textdata {
 
@@ -301,7 +305,8 @@ std::vector<Record> read_csv(const std::string& text, const std::string& path, c
   std::vector<Record> out;
   out.reserve(recs.size() - 1);
   for (size_t k = 1; k < recs.size(); ++k) {
-    auto& [line, rec] = recs[k];
+    const int64_t line = recs[k].first;  // (no structured binding: clang 14's lambdas)
+    auto& rec = recs[k].second;
     auto get = [&](size_t col, const std::string& key) {
       SCULPT_CHECK(col < rec.size(), where(path, line), ": missing field '", key, "' (", rec.size(),
                    " fields, the header has ", header.size(), ")");
@@ -351,6 +356,71 @@ Shape resolve_shape(const TextFilesOptions& o, const std::string& format, const 
   if (has(o.pair_field)) return Shape::pair;
   if (!has(o.label_field) && has(o.text_field)) return Shape::lm;
   return Shape::classify;
+}
+
+// ---- tokenizing ----
+
+// Pairs: chunks of records handed out to the threads as they finish (long and short lines
+// balance), the first failing record remembered.
+std::vector<text::Encoding> encode_all(const text::Tokenizer& tok, const std::string& path,
+                                       const std::vector<Record>& recs, bool pairs, bool targets,
+                                       const text::EncodeOptions& eo, int threads) {
+  const size_t n = recs.size();
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!pairs) {  // the tokenizer's own batching; on an error, the record it was found in
+    std::vector<std::string> texts;
+    texts.reserve(n);
+    for (const auto& r : recs) texts.push_back(targets ? r.pair : r.text);
+    try {
+      return tok.encode_batch(texts, eo, threads);
+    } catch (const UserError&) {
+      for (size_t i = 0; i < n; ++i) {
+        try {
+          (void)tok.encode(texts[i], eo);
+        } catch (const UserError& e) {
+          throw UserError(where(path, recs[i].line) + ": " + e.what());
+        }
+      }
+      throw;
+    }
+  }
+  std::vector<text::Encoding> out(n);
+  constexpr size_t kChunk = 64;
+  const size_t chunks = std::max<size_t>(1, (n + kChunk - 1) / kChunk);
+  const size_t workers = std::min<size_t>(static_cast<size_t>(threads), chunks);
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  std::exception_ptr error;
+  size_t error_at = n;
+  auto work = [&] {
+    for (;;) {
+      const size_t begin = next.fetch_add(kChunk);
+      if (begin >= n || failed) return;
+      for (size_t i = begin; i < std::min(n, begin + kChunk); ++i) {
+        try {
+          out[i] = tok.encode(recs[i].text, eo, std::string_view(recs[i].pair));
+        } catch (...) {
+          std::lock_guard<std::mutex> g(mu);
+          if (i < error_at) error_at = i, error = std::current_exception();
+          failed = true;
+          return;
+        }
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t w = 1; w < workers; ++w) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const UserError& e) {
+      throw UserError(where(path, recs[error_at].line) + ": " + e.what());
+    }
+  }
+  return out;
 }
 
 // ---- labels ----

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/data/text_files.h"
+#include "core/text/tokenizer.h"
 
 namespace sculpt::data::textdata {
 
@@ -50,6 +51,13 @@ std::vector<Record> read_txt(const std::string& text);
 // fields (jsonl keys, csv columns).
 Shape resolve_shape(const TextFilesOptions& o, const std::string& format, const std::string& text,
                     const std::string& path);
+
+// Every record's encoding by `tok` (with the pair when `pairs`; only the target, `pair`, when
+// `targets`) on `threads` threads (0: every core). A tokenizer error is a UserError naming
+// `path` and the record's line.
+std::vector<text::Encoding> encode_all(const text::Tokenizer& tok, const std::string& path,
+                                       const std::vector<Record>& recs, bool pairs, bool targets,
+                                       const text::EncodeOptions& eo, int threads);
 
 // Sorted: numerically when every label is an integer, else as byte strings.
 void sort_labels(std::vector<std::string>& labels);

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "core/text/unicode.h"
+
 namespace sculpt::text::detail {
 
 bool CharsMap::parse(std::string_view blob) {
@@ -12,7 +14,7 @@ bool CharsMap::parse(std::string_view blob) {
   std::memcpy(&trie_size, blob.data(), 4);
   if (trie_size % 4 || trie_size > blob.size() - 4) return false;
   units_.resize(trie_size / 4);
-  std::memcpy(units_.data(), blob.data() + 4, trie_size);
+  if (trie_size) std::memcpy(units_.data(), blob.data() + 4, trie_size);  // (no memcpy to null)
   strings_ = std::string(blob.substr(4 + trie_size));
   strings_ += '\0';
   return true;
@@ -43,7 +45,11 @@ void CharsMap::prefixes(std::string_view s, size_t begin, size_t end, Hit&& hit)
 
 std::optional<std::string_view> CharsMap::replacement(uint32_t value) const {
   if (value >= strings_.size()) return std::nullopt;
-  return std::string_view(strings_.c_str() + value);
+  const std::string_view r(strings_.c_str() + value);
+  // A replacement that is not UTF-8 (a damaged map, or an offset into the middle of a
+  // character) is no rule: what follows the normalizer reads only valid UTF-8.
+  if (find_invalid_utf8(r) != std::string_view::npos) return std::nullopt;
+  return r;
 }
 
 std::pair<size_t, std::string_view> CharsMap::longest(std::string_view s, size_t pos) const {

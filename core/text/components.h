@@ -75,6 +75,8 @@ class PostProcessor {
   virtual size_t added_tokens(bool pair) const = 0;
   // `a` (and `b`) -> the final encoding with special tokens when `add_special`.
   virtual Encoding process(Encoding a, const Encoding* b, bool add_special) const = 0;
+  // Every id the template can add (checked against the vocabulary when the file is read).
+  virtual std::vector<int32_t> special_ids() const { return {}; }
 };
 
 class Decoder {
@@ -105,7 +107,22 @@ void truncate_and_pad(Encoding& e, const EncodeOptions& options, int32_t pad_id)
 
 // FNV-1a 64 over files' bytes, hex.
 std::string fingerprint_files(const std::vector<std::string>& paths);
-// The whole file; throws config::ConfigError naming it when it cannot be read.
+
+// Limits on what a tokenizer's files may declare (docs/security.md): a small file cannot make
+// the reader allocate, recurse or loop beyond them.
+constexpr size_t kMaxFileBytes = size_t(100) << 20;  // tokenizer.json, .model, *_config.json
+constexpr int kMaxJsonDepth = 64;                    // nesting of [ and {
+// Ids may leave holes: a vocabulary of N entries (and its added tokens) has ids below N + this.
+constexpr int64_t kIdSlack = 65536;
+
+// The whole regular file of at most kMaxFileBytes; throws config::ConfigError naming it
+// otherwise or when it cannot be read.
 std::string read_file(const std::string& path);
+// `text` as JSON nested at most kMaxJsonDepth levels; a ConfigError naming `where` otherwise.
+nlohmann::json parse_json(const std::string& text, const Where& where);
+// An integer id in [0, bound); a ConfigError naming `where`, the value, the bound and
+// `bound_why` (what the bound is) otherwise.
+int32_t get_id(const nlohmann::json& v, int64_t bound, const Where& where,
+               const std::string& bound_why);
 
 }  // namespace sculpt::text::detail

@@ -30,14 +30,8 @@ void check_utf8(std::string_view text) {
 class HfTokenizer : public Tokenizer {
  public:
   HfTokenizer(const std::string& file, const std::string& dir) {
-    const std::string text = read_file(file);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail({file, ""}, std::string("malformed JSON: ") + e.what());
-    }
     const Where root{file, ""};
+    const nlohmann::json j = parse_json(read_file(file), root);
     if (!j.is_object()) fail(root, "expected a JSON object");
     normalizer_ = make_normalizer(j.value("normalizer", nlohmann::json()), root.at("normalizer"));
     pre_tokenizer_ =
@@ -51,13 +45,15 @@ class HfTokenizer : public Tokenizer {
     if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
       const auto& list = j["added_tokens"];
       if (!list.is_array()) fail(root.at("added_tokens"), "expected a list");
+      const int64_t bound = model_->vocab_size() + static_cast<int64_t>(list.size()) + kIdSlack;
       for (size_t i = 0; i < list.size(); ++i) {
         const Where w = root.at("added_tokens").at(i);
         const auto& e = list[i];
-        if (!e.is_object() || !e.contains("id") || !e["id"].is_number_integer())
+        if (!e.is_object() || !e.contains("id"))
           fail(w, "expected {\"id\": ..., \"content\": ...}");
         AddedToken t;
-        t.id = e["id"].get<int32_t>();
+        t.id = get_id(e["id"], bound, w.at("id"),
+                      "the model's ids and the added tokens, plus " + std::to_string(kIdSlack));
         t.content = get_string(e, "content", w);
         t.single_word = get_bool(e, "single_word", w, false);
         t.lstrip = get_bool(e, "lstrip", w, false);
@@ -76,8 +72,17 @@ class HfTokenizer : public Tokenizer {
     files.insert(files.end(), names.files.begin(), names.files.end());
     fingerprint_ = fingerprint_files(files);
 
+    if (vocab_size() == 0)
+      fail(root.at("model").at("vocab"), "no tokens: the tokenizer has no ids");
     if (j.contains("padding") && j["padding"].is_object() && j["padding"].contains("pad_id"))
-      pad_ = j["padding"]["pad_id"].get<int32_t>();
+      pad_ = get_id(j["padding"]["pad_id"], vocab_size(), root.at("padding").at("pad_id"),
+                    "the tokenizer's ids");
+    if (post_)
+      for (const int32_t id : post_->special_ids())
+        if (id < 0 || id >= vocab_size())
+          fail(root.at("post_processor"), "special token id " + std::to_string(id) +
+                                              " is outside the tokenizer's ids [0, " +
+                                              std::to_string(vocab_size()) + ")");
     pad_ = pick(names.pad, {"[PAD]", "<pad>", "<|pad|>"}, pad_);
     unk_ = pick(names.unk, {}, model_->unk_id());
     bos_ = pick(names.bos, {"<s>", "[CLS]", "<|begin_of_text|>", "<|endoftext|>", "<bos>"},
@@ -194,12 +199,7 @@ SpecialTokenNames read_special_token_names(const std::string& dir) {
     if (!fs::exists(f)) continue;
     const std::string text = read_file(f.string());
     names.files.push_back(f.string());
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail({f.string(), ""}, std::string("malformed JSON: ") + e.what());
-    }
+    const nlohmann::json j = parse_json(text, {f.string(), ""});
     if (!j.is_object()) fail({f.string(), ""}, "expected a JSON object");
     if (std::string(name) == "tokenizer_config.json") {
       names.config_json = text;
@@ -221,7 +221,11 @@ SpecialTokenNames read_special_token_names(const std::string& dir) {
 }
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& json_file, const std::string& dir) {
-  return std::make_unique<HfTokenizer>(json_file, dir);
+  try {
+    return std::make_unique<HfTokenizer>(json_file, dir);
+  } catch (const nlohmann::json::exception& e) {  // a value of an unexpected type
+    fail({json_file, ""}, std::string("unexpected JSON: ") + e.what());
+  }
 }
 
 }  // namespace sculpt::text::detail

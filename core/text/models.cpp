@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "core/text/byte_trie.h"
 #include "core/text/components.h"
 #include "core/text/unicode.h"
@@ -20,10 +21,10 @@ namespace {
 Vocab read_vocab_map(const nlohmann::json& j, const Where& where) {
   if (!j.is_object()) fail(where, "expected a map of token -> id");
   Vocab v;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    if (!it.value().is_number_integer()) fail(where.at(it.key()), "expected an integer id");
-    v.add(it.key(), it.value().get<int32_t>());
-  }
+  const int64_t bound = static_cast<int64_t>(j.size()) + kIdSlack;
+  for (auto it = j.begin(); it != j.end(); ++it)
+    v.add(it.key(), get_id(it.value(), bound, where.at(it.key()),
+                           std::to_string(j.size()) + " entries plus " + std::to_string(kIdSlack)));
   v.finish();
   return v;
 }
@@ -48,7 +49,7 @@ class VocabModel : public Model {
     if (const auto* t = vocab_.token(id)) return *t;
     return std::nullopt;
   }
-  int64_t vocab_size() const override { return vocab_.size(); }
+  int64_t vocab_size() const override { return vocab_.id_bound(); }
   std::optional<int32_t> unk_id() const override { return unk_id_; }
 
  protected:
@@ -66,8 +67,12 @@ class BpeModel : public VocabModel {
     fuse_unk_ = get_bool(j, "fuse_unk", where, false);
     byte_fallback_ = get_bool(j, "byte_fallback", where, false);
     ignore_merges_ = get_bool(j, "ignore_merges", where, false);
-    if (j.contains("dropout") && !j["dropout"].is_null() && j["dropout"].get<double>() > 0)
-      fail(where.at("dropout"), "BPE dropout is not supported (it makes ids random)");
+    if (j.contains("dropout") && !j["dropout"].is_null() &&
+        (!j["dropout"].is_number() || j["dropout"].get<double>() != 0))
+      fail(where.at("dropout"),
+           "BPE dropout is not supported (it makes ids random): expected "
+           "null or 0, got " +
+               j["dropout"].dump().substr(0, 80));
     if (unk_token_) {
       unk_id_ = vocab_.find(*unk_token_);
     }
@@ -233,6 +238,8 @@ class WordPieceModel : public VocabModel {
     prefix_ = get_string(j, "continuing_subword_prefix", where, std::string("##"));
     if (j.contains("max_input_chars_per_word") && j["max_input_chars_per_word"].is_number_integer())
       max_chars_ = j["max_input_chars_per_word"].get<int64_t>();
+    for (int32_t id = 0; id < vocab_.id_bound(); ++id)
+      if (const auto* t = vocab_.token(id)) longest_ = std::max(longest_, t->size());
   }
   void tokenize(std::string_view word, std::vector<int32_t>& out) const override {
     int64_t chars = 0;
@@ -245,7 +252,12 @@ class WordPieceModel : public VocabModel {
     const size_t first = out.size();
     size_t start = 0;
     while (start < word.size()) {
-      size_t end = word.size();
+      // No token is longer than the longest in the vocabulary (a long word costs
+      // O(length x longest), whatever max_input_chars_per_word allows).
+      size_t end = std::min(word.size(), start + longest_);
+      while (end > start && end < word.size() &&
+             (static_cast<unsigned char>(word[end]) & 0xC0) == 0x80)
+        --end;
       std::optional<int32_t> found;
       while (start < end) {
         std::string_view sub = word.substr(start, end - start);
@@ -271,11 +283,12 @@ class WordPieceModel : public VocabModel {
  private:
   std::string prefix_;
   int64_t max_chars_ = 100;
+  size_t longest_ = 0;  // bytes of the longest token
 };
 
 class WordLevelModel : public VocabModel {
  public:
-  WordLevelModel(const nlohmann::json& j, const Where& where) {
+  WordLevelModel(const nlohmann::json& j, const Where& where) : file_(where.file) {
     vocab_ = read_vocab_map(member(j, "vocab", where), where.at("vocab"));
     if (const auto unk = optional_string(j, "unk_token", where)) unk_id_ = vocab_.find(*unk);
   }
@@ -285,14 +298,17 @@ class WordLevelModel : public VocabModel {
     else if (unk_id_)
       out.push_back(*unk_id_);
     else
-      throw std::runtime_error("WordLevel: '" + std::string(word) +
-                               "' is not in the vocabulary and there is no unk_token");
+      throw UserError("'" + std::string(word.substr(0, 80)) + "' is not in the vocabulary of " +
+                      file_ + " (a WordLevel model without unk_token)");
   }
+
+ private:
+  std::string file_;
 };
 
 class UnigramModel : public Model {
  public:
-  UnigramModel(const nlohmann::json& j, const Where& where) {
+  UnigramModel(const nlohmann::json& j, const Where& where) : file_(where.file) {
     const auto& list = member(j, "vocab", where);
     if (!list.is_array()) fail(where.at("vocab"), "expected a list of [piece, score]");
     scores_.reserve(list.size());
@@ -313,11 +329,9 @@ class UnigramModel : public Model {
       trie_.add(piece, *vocab_.find(piece));
     }
     trie_.finish();
-    if (j.contains("unk_id") && j["unk_id"].is_number_integer()) {
-      unk_id_ = j["unk_id"].get<int32_t>();
-      if (*unk_id_ < 0 || static_cast<size_t>(*unk_id_) >= list.size())
-        fail(where.at("unk_id"), "out of range");
-    }
+    if (j.contains("unk_id") && j["unk_id"].is_number_integer())
+      unk_id_ = get_id(j["unk_id"], static_cast<int64_t>(list.size()), where.at("unk_id"),
+                       "the vocabulary's entries");
     byte_fallback_ = get_bool(j, "byte_fallback", where, false);
     if (byte_fallback_)
       for (int b = 0; b < 256; ++b) {
@@ -339,7 +353,7 @@ class UnigramModel : public Model {
     size_t pos = 0;
     while (pos < s.size()) {
       const double here = best[pos].score;
-      const size_t mblen = char_len(static_cast<unsigned char>(s[pos]));
+      const size_t mblen = std::min(char_len(static_cast<unsigned char>(s[pos])), s.size() - pos);
       bool single = false;
       trie_.prefixes(s, pos, [&](size_t end, int32_t id) {
         const double cand = here + scores_[static_cast<size_t>(id)];
@@ -349,8 +363,9 @@ class UnigramModel : public Model {
       });
       if (!single) {
         if (!unk_id_)
-          throw std::runtime_error(
-              "Unigram: a character is not in the vocabulary and there is no unk_id");
+          throw UserError("'" + std::string(s.substr(pos, mblen)) +
+                          "' is not in the vocabulary of " + file_ +
+                          " (a Unigram model without unk_id)");
         auto& t = best[pos + mblen];
         const double cand = here + unk_score;
         if (t.start < 0 || cand > t.score) t = {cand, static_cast<int32_t>(pos), *unk_id_};
@@ -402,6 +417,7 @@ class UnigramModel : public Model {
   std::optional<int32_t> unk_id() const override { return unk_id_; }
 
  private:
+  std::string file_;
   Vocab vocab_;
   std::vector<double> scores_;
   double min_score_ = 0.0;

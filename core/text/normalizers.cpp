@@ -86,11 +86,12 @@ class StripNormalizer : public Normalizer {
 // A `pattern` of Replace / Split: {"String": "..."} or {"Regex": "..."}.
 std::unique_ptr<Regex> make_pattern(const nlohmann::json& j, const Where& where) {
   const auto& p = member(j, "pattern", where);
+  const std::string origin = where.file + ": " + where.at("pattern").path;
   try {
     if (p.is_object() && p.contains("String") && p["String"].is_string())
-      return std::make_unique<Regex>(regex_escape(p["String"].get<std::string>()));
+      return std::make_unique<Regex>(regex_escape(p["String"].get<std::string>()), origin);
     if (p.is_object() && p.contains("Regex") && p["Regex"].is_string())
-      return std::make_unique<Regex>(p["Regex"].get<std::string>());
+      return std::make_unique<Regex>(p["Regex"].get<std::string>(), origin);
   } catch (const std::invalid_argument& e) {
     fail(where.at("pattern"), e.what());
   }

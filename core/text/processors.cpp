@@ -60,13 +60,25 @@ class TemplateProcessor : public PostProcessor {
     out.attention_mask.assign(out.ids.size(), 1);
     return out;
   }
+  std::vector<int32_t> special_ids() const override {
+    std::vector<int32_t> ids;
+    for (const auto* items : {&single_, &pair_})
+      for (const auto& it : *items) ids.insert(ids.end(), it.ids.begin(), it.ids.end());
+    return ids;
+  }
 
  private:
   std::vector<TemplateItem> single_, pair_;
 };
 
+// A template item's type_id: a small integer (the data files store one byte per id).
+int32_t type_id(const nlohmann::json& s, const Where& where) {
+  if (!s.is_object() || !s.contains("type_id")) return 0;
+  return get_id(s["type_id"], 256, where.at("type_id"), "token type ids are bytes");
+}
+
 std::vector<TemplateItem> parse_template(const nlohmann::json& j, const nlohmann::json& specials,
-                                         const Where& where) {
+                                         const Where& where, const Where& specials_where) {
   if (!j.is_array()) fail(where, "expected a list of template items");
   std::vector<TemplateItem> items;
   for (size_t i = 0; i < j.size(); ++i) {
@@ -76,15 +88,18 @@ std::vector<TemplateItem> parse_template(const nlohmann::json& j, const nlohmann
     if (e.is_object() && e.contains("SpecialToken")) {
       const auto& s = e["SpecialToken"];
       const std::string name = get_string(s, "id", w.at("SpecialToken"));
-      if (s.contains("type_id")) item.type_id = s["type_id"].get<int32_t>();
+      item.type_id = type_id(s, w.at("SpecialToken"));
       if (!specials.is_object() || !specials.contains(name))
         fail(w, "special token '" + name + "' is not in special_tokens");
-      const auto& ids = specials[name]["ids"];
-      for (const auto& id : ids) item.ids.push_back(id.get<int32_t>());
+      const Where ws = specials_where.at(name);
+      const auto& ids = member(specials[name], "ids", ws);
+      if (!ids.is_array() || ids.size() > 64) fail(ws.at("ids"), "expected a list of up to 64 ids");
+      for (size_t k = 0; k < ids.size(); ++k)
+        item.ids.push_back(get_id(ids[k], INT32_MAX, ws.at("ids").at(k), "an int32"));
     } else if (e.is_object() && e.contains("Sequence")) {
       const auto& s = e["Sequence"];
       const std::string name = get_string(s, "id", w.at("Sequence"));
-      if (s.contains("type_id")) item.type_id = s["type_id"].get<int32_t>();
+      item.type_id = type_id(s, w.at("Sequence"));
       if (name != "A" && name != "B") fail(w.at("Sequence.id"), "expected A or B, got " + name);
       item.sequence = name == "A" ? 0 : 1;
     } else {
@@ -99,7 +114,7 @@ int32_t pair_id(const nlohmann::json& j, const char* key, const Where& where) {
   const auto& p = member(j, key, where);
   if (!p.is_array() || p.size() != 2 || !p[1].is_number_integer())
     fail(where.at(key), "expected [token, id], got " + p.dump());
-  return p[1].get<int32_t>();
+  return get_id(p[1], INT32_MAX, where.at(key).at(1), "an int32");
 }
 
 // ---- decoders ----
@@ -341,8 +356,10 @@ std::unique_ptr<PostProcessor> make_post_processor(const nlohmann::json& j, cons
   if (type == "TemplateProcessing") {
     const auto& specials = j.contains("special_tokens") ? j["special_tokens"] : nlohmann::json();
     return std::make_unique<TemplateProcessor>(
-        parse_template(member(j, "single", where), specials, where.at("single")),
-        parse_template(member(j, "pair", where), specials, where.at("pair")));
+        parse_template(member(j, "single", where), specials, where.at("single"),
+                       where.at("special_tokens")),
+        parse_template(member(j, "pair", where), specials, where.at("pair"),
+                       where.at("special_tokens")));
   }
   if (type == "BertProcessing" || type == "RobertaProcessing") {
     const int32_t cls = pair_id(j, "cls", where), sep = pair_id(j, "sep", where);
@@ -397,7 +414,11 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const Where& wher
     const std::string c = get_string(j, "content", where);
     size_t i = 0;
     const char32_t ch = c.empty() ? 0 : next_char(c, i);
-    return std::make_unique<StripDecoder>(ch, j.value("start", 0), j.value("stop", 0));
+    auto count = [&](const char* key) -> size_t {
+      if (!j.contains(key) || j[key].is_null()) return 0;
+      return static_cast<size_t>(get_id(j[key], INT32_MAX, where.at(key), "a count"));
+    };
+    return std::make_unique<StripDecoder>(ch, count("start"), count("stop"));
   }
   if (type == "Replace")
     return std::make_unique<ReplaceDecoder>(make_split_pattern(j, where),

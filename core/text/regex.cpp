@@ -4,6 +4,9 @@
 #include <pcre2.h>
 
 #include <stdexcept>
+#include <utility>
+
+#include "core/error.h"
 
 namespace sculpt::text {
 
@@ -26,7 +29,8 @@ ThreadMatchState& thread_state() {
 }
 }  // namespace
 
-Regex::Regex(const std::string& pattern) : pattern_(pattern) {
+Regex::Regex(const std::string& pattern, std::string origin)
+    : pattern_(pattern), origin_(std::move(origin)) {
   int err = 0;
   PCRE2_SIZE offset = 0;
   auto* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
@@ -56,7 +60,13 @@ void Regex::find_all(std::string_view s, std::vector<std::pair<size_t, size_t>>&
         pcre2_match(code, subject, s.size(), pos, PCRE2_NO_UTF_CHECK, st.data, st.context);
     if (rc < 0) {
       if (rc == PCRE2_ERROR_NOMATCH) break;
-      throw std::runtime_error("regex match failed (PCRE2 error " + std::to_string(rc) + ")");
+      // The match or backtracking limits (a pattern that backtracks exponentially): an error
+      // about the tokenizer's pattern, not a crash.
+      PCRE2_UCHAR buf[256];
+      pcre2_get_error_message(rc, buf, sizeof(buf));
+      throw UserError((origin_.empty() ? "" : origin_ + ": ") + "the pattern '" +
+                      pattern_.substr(0, 120) +
+                      "' cannot be matched on this text: " + reinterpret_cast<const char*>(buf));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(st.data);
     const size_t start = ov[0], end = ov[1];

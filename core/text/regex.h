@@ -13,7 +13,9 @@ namespace sculpt::text {
 class Regex {
  public:
   // Throws std::invalid_argument with PCRE2's message when `pattern` does not compile.
-  explicit Regex(const std::string& pattern);
+  // `origin` (a file and JSON path) starts the message of a match that fails: PCRE2's match
+  // limits stop a pattern that backtracks without end, as a UserError.
+  explicit Regex(const std::string& pattern, std::string origin = "");
   ~Regex();
   Regex(const Regex&) = delete;
   Regex& operator=(const Regex&) = delete;
@@ -23,7 +25,7 @@ class Regex {
   const std::string& pattern() const { return pattern_; }
 
  private:
-  std::string pattern_;
+  std::string pattern_, origin_;
   void* code_ = nullptr;  // pcre2_code_8
 };
 

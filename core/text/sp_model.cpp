@@ -79,6 +79,19 @@ Wire wire_of(std::string_view s) {
 }
 
 constexpr std::string_view kSpace = "\xE2\x96\x81";
+
+// The byte of a BYTE piece "<0xHH>", or -1 when the text is not that.
+int byte_of_piece(std::string_view t) {
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                  : -1;
+  };
+  if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>' || hex(t[3]) < 0 || hex(t[4]) < 0)
+    return -1;
+  return hex(t[3]) * 16 + hex(t[4]);
+}
 constexpr float kUnkPenalty = 10.0f;
 
 }  // namespace
@@ -92,8 +105,12 @@ std::unique_ptr<SpEncoder> SpEncoder::from_proto(std::string_view serialized, st
   int model_type = 1;
   bool suffix = false;
   Wire w = wire_of(serialized);
+  const auto* base = reinterpret_cast<const uint8_t*>(serialized.data());
+  // "at byte N": where the message that does not parse starts in the file.
+  auto at = [&](const uint8_t* p) { return " at byte " + std::to_string(p - base); };
   uint32_t field, wire;
   while (w.next(field, wire)) {
+    const uint8_t* start = w.p;
     if (field == 1 && wire == 2) {  // pieces
       Wire pw = wire_of(w.bytes());
       Piece piece;
@@ -109,7 +126,9 @@ std::unique_ptr<SpEncoder> SpEncoder::from_proto(std::string_view serialized, st
         else
           pw.skip(t);
       }
-      if (!pw.ok) return bad("not a SentencePiece model (a piece does not parse)");
+      if (!pw.ok)
+        return bad("not a SentencePiece model (piece " + std::to_string(e->pieces_.size()) +
+                   " does not parse" + at(start) + ")");
       e->pieces_.push_back(std::move(piece));
     } else if (field == 2 && wire == 2) {  // trainer_spec
       Wire tw = wire_of(w.bytes());
@@ -122,7 +141,8 @@ std::unique_ptr<SpEncoder> SpEncoder::from_proto(std::string_view serialized, st
         else
           tw.skip(t);
       }
-      if (!tw.ok) return bad("not a SentencePiece model (trainer_spec does not parse)");
+      if (!tw.ok)
+        return bad("not a SentencePiece model (trainer_spec does not parse" + at(start) + ")");
     } else if (field == 3 && wire == 2) {  // normalizer_spec
       Wire nw = wire_of(w.bytes());
       uint32_t f, t;
@@ -130,7 +150,9 @@ std::unique_ptr<SpEncoder> SpEncoder::from_proto(std::string_view serialized, st
         if (f == 2 && t == 2) {
           const std::string_view blob = nw.bytes();
           if (!blob.empty() && !e->charsmap_.parse(blob))
-            return bad("not a SentencePiece model (precompiled_charsmap)");
+            return bad(
+                "not a SentencePiece model (normalizer_spec.precompiled_charsmap: its "
+                "trie size does not fit)");
         } else if (f == 3 && t == 0)
           e->add_dummy_prefix_ = nw.varint() != 0;
         else if (f == 4 && t == 0)
@@ -140,13 +162,16 @@ std::unique_ptr<SpEncoder> SpEncoder::from_proto(std::string_view serialized, st
         else
           nw.skip(t);
       }
-      if (!nw.ok) return bad("not a SentencePiece model (normalizer_spec does not parse)");
+      if (!nw.ok)
+        return bad("not a SentencePiece model (normalizer_spec does not parse" + at(start) + ")");
     } else {
       w.skip(wire);
     }
   }
-  if (!w.ok || e->pieces_.empty())
-    return bad("not a SentencePiece model (no pieces could be read)");
+  if (!w.ok)
+    return bad("not a SentencePiece model (the protobuf does not parse" + at(std::min(w.p, w.end)) +
+               " of " + std::to_string(serialized.size()) + ")");
+  if (e->pieces_.empty()) return bad("not a SentencePiece model (no pieces)");
   if (suffix) return bad("unsupported SentencePiece model: treat_whitespace_as_suffix");
   if (model_type != 1 && model_type != 2)
     return bad("unsupported SentencePiece model type " + std::to_string(model_type) +
@@ -160,8 +185,11 @@ std::unique_ptr<SpEncoder> SpEncoder::from_proto(std::string_view serialized, st
     const auto& p = e->pieces_[i];
     const auto id = static_cast<int32_t>(i);
     if (p.type == 4)
-      return bad("unsupported SentencePiece model: user-defined piece '" + p.text +
-                 "' (supported: normal, unknown, control, byte and unused pieces)");
+      return bad("unsupported SentencePiece model: user-defined piece " + std::to_string(i) +
+                 " (supported: normal, unknown, control, byte and unused pieces)");
+    if (p.type < 1 || p.type > 6)
+      return bad("not a SentencePiece model (piece " + std::to_string(i) + " has type " +
+                 std::to_string(p.type) + ")");
     if (p.type == 1 || p.type == 5)
       e->normal_[p.text] = id;
     else
@@ -171,9 +199,13 @@ std::unique_ptr<SpEncoder> SpEncoder::from_proto(std::string_view serialized, st
       e->max_score_ = std::max(e->max_score_, p.score);
     }
     if (p.type == 2) e->unk_ = id, has_unk = true;
-    if (p.type == 6 && p.text.size() == 6) {
+    if (p.type == 6) {
+      const int b = byte_of_piece(p.text);
+      if (b < 0)
+        return bad("not a SentencePiece model (byte piece " + std::to_string(i) +
+                   " is not <0xHH>)");
       e->byte_fallback_ = true;
-      e->byte_ids_[std::stoi(p.text.substr(3, 2), nullptr, 16)] = id;
+      e->byte_ids_[b] = id;
     }
   }
   if (!has_unk) return bad("not a SentencePiece model (no unknown piece)");
@@ -437,7 +469,7 @@ std::string SpEncoder::decode(const std::vector<int32_t>& ids) const {
     if (id < 0 || id >= size()) continue;
     const auto& p = pieces_[static_cast<size_t>(id)];
     if (p.type == 6) {
-      bytes += static_cast<char>(std::stoi(p.text.substr(3, 2), nullptr, 16));
+      bytes += static_cast<char>(byte_of_piece(p.text));
       at_start = false;
       continue;
     }

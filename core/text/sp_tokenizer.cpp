@@ -34,18 +34,21 @@ class SpTokenizer : public Tokenizer {
     std::vector<AddedToken> added;
     bool add_bos = false, add_eos = false;
     if (!names.config_json.empty()) {
-      const auto j = nlohmann::json::parse(names.config_json);
       const Where root{(std::filesystem::path(dir) / "tokenizer_config.json").string(), ""};
+      const auto j = parse_json(names.config_json, root);
       if (j.contains("added_tokens_decoder") && j["added_tokens_decoder"].is_object()) {
         for (auto it = j["added_tokens_decoder"].begin(); it != j["added_tokens_decoder"].end();
              ++it) {
           const Where w = root.at("added_tokens_decoder").at(it.key());
           AddedToken t;
-          try {
-            t.id = std::stoi(it.key());
-          } catch (const std::exception&) {
-            fail(w, "expected an integer id as the key");
-          }
+          const std::string& key = it.key();
+          const int64_t bound = sp_->size() + kIdSlack;
+          int64_t id = key.empty() || key.size() > 10 ? -1 : 0;
+          for (const char c : key) id = c >= '0' && c <= '9' && id >= 0 ? id * 10 + (c - '0') : -1;
+          if (id < 0 || id >= bound)
+            fail(w, "expected an id in [0, " + std::to_string(bound) +
+                        ") as the key (the model's pieces plus " + std::to_string(kIdSlack) + ")");
+          t.id = static_cast<int32_t>(id);
           t.content = get_string(it.value(), "content", w);
           t.single_word = get_bool(it.value(), "single_word", w, false);
           t.lstrip = get_bool(it.value(), "lstrip", w, false);
@@ -176,7 +179,12 @@ class SpTokenizer : public Tokenizer {
 
 std::unique_ptr<Tokenizer> load_sp_tokenizer(const std::string& model_file,
                                              const std::string& dir) {
-  return std::make_unique<SpTokenizer>(model_file, dir);
+  try {
+    return std::make_unique<SpTokenizer>(model_file, dir);
+  } catch (const nlohmann::json::exception& e) {  // tokenizer_config.json: an unexpected type
+    fail({(std::filesystem::path(dir) / "tokenizer_config.json").string(), ""},
+         std::string("unexpected JSON: ") + e.what());
+  }
 }
 
 }  // namespace sculpt::text::detail

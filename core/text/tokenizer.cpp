@@ -95,11 +95,61 @@ void truncate_and_pad(Encoding& e, const EncodeOptions& options, int32_t pad_id)
 }
 
 std::string read_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec))
+    fail({path, ""}, fs::exists(path, ec) ? "not a regular file" : "no such file");
+  const auto size = fs::file_size(path, ec);
+  if (ec) fail({path, ""}, "cannot read the file");
+  if (size > kMaxFileBytes)
+    fail({path, ""}, "the file holds " + std::to_string(size) +
+                         " bytes, more than a tokenizer file may (" +
+                         std::to_string(kMaxFileBytes >> 20) + " MiB)");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail({path, ""}, "cannot read the file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  std::string out(static_cast<size_t>(size), '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
+  out.resize(static_cast<size_t>(in.gcount()));
+  return out;
+}
+
+nlohmann::json parse_json(const std::string& text, const Where& where) {
+  // Nesting first (a flat scan): every reader here recurses over the values it reads, and
+  // nlohmann::json's dump() over the values it prints.
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth)
+        fail(where, "JSON nested deeper than " + std::to_string(kMaxJsonDepth) +
+                        " levels (at byte offset " + std::to_string(i) + ")");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(where, std::string("malformed JSON: ") + e.what());
+  }
+}
+
+int32_t get_id(const nlohmann::json& v, int64_t bound, const Where& where,
+               const std::string& bound_why) {
+  if (!v.is_number_integer()) fail(where, "expected an integer id, got " + v.dump().substr(0, 80));
+  const bool negative = v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0;
+  if (negative || v.get<uint64_t>() >= static_cast<uint64_t>(bound))
+    fail(where,
+         "id " + v.dump() + " is outside [0, " + std::to_string(bound) + ") (" + bound_why + ")");
+  return static_cast<int32_t>(v.get<int64_t>());
 }
 
 std::string fingerprint_files(const std::vector<std::string>& paths) {

@@ -14,6 +14,7 @@ extern "C" int sculpt_fuzz_config(const uint8_t* data, size_t size);
 extern "C" int sculpt_fuzz_safetensors(const uint8_t* data, size_t size);
 extern "C" int sculpt_fuzz_data(const uint8_t* data, size_t size);
 extern "C" int sculpt_fuzz_hf_config(const uint8_t* data, size_t size);
+extern "C" int sculpt_fuzz_tokenizer(const uint8_t* data, size_t size);
 
 namespace fs = std::filesystem;
 
@@ -70,4 +71,39 @@ TEST_CASE("sanitize: the IDX, CSV and jsonl readers take every seed and hostile 
 TEST_CASE("sanitize: the Hugging Face config.json reader takes every seed and hostile file",
           "[sanitize]") {
   replay(sculpt_fuzz_hf_config, kFuzz / "hf_config" / "corpus");
+}
+
+TEST_CASE("sanitize: the tokenizer readers take every seed and hostile tokenizer", "[sanitize]") {
+  replay(sculpt_fuzz_tokenizer, kFuzz / "tokenizer" / "corpus");
+  size_t n = 0;
+  for (const auto& p : files_under(kHostile / "tokenizer")) {
+    const std::string name = p.filename().string();
+    if (name != "tokenizer.json" && name != "tokenizer.model") continue;
+    INFO(p.string());
+    // byte 0: a .model file or not; byte 1: 0 (the harness's own text)
+    const std::string b = std::string(1, name == "tokenizer.model" ? '\x01' : '\x00') +
+                          std::string(1, '\0') + bytes_of(p);
+    CHECK(sculpt_fuzz_tokenizer(reinterpret_cast<const uint8_t*>(b.data()), b.size()) == 0);
+    ++n;
+  }
+  CHECK(n > 40);
+}
+
+TEST_CASE("sanitize: the text dataset readers take every hostile text file", "[sanitize]") {
+  size_t n = 0;
+  const std::vector<std::string> formats = {".jsonl", ".csv", ".tsv", ".txt"};
+  for (const auto& p : files_under(kHostile / "text")) {
+    const std::string name = p.filename().string();
+    if (name.rfind("data.", 0) != 0 || name == "data.yaml") continue;
+    char format = 0;
+    for (size_t k = 0; k < formats.size(); ++k)
+      if (name.find(formats[k]) != std::string::npos) format = static_cast<char>(k);
+    INFO(p.string());
+    for (const char selector : {'\x03', '\x05'}) {  // the records, the whole dataset
+      const std::string b = std::string(1, selector) + std::string(1, format) + bytes_of(p);
+      CHECK(sculpt_fuzz_data(reinterpret_cast<const uint8_t*>(b.data()), b.size()) == 0);
+    }
+    ++n;
+  }
+  CHECK(n > 20);
 }

@@ -14,6 +14,9 @@ Large inputs (a 8 MiB YAML, a YAML of 300k values, a gzip bomb) are written by t
 """
 import gzip, json, os, random, shutil, struct, sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import protobuf_wire  # noqa: E402  (tests/support/protobuf_wire.py)
+
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cases")
 shutil.rmtree(root, ignore_errors=True)
 rng = random.Random(28)
@@ -214,6 +217,186 @@ hf("index_shard_garbage", tiny_gpt2, None, {"model.safetensors.index.json": json
 hf("index_shard_lacks_tensor", tiny_gpt2, None, {"model.safetensors.index.json": json.dumps({"weight_map": {"wpe.weight": "s.safetensors"}}),
                                                  "s.safetensors": ok_shard})
 hf("index_deep_json", tiny_gpt2, None, {"model.safetensors.index.json": "{\"weight_map\": " + "[" * 20000 + "]" * 20000 + "}"})
+
+# ---- tokenizers (tokenizer.json, SentencePiece .model) and text datasets (data.name: text) ----
+# _good/ holds a working tokenizer and data file; tokenizer/NAME/ is read as data.tokenizer
+# with _good/train.jsonl, text/NAME/ (data.<ext>, optional test.<ext>, data.yaml: more data
+# keys, expect.txt: what the message must name instead of the folder) with _good/tokenizer.
+words = ["<unk>", "<pad>", "the", "cat", "sat", "on", "a", "mat", "dog", "ran", "far", "aaaa"]
+good_tok = {"version": "1.0", "added_tokens": [{"id": 1, "content": "<pad>", "special": True}],
+            "normalizer": {"type": "Lowercase"}, "pre_tokenizer": {"type": "WhitespaceSplit"},
+            "model": {"type": "WordLevel", "vocab": {w: i for i, w in enumerate(words)},
+                      "unk_token": "<unk>"}}
+write("_good/tokenizer/tokenizer.json", json.dumps(good_tok))
+write("_good/train.jsonl", "".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in [
+    ("the cat sat", "pos"), ("a dog ran far", "neg"), ("the mat", "pos"), ("zebra crossing", "neg"),
+    ("a" * 40, "pos"), ("the dog sat on a mat", "neg")]))
+
+
+def tokenizer(name, body, rel="tokenizer.json", extra=None):
+    write(f"tokenizer/{name}/{rel}", body if isinstance(body, (bytes, str)) else json.dumps(body))
+    for r, data in (extra or {}).items():
+        write(f"tokenizer/{name}/{r}", data)
+
+
+def with_model(model, **parts):
+    j = dict(good_tok, model=model)
+    j.update(parts)
+    return j
+
+
+def wordlevel(vocab, unk="<unk>"):
+    return with_model({"type": "WordLevel", "vocab": vocab, "unk_token": unk})
+
+
+good_vocab = good_tok["model"]["vocab"]
+tokenizer("not_json", "{\"model\": ")
+tokenizer("empty", "")
+tokenizer("binary_garbage", garbage(3000))
+tokenizer("top_level_array", "[1, 2, 3]")
+tokenizer("deep_json", "{\"model\": " + "[" * 20000 + "]" * 20000 + "}")
+nested = {"type": "Lowercase"}
+for _ in range(100):
+    nested = {"type": "Sequence", "normalizers": [nested]}
+tokenizer("deep_sequence", dict(good_tok, normalizer=nested))
+tokenizer("model_missing", {k: v for k, v in good_tok.items() if k != "model"})
+tokenizer("model_type_unknown", with_model({"type": "CharLevel", "vocab": good_vocab}))
+tokenizer("vocab_id_huge", wordlevel(dict(good_vocab, zebra=2 ** 31 - 1)))
+tokenizer("vocab_id_1e12", wordlevel(dict(good_vocab, zebra=10 ** 12)))
+tokenizer("vocab_id_negative", wordlevel(dict(good_vocab, zebra=-5)))
+tokenizer("vocab_id_float", wordlevel(dict(good_vocab, zebra=3.5)))
+tokenizer("vocab_not_map", wordlevel([1, 2, 3]))
+tokenizer("vocab_empty", dict(wordlevel({}), added_tokens=[]))
+tokenizer("added_token_id_huge", dict(good_tok, added_tokens=[{"id": 2 ** 31 - 2, "content": "<x>"}]))
+tokenizer("added_token_not_object", dict(good_tok, added_tokens=["<x>"]))
+bpe_vocab = {"<unk>": 0, "a": 1, "b": 2, "ab": 3}
+tokenizer("merges_unknown_token", with_model({"type": "BPE", "vocab": bpe_vocab, "merges": ["a x"]}))
+tokenizer("merged_token_unknown", with_model({"type": "BPE", "vocab": bpe_vocab, "merges": ["b a"]}))
+tokenizer("merges_not_pairs", with_model({"type": "BPE", "vocab": bpe_vocab, "merges": ["abc"]}))
+tokenizer("merges_not_list", with_model({"type": "BPE", "vocab": bpe_vocab, "merges": {"a": "b"}}))
+tokenizer("bpe_dropout_string", with_model({"type": "BPE", "vocab": bpe_vocab, "merges": [], "dropout": "0.1"}))
+tokenizer("pad_id_string", dict(good_tok, padding={"pad_id": "zero"}))
+tokenizer("pad_id_outside_vocab", dict(good_tok, padding={"pad_id": 5000}))
+single = [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]
+tokenizer("template_special_missing", dict(good_tok, post_processor={
+    "type": "TemplateProcessing", "single": single, "pair": single, "special_tokens": {}}))
+tokenizer("template_id_outside_vocab", dict(good_tok, post_processor={
+    "type": "TemplateProcessing", "single": single, "pair": single,
+    "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [99999999], "tokens": ["[CLS]"]}}}))
+tokenizer("template_ids_not_list", dict(good_tok, post_processor={
+    "type": "TemplateProcessing", "single": single, "pair": single,
+    "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": "0"}}}))
+tokenizer("template_type_id_huge", dict(good_tok, post_processor={
+    "type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 4096}}], "pair": single,
+    "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [0]}}}))
+tokenizer("regex_does_not_compile", dict(good_tok, pre_tokenizer={
+    "type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated", "invert": False}))
+# Exponential backtracking on _good/train.jsonl's line of 40 a's: stopped by PCRE2's limits.
+tokenizer("regex_backtracking", dict(good_tok, pre_tokenizer={
+    "type": "Split", "pattern": {"Regex": "(a+a+)+[^a]"}, "behavior": "Isolated", "invert": False}))
+tokenizer("precompiled_not_base64", dict(good_tok, normalizer={"type": "Precompiled", "precompiled_charsmap": "%%%"}))
+tokenizer("precompiled_bad_trie", dict(good_tok, normalizer={"type": "Precompiled", "precompiled_charsmap": "//8AAAAA"}))
+tokenizer("normalizer_unknown", dict(good_tok, normalizer={"type": "NFKZ"}))
+tokenizer("pre_tokenizer_unknown", dict(good_tok, pre_tokenizer={"type": "SplitEverything"}))
+tokenizer("decoder_unknown", dict(good_tok, decoder={"type": "Reverse"}))
+tokenizer("strip_decoder_start_string", dict(good_tok, decoder={"type": "Strip", "content": " ", "start": "1", "stop": 0}))
+# No unknown token: _good/train.jsonl's "zebra" cannot be encoded (an error naming data file,
+# line and the tokenizer).
+tokenizer("wordlevel_no_unk", wordlevel({w: i for i, w in enumerate(words)}, None))
+tokenizer("unigram_no_unk", with_model({"type": "Unigram", "vocab": [[w, -1.0] for w in words]}))
+tokenizer("unigram_unk_id_outside", with_model({"type": "Unigram", "unk_id": 4096, "vocab": [[w, -1.0] for w in words]}))
+tokenizer("tokenizer_config_garbage", good_tok, extra={"tokenizer_config.json": garbage(500)})
+tokenizer("special_tokens_map_deep", good_tok, extra={"special_tokens_map.json": "{\"pad_token\": " + "[" * 5000 + "]" * 5000 + "}"})
+tokenizer("no_tokenizer_files", "just notes\n", rel="README.txt")
+tokenizer("folder_named_tokenizer_json", "x\n", rel="tokenizer.json/inside.txt")
+
+
+# SentencePiece .model files (ModelProto: pieces 1, trainer_spec 2, normalizer_spec 3).
+pb_varint = protobuf_wire.varint
+pb = protobuf_wire.field
+
+
+def sp(pieces, model_type=1, trainer=b"", normalizer=b""):
+    out = b"".join(pb(1, pb(1, t.encode() if isinstance(t, str) else t) + pb(2, float(s)) + pb(3, k))
+                   for t, s, k in pieces)
+    return out + pb(2, pb(3, model_type) + trainer) + pb(3, pb(3, 1) + pb(4, 1) + pb(5, 1) + normalizer)
+
+
+sp_pieces = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3), ("\u2581", -2.0, 1)] + \
+            [(c, -3.0, 1) for c in "abcdefghijklmnopqrstuvwxyz"] + [("\u2581the", -1.0, 1)]
+good_sp = sp(sp_pieces)
+
+
+def sp_case(name, body):
+    tokenizer(name, body, rel="tokenizer.model")
+
+
+sp_case("sp_empty", b"")
+sp_case("sp_binary_garbage", garbage(2000))
+sp_case("sp_truncated", good_sp[: len(good_sp) // 2])
+sp_case("sp_huge_varint_length", pb_varint(1 << 3 | 2) + pb_varint(1 << 62) + b"\x0a\x01a")
+sp_case("sp_piece_huge_varint_length", pb(1, pb_varint(1 << 3 | 2) + pb_varint(2 ** 63)) + good_sp)
+sp_case("sp_varint_too_long", b"\x0a" + b"\xff" * 20)
+sp_case("sp_wrong_model_type", sp(sp_pieces, model_type=3))
+sp_case("sp_byte_piece_not_hex", sp(sp_pieces + [("<0xZZ>", 0.0, 6)]))
+sp_case("sp_byte_piece_negative", sp(sp_pieces + [("<0x-1>", 0.0, 6)]))
+sp_case("sp_byte_piece_short", sp(sp_pieces + [("<0", 0.0, 6)]))
+sp_case("sp_no_unk", sp(sp_pieces[1:]))
+sp_case("sp_user_defined", sp(sp_pieces + [("<x>", 0.0, 4)]))
+sp_case("sp_piece_type_99", sp(sp_pieces + [("q", 0.0, 99)]))
+sp_case("sp_whitespace_suffix", sp(sp_pieces, trainer=pb(24, 1)))
+sp_case("sp_charsmap_bad_trie", sp(sp_pieces, normalizer=pb(2, b"\xff\xff\x00\x00abcd")))
+sp_case("sp_no_pieces", sp([]))
+tokenizer("sp_added_tokens_bad_id", good_sp, rel="tokenizer.model",
+          extra={"tokenizer_config.json": json.dumps({"added_tokens_decoder": {"1e9": {"content": "<x>"}}})})
+tokenizer("sp_added_tokens_id_huge", good_sp, rel="tokenizer.model",
+          extra={"tokenizer_config.json": json.dumps({"added_tokens_decoder": {"2147483647": {"content": "<x>"}}})})
+tokenizer("sp_config_deep", good_sp, rel="tokenizer.model",
+          extra={"tokenizer_config.json": "{\"add_bos_token\": " + "[" * 5000 + "]" * 5000 + "}"})
+tokenizer("sp_config_add_bos_string", good_sp, rel="tokenizer.model",
+          extra={"tokenizer_config.json": json.dumps({"add_bos_token": "yes"})})
+
+
+def text(name, files, yaml=None, expect=None):
+    for rel, data in files.items():
+        write(f"text/{name}/{rel}", data)
+    if yaml:
+        write(f"text/{name}/data.yaml", yaml + "\n")
+    if expect:
+        write(f"text/{name}/expect.txt", expect)
+
+
+line = lambda t, l: json.dumps({"text": t, "label": l}) + "\n"
+ok_lines = line("the cat", "pos") + line("a dog", "neg")
+text("invalid_utf8_jsonl", {"data.jsonl": ok_lines.encode() + b'{"text": "a \xff b", "label": "pos"}\n'})
+text("invalid_utf8_txt", {"data.txt": b"the cat sat\nthe \xc3\x28 dog\n"})
+text("invalid_utf8_csv", {"data.csv": b"text,label\nthe cat,pos\n\xed\xa0\x80,neg\n"})
+text("label_not_in_map", {"data.jsonl": ok_lines + line("the mat", "neutral")}, "labels: [neg, pos]")
+text("test_label_not_in_train", {"data.jsonl": ok_lines, "test.jsonl": line("the dog", "other")})
+text("one_label_only", {"data.jsonl": line("the cat", "pos") + line("a dog", "pos")})
+text("jsonl_not_json", {"data.jsonl": ok_lines + "{\"text\": \n"})
+text("jsonl_deep_nesting", {"data.jsonl": ok_lines + "{\"text\": " + "[" * 20000 + "]" * 20000 + "}\n"})
+text("jsonl_text_not_string", {"data.jsonl": ok_lines + json.dumps({"text": 5, "label": "pos"}) + "\n"})
+text("jsonl_missing_label", {"data.jsonl": ok_lines + json.dumps({"text": "a"}) + "\n"})
+text("jsonl_label_float", {"data.jsonl": ok_lines + json.dumps({"text": "a", "label": 0.5}) + "\n"})
+text("jsonl_array_line", {"data.jsonl": ok_lines + "[1, 2]\n"})
+text("jsonl_empty", {"data.jsonl": ""})
+text("jsonl_binary_garbage", {"data.jsonl": garbage(1500)})
+text("csv_missing_column", {"data.csv": "words,label\nthe cat,pos\n"})
+text("csv_ragged", {"data.csv": "text,label\nthe cat,pos\na dog\n"})
+text("csv_header_only", {"data.csv": "text,label\n"})
+text("tsv_binary_garbage", {"data.tsv": garbage(1500)})
+text("gzip_corrupt", {"data.jsonl.gz": b"\x1f\x8b\x08\x00" + garbage(300)})
+text("gzip_truncated", {"data.jsonl.gz": gzip.compress((ok_lines * 50).encode(), mtime=0)[:60]})
+text("lm_fewer_ids_than_block", {"data.txt": "the cat sat\n"}, "block_size: 64")
+text("seq2seq_missing_target", {"data.jsonl": json.dumps({"query": "the cat", "target": "a dog"}) + "\n" +
+                                              json.dumps({"query": "the mat"}) + "\n"})
+text("pair_field_missing", {"data.jsonl": ok_lines}, "shape: pair, pair_field: second")
+text("truncation_false_too_long", {"data.jsonl": ok_lines + line("the cat sat on a mat", "pos")},
+     "max_length: 3, truncation: false")
+text("max_length_huge", {"data.jsonl": ok_lines}, "max_length: 1000000000000, padding: max_length",
+     expect="data.max_length")
+text("block_size_huge", {"data.txt": "the cat sat\n"}, "block_size: 1000000000000", expect="data.block_size")
 
 count = sum(len(files) for _, _, files in os.walk(root))
 cases = sum(len(os.listdir(os.path.join(root, d))) for d in os.listdir(root))

@@ -135,22 +135,35 @@ void check_train(const std::string& name, const std::string& data, const std::st
   check_case(name, {SCULPT_BIN, "train", train_config(name, data, model)}, must_name);
 }
 
-// gzip of `header` followed by `zeros` zero bytes (a "zip bomb": ~1000:1).
-void write_gzip(const std::string& path, const std::string& header, size_t zeros) {
+// gzip of `header` followed by `bytes` bytes of `line` repeated (a "zip bomb": ~1000:1).
+void write_gzip(const std::string& path, const std::string& header, size_t bytes,
+                const std::string& line = std::string(1, '\0')) {
   fs::create_directories(fs::path(path).parent_path());
   gzFile f = gzopen(path.c_str(), "wb9");
   gzwrite(f, header.data(), static_cast<unsigned>(header.size()));
-  const std::string block(1 << 20, '\0');
-  for (size_t done = 0; done < zeros; done += block.size())
-    gzwrite(f, block.data(), static_cast<unsigned>(std::min(block.size(), zeros - done)));
+  std::string block;
+  while (block.size() < (size_t(1) << 20)) block += line;
+  for (size_t done = 0; done < bytes; done += block.size())
+    gzwrite(f, block.data(), static_cast<unsigned>(std::min(block.size(), bytes - done)));
   gzclose(f);
+}
+
+const std::string kGood = kCases + "/_good";
+const std::string kTextModel = "{name: transformer_encoder, d_model: 16, heads: 2, layers: 1}";
+
+// data.name: text over `file` read through `tokenizer` (no token cache beside the cases).
+std::string text_data(const std::string& file, const std::string& tokenizer,
+                      const std::string& more = "") {
+  return "{name: text, file: " + file + ", tokenizer: " + tokenizer + ", cache: false" +
+         (more.empty() ? "" : ", " + more) + "}";
 }
 
 }  // namespace
 
 TEST_CASE("hostile: the set holds at least 40 cases across every reader", "[hostile]") {
   size_t n = 0;
-  for (const char* reader : {"yaml", "safetensors", "idx", "csv", "jsonl", "plugins", "hf"}) {
+  for (const char* reader :
+       {"yaml", "safetensors", "idx", "csv", "jsonl", "plugins", "hf", "tokenizer", "text"}) {
     INFO(reader);
     CHECK(cases(reader).size() >= 4);
     n += cases(reader).size();
@@ -215,6 +228,120 @@ TEST_CASE("hostile: JSON lines", "[hostile]") {
   for (const auto& f : cases("jsonl"))
     check_train("jsonl/" + f.filename().string(), "{name: jsonl, file: " + f.string() + "}",
                 "{name: transformer_encoder}", f.string());
+}
+
+TEST_CASE("hostile: a gzip bomb in a CSV or jsonl file stops at the gzip limit", "[hostile]") {
+  // 256 MiB of rows that deflate compresses ~1000:1 (a 260 KB file): refused at 128 times
+  // the file's size (64 MiB at least), naming the file and the limit.
+  const std::string dir = tmp_root() + "/gzip_bombs";
+  write_gzip(dir + "/bomb.csv.gz", "a,b,label\n", size_t(256) << 20, "1,2,0\n");
+  check_train("csv/gzip_bomb (256 MiB of rows)", "{name: csv, file: " + dir + "/bomb.csv.gz}",
+              "{name: mlp}", dir + "/bomb.csv.gz");
+  const std::string row = "{\"text\": \"a b\", \"label\": 1}\n";
+  write_gzip(dir + "/bomb.jsonl.gz", row, size_t(256) << 20, row);
+  check_train("jsonl/gzip_bomb (256 MiB of rows)", "{name: jsonl, file: " + dir + "/bomb.jsonl.gz}",
+              kTextModel, dir + "/bomb.jsonl.gz");
+  check_train("text/gzip_bomb (256 MiB of rows)",
+              text_data(dir + "/bomb.jsonl.gz", kGood + "/tokenizer"), kTextModel,
+              dir + "/bomb.jsonl.gz");
+}
+
+TEST_CASE("hostile: tokenizers (tokenizer.json, SentencePiece .model, their config files)",
+          "[hostile]") {
+  for (const auto& d : cases("tokenizer"))
+    check_train("tokenizer/" + d.filename().string(), text_data(kGood + "/train.jsonl", d.string()),
+                kTextModel, d.string());
+  for (const std::string& special : {std::string("/dev/zero"), tmp_root() + "/no_such_tokenizer"})
+    check_train("tokenizer " + special, text_data(kGood + "/train.jsonl", special), kTextModel,
+                special);
+}
+
+TEST_CASE("hostile: text datasets (jsonl, csv, tsv, txt read through a tokenizer)", "[hostile]") {
+  for (const auto& d : cases("text")) {
+    std::string file, test_file, more, expect = d.string();
+    for (const auto& e : fs::directory_iterator(d)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("data.", 0) == 0 && name != "data.yaml") file = e.path().string();
+      if (name.rfind("test.", 0) == 0) test_file = e.path().string();
+    }
+    if (fs::exists(d / "data.yaml")) more = slurp((d / "data.yaml").string());
+    if (fs::exists(d / "expect.txt")) expect = slurp((d / "expect.txt").string());
+    while (!more.empty() && more.back() == '\n') more.pop_back();
+    if (!test_file.empty())
+      more += (more.empty() ? "" : ", ") + std::string("test_file: ") + test_file;
+    check_train("text/" + d.filename().string(), text_data(file, kGood + "/tokenizer", more),
+                kTextModel, expect);
+  }
+  // One record of 300,000 words among 3,000 short ones: padding every row to it would take
+  // 7 GB; refused at 64 times the file's ids.
+  const std::string padded = tmp_root() + "/text_padding/data.jsonl";
+  std::string long_text;
+  for (int i = 0; i < 300000; ++i) long_text += "a ";
+  std::string rows = "{\"text\": \"" + long_text + "\", \"label\": \"pos\"}\n";
+  for (int i = 0; i < 3000; ++i) rows += "{\"text\": \"the cat\", \"label\": \"neg\"}\n";
+  write(padded, rows);
+  check_train("text/one_long_record (padding)", text_data(padded, kGood + "/tokenizer"), kTextModel,
+              padded);
+}
+
+TEST_CASE("hostile: a damaged token cache is rebuilt with a warning, not an error",
+          "[hostile][cache]") {
+  const std::string dir = tmp_root() + "/token_cache";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::copy_file(kGood + "/train.jsonl", dir + "/train.jsonl");
+  fs::copy(kGood + "/tokenizer", dir + "/tokenizer");
+  // A second tokenizer: the same vocabulary, ids in another order.
+  fs::create_directories(dir + "/other");
+  std::string other = slurp(dir + "/tokenizer/tokenizer.json");
+  other.replace(other.find("\"the\": 2"), 8, "\"the\": 10");
+  other.replace(other.find("\"far\": 10"), 9, "\"far\": 2");
+  write(dir + "/other/tokenizer.json", other);
+  auto run = [&](const std::string& tokenizer, const std::string& tag) {
+    const std::string cfg = dir + "/run-" + tag + ".yaml";
+    write(cfg, "run: {name: cache, output_dir: " + dir + "/run-" + tag +
+                   ", device: cpu}\n"
+                   "data: {name: text, file: " +
+                   dir + "/train.jsonl, tokenizer: " + dir + "/" + tokenizer +
+                   ", batch_size: 2, pad_id: 0}\nmodel: " + kTextModel +
+                   "\noptimizer: {name: sgd, lr: 0.1}\ntrainer: {max_steps: 1}\n");
+    Outcome o = run_once({SCULPT_BIN, "train", cfg, "--log-level", "info"});
+    INFO(tag << ": " << o.err.substr(0, 3000));
+    CHECK(o.exit_code == 0);
+    return o.err;
+  };
+  auto cache_of = [&](const std::string& except = "") {
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().string().find(".sculpt-tok-") != std::string::npos && e.path() != except)
+        return e.path().string();
+    return std::string();
+  };
+  CHECK(run("tokenizer", "first").find("data: tokenized") != std::string::npos);
+  const std::string cache = cache_of();
+  REQUIRE(!cache.empty());
+  const std::string good = slurp(cache);
+  CHECK(run("tokenizer", "hit").find("from the token cache " + cache) != std::string::npos);
+  auto rebuilt = [&](const std::string& tag, const std::string& why) {
+    const std::string err = run("tokenizer", tag);
+    CHECK(err.find("token cache " + cache + " is not used: " + why) != std::string::npos);
+    CHECK(err.find("data: tokenized") != std::string::npos);
+  };
+  fs::resize_file(cache, good.size() / 2);
+  rebuilt("truncated", "it is truncated");
+  write(cache, "not a cache at all, just some bytes in its place");
+  rebuilt("garbage", "it is not a Sculpt token cache");
+  // A header that claims longer rows than the file holds (rows are padded to it).
+  std::string lie = good;
+  const size_t at = lie.find("\"longest\":") + 10;
+  lie[at] = lie[at] == '9' ? '8' : '9';
+  write(cache, lie);
+  rebuilt("longest", "its ids are damaged");
+  // The cache another tokenizer wrote, under this tokenizer's name.
+  run("other", "other");
+  const std::string other_cache = cache_of(cache);
+  REQUIRE(!other_cache.empty());
+  fs::copy_file(other_cache, cache, fs::copy_options::overwrite_existing);
+  rebuilt("swapped", "it was written by another tokenizer");
 }
 
 TEST_CASE("hostile: plugins (not a shared library, no entry point, wrong API version)",
