@@ -11,6 +11,10 @@
 # 5000 words; val/test queries of 1000 old and 1000 new documents) with fewer epochs (each is
 # 100x longer) and run names gr20k_*. Its teacher alone took 30 min on one core and was far
 # from trained (bench/RESULTS.md): these epochs are a starting point for a bigger machine.
+# GR_CORPUS=manpages runs the same recipe on real text instead: configs/gr/manpages/ on the manual
+# pages installed here (scripts/make_manpage_corpus.py writes build/manpages/ when it is
+# missing; GR_MAN_ARGS passes it options, e.g. "--docs 300 --new-docs 30"), run names gr_man_*,
+# and adds Hits@1 on the NAME-line and span test queries apart (configs/gr/README.md).
 # SCULPT_BIN: where sculpt and bench_gr are (default build/bin); a copy keeps a long run safe
 # from rebuilds (with LD_LIBRARY_PATH at a copy of build/lib).
 set -euo pipefail
@@ -22,8 +26,26 @@ bin="${SCULPT_BIN:-build/bin}"
 sculpt="$bin/sculpt"
 # Per-step overrides: none at the configs' own size.
 p=gr
+cfg=configs/gr
 size=() teacher=() student=() prune=() qat=() update=() inc=()
 buffer=4000  # replay rows: every old training row at this size
+corpus="${GR_CORPUS:-synthetic}"
+if [[ "$corpus" == manpages ]]; then
+  if [[ -n "${GR_SIZE:-}" ]]; then
+    echo "gr_recipe.sh: GR_SIZE is for the synthetic corpus; the man-page size is GR_MAN_ARGS" >&2
+    exit 2
+  fi
+  p=gr_man
+  cfg=configs/gr/manpages
+  buffer=20000  # as configs/gr/manpages/update_old.yaml: every old training row
+  if [[ ! -f build/manpages/docs.jsonl || -n "${GR_MAN_ARGS:-}" ]]; then
+    # shellcheck disable=SC2086  # GR_MAN_ARGS is a list of options
+    python3 scripts/make_manpage_corpus.py --out build/manpages ${GR_MAN_ARGS:-}
+  fi
+elif [[ "$corpus" != synthetic ]]; then
+  echo "gr_recipe.sh: GR_CORPUS is synthetic (default) or manpages, not '$corpus'" >&2
+  exit 2
+fi
 if [[ "${GR_SIZE:-}" == 20k ]]; then
   p=gr20k
   # One test query per document (1000 of each kind) and disjoint index chunks: with 20000
@@ -53,18 +75,18 @@ train() {
 }
 has() { [[ " $steps " == *" $1 "* ]]; }
 start=$(date +%s)
-has a && train configs/gr/teacher.yaml run.name=$p""_teacher "${size[@]}" "${teacher[@]}"
-has b && train configs/gr/student.yaml run.name=$p""_student "${size[@]}" "${student[@]}"
-has c && train configs/gr/prune.yaml run.name=$p""_pruned "${size[@]}" "${prune[@]}"
-has d && train configs/gr/qat.yaml run.name=$p""_qat "${size[@]}" "${qat[@]}"
+has a && train "$cfg/teacher.yaml" run.name=$p""_teacher "${size[@]}" "${teacher[@]}"
+has b && train "$cfg/student.yaml" run.name=$p""_student "${size[@]}" "${student[@]}"
+has c && train "$cfg/prune.yaml" run.name=$p""_pruned "${size[@]}" "${prune[@]}"
+has d && train "$cfg/qat.yaml" run.name=$p""_qat "${size[@]}" "${qat[@]}"
 replay="{name: replay, buffer: $buffer, policy: reservoir, ratio: 1.0}"
 # Step (e): three pairs of runs, the first of each on the old documents, the second adding the
 # new ones (naive fine-tuning, replay alone, replay + EWC as configured).
 update_pair() {
   local name=$1
   shift
-  train configs/gr/update_old.yaml run.name=$p""_$name""_old "${size[@]}" "${inc[@]}" "$@"
-  train configs/gr/update.yaml run.name=$p""_$name incremental.resume_from=runs/$p""_$name""_old \
+  train "$cfg/update_old.yaml" run.name=$p""_$name""_old "${size[@]}" "${inc[@]}" "$@"
+  train "$cfg/update.yaml" run.name=$p""_$name incremental.resume_from=runs/$p""_$name""_old \
     "${size[@]}" "${update[@]}" "$@"
 }
 if has e; then
@@ -76,7 +98,7 @@ echo "recipe: $(( $(date +%s) - start )) s, OMP_NUM_THREADS=$OMP_NUM_THREADS, lo
 echo
 echo "| step | params | nonzero | bytes | ms/query b1 | ms/query b64 | Hits@1 | Hits@10 | MRR@10 | threads | load |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
-row() { "$bin/bench_gr" "$1" "configs/gr/$2.yaml" run.name=$p""_$3 "${size[@]}" "${@:4}"; }
+row() { "$bin/bench_gr" "$1" "$cfg/$2.yaml" run.name=$p""_$3 "${size[@]}" "${@:4}"; }
 row "(a) teacher" teacher teacher
 row "(b) student, distilled" student student
 row "(c) + AGP pruned" prune pruned
@@ -86,6 +108,10 @@ echo
 GR_PREFIX=$p python3 - <<'PY'
 import json, os
 p = os.environ["GR_PREFIX"]
+def share(s):  # a slice of summary.json: value (n queries, 95% interval)
+    if "lo" in s:
+        return f"{s['value']:.4f} (n={s['n']}, {s['lo']:.3f}-{s['hi']:.3f})"
+    return f"{s['value']:.4f} (n={s['n']})"
 print("| (e) update | old Hits@1 before | old Hits@1 after | drop (points) | new Hits@1 |")
 print("|---|---|---|---|---|")
 for label, run in [("naive fine-tuning", "naive"), ("replay", "replay"),
@@ -97,5 +123,29 @@ for label, run in [("naive fine-tuning", "naive"), ("replay", "replay"),
         continue
     r = c["accuracy_matrix"]
     before, after, new = r[0][0], r[1][0], r[1][1]
-    print(f"| {label} | {before:.4f} | {after:.4f} | {100 * (before - after):.1f} | {new:.4f} |")
+    sl = c.get("slices", [])
+    if len(sl) == 2 and "n" in sl[0]:
+        after_s, new_s = share(sl[0]), share(sl[1])
+    else:
+        after_s, new_s = f"{after:.4f}", f"{new:.4f}"
+    print(f"| {label} | {before:.4f} | {after_s} | {100 * (before - after):.1f} | {new_s} |")
 PY
+if [[ "$corpus" == manpages ]]; then
+  # Hits@1 on the two kinds of test query apart: the held-out NAME lines ("list directory
+  # contents", words a page's description need not use) and the spans of the description.
+  echo
+  echo "| model | NAME queries Hits@1 | span queries Hits@1 |"
+  echo "|---|---|---|"
+  kind() {  # kind RUN CONFIG FILE [--quantized]: "hits@1 (n, interval)" of the test queries in FILE
+    "$sculpt" eval "$cfg/$2.yaml" "run.name=${p}_$1" "data.test_queries_file=build/manpages/$3" \
+      --split test ${4:+"$4"} --log-level warn | tail -n 1 | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["test"]
+print("%.4f (n=%d, %.3f-%.3f)" % (t["hits@1"], t["hits@1_n"], t["hits@1_lo"], t["hits@1_hi"]))'
+  }
+  for m in "teacher teacher" "student student" "pruned prune" "qat qat" "qat qat --quantized"; do
+    read -r run conf q <<<"$m"
+    echo "| $run${q:+ (integer export)} | $(kind "$run" "$conf" test_names.jsonl "$q") |" \
+         "$(kind "$run" "$conf" test_spans.jsonl "$q") |"
+  done
+fi
