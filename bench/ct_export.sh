@@ -9,7 +9,8 @@
 # Every export runs its verification (the written tensors read back and dequantized equal the
 # integer model's, exactly). Then transformers (the venv's, with compressed-tensors) loads each
 # folder with AutoModelForCausalLM.from_pretrained on the CPU: no tensor left unread or missing,
-# every module export.json lists as quantized (the token table included) carries its scheme,
+# every module export.json lists as quantized (the token table included) carries its scheme
+# (or, with a 4-bit token table, the folder loads dequantized: quantization_config.dequantize),
 # and its logits on fixed ids are printed against the fp32 hf export's (the run's float weights:
 # they differ by the quantization).
 # Then tests/hf/check_ct_export.py (the CI test's verifier) compares transformers' logits with
@@ -102,7 +103,8 @@ for tag, hf, t_hf, ct, t_ct, info in rows:
     model, loading = transformers.AutoModelForCausalLM.from_pretrained(d, output_loading_info=True)
     unread = {k: v for k, v in loading.items() if v}
     modules = dict(model.named_modules())
-    unquantized = [n for n in info["quantized_layers"]
+    dequantized = json.load(open(os.path.join(d, "config.json")))["quantization_config"].get("dequantize")
+    unquantized = [] if dequantized else [n for n in info["quantized_layers"]
                    if getattr(modules.get(n), "quantization_scheme", None) is None]
     ref = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(run, "export-hf"))
     with torch.no_grad():
@@ -110,7 +112,8 @@ for tag, hf, t_hf, ct, t_ct, info in rows:
     step = ((b.max() - b.min()) / 255).item()
     print(f"  {tag}: transformers {transformers.__version__} loads it ({'nothing unread' if not unread else unread}; "
           f"{len(info['quantized_layers']) - len(unquantized)} of {len(info['quantized_layers'])} modules "
-          f"quantized{', not: ' + str(unquantized) if unquantized else ''}); logits against the fp32 hf export's: "
+          f"quantized{', not: ' + str(unquantized) if unquantized else ''}"
+          f"{', loaded dequantized (quantization_config.dequantize: a packed token table)' if dequantized else ''}); logits against the fp32 hf export's: "
           f"max |diff| {(a - b).abs().max().item():.3g} (one output step {step:.3g})")
     del model, ref
     # against Sculpt's integer model, as the CI test checks

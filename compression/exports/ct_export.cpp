@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -97,7 +98,7 @@ int64_t nbytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.
 struct Layer {
   std::string name, module;  // Sculpt's layer, the checkpoint's module
   bool embedding = false;    // an nn.Embedding (weights only), else an nn.Linear
-  std::string format;        // int-quantized | pack-quantized
+  std::string format;        // int-quantized | pack-quantized | naive-quantized
   int bits = 8;
   int64_t group_size = 0;    // > 0: per group
   at::Tensor q, scale;       // grid values [out, in]; compressed-tensors' scale layout
@@ -230,11 +231,12 @@ CtExport write_ct_export(models::Model& model, HfExport& hx, const models::hf::A
         l.input_zero_point = (zp - (1 << (a.bits - 1))).to(at::kChar);
       l.format = "int-quantized";
     } else if (l.embedding) {
-      // Weights only, and unpacked: naive-quantized keeps the module's `weight` (int8 grid values,
-      // one byte each whatever the bits), which transformers 5.25 needs on every nn.Embedding
-      // (PreTrainedModel._init_weights reads module.weight; an embedding whose weight became
-      // weight_packed fails from_pretrained with "'Embedding' object has no attribute 'weight'").
-      l.format = "naive-quantized";
+      // Weights only. At 8 bits naive-quantized: the module keeps its `weight` (int8 grid
+      // values). At 4 bits or fewer pack-quantized, as the Linear layers: transformers 5.25 loads
+      // a packed nn.Embedding only by decompressing the model (quantization_config.dequantize,
+      // set below); loaded compressed, PreTrainedModel._init_weights reads module.weight and
+      // from_pretrained fails with "'Embedding' object has no attribute 'weight'".
+      l.format = l.bits <= 4 ? "pack-quantized" : "naive-quantized";
     } else {
       l.format = "pack-quantized";
     }
@@ -353,6 +355,20 @@ CtExport write_ct_export(models::Model& model, HfExport& hx, const models::hf::A
       {"sparsity_config", nlohmann::json::object()},
       {"transform_config", nlohmann::json::object()},
       {"version", kVersion}};
+  const bool packed_table = std::any_of(quantized.begin(), quantized.end(), [](const Layer& l) {
+    return l.embedding && l.format == "pack-quantized";
+  });
+  if (packed_table) {
+    // transformers' CompressedTensorsConfig(dequantize=True), read from config.json: the packed
+    // token table (and every other layer) is decompressed to float at load time.
+    r.quantization_config["dequantize"] = true;
+    r.warnings.push_back(
+        "the token table is pack-quantized (" + r.embedding_scheme + "): transformers loads the "
+        "folder decompressed (quantization_config.dequantize: true), every layer float in memory, "
+        "and vLLM has no packed embedding; for compressed Linear layers in memory, quantize the "
+        "token table at 8 bits or leave it out of the quantize pass (exclude: ['embed.*'])");
+    log::warn("export compressed-tensors: ", r.warnings.back());
+  }
   nlohmann::json cfg = io::read_json_file((out / "config.json").string());
   cfg["quantization_config"] = r.quantization_config;
   io::write_file_atomic((out / "config.json").string(), cfg.dump(2) + "\n");

@@ -47,7 +47,25 @@ def main():
         print(f"loading left tensors or parameters unread: {loading}")
         return 1
     modules = dict(model.named_modules())
-    for name in info["quantized_layers"]:
+    if qc.get("dequantize"):
+        # Loaded decompressed (a packed token table): float modules, whose weights must still be
+        # the grids' values: at most 2^bits distinct values in each group of each row.
+        for name in info["quantized_layers"]:
+            module = modules[name]
+            kind = type(module).__name__
+            args = [g["weights"] for g in qc["config_groups"].values()
+                    if name in g["targets"] or kind in g["targets"]]
+            if len(args) != 1:
+                print(f"{name}: {len(args)} config groups target it")
+                return 1
+            w = module.weight.detach()
+            size = args[0]["group_size"] if args[0]["strategy"] == "group" else w.shape[1]
+            worst = max(len(torch.unique(c)) for row in w[:8] for c in row.split(size))
+            if worst > 2 ** args[0]["num_bits"]:
+                print(f"{name}: loaded dequantized with {worst} distinct values in a group of "
+                      f"{size} ({args[0]['num_bits']} bits)")
+                return 1
+    for name in info["quantized_layers"] if not qc.get("dequantize") else []:
         if getattr(modules.get(name), "quantization_scheme", None) is None:
             print(f"{name}: transformers did not quantize it")
             return 1

@@ -81,13 +81,13 @@ TEST_CASE("export compressed-tensors: W8A8, W4A16 and 2:4 W8A8 runs load in tran
   // W8A8: 1 byte a weight + a float scale per row (64 inputs: 0.25 + 1/64); W4A16 with groups
   // of 32 (the fixtures are 64 and 96 wide): half a byte + a float scale per 32 (0.125 + 1/32).
   // llama_gqa's token table is its own (untied): quantized with the run, weights only, in its
-  // own group as naive-quantized int8 (the format transformers loads for an nn.Embedding), next to
-  // the Linear layers' int-quantized / pack-quantized: mixed-precision; bert_mlm's is tied to the
-  // MLM decoder: float.
+  // own group: at 8 bits naive-quantized int8 (the Linear layers int-quantized: mixed-precision),
+  // at 4 bits pack-quantized as the Linear layers, with quantization_config.dequantize (the only
+  // way transformers loads a packed nn.Embedding); bert_mlm's is tied to the MLM decoder: float.
   const std::vector<Case> cases = {
       {"llama_gqa", kW8A8Body, "W8A8", "int-quantized", "", 0.27},
       {"llama_gqa", kW8A8, "W8A8", "mixed-precision", "W8A16", 0.27},
-      {"llama_gqa", kW4A16, "W4A16", "mixed-precision", "W4A16", 0.157},
+      {"llama_gqa", kW4A16, "W4A16", "pack-quantized", "W4A16", 0.157},
       {"bert_mlm", kW8A8, "W8A8", "int-quantized", "", 0.27},
       {"bert_mlm", kW4A16, "W4A16", "pack-quantized", "", 0.157},
       {"llama_gqa", kPrune24 + kW8A8Body, "W8A8", "int-quantized", "", 0.27}};
@@ -120,17 +120,18 @@ TEST_CASE("export compressed-tensors: W8A8, W4A16 and 2:4 W8A8 runs load in tran
         REQUIRE(qc["config_groups"].contains("group_1"));
         const auto& e = qc["config_groups"]["group_1"];
         CHECK(e["targets"] == nlohmann::json::array({"Embedding"}));
-        CHECK(e["format"] == "naive-quantized");
+        CHECK(e["format"] == (w8 ? "naive-quantized" : "pack-quantized"));
+        CHECK(qc.value("dequantize", false) == !w8);
         CHECK(e["input_activations"].is_null());
         CHECK(e["weights"]["num_bits"] == (w8 ? 8 : 4));
-        const auto* q = entry(h, table + "weight");
+        const auto* q = entry(h, table + (w8 ? "weight" : "weight_packed"));
         REQUIRE(q);
-        CHECK(q->dtype == "I8");
+        CHECK(q->dtype == (w8 ? "I8" : "I32"));
         const int64_t vocab = q->shape[0], hidden = 64;
-        CHECK(q->shape == std::vector<int64_t>{vocab, hidden});
+        CHECK(q->shape == std::vector<int64_t>{vocab, w8 ? hidden : hidden / 8});
         CHECK(entry(h, table + "weight_scale")->shape ==
               (w8 ? std::vector<int64_t>{vocab, 1} : std::vector<int64_t>{vocab, hidden / 32}));
-        CHECK(entry(h, table + "weight_packed") == nullptr);
+        CHECK(entry(h, table + (w8 ? "weight_packed" : "weight")) == nullptr);
         CHECK(info["bytes"]["quantized_embedding"].get<int64_t>() > 0);
       } else {
         CHECK_FALSE(qc["config_groups"].contains("group_1"));
