@@ -41,19 +41,6 @@ std::string train_config(const std::string& dir) {
   return path;
 }
 
-// A safetensors file's tensor index and bytes without its metadata (the config hash, which the
-// output folder changes): equal strings mean bit-identical weights.
-std::string tensors_of(const std::string& file) {
-  const std::string all = read_text(file);
-  REQUIRE(all.size() >= 8);
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(all[static_cast<size_t>(i)]);
-  REQUIRE(8 + n <= all.size());
-  auto header = nlohmann::json::parse(all.substr(8, n));
-  header.erase("__metadata__");
-  return header.dump() + all.substr(8 + n);
-}
-
 // Every number in a JSON tree, by path ("final/val/accuracy").
 void collect_numbers(const nlohmann::json& j, const std::string& path,
                      std::map<std::string, double>& out) {
@@ -307,7 +294,8 @@ TEST_CASE("DDP on 2 Gloo ranks: a rank stopped by SIGSTOP is named within distri
     CHECK_THAT(log, Catch::Contains("resumed from " + dir + "/b/checkpoints/step_"));
   }
   require_same_final_metrics(dir + "/a", dir + "/b");
-  CHECK(tensors_of(dir + "/b/model.safetensors") == tensors_of(dir + "/a/model.safetensors"));
+  CHECK(sculpt::test::tensors_of(dir + "/b/model.safetensors") ==
+        sculpt::test::tensors_of(dir + "/a/model.safetensors"));
 }
 
 namespace {

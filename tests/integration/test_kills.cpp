@@ -40,19 +40,6 @@ std::vector<nlohmann::json> records(const std::string& run) {
   return out;
 }
 
-// A safetensors file's tensor index and bytes, without its metadata (which holds the config's
-// hash, and the two runs' output folders differ).
-std::string tensors_of(const std::string& file) {
-  const std::string all = sculpt::test::read_text(file);
-  REQUIRE(all.size() >= 8);
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(all[static_cast<size_t>(i)]);
-  REQUIRE(8 + n <= all.size());
-  auto header = nlohmann::json::parse(all.substr(8, n));
-  header.erase("__metadata__");
-  return header.dump() + all.substr(8 + n);
-}
-
 pid_t start(const std::string& cfg, const std::string& out_dir) {
   const pid_t pid = fork();
   if (pid == 0) {
@@ -146,7 +133,8 @@ TEST_CASE("20 SIGKILLs at random moments: every resume succeeds, weights and met
   for (const auto& e : fs::directory_iterator(b + "/checkpoints"))  // the next save cleaned up
     CHECK(e.path().extension() != ".tmp");  // every attempt was really cut short (the last target is step 780 of 800)
 
-  CHECK(tensors_of(b + "/model.safetensors") == tensors_of(dir + "/a/model.safetensors"));
+  CHECK(sculpt::test::tensors_of(b + "/model.safetensors") ==
+        sculpt::test::tensors_of(dir + "/a/model.safetensors"));
   const auto ra = records(dir + "/a"), rb = records(b);
   REQUIRE(ra.size() == rb.size());
   for (size_t i = 0; i < ra.size(); ++i) {

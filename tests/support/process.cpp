@@ -113,4 +113,17 @@ void skip_test(const std::string& reason) {
   std::fflush(stdout);
   std::_Exit(77);
 }
+std::string tensors_of(const std::string& safetensors_file) {
+  const std::string all = read_text(safetensors_file);
+  uint64_t n = 0;
+  if (all.size() >= 8)
+    for (int i = 7; i >= 0; --i)
+      n = (n << 8) | static_cast<unsigned char>(all[static_cast<size_t>(i)]);
+  if (all.size() < 8 || n > all.size() - 8)
+    throw std::runtime_error(safetensors_file + ": not a safetensors file");
+  auto header = nlohmann::json::parse(all.substr(8, n));
+  header.erase("__metadata__");
+  return header.dump() + all.substr(8 + n);
+}
+
 }  // namespace sculpt::test

@@ -31,6 +31,10 @@ std::string read_text(const std::string& path);
 // resumed run repeats steps after its checkpoint) keeps its last value and counts in
 // `repeats` when given. A last line without its newline (a live run writing it) is skipped.
 std::map<int64_t, double> train_losses(const std::string& run_dir, int* repeats = nullptr);
+// A safetensors file's tensor index and bytes without its `__metadata__` (which holds the
+// config's hash, and two runs' output folders differ): equal strings mean bit-identical
+// weights. Throws std::runtime_error when the file is not a safetensors file.
+std::string tensors_of(const std::string& safetensors_file);
 
 }  // namespace sculpt::test
 
