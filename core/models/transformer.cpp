@@ -81,8 +81,10 @@ class TokenEmbed final : public Block {
     const int64_t len = ids.size(1), first = kv_offset();
     SCULPT_CHECK(first + len <= pos_.size(0), "sequence of ", first + len, " tokens; the model has ",
                  pos_.size(0), " positions");
-    auto h = emb_->forward(ids) + pos_.narrow(0, first, len);
-    auto ok = mask_ ? ids.ne(data::token::pad) : at::ones_like(ids, at::kBool);
+    // Negative ids are padding too (text datasets pad with data.pad_id, -1 by default).
+    auto h = emb_->forward(ids.clamp_min(0)) + pos_.narrow(0, first, len);
+    auto ok = mask_ ? ids.ne(data::token::pad).logical_and_(ids.ge(0))
+                    : at::ones_like(ids, at::kBool);
     if (mask_) ok.select(1, 0).fill_(true);  // an all-padding row still attends somewhere
     return join(h, ok);
   }
@@ -177,8 +179,8 @@ class Seq2SeqEmbed final : public Block {
     SCULPT_CHECK(t >= 1 && t <= tgt_pos_.size(0), "seq2seq input of ", ids.size(1),
                  " tokens: expected ", source_len_, " source tokens and 1 to ", tgt_pos_.size(0),
                  " decoder tokens");
-    auto h = emb_->forward(ids) + at::cat({src_pos_, tgt_pos_.narrow(0, 0, t)}, 0);
-    auto ok = ids.ne(data::token::pad);
+    auto h = emb_->forward(ids.clamp_min(0)) + at::cat({src_pos_, tgt_pos_.narrow(0, 0, t)}, 0);
+    auto ok = ids.ne(data::token::pad).logical_and_(ids.ge(0));  // negative ids: padding
     ok.narrow(1, source_len_, t).fill_(true);  // decoder positions are masked causally instead
     ok.select(1, 0).fill_(true);
     return join(h, ok);

@@ -119,6 +119,10 @@ TEST_CASE("transformer_encoder classifies token rows without reading the padding
     params(*m).at("embed.tokens.weight")[token::pad].normal_();
   }
   CHECK(torch::allclose(m->forward(ids), before, 1e-6, 1e-6));
+  // Text datasets pad with data.pad_id, -1 by default: the same padding (it once indexed the
+  // token table at -1, "index out of range").
+  auto text_ids = torch::tensor({4, 7, 9, -1, -1, -1, 5, 6, 7, 8, 9, 10}, torch::kLong).view({2, 6});
+  CHECK(torch::allclose(m->forward(text_ids), before, 1e-6, 1e-6));
 }
 
 TEST_CASE("transformer_encoder on images embeds patches; sizes are checked", "[sequence]") {
@@ -154,6 +158,10 @@ TEST_CASE("transformer_seq2seq: padding and later decoder tokens do not leak", "
   }
   auto after = m->forward(ids);
   CHECK(torch::allclose(after.narrow(1, 0, 3), out.narrow(1, 0, 3), 1e-6, 1e-6));
+  // -1 (a text dataset's default data.pad_id) in the source is padding as well
+  auto text_ids = ids.clone();
+  text_ids.narrow(1, 3, 2).fill_(-1);
+  CHECK(torch::allclose(m->forward(text_ids).narrow(1, 0, 3), after.narrow(1, 0, 3), 1e-6, 1e-6));
   // A shorter decoder input gives the same logits for the positions it has.
   auto prefix = m->forward(ids.narrow(1, 0, 7));
   CHECK(torch::allclose(prefix, after.narrow(1, 0, 2), 1e-5, 1e-5));
