@@ -32,7 +32,7 @@ file(GLOB _san_text_sources ${_src}/core/text/*.cpp)
 add_library(sculpt_san_readers OBJECT
   ${_san_text_sources}
   ${_src}/core/data/text_records.cpp ${_src}/core/data/text_cache.cpp
-  ${_src}/core/data/text_files.cpp
+  ${_src}/core/data/text_files.cpp ${_src}/core/data/text_tokenized.cpp
   ${_src}/tests/fuzz/tokenizer/fuzz_tokenizer.cpp ${_src}/tests/fuzz/data/fuzz_data_text.cpp
   ${_src}/core/config/config.cpp ${_src}/core/config/errors.cpp ${_src}/core/config/node.cpp
   ${_src}/core/config/reader.cpp ${_src}/core/config/step_point.cpp ${_src}/core/config/writer.cpp

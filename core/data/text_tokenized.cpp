@@ -8,10 +8,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <exception>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <optional>
-#include <thread>
+#include <set>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/data/file_input.h"

@@ -1,7 +1,7 @@
 // The readers of data.name: text (core/data/text_records.cpp, text_cache.cpp, text_files.cpp,
-// compiled instrumented into the harness) for fuzz_data.cpp: the records of jsonl / csv / tsv /
-// plain-text files, the token cache's reader, and the whole dataset through a small WordLevel
-// tokenizer (core/text from libsculpt_core).
+// text_tokenized.cpp, compiled instrumented into the harness) for fuzz_data.cpp: the records of
+// jsonl / csv / tsv / plain-text files, the token cache's reader, and the whole dataset through
+// a small WordLevel tokenizer (core/text from libsculpt_core).
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
