@@ -9,6 +9,7 @@
 #include "core/run/interrupt.h"
 #include "trainers/callback_state.h"
 #include "trainers/callbacks/builtin.h"
+#include "trainers/sam.h"
 #include "trainers/strategies/step_strategy.h"
 
 namespace sculpt::trainers {
@@ -125,9 +126,10 @@ LoopResult TrainLoop::run(TrainState& st) {
 
 // One optimizer step: the mean gradient of up to trainer.grad_accumulation micro-batches.
 // Order: built-in on_step_begin (the LR) -> the strategy's forwards and backwards (the passes'
-// on_batch and extra_loss) -> the ranks agree on the flags -> built-in on_backward_end (the
-// non-finite guard) -> the passes' after_backward, clip, optimizer step -> the passes'
-// after_step -> built-in on_step_end (progress, metrics, evaluation, checkpoint, signal).
+// on_batch and extra_loss; with optimizer.sam_rho again at the perturbed weights) -> the ranks
+// agree on the flags -> built-in on_backward_end (the non-finite guard) -> the passes'
+// after_backward, clip, optimizer step -> the passes' after_step -> built-in on_step_end
+// (progress, metrics, evaluation, checkpoint, signal).
 bool TrainLoop::one_step(data::Loader& loader) {
   auto& st = *state_;
   const auto t0 = Clock::now();
@@ -138,12 +140,8 @@ bool TrainLoop::one_step(data::Loader& loader) {
   StepResult s;
   p_.strategy.forward_backward(loader, p_.hook, p_.callbacks, st, s);
   if (s.micro == 0) return false;
-  const int64_t k = p_.cfg.grad_accumulation;
-  if (s.micro < k) {  // the epoch's last, shorter accumulation: still the mean gradient
-    torch::NoGradGuard no_grad;
-    for (auto& p : p_.model.parameters())
-      if (p.grad().defined()) p.grad().mul_(static_cast<double>(k) / static_cast<double>(s.micro));
-  }
+  to_mean_gradient(s.micro);
+  if (p_.ctx.config().optimizer.sam_rho > 0) sharpness_aware_gradient(s);
   s.stop_requested = stop_requested();
   agree_on_flags(s);
   for (const auto& cb : builtins_) cb->on_backward_end(*this, s);
@@ -160,6 +158,42 @@ bool TrainLoop::one_step(data::Loader& loader) {
     for (const auto& cb : p_.callbacks) cb->after_step(p_.model, p_.hook);
   for (const auto& cb : builtins_) cb->on_step_end(*this, s);
   return true;
+}
+
+// The epoch's last, shorter accumulation (micro < trainer.grad_accumulation micro-batches, each
+// backward of loss / k): still the mean gradient.
+void TrainLoop::to_mean_gradient(int64_t micro) {
+  const int64_t k = p_.cfg.grad_accumulation;
+  if (micro >= k) return;
+  torch::NoGradGuard no_grad;
+  for (auto& p : p_.model.parameters())
+    if (p.grad().defined()) p.grad().mul_(static_cast<double>(k) / static_cast<double>(micro));
+}
+
+// optimizer.sam_rho (trainers/sam.h): the gradient of the step's micro-batches at w + e replaces
+// the one at w; the weights and the model's buffers are w's again afterwards, and the step's
+// logged loss stays the loss at w. It runs before the ranks agree on the flags, so that a
+// non-finite loss at w + e meets the guard like any other; whether it runs at all depends only
+// on the reduced gradient, the same on every rank, so the second backward's DDP reduction
+// happens on all ranks or none. The passes' hooks: on_batch is not called again (the same rows;
+// a pass counting batches counts the step's once), extra_loss is (it is part of the loss whose
+// gradient SAM takes), and after_backward and after_step run once, on the final gradient at w:
+// what they add to or drop from it (EWC's penalty, freeze) acts at w, as weight decay does.
+void TrainLoop::sharpness_aware_gradient(StepResult& s) {
+  std::vector<at::Tensor> trained;
+  for (auto& group : p_.optimizer.param_groups())
+    for (auto& p : group.params()) trained.push_back(p);
+  const auto& o = p_.ctx.config().optimizer;
+  SamPerturbation e(trained, o.sam_rho, o.sam_adaptive);
+  if (e.empty()) return;  // no gradient to climb along: the step keeps the one at w
+  BufferSnapshot buffers(p_.model.buffers());
+  p_.optimizer.zero_grad();
+  StepResult again;
+  p_.strategy.forward_backward_again(p_.hook, p_.callbacks, *state_, again);
+  to_mean_gradient(again.micro);
+  e.restore();
+  buffers.restore();
+  if (s.nonfinite.empty()) s.nonfinite = again.nonfinite;
 }
 
 // The ranks agree on skipping and stopping, or their collectives would part ways.

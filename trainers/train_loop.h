@@ -128,6 +128,8 @@ class TrainLoop {
 
  private:
   bool one_step(data::Loader& loader);  // false when the epoch's data is exhausted
+  void to_mean_gradient(int64_t micro);
+  void sharpness_aware_gradient(StepResult& s);
   void agree_on_flags(StepResult& s);
   void update();
   void write_loop_state(const std::filesystem::path& dir) const;

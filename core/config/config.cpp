@@ -106,6 +106,14 @@ void OptimizerConfig::visit(Visitor& v) {
   v.field("weight_decay", weight_decay, "weight decay (decoupled for adamw)", Range::at_least(0));
   v.field("no_decay_bias_norm", no_decay_bias_norm,
           "exempt biases and normalization parameters (tensors of dim <= 1) from weight decay");
+  v.field("sam_rho", sam_rho,
+          "sharpness-aware minimization (Foret et al. 2021): the neighbourhood radius rho; each "
+          "step's gradient is taken again at w + rho g/||g|| on the same batches (twice the "
+          "forwards and backwards); 0: off",
+          Range::at_least(0));
+  v.field("sam_adaptive", sam_adaptive,
+          "with sam_rho: adaptive SAM (ASAM, Kwon et al. 2021), the perturbation scaled "
+          "elementwise by |w| (rho w^2 g/||w g||)");
 }
 
 void SchedulerConfig::visit(Visitor& v) {
@@ -305,6 +313,11 @@ void Config::check(Checker& c) const {
       c.error("trainer.grad_accumulation",
               "under distributed.pipeline the micro-batches accumulate the gradient: set "
               "distributed.pipeline.microbatches instead of trainer.grad_accumulation");
+    if (optimizer.sam_rho > 0)
+      c.error("optimizer.sam_rho",
+              "sharpness-aware minimization does not run under distributed.pipeline (the "
+              "pipeline step cannot run a step's micro-batches again); set optimizer.sam_rho=0 "
+              "or distributed.pipeline.stages=1");
   }
   for (size_t i = 0; i < increments.size(); ++i)
     if (is_incremental && incremental.scenario == Scenario::task_incremental &&

@@ -87,6 +87,8 @@ struct OptimizerConfig : Section {
   double lr = 0.1;                 // base learning rate, > 0
   double weight_decay = 0.0;       // L2 / decoupled weight decay, >= 0
   bool no_decay_bias_norm = true;  // no weight decay on biases and norm parameters (dim <= 1)
+  double sam_rho = 0.0;            // neighbourhood radius of SAM (Foret et al. 2021), >= 0; 0: off
+  bool sam_adaptive = false;       // ASAM: the radius scaled elementwise by |w| (Kwon et al. 2021)
   void visit(Visitor& v) override;
 };
 

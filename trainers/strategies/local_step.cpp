@@ -30,6 +30,11 @@ std::unique_ptr<distributed::DataParallel> make_data_parallel(
                                                      distributed::DdpOptions::from(dc));
 }
 
+void StepStrategy::forward_backward_again(StepContext& /*hook*/, const Callbacks& /*callbacks*/,
+                                          const TrainState& /*st*/, StepResult& /*s*/) {
+  SCULPT_ASSERT(false, "this step strategy cannot run a step again (optimizer.sam_rho)");
+}
+
 namespace {
 
 class LocalStep final : public StepStrategy {
@@ -66,6 +71,7 @@ class LocalStep final : public StepStrategy {
     const int64_t k = ctx_.config().trainer.grad_accumulation;
     const auto device = ctx_.device();
     if (ddp_) ddp_->broadcast_buffers();
+    kept_.clear();
     data::Batch b;
     while (s.micro < k && loader.next(b)) {
       // DDP reduces in the step's last micro-batch only (no_sync before it).
@@ -75,38 +81,21 @@ class LocalStep final : public StepStrategy {
       b.targets = b.targets.to(device);
       hook.batch = &b;
       for (const auto& cb : callbacks) cb->on_batch(b, hook);
-      const auto& inputs = b.inputs;
-      at::Tensor out;
-      {
-        Autocast autocast(device, bf16_);
-        out = model_->forward(inputs);
-      }
-      out = out.to(at::kFloat);  // the loss in fp32 whatever the forward ran in
-      if (map_outputs_) out = map_outputs_(out);
-      auto loss = task_->loss(out, b.targets);
-      hook.outputs = &out;
-      hook.loss = &loss;
-      loss = add_extra_losses(loss, callbacks, *model_, hook);
-      hook.outputs = hook.loss = nullptr;
-      hook.batch = nullptr;
-      const double loss_v = loss.item<double>();
-      if (!std::isfinite(loss_v) && s.nonfinite.empty()) {
-        s.nonfinite = detail::concat(
-            "loss ", loss_v, " at step ", st.step, " (epoch ", st.epoch,
-            "); non-finite values: ", (~out.isfinite()).sum().item<int64_t>(), " of ",
-            out.numel(), " model outputs, ", (~inputs.isfinite()).sum().item<int64_t>(), " of ",
-            inputs.numel(), " inputs");
-      }
-      // The outputs (a language model's logits: batch x length x vocabulary floats) are not
-      // needed by backward, which keeps what it needs itself: released before it runs.
-      out = at::Tensor();
-      (loss / static_cast<double>(k)).backward();
-      if (ddp_ && sync) ddp_->finish_backward();
-      s.loss_sum += loss_v;
-      s.samples += b.size();
-      ++s.micro;
+      if (keep_batches_) kept_.push_back(b);
+      micro_backward(b, sync, hook, callbacks, st, s, "");
       ++st.batch_in_epoch;
     }
+  }
+
+  void forward_backward_again(StepContext& hook, const Callbacks& callbacks, const TrainState& st,
+                              StepResult& s) override {
+    SCULPT_ASSERT(keep_batches_, "a step run again without optimizer.sam_rho");
+    for (size_t i = 0; i < kept_.size(); ++i) {
+      const bool sync = i + 1 == kept_.size();
+      if (ddp_) ddp_->begin_backward(sync);
+      micro_backward(kept_[i], sync, hook, callbacks, st, s, " at the SAM-perturbed weights");
+    }
+    kept_.clear();
   }
 
   void clip_grad_norm(double max_norm) override {
@@ -127,12 +116,55 @@ class LocalStep final : public StepStrategy {
   }
 
  private:
+  // One micro-batch (after the passes' on_batch): forward, task loss + the passes' extra_loss,
+  // backward of loss / k; the loss and the samples go into `s`. `where` ends a non-finite
+  // loss's message.
+  void micro_backward(data::Batch& b, bool sync, StepContext& hook, const Callbacks& callbacks,
+                      const TrainState& st, StepResult& s, const char* where) {
+    const int64_t k = ctx_.config().trainer.grad_accumulation;
+    const auto device = ctx_.device();
+    hook.batch = &b;
+    const auto& inputs = b.inputs;
+    at::Tensor out;
+    {
+      Autocast autocast(device, bf16_);
+      out = model_->forward(inputs);
+    }
+    out = out.to(at::kFloat);  // the loss in fp32 whatever the forward ran in
+    if (map_outputs_) out = map_outputs_(out);
+    auto loss = task_->loss(out, b.targets);
+    hook.outputs = &out;
+    hook.loss = &loss;
+    loss = add_extra_losses(loss, callbacks, *model_, hook);
+    hook.outputs = hook.loss = nullptr;
+    hook.batch = nullptr;
+    const double loss_v = loss.item<double>();
+    if (!std::isfinite(loss_v) && s.nonfinite.empty()) {
+      s.nonfinite = detail::concat(
+          "loss ", loss_v, where, " at step ", st.step, " (epoch ", st.epoch,
+          "); non-finite values: ", (~out.isfinite()).sum().item<int64_t>(), " of ", out.numel(),
+          " model outputs, ", (~inputs.isfinite()).sum().item<int64_t>(), " of ", inputs.numel(),
+          " inputs");
+    }
+    // The outputs (a language model's logits: batch x length x vocabulary floats) are not
+    // needed by backward, which keeps what it needs itself: released before it runs.
+    out = at::Tensor();
+    (loss / static_cast<double>(k)).backward();
+    if (ddp_ && sync) ddp_->finish_backward();
+    s.loss_sum += loss_v;
+    s.samples += b.size();
+    ++s.micro;
+  }
+
   RunContext& ctx_;
   tasks::Task* task_ = nullptr;
   bool bf16_;
   models::Model* model_ = nullptr;
   OutputMap map_outputs_;
   std::unique_ptr<distributed::DataParallel> ddp_;
+  // optimizer.sam_rho > 0: the step's micro-batches, after on_batch, for forward_backward_again.
+  const bool keep_batches_ = ctx_.config().optimizer.sam_rho > 0;
+  std::vector<data::Batch> kept_;
 };
 
 }  // namespace

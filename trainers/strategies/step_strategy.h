@@ -65,6 +65,13 @@ class StepStrategy {
   // from `loader`, the passes' on_batch and extra_loss around each; gradients accumulate.
   virtual void forward_backward(data::Loader& loader, StepContext& hook,
                                 const Callbacks& callbacks, TrainState& st, StepResult& s) = 0;
+  // The last forward_backward's micro-batches again, as the passes' on_batch left them (it is
+  // not called again: replay's rows, say, stay the same), with extra_loss and DDP's reduction:
+  // SAM's gradient at the perturbed weights (trainers/sam.h). The local strategy keeps a
+  // step's batches when optimizer.sam_rho > 0; the pipeline has no such step (config.cpp
+  // refuses optimizer.sam_rho with it, and this default throws).
+  virtual void forward_backward_again(StepContext& hook, const Callbacks& callbacks,
+                                      const TrainState& st, StepResult& s);
   // Clips the gradient norm of what this process trains (a pipeline: of the whole replica).
   virtual void clip_grad_norm(double max_norm) = 0;
   // Metrics of the model over `ds` (every rank gets those of the whole of `ds`).
