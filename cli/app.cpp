@@ -162,6 +162,15 @@ int run_sculpt(int argc, char** argv) {
   versions->add_option("args", ver_args.args, "V, A B, or RUN");
   versions->add_option("--out", ver_args.out,
                        "rollback: the run directory to write (default <store>/rollback/v<V>)");
+  versions->add_flag("--no-eval", ver_args.no_eval,
+                     "diff: only what the versions recorded (no rebuilt A/B evaluation)");
+  versions->add_flag("--json", ver_args.json, "diff: the report as JSON");
+  versions->add_option("--latency-queries", ver_args.latency_queries,
+                       "diff: batch-1 queries timed per round (0: no latency)")
+      ->check(CLI::NonNegativeNumber);
+  versions->add_option("--rounds", ver_args.rounds,
+                       "diff: latency rounds, alternating A and B (median reported)")
+      ->check(CLI::PositiveNumber);
 
   try {
     register_builtins();

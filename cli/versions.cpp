@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "trainers/versions.h"
+#include "trainers/versions_ab.h"
 
 namespace sculpt::cli {
 
@@ -29,6 +30,10 @@ int cmd_versions(const VersionsArgs& a) {
   };
   if (a.action != "add")
     SCULPT_CHECK(std::filesystem::is_directory(a.dir), a.dir, ": no such version store");
+  SCULPT_CHECK(a.action == "diff" || (!a.no_eval && !a.json && a.latency_queries == 16 &&
+                                      a.rounds == 5),
+               "versions ", a.action, ": --no-eval, --json, --latency-queries and --rounds are "
+               "options of diff");
   if (a.action == "list") {
     need(0, "list");
     std::cout << v::list_text(store);
@@ -36,8 +41,11 @@ int cmd_versions(const VersionsArgs& a) {
     need(1, "show V");
     std::cout << v::show_text(store, version_id(a.args[0]));
   } else if (a.action == "diff") {
-    need(2, "diff A B");
-    std::cout << v::diff_text(store, version_id(a.args[0]), version_id(a.args[1]));
+    need(2, "diff A B [--no-eval] [--json] [--latency-queries N] [--rounds R]");
+    const auto x = version_id(a.args[0]), y = version_id(a.args[1]);
+    auto report = v::diff_json(store, x, y);
+    if (!a.no_eval) report["ab"] = v::ab_report(store, x, y, {a.latency_queries, a.rounds});
+    std::cout << (a.json ? report.dump(2) + "\n" : v::diff_text(report));
   } else if (a.action == "rollback") {
     need(1, "rollback V [--out RUN_DIR]");
     const auto id = version_id(a.args[0]);

@@ -28,8 +28,9 @@
 #include "core/logging/logging.h"
 #include "trainers/callback_state.h"
 #include "trainers/continual_metrics.h"
+#include "trainers/data_fingerprint.h"
+#include "trainers/increments.h"
 #include "core/optim/schedules.h"
-#include "core/tasks/wilson.h"
 #include "trainers/run_parts.h"
 #include "trainers/strategies/step_strategy.h"
 #include "trainers/train_loop.h"
@@ -41,54 +42,6 @@ namespace fs = std::filesystem;
 namespace sculpt::trainers {
 
 namespace {
-
-constexpr double kMasked = -1e9;  // logit of classes outside the task (task-incremental)
-
-// What the trainer knows of one increment before training it.
-struct Increment {
-  std::string name;
-  std::string spec;          // the increment's resolved YAML (checked on resume_from)
-  config::DataConfig data;   // the run's data keys with this increment's dataset
-  at::Tensor mask;           // task_incremental: bool [classes], true for its classes
-  std::unique_ptr<data::Dataset> eval;  // what R[.][i] is measured on
-  // A retrieval increment with removed_docs: the task decoding with its ID trie (without them).
-  std::unique_ptr<tasks::Task> task;
-};
-
-// The increment's transform of `ds`: the pixel permutation, then the class filter.
-data::Dataset transform(const data::Dataset& ds, const config::IncrementConfig& inc) {
-  at::Tensor inputs = ds.inputs(), targets = ds.targets();
-  if (inc.permute_pixels.seed >= 0) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(
-        static_cast<uint64_t>(inc.permute_pixels.seed));
-    const auto shape = inputs.sizes().vec();
-    auto flat = inputs.reshape({inputs.size(0), -1});
-    auto perm = at::randperm(flat.size(1), gen, at::TensorOptions().dtype(at::kLong));
-    inputs = flat.index_select(1, perm).reshape(shape).contiguous();
-  }
-  data::Dataset out(inputs, targets, ds.spec());
-  if (inc.classes.empty()) return out;
-  auto keep = at::isin(targets, at::tensor(inc.classes, at::kLong));
-  return out.subset(keep.nonzero().flatten());
-}
-
-// Whether a metric is a proportion (a Wilson interval applies).
-bool is_proportion(const std::string& metric) {
-  return metric.rfind("hits@", 0) == 0 || metric == "accuracy" || metric == "exact_match";
-}
-
-// Per slice (increment) j of row `row`: the metric, its number of queries (test rows) and, for a
-// proportion, the 95% Wilson interval.
-nlohmann::json slice_json(const std::string& name, double value, int64_t n,
-                          const std::string& metric) {
-  nlohmann::json s = {{"name", name}, {"value", value}, {"n", n}};
-  if (is_proportion(metric) && std::isfinite(value)) {
-    const auto [lo, hi] = tasks::wilson_interval(value, static_cast<double>(n));
-    s["lo"] = lo;
-    s["hi"] = hi;
-  }
-  return s;
-}
 
 // The distinct targets (document IDs of a retrieval corpus) of a dataset's rows, as byte keys.
 void add_targets(const data::Dataset& ds, std::set<std::string>& keys) {
@@ -109,6 +62,9 @@ class IncrementalTrainer final : public Trainer {
     const auto& c = ctx.config();
     const auto& ic = c.incremental;
     const auto t0 = Clock::now();
+    const std::string store_dir =
+        ic.versions_dir.empty() ? (ctx.dir() / "versions").string() : ic.versions_dir;
+    if (ic.versions && ctx.writes_files()) check_lineage(versions::Store(store_dir), c);
     const auto device = ctx.device();
     const bool bf16 = use_bf16(cfg_.precision, device);
     auto strategy = make_local_strategy(ctx, bf16);
@@ -124,7 +80,7 @@ class IncrementalTrainer final : public Trainer {
     std::vector<double> baseline;
     for (auto& inc : incs) baseline.push_back(measure(model, task, inc, ctx, bf16));
 
-    auto current = train_split(c, parts, 0);
+    auto current = increment_split(c, parts, 0);
     StepContext hook = make_hook(ctx, current.train, parts.task);
     hook.total_steps = total_steps(cfg_, incs[0].data, rows_per_rank(ctx, current.train.size()),
                                    "increments[0]", &hook.steps_per_epoch);
@@ -147,10 +103,9 @@ class IncrementalTrainer final : public Trainer {
     std::unique_ptr<versions::Store> vstore;
     std::set<std::string> seen_docs;  // IDs of the documents trained so far
     if (ic.versions && ctx.writes_files()) {
-      vstore = std::make_unique<versions::Store>(
-          ic.versions_dir.empty() ? (ctx.dir() / "versions").string() : ic.versions_dir);
+      vstore = std::make_unique<versions::Store>(store_dir);
       for (size_t j = 0; j < pr.matrix.size(); ++j) {
-        auto split = train_split(c, parts, static_cast<int64_t>(j));
+        auto split = increment_split(c, parts, static_cast<int64_t>(j));
         add_targets(split.train, seen_docs);
         add_targets(split.val, seen_docs);
       }
@@ -162,7 +117,7 @@ class IncrementalTrainer final : public Trainer {
     fs::path continue_from = resume ? *resume : fs::path();  // for the first loop only
     for (int64_t i = static_cast<int64_t>(pr.matrix.size()); i < n; ++i) {
       const auto inc_t0 = Clock::now();
-      if (i > 0) current = train_split(c, parts, i);
+      if (i > 0) current = increment_split(c, parts, i);
       hook.train = &current.train;
       hook.data = &current.train.spec();
       hook.increment = i;
@@ -192,7 +147,7 @@ class IncrementalTrainer final : public Trainer {
       }
       log::info("increment ", i, " (", incs[i].name, "): ", current.train.size(), " train / ",
                 current.val.size(), " val; ", steps, " steps");
-      strategy->set_output_map(mask_of(incs[i]));
+      strategy->set_output_map(increment_output_map(incs[i]));
       const int64_t begin = pr.begin_step;
       LoopParts lp{ctx,          cfg_,       model,     task,  current.train, current.val,
                    incs[i].data, *optimizer, *schedule, store, callbacks,     hook,
@@ -261,6 +216,28 @@ class IncrementalTrainer final : public Trainer {
     int64_t begin_step = 0;        // global step where the current increment began
   };
 
+  // An update keeps its parent version's tokenizer and document IDs (data_fingerprint.h): before
+  // anything is built, every increment's data is checked against the store's current version
+  // (an empty store: the run's data, which the base version records). UserError naming both.
+  static void check_lineage(const versions::Store& store, const config::Config& c) {
+    const int64_t cur = store.current();
+    const auto parent =
+        cur > 0 ? store.info(cur).value("data", nlohmann::json()) : data_fingerprint(c.data);
+    const std::string whose = cur > 0 ? "version " + std::to_string(cur) + "'s (" +
+                                            store.path_of(cur) + ", the store's current version)"
+                                      : "the run's data's (the base version of the new store)";
+    for (size_t i = 0; i < c.increments.size(); ++i) {
+      const auto mismatch =
+          fingerprint_mismatch(parent, data_fingerprint(increment_data(c, int64_t(i))));
+      const auto& name = c.increments[i].name;
+      SCULPT_CHECK(mismatch.empty(), c.source_file, ": increments[", i, "] (",
+                   name.empty() ? "increment " + std::to_string(i) : name, "): its tokenizer or document IDs differ from ", whose,
+                   ", the parent of the versions this run writes (parent vs increment):\n",
+                   mismatch, "\nAn update keeps its parent's tokenizer and ID scheme; record a "
+                   "model over other ids in another store (incremental.versions_dir)");
+    }
+  }
+
   // A version after increment i (-1: the base, the weights the run starts from), with the row
   // of the accuracy matrix as its per-slice metrics. Skipped when the current version already
   // is this run's increment i (a resumed run).
@@ -277,6 +254,7 @@ class IncrementalTrainer final : public Trainer {
         return;
     }
     auto v = versions::capture(model, callbacks);
+    v.data = data_fingerprint(i >= 0 ? incs[size_t(i)].data : c.data);
     v.config_yaml = c.dump();
     v.config_hash = c.hash();
     v.source = {{"run", run}, {"increment", i}, {"step", st.step}};
@@ -360,84 +338,14 @@ class IncrementalTrainer final : public Trainer {
     log::info("after increment ", i, ": ", rec.dump());
   }
 
-  static Increment make_increment(const config::Config& c, const RunParts& parts, int64_t i) {
-    const auto& spec = c.increments[i];
-    Increment inc;
-    inc.name = spec.name.empty() ? "increment " + std::to_string(i) : spec.name;
-    inc.spec = config::dump_yaml(const_cast<config::IncrementConfig&>(spec));
-    inc.data = c.data;
-    const data::Dataset* base = parts.test.get();
-    std::unique_ptr<data::Dataset> other;
-    const std::string where = "increments[" + std::to_string(i) + "]";
-    if (!spec.data.name.empty()) {
-      inc.data.name = spec.data.name;
-      inc.data.options = spec.data.options;
-      other = data::dataset_registry().create(inc.data.name, inc.data, data::DataPart::test);
-      base = other.get();
-    }
-    const auto& model_spec = parts.all->spec();
-    const bool use_test = c.incremental.eval_on == config::EvalOn::test ||
-                          (c.incremental.eval_on == config::EvalOn::automatic && base != nullptr);
-    SCULPT_CHECK(!use_test || base, c.source_file, ": ", where,
-                 ": incremental.eval_on=test, but the dataset has no test part");
-    if (use_test) {
-      inc.eval = std::make_unique<data::Dataset>(transform(*base, spec));
-    } else {
-      inc.eval = std::make_unique<data::Dataset>(train_split(c, parts, i).val);
-      SCULPT_CHECK(inc.eval->size() > 0, c.source_file, ": ", where,
-                   ": nothing to evaluate on: the dataset has no test part and "
-                   "data.val_fraction is 0");
-    }
-    SCULPT_CHECK(inc.eval->spec().input_shape == model_spec.input_shape, c.source_file, ": ",
-                 where, ": its samples have another shape than the run's data");
-    for (int64_t cls : spec.classes)
-      SCULPT_CHECK(cls < model_spec.num_classes, c.source_file, ": ", where, ".classes: ", cls,
-                   " is not a class of the data (", model_spec.num_classes, " classes)");
-    // removed_docs (gr_*): decoding constrained to this increment's IDs, so a removed
-    // document's ID is never emitted.
-    const auto* gr = dynamic_cast<const data::GrCommonOptions*>(spec.data.options.get());
-    if (gr && !gr->removed_docs.empty() && inc.eval->spec().valid_targets)
-      inc.task = tasks::task_registry().create(c.task.name, c.task, inc.eval->spec());
-    if (c.incremental.scenario == config::Scenario::task_incremental) {
-      inc.mask = at::zeros({model_spec.num_classes}, at::kBool);
-      for (int64_t cls : spec.classes) inc.mask[cls] = true;
-    }
-    return inc;
-  }
-
-  // Increment i's data, split into train and val as data.val_fraction says.
-  static data::Split train_split(const config::Config& c, const RunParts& parts, int64_t i) {
-    const auto& spec = c.increments[i];
-    if (spec.data.name.empty())
-      return data::split_dataset(transform(*parts.all, spec), c.data.val_fraction,
-                                 c.data.split_seed);
-    config::DataConfig d = c.data;
-    d.name = spec.data.name;
-    d.options = spec.data.options;
-    auto all = data::dataset_registry().create(d.name, d, data::DataPart::train);
-    return data::split_dataset(transform(*all, spec), c.data.val_fraction, c.data.split_seed);
-  }
-
   static uint64_t seed_of(const config::Config& c, int64_t i) {
     return static_cast<uint64_t>(c.run.seed) + 7919ull * static_cast<uint64_t>(i);
   }
 
-  static OutputMap mask_of(const Increment& inc) {
-    if (!inc.mask.defined()) return {};
-    const at::Tensor keep = inc.mask;
-    return [keep](const at::Tensor& out) {
-      return out.masked_fill(~keep.to(out.device()), kMasked);
-    };
-  }
-
   static double measure(models::Model& model, const tasks::Task& task, const Increment& inc,
                         const RunContext& ctx, bool bf16) {
-    auto m = evaluate(model, inc.task ? *inc.task : task, *inc.eval, inc.data, ctx.device(), bf16, mask_of(inc),
-                      ctx.data_parallel() ? &ctx.collectives() : nullptr);
-    const std::string& key = ctx.config().incremental.metric;
-    auto it = m.find(key);
-    SCULPT_CHECK(it != m.end(), "incremental.metric: the task has no metric '", key, "'");
-    return it->second;
+    return measure_increment(model, task, inc, ctx.config().incremental.metric, ctx.device(),
+                             bf16, ctx.data_parallel() ? &ctx.collectives() : nullptr);
   }
 
   static void write_progress(const fs::path& dir, const Progress& pr,

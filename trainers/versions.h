@@ -7,6 +7,9 @@
 // whatever else trained. `current` names the version a rollback made current; a new version's
 // parent is the current one. Versions are written atomically (a temporary folder, then a rename)
 // and every read checks the checksums first: a file changed by hand is named, nothing is written.
+// Each version records its data's tokenizer and ID scheme (data_fingerprint.h); a version whose
+// fingerprint differs from its parent's is refused. The A/B measurement of `diff` is
+// versions_ab.h; the CLI's actions are versions_actions.cpp.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +20,7 @@
 
 #include "core/io/safetensors.h"
 #include "trainers/callback.h"
+#include "trainers/sha256.h"
 
 namespace sculpt::models {
 class Model;
@@ -24,11 +28,9 @@ class Model;
 
 namespace sculpt::trainers::versions {
 
-// SHA-256 of bytes, as 64 lowercase hex digits.
-std::string sha256_hex(const void* data, size_t size);
-std::string sha256_file(const std::string& path);
-// Of a tensor's bytes (CPU, contiguous, its own dtype).
-std::string sha256_tensor(const at::Tensor& t);
+using trainers::sha256_file;
+using trainers::sha256_hex;
+using trainers::sha256_tensor;
 
 // What a new version is made of.
 struct NewVersion {
@@ -37,6 +39,7 @@ struct NewVersion {
   nlohmann::json changes = nlohmann::json::object();  // documents_added, documents_removed, ...
   nlohmann::json metrics = nlohmann::json::object();  // headline, metric, slices
   nlohmann::json source = nlohmann::json::object();   // run, increment
+  nlohmann::json data;  // tokenizer and ID scheme (data_fingerprint); null: not known
   std::string config_yaml, config_hash;
 };
 
@@ -61,7 +64,8 @@ class Store {
   // state(id) with LoRA adapters merged into their layers' weights (what `sculpt eval` loads).
   io::NamedTensors weights(int64_t id) const;
   // Writes the next version, its parent the current one (none: a base with the full state);
-  // returns its id and makes it current.
+  // returns its id and makes it current. UserError, nothing written, when v.data's tokenizer or
+  // ID scheme differs from the parent's.
   int64_t add(const NewVersion& v);
   void set_current(int64_t id);
   std::string path_of(int64_t id) const;
@@ -71,10 +75,19 @@ class Store {
   std::string dir_;
 };
 
-// The `sculpt versions` actions: text on stdout.
+// Bit-identical tensors (dtype, shape and bytes).
+bool same_bits(const at::Tensor& a, const at::Tensor& b);
+int64_t bytes_of(const io::NamedTensors& ts);
+std::string now_utc();  // 2025-01-31T12:00:00Z
+
+// The `sculpt versions` actions (versions_actions.cpp): text on stdout.
 std::string list_text(const Store& s);
 std::string show_text(const Store& s, int64_t id);
-std::string diff_text(const Store& s, int64_t a, int64_t b);
+// What `diff A B` compares from the records: the tensors that differ (max |b - a|), both
+// versions' sizes, their recorded per-slice metrics and whether their configs differ.
+nlohmann::json diff_json(const Store& s, int64_t a, int64_t b);
+// diff_json as text, with the A/B measurement (versions_ab.h) when `diff` holds one ("ab").
+std::string diff_text(const nlohmann::json& diff);
 // Writes version `id`'s weights (model.safetensors), its config (config.yaml) and
 // version.json into `out` (default <store>/rollback/v<id>) and makes it current; returns `out`.
 std::string rollback(Store& s, int64_t id, std::string out);

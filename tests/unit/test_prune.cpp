@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <functional>
+#include <set>
 
 #include "cli/app.h"
 #include "compression/pass.h"
@@ -445,6 +446,84 @@ TEST_CASE("LoRA: the merged model computes what the adapted one did", "[lora]") 
   CHECK_FALSE(torch::allclose(torch::linear(x, layers[0].second->raw_weight(),
                                             layers[0].second->bias()), base));
   CHECK(pass->summary()["adapter_params"] == 4 * (8 + 16) + 4 * (16 + 12));
+}
+
+TEST_CASE("LoRA trains only the adapters, as PEFT; bias and modules_to_save add to them",
+          "[lora]") {
+  auto trainable = [](Attached& a) {
+    std::set<std::string> s;
+    for (const auto& p : a.model->named_parameters())
+      if (p.value().requires_grad()) s.insert(p.key());
+    return s;
+  };
+  const std::set<std::string> adapters = {"hidden0.seq.0.wt_lora.a", "hidden0.seq.0.wt_lora.b",
+                                          "hidden1.seq.0.wt_lora.a", "hidden1.seq.0.wt_lora.b"};
+  auto with = [&](std::set<std::string> more) {
+    more.insert(adapters.begin(), adapters.end());
+    return more;
+  };
+  auto a = attach("{name: lora, rank: 2, include: ['hidden.*']}");
+  CHECK(trainable(a) == adapters);  // bias: none, the head and every weight frozen
+  CHECK(a.pass->summary()["frozen_params"] == 387);
+  a = attach("{name: lora, rank: 2, include: ['hidden.*'], bias: lora_only}");
+  CHECK(trainable(a) == with({"hidden0.seq.0.bias", "hidden1.seq.0.bias"}));
+  a = attach("{name: lora, rank: 2, include: ['hidden.*'], bias: all}");
+  CHECK(trainable(a) == with({"hidden0.seq.0.bias", "hidden1.seq.0.bias", "head.seq.0.bias"}));
+  a = attach("{name: lora, rank: 2, include: ['hidden.*'], modules_to_save: ['head']}");
+  CHECK(trainable(a) == with({"head.seq.0.weight", "head.seq.0.bias"}));
+  CHECK(a.pass->summary()["trained_besides"].size() == 2);
+  // The model leaves finalize trainable, as it came in.
+  a.pass->finalize(*a.model, a.ctx);
+  CHECK(trainable(a).size() == 6);
+  // Per layer, freeze_base: false trains that layer's weight too.
+  a = attach("{name: lora, rank: 2, include: ['hidden.*'], overrides: [{layers: 'hidden1.*', "
+             "freeze_base: false}]}");
+  CHECK(trainable(a) == with({"hidden1.seq.0.weight"}));
+  a = attach("{name: lora, rank: 2, include: ['hidden.*'], freeze_base: false}");
+  CHECK(trainable(a).size() == 6 + 4);
+  CHECK_THROWS_WITH(attach("{name: lora, modules_to_save: ['classifier']}"),
+                    Catch::Contains("modules_to_save: 'classifier' matches no module"));
+}
+
+TEST_CASE("LoRA before a channel-removing prune merges first (same outputs); after it, refused",
+          "[lora][prune]") {
+  sculpt::cli::register_builtins();
+  const std::string prune = "{name: prune, pattern: channel, schedule: one_shot, sparsity: 0.5, "
+                            "remove: true, include: ['hidden0.*']}";
+  const std::string lora = "{name: lora, rank: 2, include: ['hidden.*']}";
+  auto config = [](const std::string& items) {
+    torch::manual_seed(4);
+    return Config::parse(std::string(kRun) + "compression: [" + items + "]\n");
+  };
+  sculpt::trainers::StepContext ctx;
+  ctx.total_steps = 10;
+  {
+    const auto cfg = config(lora + ", " + prune);
+    auto model = model_for(cfg, blobs_spec());
+    model->eval();
+    const int64_t before = model->parameter_count();
+    auto recipe = sculpt::compression::build_recipe(cfg);
+    for (auto& p : recipe) p->attach(*model, ctx);  // one_shot: pruned at attach
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model->named_parameters())
+        if (p.key().find("wt_lora.b") != std::string::npos) p.value().normal_();
+    }
+    const auto x = torch::randn({5, 8});
+    const auto masked = model->forward(x).detach();  // mask (W + B A)
+    for (auto& p : recipe) p->finalize(*model, ctx);
+    for (const auto& [n, l] : sculpt::nn::compressible_layers(*model))
+      CHECK_FALSE(l->has_transforms());
+    CHECK(torch::allclose(model->forward(x), masked, 1e-5, 1e-5));
+    CHECK(model->parameter_count() < before);
+  }
+  const auto cfg = config(prune + ", " + lora);
+  auto model = model_for(cfg, blobs_spec());
+  auto recipe = sculpt::compression::build_recipe(cfg);
+  recipe[0]->attach(*model, ctx);
+  CHECK_THROWS_WITH(recipe[1]->attach(*model, ctx),
+                    Catch::Contains("a prune pass is listed before it") &&
+                        Catch::Contains("list lora before prune"));
 }
 
 TEST_CASE("lowrank keeps the energy asked for and runs as two thin GEMMs", "[lowrank]") {

@@ -8,6 +8,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <regex>
+#include <set>
 
 #include "compression/runtimes.h"
 #include "core/error.h"
@@ -21,7 +23,15 @@ void LoraOptions::visit(config::Visitor& v) {
   v.field("alpha", alpha, "lora: the update is (alpha / r) B A", config::Range::above(0));
   v.field("dropout", dropout, "lora: dropout on the entries of A while training",
           config::Range::half_open(0, 1));
-  v.field("freeze_base", freeze_base, "lora: train only the adapters (the layer's weight is fixed)");
+  v.field("freeze_base", freeze_base,
+          "lora: train only the adapters (and what bias / modules_to_save name); every other "
+          "parameter of the model is frozen, as in PEFT. false: nothing is frozen");
+  v.choice("bias", bias, kLoraBiases,
+           "lora: biases that train beside the adapters when freeze_base: none, all, or "
+           "lora_only (the adapted layers')");
+  v.field("modules_to_save", modules_to_save,
+          "lora: module-name regexes (whole name, e.g. 'head\\.fc' or '.*\\.ln.*') whose "
+          "parameters train in full when freeze_base");
 }
 
 void LowRankOptions::visit(config::Visitor& v) {
@@ -70,29 +80,42 @@ class LoraPass final : public CompressionPass {
   using CompressionPass::CompressionPass;
   void attach(models::Model& model, const StepContext& /*ctx*/) override {
     static const LoraOptions defaults;
+    const auto& all =
+        config().options ? dynamic_cast<const LoraOptions&>(*config().options) : defaults;
     layers_.clear();
+    frozen_.clear();
+    refuse_after_prune(model);
     for (const auto& t : select_layers(model)) {
       const auto& o = t.options ? options_of<LoraOptions>(t) : defaults;
       const auto w = as_matrix(t.layer->raw_weight());
       auto lora = std::make_shared<LoraTransform>(w.size(0), w.size(1), o);
       lora->to(t.layer->raw_weight().device());
       t.layer->add_weight_transform("lora", lora);
-      if (o.freeze_base) t.layer->raw_weight().set_requires_grad(false);
-      layers_.push_back({t.name, t.layer, lora, o});
+      if (o.freeze_base && !all.freeze_base) freeze(t.layer->raw_weight());
+      layers_.push_back({t.name, t.layer, lora, o, w.size(0), w.size(1)});
     }
+    if (all.freeze_base) freeze_base(model, all);
   }
   void finalize(models::Model& /*model*/, const StepContext& /*ctx*/) override {
     torch::NoGradGuard no_grad;
     for (auto& l : layers_) {
       const auto& w = l.layer->raw_weight();
+      SCULPT_CHECK(as_matrix(w).size(0) == l.out && as_matrix(w).size(1) == l.in,
+                   "compression pass ", name(), ": layer ", l.name, " was resized to ", w.sizes(),
+                   " after its adapter was made for ", l.out, "x", l.in,
+                   " (a pass before lora removed channels); list lora first in compression:");
       bake(*l.layer, "lora", w + l.lora->delta(w));
       merged_ = true;
     }
+    // The model leaves fit() trainable, as it came in.
+    for (auto& p : frozen_) p.set_requires_grad(true);
+    frozen_.clear();
   }
   std::string pipeline_limitation() const override { return {}; }
   nlohmann::json summary() const override {
     nlohmann::json layers = nlohmann::json::array();
-    int64_t adapters = 0;
+    int64_t adapters = 0, frozen = 0;
+    for (const auto& p : frozen_) frozen += p.numel();
     for (const auto& l : layers_) {
       layers.push_back({{"name", l.name},
                         {"rank", l.o.rank},
@@ -102,16 +125,94 @@ class LoraPass final : public CompressionPass {
                         {"frozen_base", l.o.freeze_base}});
       adapters += l.lora->params();
     }
-    return {{"layers", layers}, {"adapter_params", adapters}, {"merged", merged_}};
+    return {{"layers", layers},
+            {"adapter_params", adapters},
+            {"frozen_params", frozen},
+            {"trained_besides", trained_besides_},
+            {"merged", merged_}};
   }
+
  private:
   struct Layer {
     std::string name;
     std::shared_ptr<nn::Compressible> layer;
     std::shared_ptr<LoraTransform> lora;
     LoraOptions o;
+    int64_t out = 0, in = 0;  // the weight's matrix shape the adapter was made for
   };
+
+  void freeze(const at::Tensor& p) {
+    if (!p.requires_grad()) return;
+    p.set_requires_grad(false);
+    frozen_.push_back(p);
+  }
+
+  // A prune pass listed before lora has attached its masks: B A would then be added after the
+  // mask (pruned weights would not stay zero), and channels it removes in finalize would no
+  // longer fit the adapters. Listed after lora, prune masks W + B A and lora merges first.
+  void refuse_after_prune(models::Model& model) const {
+    for (const auto& [n, layer] : nn::compressible_layers(model))
+      for (const auto& t : layer->weight_transform_names())
+        SCULPT_CHECK(t != "prune", "compression pass ", name(), ": a prune pass is listed before "
+                     "it (layer ", n, " carries prune's mask): the adapters' B A would be added "
+                     "after the mask, so pruned weights would not stay zero and removed channels "
+                     "would not fit the adapters\nHINT: list lora before prune in compression:");
+  }
+
+  // PEFT's default: every parameter of the model but the adapters (and other passes' transform
+  // parameters, which their passes own) stops training, except the biases `bias` names and the
+  // modules `modules_to_save` matches. Before the optimizer is built, so it leaves them out.
+  void freeze_base(models::Model& model, const LoraOptions& o) {
+    std::vector<std::regex> keep;
+    std::vector<bool> used(o.modules_to_save.size(), false);
+    for (const auto& pattern : o.modules_to_save) {
+      try {
+        keep.emplace_back(pattern, std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        throw UserError("compression pass " + name() + ": modules_to_save: '" + pattern +
+                        "' is not a valid regex (" + e.what() + ")");
+      }
+    }
+    std::set<std::string> adapted, own_weight;  // layers with an adapter; weights that train
+    for (const auto& l : layers_) {
+      adapted.insert(l.name);
+      if (!l.o.freeze_base) own_weight.insert(l.name + ".weight");
+    }
+    trained_besides_ = nlohmann::json::array();
+    for (const auto& item : model.named_parameters(/*recurse=*/true)) {
+      const std::string& pname = item.key();
+      if (pname.find(".wt_") != std::string::npos || pname.find(".at_") != std::string::npos ||
+          pname.rfind("wt_", 0) == 0 || pname.rfind("at_", 0) == 0)
+        continue;  // a weight or input transform's own parameter (adapters, quantizer scales)
+      const auto dot = pname.rfind('.');
+      const std::string owner = dot == std::string::npos ? "" : pname.substr(0, dot);
+      const std::string leaf = pname.substr(dot == std::string::npos ? 0 : dot + 1);
+      bool trains = own_weight.count(pname) > 0;
+      if (leaf == "bias")
+        trains |=
+            o.bias == LoraBias::all || (o.bias == LoraBias::lora_only && adapted.count(owner));
+      // An enclosing module (or the parameter itself) matched by modules_to_save.
+      for (size_t k = 0; k < keep.size(); ++k)
+        for (size_t at = pname.find('.');; at = pname.find('.', at + 1)) {
+          if (std::regex_match(pname.substr(0, at), keep[k])) {
+            trains = used[k] = true;
+            break;
+          }
+          if (at == std::string::npos) break;
+        }
+      if (trains)
+        trained_besides_.push_back(pname);
+      else
+        freeze(item.value());
+    }
+    for (size_t k = 0; k < keep.size(); ++k)
+      SCULPT_CHECK(used[k], "compression pass ", name(), ": modules_to_save: '",
+                   o.modules_to_save[k], "' matches no module of the model");
+  }
+
   std::vector<Layer> layers_;
+  std::vector<at::Tensor> frozen_;  // parameters this pass froze (trainable again at finalize)
+  nlohmann::json trained_besides_ = nlohmann::json::array();
   bool merged_ = false;
 };
 
