@@ -16,6 +16,7 @@
 namespace sculpt::data {
 
 class IdTrie;
+struct RetrievalDocs;
 
 // Token ids shared by every text dataset and sequence model.
 namespace token {
@@ -54,6 +55,9 @@ struct DataSpec {
   // Generative retrieval (gr.h): every valid target (document ID tokens + eos), for decoding
   // constrained to them; null for other datasets.
   std::shared_ptr<const IdTrie> valid_targets;
+  // Generative retrieval: the documents the rows come from, their texts and ID rows (gr.h),
+  // for passes that make rows of their own (replay's pseudo queries); null for other datasets.
+  std::shared_ptr<const RetrievalDocs> documents;
 };
 
 class Dataset {

@@ -192,8 +192,15 @@ class EwcPass final : public CompressionPass, public FisherBoardUser {
     SCULPT_CHECK(ctx.task, "compression pass ewc: the trainer gave no task (its per-sample "
                            "log-likelihood defines the Fisher)");
     data::Loader loader(chosen, 256, ctx.eval_loading);
+    // Only what trains: a frozen weight (LoRA's base, `freeze`) has no gradient; its Fisher
+    // stays 0 and it adds no penalty.
     std::vector<at::Tensor> live;
-    for (const auto& p : params_) live.push_back(p.param);
+    std::vector<size_t> live_of;  // live[j] is params_[live_of[j]]
+    for (size_t k = 0; k < params_.size(); ++k)
+      if (params_[k].param.requires_grad()) {
+        live.push_back(params_[k].param);
+        live_of.push_back(k);
+      }
     std::vector<at::Tensor> fisher;
     for (const auto& p : params_) fisher.push_back(torch::zeros_like(p.param, at::kFloat));
     const bool was_training = model.is_training();
@@ -204,10 +211,11 @@ class EwcPass final : public CompressionPass, public FisherBoardUser {
       const auto x = b.inputs.to(ctx.device), y = b.targets.to(ctx.device);
       if (vectorized && linear_fisher_sums(model, *ctx.task, x, y, gen, fisher)) continue;
       vectorized = false;  // one backward per sample from here on
+      if (live.empty()) continue;
       auto part = diagonal_fisher(
           *ctx.task, [&](const at::Tensor& in) { return model.forward(in); }, live, x, y,
           empirical_, gen);
-      for (size_t k = 0; k < fisher.size(); ++k) fisher[k].add_(part[k] * b.size());
+      for (size_t j = 0; j < live.size(); ++j) fisher[live_of[j]].add_(part[j] * b.size());
     }
     fisher_vectorized_ = vectorized;
     model.train(was_training);

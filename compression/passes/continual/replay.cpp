@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "compression/passes/continual/pseudo_queries.h"
 #include "compression/passes/pass_options.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "core/data/gr.h"
 #include "core/data/loader.h"
 #include "core/data/transforms.h"
 #include "core/error.h"
@@ -30,6 +32,30 @@ void ReplayOptions::visit(config::Visitor& v) {
           config::Range::at_least(0));
   v.field("ratio", ratio, "replay: replayed samples per new sample when batch_size is 0",
           config::Range::at_least(0));
+  v.choice("source", source, kReplaySources,
+           "replay: what streams through the buffer at the end of an increment: rows (its "
+           "training rows) | pseudo_queries (generative retrieval: pseudo_queries random spans of "
+           "each of its documents, paired with the document's ID) | both");
+  v.field("pseudo_queries", pseudo_queries,
+          "replay: source pseudo_queries or both: generated queries per document",
+          config::Range::at_least(1));
+  v.field("span_min", span_min,
+          "replay: a generated query's shortest span of its document, in tokens; 0: span_max",
+          config::Range::at_least(0));
+  v.field("span_max", span_max,
+          "replay: a generated query's longest span, in tokens (at most the dataset's query "
+          "length); 0: the dataset's query length",
+          config::Range::at_least(0));
+}
+
+void ReplayOptions::check(config::Checker& c) const {
+  if (span_max > 0 && span_min > span_max)
+    c.error("span_min", "expected at most span_max (" + std::to_string(span_max) + "), got " +
+                            std::to_string(span_min));
+  if (source != ReplaySource::rows && policy == ReplayPolicy::importance)
+    c.error("policy", "importance scores stored rows by their loss; with source " +
+                          std::string(config::spelling(kReplaySources, source)) +
+                          " use reservoir or class_balanced");
 }
 
 namespace {
@@ -102,6 +128,12 @@ at::Tensor ReplayBuffer::inputs() const {
   return rows_.empty() ? at::Tensor() : at::stack(rows_);
 }
 
+int64_t ReplayBuffer::bytes() const {
+  int64_t n = 0;
+  for (const auto& r : rows_) n += static_cast<int64_t>(r.nbytes());
+  return n;
+}
+
 at::Tensor ReplayBuffer::labels() const {
   return at::tensor(labels_, at::kLong);
 }
@@ -167,10 +199,11 @@ class ReplayPass final : public CompressionPass {
     loading_ = ctx.eval_loading;
   }
 
-  // Streams the increment's rows through the buffer in a random order (importance: scored by
-  // the per-sample loss of the model as it is now).
+  // Streams the increment's rows and/or pseudo queries through the buffer in a random order
+  // (importance: scored by the per-sample loss of the model as it is now).
   void on_increment_end(models::Model& model, const data::Dataset& seen,
                         const StepContext& ctx) override {
+    const auto& o = options();
     auto x = seen.inputs(), y = seen.targets();
     if (y.dim() > 1) {
       // Token-sequence targets (seq2seq): each kept row is the input row followed by its target
@@ -183,12 +216,31 @@ class ReplayPass final : public CompressionPass {
       y = y.select(1, 0);
     }
     std::vector<double> scores(static_cast<size_t>(seen.size()), 0.0);
-    if (options().policy == ReplayPolicy::importance) scores = losses(model, seen, ctx);
-    std::vector<int64_t> order(static_cast<size_t>(seen.size()));
-    for (int64_t i = 0; i < seen.size(); ++i) order[i] = i;
-    for (int64_t i = seen.size() - 1; i > 0; --i) std::swap(order[i], order[uniform(rng_, i + 1)]);
-    const auto* labels = y.to(at::kLong).contiguous().data_ptr<int64_t>();
-    for (int64_t i : order) buffer_.add(x[i], labels[i], scores[i], rng_);
+    if (o.policy == ReplayPolicy::importance) scores = losses(model, seen, ctx);
+    if (o.source != ReplaySource::rows) {
+      const auto& docs = seen.spec().documents;
+      SCULPT_CHECK(docs, "compression pass replay: source: ",
+                   config::spelling(kReplaySources, o.source),
+                   " draws queries from the documents of a retrieval dataset (gr_synthetic, "
+                   "gr_jsonl); this increment's data has none");
+      const auto pq = make_pseudo_queries(*docs, {o.pseudo_queries, o.span_min, o.span_max}, rng_);
+      const auto q = pq.rows.to(x.scalar_type());
+      const int64_t width = docs->source_len + docs->targets.size(1);  // the input row's
+      SCULPT_CHECK(q.size(1) == x.size(1), "compression pass replay: generated queries have ",
+                   "rows of ", q.size(1), " tokens, the data's have ", x.size(1));
+      const bool both = o.source == ReplaySource::both;
+      x = both ? at::cat({x, q}) : q;
+      y = both ? at::cat({y, q.select(1, width)}) : q.select(1, width);
+      scores.assign(static_cast<size_t>(x.size(0)), 0.0);  // importance takes rows only (check)
+      generated_ += q.size(0);
+    }
+    const int64_t n = x.size(0);
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) order[i] = i;
+    for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[uniform(rng_, i + 1)]);
+    const auto labels = y.to(at::kLong).contiguous();
+    const auto* label = labels.data_ptr<int64_t>();
+    for (int64_t i : order) buffer_.add(x[i], label[i], scores[i], rng_);
     stacked_ = at::Tensor();
     if (ctx.run && ctx.run->writes_files()) {  // the buffer in the run directory too (rank 0)
       const auto state = state_dict();
@@ -239,6 +291,7 @@ class ReplayPass final : public CompressionPass {
     rng << rng_;
     s.meta["rng"] = rng.str();
     s.meta["replayed"] = replayed_;
+    s.meta["generated"] = generated_;
     return s;
   }
 
@@ -247,6 +300,7 @@ class ReplayPass final : public CompressionPass {
     std::istringstream rng(state.meta.value("rng", std::string()));
     if (!rng.str().empty()) rng >> rng_;
     replayed_ = state.meta.value("replayed", int64_t{0});
+    generated_ = state.meta.value("generated", int64_t{0});
     stacked_ = at::Tensor();
   }
 
@@ -262,6 +316,9 @@ class ReplayPass final : public CompressionPass {
             {"capacity", options().buffer},
             {"seen", buffer_.seen()},
             {"replayed", replayed_},
+            {"source", config::spelling(kReplaySources, options().source)},
+            {"generated", generated_},
+            {"bytes", buffer_.bytes()},
             {"class_counts", counts}};
   }
 
@@ -293,6 +350,7 @@ class ReplayPass final : public CompressionPass {
   data::LoaderOptions loading_;  // how evaluation loads (normalizes) rows
   at::Tensor stacked_, labels_;  // the buffer as tensors, normalized (rebuilt when it changes)
   int64_t replayed_ = 0;
+  int64_t generated_ = 0;  // pseudo queries made (streamed through the buffer)
 };
 
 }  // namespace

@@ -3,6 +3,9 @@
 // of three policies; at every step a replay minibatch drawn from the buffer is concatenated with
 // the new batch. The buffer (rows, labels, scores, counters and the generator's state) is part
 // of the pass state, so it is in every checkpoint and continues across runs (resume_from).
+// For generative retrieval, `source: pseudo_queries` streams generated queries instead (random
+// spans of each document of the increment with its ID, pseudo_queries.h), `both` the rows and
+// the generated queries: the buffer then holds so many queries per document, not stored rows.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -25,12 +28,23 @@ inline const config::Spellings<ReplayPolicy> kReplayPolicies = {
     {ReplayPolicy::class_balanced, "class_balanced"},
     {ReplayPolicy::importance, "importance"}};
 
+enum class ReplaySource { rows, pseudo_queries, both };
+inline const config::Spellings<ReplaySource> kReplaySources = {
+    {ReplaySource::rows, "rows"},
+    {ReplaySource::pseudo_queries, "pseudo_queries"},
+    {ReplaySource::both, "both"}};
+
 struct ReplayOptions : config::WholeModelOptions {
   int64_t buffer = 1000;                          // samples kept, >= 1
   ReplayPolicy policy = ReplayPolicy::reservoir;  // reservoir | class_balanced | importance
   int64_t batch_size = 0;           // replayed samples per step; 0: ratio decides
   double ratio = 1.0;               // replayed samples per new sample (when batch_size is 0)
+  ReplaySource source = ReplaySource::rows;  // what streams through the buffer
+  int64_t pseudo_queries = 4;  // pseudo_queries | both: generated queries per document, >= 1
+  int64_t span_min = 0;        // a generated query's shortest span (tokens); 0: span_max
+  int64_t span_max = 0;        // its longest span; 0: the dataset's query length
   void visit(config::Visitor& v) override;
+  void check(config::Checker& c) const override;
 };
 
 // The buffer's policies over a stream of samples, one add() per sample:
@@ -49,6 +63,7 @@ class ReplayBuffer {
   int64_t add(const at::Tensor& input, int64_t label, double score, std::mt19937_64& rng);
   int64_t size() const { return static_cast<int64_t>(labels_.size()); }
   int64_t seen() const { return seen_; }
+  int64_t bytes() const;  // the kept samples' tensor bytes
   // The kept samples: inputs [size, ...], labels [size], and each slot's stream position.
   at::Tensor inputs() const;
   at::Tensor labels() const;
