@@ -19,12 +19,16 @@ struct DecodeScope::Memo {
   std::unordered_map<const void*, Entry> entries;
 };
 
-DecodeScope::DecodeScope(int64_t repeat)
-    : memo_(std::make_unique<Memo>()), outer_(active), repeat_(repeat) {
+DecodeScope::DecodeScope(int64_t repeat, bool last_only)
+    : memo_(std::make_unique<Memo>()), outer_(active), repeat_(repeat), last_only_(last_only) {
   active = this;
 }
 
 DecodeScope::~DecodeScope() { active = outer_; }
+
+bool decoding() { return active && !at::GradMode::is_enabled(); }
+
+bool decode_last_only() { return decoding() && active->last_only_; }
 
 namespace {
 // Equal shapes and dtypes given: equal values. On the CPU the bytes are compared (a few
@@ -63,7 +67,7 @@ at::Tensor compute_repeated(const at::Tensor& source, int64_t k,
 
 at::Tensor memoize_source(const void* block, bool training, const at::Tensor& source,
                           const std::function<at::Tensor(const at::Tensor&)>& compute) {
-  if (!active || training || at::GradMode::is_enabled()) return compute(source);
+  if (!decoding() || training) return compute(source);
   auto& e = active->memo_->entries[block];
   if (e.source.defined() && e.source.sizes() == source.sizes() &&
       e.source.dtype() == source.dtype() && e.source.device() == source.device() &&

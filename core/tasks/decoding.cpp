@@ -14,12 +14,14 @@ namespace sculpt::tasks {
 namespace {
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-// Log-probabilities of the next token at decoder position t, [N, V], with the tokens that are
-// never generated ruled out: the pad id and the start id, unless either is the eos id.
+// Log-probabilities of the next token, [N, V], with the tokens that are never generated ruled
+// out: the pad id and the start id, unless either is the eos id. The next token's logits are
+// the last position's: of every decoder position, or of the last alone where the model's head
+// honours the DecodeScope's last_only (each decode below opens its scope so).
 at::Tensor next_log_probs(const Forward& forward, const at::Tensor& source,
                           const at::Tensor& decoder_in, const DecodeIds& ids) {
   auto logits = forward(at::cat({source, decoder_in}, 1));
-  auto logp = logits.select(1, decoder_in.size(1) - 1).to(at::kFloat).log_softmax(-1);
+  auto logp = logits.select(1, logits.size(1) - 1).to(at::kFloat).log_softmax(-1);
   for (const int64_t never : {ids.pad, ids.start})
     if (never >= 0 && never != ids.eos && never < logp.size(1))
       logp.select(1, never).fill_(kNegInf);
@@ -33,7 +35,8 @@ DecodeIds DecodeIds::of(const data::DataSpec& spec) {
 
 at::Tensor greedy_decode(const Forward& forward, const at::Tensor& source, int64_t max_len,
                          const DecodeIds& ids) {
-  const models::DecodeScope reuse_encoder;  // the source is the same at every step
+  // The source is the same at every step; only the next token's logits are read.
+  const models::DecodeScope reuse_encoder(1, /*last_only=*/true);
   const int64_t b = source.size(0);
   auto opts = source.options().dtype(at::kLong);
   auto out = at::full({b, max_len}, data::token::pad, opts);
@@ -58,7 +61,8 @@ namespace {
 // a finished beam continues with pad at no cost, pad and bos are never generated.
 Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, int64_t max_len,
                               int64_t k, const data::IdTrie& trie, const DecodeIds& ids) {
-  const models::DecodeScope reuse_encoder(k);  // the same source every step and for k beams
+  // The same source every step and for k beams; only the next token's logits are read.
+  const models::DecodeScope reuse_encoder(k, /*last_only=*/true);
   const int64_t b = source.size(0), n = b * k;
   const auto src = source.repeat_interleave(k, 0);  // [B*K, S]: beam j of row i at i*K + j
   constexpr float kDead = -std::numeric_limits<float>::infinity();
@@ -141,8 +145,9 @@ Beams constrained_beam_search(const Forward& forward, const at::Tensor& source, 
 Beams beam_search(const Forward& forward, const at::Tensor& source, int64_t max_len,
                   int64_t beam_size, const data::IdTrie* valid, const DecodeIds& ids) {
   if (valid) return constrained_beam_search(forward, source, max_len, beam_size, *valid, ids);
-  // The source is the same at every step, and the same for the k beams of a row.
-  const models::DecodeScope reuse_encoder(beam_size);
+  // The source is the same at every step, and the same for the k beams of a row; only the
+  // next token's logits are read.
+  const models::DecodeScope reuse_encoder(beam_size, /*last_only=*/true);
   const int64_t b = source.size(0), k = beam_size;
   auto opts = source.options().dtype(at::kLong);
   auto src = source.repeat_interleave(k, 0);  // [B*K, S]: beam j of row i at i*K + j

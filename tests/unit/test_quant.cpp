@@ -10,7 +10,9 @@
 #include "compression/passes/quantize/qparams.h"
 #include "compression/passes/quantize/quant_layer.h"
 #include "core/error.h"
+#include "core/models/model.h"
 #include "core/nn/layers.h"
+#include "tests/support/process.h"
 
 using namespace sculpt::quant;
 
@@ -333,4 +335,55 @@ TEST_CASE("a folded conv equals conv then BatchNorm in eval mode", "[quant]") {
     auto folded = at::conv2d(x, w, b, {1, 1}, {1, 1});
     CHECK(torch::allclose(folded, ref, 1e-5, 1e-5));
   }
+}
+
+TEST_CASE("the int8 embedding runtime gathers the exported table's rows bit for bit", "[quant]") {
+  // A one-block model: its token table quantized to 8 bits, exported and loaded again.
+  struct TableBlock final : sculpt::models::Block {
+    TableBlock() {
+      tokens = register_module("tokens", std::make_shared<sculpt::nn::Embedding>(11, 6));
+    }
+    at::Tensor forward(const at::Tensor& x) override { return tokens->forward(x); }
+    std::shared_ptr<sculpt::nn::Embedding> tokens;
+  };
+  auto make = [] {
+    auto m = std::make_shared<sculpt::models::Model>("table");
+    auto b = std::make_shared<TableBlock>();
+    m->add_block("embed", b);
+    return std::make_pair(m, b);
+  };
+  torch::manual_seed(8);
+  const std::filesystem::path root = sculpt::test::temp_dir("int8-embedding");
+  // Asymmetric grids are unsigned (0..255, stored shifted by -128): rows with grid values above
+  // 127 must not wrap around.
+  for (const bool symmetric : {true, false}) {
+    for (const auto g : {Granularity::per_tensor, Granularity::per_channel}) {
+      auto [model, block] = make();
+      const at::Tensor w = block->tokens->raw_weight().detach();
+      const bool per_row = g == Granularity::per_channel;
+      ExportLayer e;
+      e.name = "embed.tokens";
+      e.layer = block->tokens;
+      const QSpec s = spec(8, symmetric, g, 0);
+      const auto [lo, hi] = reduce_min_max(w, s);
+      e.weight = qparams_from_range(lo, hi, s);
+      e.folded_weight = w;
+      const auto dir = (root / (std::to_string(symmetric) + std::to_string(per_row))).string();
+      export_quantized(*model, {e}, dir);
+      auto [loaded, loaded_block] = make();
+      load_quantized(*loaded, dir);
+      torch::NoGradGuard no_grad;
+      const auto ids = torch::tensor({{3, 0, 10, 3}, {7, 1, 2, 9}}, torch::kLong);
+      const auto got = loaded->forward(ids);
+      // load_quantized set the raw weight to the exported table, dequantized.
+      const auto want = at::embedding(loaded_block->tokens->raw_weight(), ids);
+      CHECK(got.sizes() == want.sizes());
+      CHECK(torch::equal(got, want));
+      const auto table = dequantize(quantize_to_int(w, e.weight), e.weight, w.sizes());
+      CHECK(torch::equal(want, at::embedding(table, ids)));
+      CHECK_THROWS_WITH(loaded->forward(torch::tensor({{11}}, torch::kLong)),
+                        Catch::Contains("index 11 is out of range for 11 rows"));
+    }
+  }
+  std::filesystem::remove_all(root);
 }

@@ -278,9 +278,25 @@ TEST_CASE("decode scope: encoder blocks compute once per source within a decode"
   m2->eval();
   auto beams = torch::cat({step2.repeat({3, 1}), other.repeat({3, 1})});  // 2 rows x 3 beams
   const auto plain = m2->forward(beams);
-  DecodeScope repeated(3);
-  CHECK(torch::allclose(m2->forward(beams), plain, 1e-5, 1e-5));
-  CHECK(torch::allclose(m2->forward(beams), plain, 1e-5, 1e-5));  // and from the memo
+  {
+    DecodeScope repeated(3);
+    CHECK(torch::allclose(m2->forward(beams), plain, 1e-5, 1e-5));
+    CHECK(torch::allclose(m2->forward(beams), plain, 1e-5, 1e-5));  // and from the memo
+  }
+  // A last_only scope (greedy and beam search read the next token alone): the head gives the
+  // last position's logits only, [B, 1, V], equal to that position of a plain forward.
+  DecodeScope last(3, /*last_only=*/true);
+  CHECK(sculpt::models::decode_last_only());
+  for (int pass = 0; pass < 2; ++pass) {  // the second from the memo
+    auto got = m2->forward(beams);
+    REQUIRE(got.sizes() == at::IntArrayRef({6, 1, 13}));
+    CHECK(torch::allclose(got.select(1, 0), plain.select(1, plain.size(1) - 1), 1e-5, 1e-5));
+  }
+  {
+    torch::AutoGradMode grad(true);  // autograd recording: every position, nothing reused
+    CHECK_FALSE(sculpt::models::decode_last_only());
+    CHECK(m2->forward(beams).sizes() == plain.sizes());
+  }
 }
 
 TEST_CASE("beam search finds the k most likely sequences; greedy is beam 1", "[sequence]") {
