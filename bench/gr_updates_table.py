@@ -66,7 +66,8 @@ def main():
     methods = os.environ.get("GRU_METHODS", "naive replay pseudo sam lora").split()
     t = times(prefix)
     print("| method | old before | old after | old drop (points) | mean forgetting (old, u1, u2) "
-          "| update1 | update2 | update3 | updates right after their own | new / old | time (s) "
+          "| update1 | update2 | update3 | updates right after their own | new mean (/ old after) "
+          "| time (s) "
           "| replay buffer |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m in methods:
@@ -84,12 +85,13 @@ def main():
         forgetting = [x["forgetting"] for x in sl[:-1] if "forgetting" in x]
         mean_f = sum(forgetting) / len(forgetting) if forgetting else float("nan")
         new = [x["value"] for x in sl[1:]]
-        ratio = (sum(new) / len(new)) / after["value"] if new and after["value"] > 0 else 0
+        mean_new = sum(new) / len(new) if new else float("nan")
+        ratio = mean_new / after["value"] if after["value"] > 0 else float("inf")
         sec = sum(run_seconds(t, f"{prefix}_{m}{suffix}") for suffix in ("_old", ""))
         ups = [share(x) for x in sl[1:]] + ["-"] * (3 - len(sl[1:]))
         learned = " / ".join(f"{x['learned']:.3f}" for x in sl[1:] if "learned" in x)
         print(f"| {label} | {before:.3f} | {share(after)} | {100 * (before - after['value']):.1f} | "
-              f"{100 * mean_f:.1f} | {' | '.join(ups)} | {learned} | {ratio:.2f} | {sec} | {buffer(s)} |")
+              f"{100 * mean_f:.1f} | {' | '.join(ups)} | {learned} | {mean_new:.3f} ({ratio:.2f}x) | {sec} | {buffer(s)} |")
     if f"{prefix}_teacher" in t:
         print(f"\nteacher: {t[prefix + '_teacher']} s")
 
