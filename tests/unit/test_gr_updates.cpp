@@ -24,12 +24,7 @@ const std::string kBase =
     "query_len: 8, id_branch: 8, id_reserve: 0.25, id_dims: 0, seed: 3";
 
 std::string error_of(const std::string& yaml, DataPart part = DataPart::train) {
-  try {
-    load_dataset(yaml, part);
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "no error";
+  return sculpt::test::load_error(yaml, part);
 }
 
 // The distinct target rows (document IDs) of a dataset.
