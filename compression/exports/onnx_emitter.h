@@ -1,7 +1,7 @@
 // The graph builder of `sculpt export --format onnx` (onnx_export.h): a plain graph (onnxw::Graph,
 // no protobuf) built node by node from the run's model. GraphBuilder names values and holds the
 // initializers; Emitter writes the model's layers (onnx_emitter.cpp); the families' writers walk
-// the model's blocks with it (onnx_families.cpp).
+// the model's blocks with it (onnx_families.cpp; small quantized convs: onnx_s2d.cpp).
 #pragma once
 
 #include <ATen/ATen.h>

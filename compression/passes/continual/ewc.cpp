@@ -1,3 +1,5 @@
+// The ewc pass and its options (the Fisher's math: ewc_fisher.cpp; the penalty: ewc_penalty.cpp).
+//
 // ewc: the Fisher is computed in on_increment_end from per-sample gradients (one backward per
 // sample: exact for any model, and on the sizes continual learning uses — ~1000 samples — it
 // costs a fraction of an epoch). The penalty terms are kept per parameter as (F, theta*) pairs:
@@ -7,6 +9,7 @@
 // Data parallelism: each rank takes every world_size-th of the chosen samples, and the Fisher
 // sums are all-reduced before the division, so every rank stores the Fisher of all of them.
 #include "compression/passes/continual/ewc.h"
+#include "compression/passes/continual/ewc_internal.h"
 #include "compression/fisher_board.h"
 #include "core/data/dataset.h"
 
@@ -15,14 +18,8 @@
 
 #include "compression/passes/pass_options.h"
 
-#include <ATen/Parallel.h>
-#if defined(__SSE__) || defined(__x86_64__)
-#include <xmmintrin.h>
-#endif
-
 #include <algorithm>
 #include <chrono>
-#include <functional>
 
 #include "core/data/loader.h"
 #include "core/error.h"
@@ -55,102 +52,7 @@ void EwcOptions::visit(config::Visitor& v) {
   v.field("include_bias", include_bias, "ewc: also protect the biases of the chosen layers");
 }
 
-std::vector<at::Tensor> diagonal_fisher(const tasks::Task& task,
-                                        const std::function<at::Tensor(const at::Tensor&)>& forward,
-                                        const std::vector<at::Tensor>& params,
-                                        const at::Tensor& inputs, const at::Tensor& targets,
-                                        bool empirical, at::Generator gen) {
-  std::vector<at::Tensor> fisher;
-  for (const auto& p : params) fisher.push_back(torch::zeros_like(p, at::kFloat));
-  const int64_t n = inputs.size(0);
-  for (int64_t i = 0; i < n; ++i) {
-    const auto nll = -task.sample_log_likelihood(forward(inputs.narrow(0, i, 1)),
-                                                 targets.narrow(0, i, 1), !empirical, gen)
-                          .sum();
-    auto grads = torch::autograd::grad({nll}, params, {}, false, false, true);
-    torch::NoGradGuard no_grad;
-    for (size_t k = 0; k < params.size(); ++k)
-      if (grads[k].defined()) fisher[k].add_(grads[k].to(at::kFloat).pow(2));
-  }
-  for (auto& f : fisher) f.div_(static_cast<double>(std::max<int64_t>(n, 1)));
-  return fisher;
-}
-
 namespace {
-
-// Denormal floats cost ~20x a normal one on x86 (measured: 6.7 ms instead of 0.32 ms for the
-// loop below over 477k weights), and F (w - w*) lands there easily: F is tiny for weights an
-// increment barely uses. Flushed to zero while the object lives (the calling thread only).
-struct FlushDenormals {
-#if defined(__SSE__) || defined(__x86_64__)
-  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }  // FTZ | DAZ
-  ~FlushDenormals() { _mm_setcsr(saved); }
-  unsigned saved;
-#endif
-};
-
-// g += lam F (w - a) over n entries, returning sum F (w - a)^2. The restrict-qualified
-// parameters let the compiler vectorize it at -O2 (2.4x faster than without, measured); not
-// inlined, or the compiler drops what restrict told it and the loop stays scalar.
-__attribute__((noinline)) float penalty_block(const float* __restrict w,
-                                              const float* __restrict f,
-                                              const float* __restrict a, float* __restrict g,
-                                              int64_t n, float lam) {
-  constexpr int64_t kLanes = 8;
-  float lane[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int64_t j = 0; j < kLanes; ++j) {
-      const float d = w[i + j] - a[i + j], fd = f[i + j] * d;
-      g[i + j] += lam * fd;
-      lane[j] += fd * d;
-    }
-  for (; i < n; ++i) {
-    const float d = w[i] - a[i], fd = f[i] * d;
-    g[i] += lam * fd;
-    lane[0] += fd * d;
-  }
-  float sum = 0;
-  for (float l : lane) sum += l;
-  return sum;
-}
-
-// One term of the penalty on one parameter, in a single pass over memory: adds
-// lambda F (w - w*) to `grad` and adds sum F (w - w*)^2 to `host_sum` (contiguous fp32 on the
-// CPU: a loop that reads w, F, w* and the gradient once and writes the gradient once, no
-// tensor allocated -- the penalty is memory-bound, and on small models the per-op overhead of
-// a few tensor ops per parameter cost as much as the loop) or returns it as a device scalar
-// (anything else, through ATen ops).
-at::Tensor penalty_into_grad(const at::Tensor& w, const at::Tensor& f, const at::Tensor& a,
-                             at::Tensor& grad, double lambda, double& host_sum) {
-  const bool fast = w.device().is_cpu() && w.scalar_type() == at::kFloat &&
-                    f.scalar_type() == at::kFloat && a.scalar_type() == at::kFloat &&
-                    grad.scalar_type() == at::kFloat && w.is_contiguous() && f.is_contiguous() &&
-                    a.is_contiguous() && grad.is_contiguous();
-  if (!fast) {
-    const auto d = w.detach() - a;
-    const auto fd = f * d;
-    grad.add_(fd, lambda);
-    return at::dot(fd.reshape({-1}), d.reshape({-1})).to(at::kDouble);
-  }
-  const float* wp = w.const_data_ptr<float>();
-  const float* fp = f.const_data_ptr<float>();
-  const float* ap = a.const_data_ptr<float>();
-  float* gp = grad.mutable_data_ptr<float>();
-  const float lam = static_cast<float>(lambda);
-  const double sum = at::parallel_reduce(
-      int64_t{0}, w.numel(), int64_t{1} << 16, 0.0,
-      [&](int64_t begin, int64_t end, double acc) {
-        const FlushDenormals ftz;
-        constexpr int64_t kBlock = 4096;  // float partial sums, folded into double per block
-        for (int64_t c = begin; c < end; c += kBlock)
-          acc += penalty_block(wp + c, fp + c, ap + c, gp + c, std::min(end, c + kBlock) - c, lam);
-        return acc;
-      },
-      std::plus<double>());
-  host_sum += sum;
-  return at::Tensor();
-}
 
 class EwcPass final : public CompressionPass, public FisherBoardUser {
  public:
@@ -209,7 +111,9 @@ class EwcPass final : public CompressionPass, public FisherBoardUser {
     bool vectorized = true;
     while (loader.next(b)) {
       const auto x = b.inputs.to(ctx.device), y = b.targets.to(ctx.device);
-      if (vectorized && linear_fisher_sums(model, *ctx.task, x, y, gen, fisher)) continue;
+      if (vectorized &&
+          linear_fisher_sums(model, *ctx.task, x, y, gen, empirical_, params_, fisher))
+        continue;
       vectorized = false;  // one backward per sample from here on
       if (live.empty()) continue;
       auto part = diagonal_fisher(
@@ -366,69 +270,8 @@ class EwcPass final : public CompressionPass, public FisherBoardUser {
  private:
   const EwcOptions& base_options() const { return pass_options<EwcOptions>(*this); }
 
-  struct Param {
-    std::string layer;
-    std::string key;  // <layer>.weight / <layer>.bias
-    at::Tensor param;
-    double lambda = 0;
-    std::shared_ptr<nn::Compressible> module;
-    bool is_bias = false;
-  };
+  using Param = EwcParam;
 
-  // The Fisher sums of one batch from one forward and one backward, when every parameter is the
-  // weight or bias of a Linear layer with no weight transform: with a_i the layer's input row
-  // and g_i = d(-log p(y_i | x_i))/dz_i the gradient at its output row, the per-sample weight
-  // gradient is the outer product g_i a_i^T, so sum_i (g_i a_i^T)^2 = (g^2)^T (a^2) and the
-  // bias's is sum_i g_i^2 -- exact per-sample squares, since in eval mode z_i depends on
-  // sample i alone. False (nothing added) when the batch does not fit: a layer seen other than
-  // once, inputs other than [B, features], token-sequence targets.
-  bool linear_fisher_sums(models::Model& model, const tasks::Task& task, const at::Tensor& inputs,
-                          const at::Tensor& targets, at::Generator& gen,
-                          std::vector<at::Tensor>& sums) const {
-    if (targets.dim() != 1) return false;
-    std::vector<nn::Linear*> layers;
-    std::vector<size_t> layer_of;
-    for (const auto& p : params_) {
-      auto* lin = dynamic_cast<nn::Linear*>(p.module.get());
-      if (!lin || lin->runtime() || !lin->weight_transform_names().empty()) return false;
-      size_t idx = std::find(layers.begin(), layers.end(), lin) - layers.begin();
-      if (idx == layers.size()) layers.push_back(lin);
-      layer_of.push_back(idx);
-    }
-    std::vector<at::Tensor> in(layers.size()), out(layers.size());
-    std::vector<int> seen(layers.size(), 0);
-    for (size_t l = 0; l < layers.size(); ++l)
-      layers[l]->observe = [&, l](const at::Tensor& a, const at::Tensor& z) {
-        in[l] = a;
-        out[l] = z;
-        ++seen[l];
-      };
-    at::Tensor logits;
-    try {
-      logits = model.forward(inputs);
-    } catch (...) {
-      for (auto* lin : layers) lin->observe = nullptr;
-      throw;
-    }
-    for (auto* lin : layers) lin->observe = nullptr;
-    for (size_t l = 0; l < layers.size(); ++l)
-      if (seen[l] != 1 || in[l].dim() != 2 || out[l].dim() != 2 || !out[l].requires_grad())
-        return false;
-    if (logits.dim() != 2) return false;
-    const auto nll = -task.sample_log_likelihood(logits, targets, !empirical_, gen).sum();
-    const auto g = torch::autograd::grad({nll}, out, {}, false, false, true);
-    torch::NoGradGuard no_grad;
-    for (size_t k = 0; k < params_.size(); ++k) {
-      const auto& gl = g[layer_of[k]];
-      if (!gl.defined()) continue;
-      const auto g2 = gl.to(at::kFloat).square();
-      if (params_[k].is_bias)
-        sums[k].add_(g2.sum(0));
-      else
-        sums[k].add_(at::mm(g2.t(), in[layer_of[k]].to(at::kFloat).square()));
-    }
-    return true;
-  }
   // Plain SGD with momentum m on the penalty alone, lambda/2 F (w - a)^2, oscillates with a
   // growing amplitude where lr * lambda * F > 2 (1 + m). A weight past that limit does not move
   // while it sits at its anchor (online EWC: the new increment's gradient may never reach it),
