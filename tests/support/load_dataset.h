@@ -11,6 +11,11 @@
 
 namespace sculpt::test {
 
+// A small gr_synthetic corpus the GR unit tests share; a test closes the map after adding keys.
+inline const std::string kSmallGr =
+    "{name: gr_synthetic, docs: 120, new_docs: 12, topics: 6, vocab: 300, doc_len: 16, "
+    "query_len: 8, id_branch: 8, id_reserve: 0.25, id_dims: 0, seed: 3";
+
 inline std::unique_ptr<data::Dataset> load_dataset(const std::string& data_yaml,
                                                    data::DataPart part) {
   cli::register_builtins();

@@ -19,9 +19,7 @@ using data::DataPart;
 using sculpt::test::load_dataset;
 
 namespace {
-const std::string kBase =
-    "{name: gr_synthetic, docs: 120, new_docs: 12, topics: 6, vocab: 300, doc_len: 16, "
-    "query_len: 8, id_branch: 8, id_reserve: 0.25, id_dims: 0, seed: 3";
+const std::string& kBase = sculpt::test::kSmallGr;
 
 std::string error_of(const std::string& yaml, DataPart part = DataPart::train) {
   return sculpt::test::load_error(yaml, part);
