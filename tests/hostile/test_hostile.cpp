@@ -1,8 +1,10 @@
 // The hostile-inputs set (issue 28): every case under tests/hostile/cases/ (written by
 // tests/hostile/make_cases.py) and a few large inputs written here is refused by `sculpt` with
-// exit code 2 and a message naming the file, in < 1 s of wall time and < 200 MB of peak RSS
-// above what `sculpt --version` itself takes (LibTorch's libraries alone are ~470 MB of RSS).
-// The child's RSS is its own (wait4's rusage). Each row goes to <SCULPT_TEST_TMP>/hostile-<pid>/hostile.tsv.
+// exit code 2 and a message naming the file, in < 1 s of CPU time and of wall time and < 200 MB
+// of peak RSS above what `sculpt --version` itself takes (LibTorch's libraries alone are ~470 MB
+// of RSS). The child's CPU time and RSS are its own (wait4's rusage). Wall time also counts the
+// waits for a core: where the load average is above the cores (ctest -j beside other work), a
+// case gets 3 s of wall time, and its CPU time still has to stay under 1 s. Each row goes to <SCULPT_TEST_TMP>/hostile-<pid>/hostile.tsv.
 #include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -31,6 +33,7 @@ constexpr long kMaxExtraRssKb = 200 * 1024;
 struct Outcome {
   int exit_code = -1;
   double seconds = 0;
+  double cpu_seconds = 0;  // user + system
   long rss_kb = 0;
   std::string err;
 };
@@ -79,6 +82,8 @@ Outcome run_once(const std::vector<std::string>& args) {
   o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   o.rss_kb = ru.ru_maxrss;
+  o.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                  1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
   o.err = slurp(err_file);
   return o;
 }
@@ -93,23 +98,41 @@ long baseline_rss_kb() {
   return kb;
 }
 
-// Runs one case; wall time is the best of up to 3 runs (the CI machine's 2 cores are shared
-// with other tests), RSS and the message are the first run's.
+// The wall-time limit now: 1 s, or 3 s while more processes want a core than there are cores.
+double max_wall_seconds() {
+  double load[1] = {0};
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (getloadavg(load, 1) == 1 && cores > 0 && load[0] > static_cast<double>(cores))
+    return 3 * kMaxSeconds;
+  return kMaxSeconds;
+}
+
+// Runs one case; wall and CPU time are the best of up to 3 runs (the CI machine's 2 cores are
+// shared with other tests), RSS and the message are the first run's.
 void check_case(const std::string& name, const std::vector<std::string>& args,
                 const std::string& must_name) {
   Outcome o = run_once(args);
-  for (int again = 0; again < 2 && o.seconds >= kMaxSeconds && o.exit_code == 2; ++again)
-    o.seconds = std::min(o.seconds, run_once(args).seconds);
+  for (int again = 0; again < 2 && o.exit_code == 2 &&
+                      (o.seconds >= kMaxSeconds || o.cpu_seconds >= kMaxSeconds);
+       ++again) {
+    const Outcome r = run_once(args);
+    o.seconds = std::min(o.seconds, r.seconds);
+    o.cpu_seconds = std::min(o.cpu_seconds, r.cpu_seconds);
+  }
+  const double max_wall = max_wall_seconds();
   const long extra = o.rss_kb - baseline_rss_kb();
   std::ofstream(tmp_root() + "/hostile.tsv", std::ios::app)
-      << name << "\t" << o.exit_code << "\t" << o.seconds << " s\t" << o.rss_kb / 1024
+      << name << "\t" << o.exit_code << "\t" << o.seconds << " s\t" << o.cpu_seconds
+      << " s CPU\t" << o.rss_kb / 1024
       << " MB\t+" << extra / 1024 << " MB\n";
-  INFO("case " << name << ": exit " << o.exit_code << ", " << o.seconds << " s, peak RSS "
+  INFO("case " << name << ": exit " << o.exit_code << ", " << o.seconds << " s (limit "
+               << max_wall << " s), " << o.cpu_seconds << " s CPU, peak RSS "
                << o.rss_kb / 1024 << " MB (+" << extra / 1024 << " MB over sculpt --version)\n"
                << "stderr: " << o.err.substr(0, 2000));
   CHECK(o.exit_code == 2);
   CHECK(o.err.find(must_name) != std::string::npos);
-  CHECK(o.seconds < kMaxSeconds);
+  CHECK(o.cpu_seconds < kMaxSeconds);
+  CHECK(o.seconds < max_wall);
   CHECK(extra < kMaxExtraRssKb);
 }
 
