@@ -235,7 +235,9 @@ TrainState CheckpointStore::load(const fs::path& ckpt, models::Model& model,
     torch::load(optimizer, in);
   } catch (const c10::Error& e) {
     throw UserError((ckpt / "optimizer.pt").string() + ": cannot restore the optimizer state (" +
-                    e.what_without_backtrace() + ")");
+                    e.what_without_backtrace() +
+                    "); a checkpoint restores only into the optimizer that wrote it: the same "
+                    "optimizer.name, and momentum on or off as it was");
   }
   auto rng = io::load_safetensors((ckpt / "state.safetensors").string());
   SCULPT_CHECK(rng.size() == 1 && rng[0].first == "rng.cpu", (ckpt / "state.safetensors").string(),

@@ -160,6 +160,18 @@ TEST_CASE("two runs chained with incremental.resume_from equal one run over all 
   auto r = run_process(kSculpt + " train " + bad + " increments[0].permute_pixels.seed=9");
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Catch::Contains("increment 0 was trained on"));
+
+  // Another optimizer cannot take the earlier run's optimizer state: exit 2 naming the file.
+  std::ifstream in(permuted_config(dir, "adam", 3, "incremental: {resume_from: " + dir + "/first}\n"));
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const std::string sgd = "optimizer: {name: sgd, lr: 0.1, momentum: 0.9}";
+  REQUIRE(text.find(sgd) != std::string::npos);
+  text.replace(text.find(sgd), sgd.size(), "optimizer: {name: adamw, lr: 0.01}");
+  sculpt::test::write_text(dir + "/adam.yaml", text);
+  r = run_process(kSculpt + " train " + dir + "/adam.yaml");
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("optimizer.pt: cannot restore the optimizer state"));
+  CHECK_THAT(r.err, Catch::Contains("the same optimizer.name"));
 }
 
 TEST_CASE("class- and task-incremental splits of the digits", "[continual][incremental]") {
