@@ -201,3 +201,39 @@ TEST_CASE("replay rejects bad pseudo-query options, naming the key", "[gr][repla
   CHECK_THROWS_WITH(a.pass().on_increment_end(a.model(), bare, a.ctx),
                     Catch::Contains("source: pseudo_queries"));
 }
+
+TEST_CASE("importance replay on token targets keeps the rows of highest sequence loss",
+          "[gr][replay]") {
+  // policy importance scores each row by the negative log-likelihood of its whole target
+  // sequence (padding excluded); here against that formula computed from the model's logits.
+  const auto ds = load_dataset(kData + ", documents: old}", DataPart::train);
+  auto a = sculpt::test::attach_first_pass(
+      replay_config(kData + ", documents: old}", "buffer: 20, policy: importance"));
+  a.pass().on_increment_end(a.model(), *ds, a.ctx);
+  torch::NoGradGuard no_grad;
+  a.model().eval();
+  const auto x = ds->inputs(), y = ds->targets();
+  const auto logp = torch::log_softmax(a.model().forward(x).to(at::kDouble), -1);
+  const auto real = y.ne(token::pad);
+  const auto picked = logp.gather(2, y.clamp_min(0).unsqueeze(2)).squeeze(2);
+  const auto nll = -(picked * real.to(at::kDouble)).sum(1);  // [rows]
+  REQUIRE(nll.size(0) == ds->size());
+  const auto state = a.pass().state_dict();
+  at::Tensor kept, scores;
+  for (const auto& [name, t] : state.tensors) {
+    if (name == "inputs") kept = t;
+    if (name == "scores") scores = t.to(at::kDouble);
+  }
+  REQUIRE(kept.defined());
+  REQUIRE(scores.numel() == 20);
+  // The 20 highest of all rows' losses, and each kept row's score is its own row's loss.
+  const auto top = std::get<0>(nll.topk(20));
+  CHECK(torch::allclose(std::get<0>(scores.sort(0, true)), top, 1e-6, 1e-6));
+  const auto rows = at::cat({x, y}, 1);
+  for (int64_t i = 0; i < kept.size(0); ++i) {
+    const auto same = rows.eq(kept[i].to(rows.scalar_type())).all(1).nonzero();
+    REQUIRE(same.size(0) >= 1);
+    CHECK(std::abs(nll[same[0][0].item<int64_t>()].item<double>() - scores[i].item<double>()) <
+          1e-6);
+  }
+}

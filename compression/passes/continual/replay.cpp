@@ -1,5 +1,6 @@
 #include "compression/passes/continual/replay.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include "compression/passes/continual/pseudo_queries.h"
@@ -19,6 +20,7 @@
 #include "core/logging/logging.h"
 #include "core/models/model.h"
 #include "core/run/run_context.h"
+#include "core/tasks/task.h"
 
 namespace sculpt::compression {
 
@@ -325,7 +327,9 @@ class ReplayPass final : public CompressionPass {
  private:
   const ReplayOptions& options() const { return pass_options<ReplayOptions>(*this); }
 
-  // Per-sample cross-entropy of the model on every row of `seen` (eval mode, no grad).
+  // Per-sample loss of the model on every row of `seen` (eval mode, no grad): cross-entropy
+  // of a class target; of token targets (seq2seq, generative retrieval), the task's negative
+  // log-likelihood of the whole target sequence (padding excluded).
   std::vector<double> losses(models::Model& model, const data::Dataset& seen,
                              const StepContext& ctx) const {
     torch::NoGradGuard no_grad;
@@ -334,10 +338,20 @@ class ReplayPass final : public CompressionPass {
     data::Loader loader(seen, 256, loading_);
     std::vector<double> out;
     data::Batch b;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(0);  // unused: targets are given
     while (loader.next(b)) {
-      auto l = torch::nn::functional::cross_entropy(
-          model.forward(b.inputs.to(ctx.device)).to(at::kFloat), b.targets.to(ctx.device),
-          torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+      const auto outputs = model.forward(b.inputs.to(ctx.device)).to(at::kFloat);
+      const auto targets = b.targets.to(ctx.device);
+      at::Tensor l;
+      if (targets.dim() > 1) {
+        SCULPT_CHECK(ctx.task, "compression pass replay: policy importance on token targets "
+                               "needs the run's task (its per-sample likelihood)");
+        l = -ctx.task->sample_log_likelihood(outputs, targets, /*sampled=*/false, gen);
+      } else {
+        l = torch::nn::functional::cross_entropy(
+            outputs, targets,
+            torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+      }
       l = l.to(at::kCPU, at::kDouble).contiguous();
       out.insert(out.end(), l.data_ptr<double>(), l.data_ptr<double>() + l.numel());
     }
