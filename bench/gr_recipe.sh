@@ -7,7 +7,8 @@
 # Hits@1/Hits@10/MRR@10 on the test queries) and the old/new-document Hits@1 of step (e).
 # OMP_NUM_THREADS defaults to 1: on a machine shared with other jobs two OpenMP threads per
 # process oversubscribe the cores (10x slower steps measured). GR_STEPS="a b c d e" picks steps.
-# GR_SIZE=20k runs the issue's default corpus instead (20000 documents + 2000 new, 50 topics,
+# GR_SIZE=2k runs the three-update bench's 2,000 documents (steps b-d; a is reused, e is
+# bench/gr_updates.sh). GR_SIZE=20k runs the issue's default corpus instead (20000 documents + 2000 new, 50 topics,
 # 5000 words; val/test queries of 1000 old and 1000 new documents) with fewer epochs (each is
 # 100x longer) and run names gr20k_*. Its teacher alone took 30 min on one core and was far
 # from trained (bench/RESULTS.md): these epochs are a starting point for a bigger machine.
@@ -46,7 +47,28 @@ elif [[ "$corpus" != synthetic ]]; then
   echo "gr_recipe.sh: GR_CORPUS is synthetic (default) or manpages, not '$corpus'" >&2
   exit 2
 fi
-if [[ "${GR_SIZE:-}" == 20k ]]; then
+if [[ "${GR_SIZE:-}" == 2k ]]; then
+  # The issue's 10x size: the corpus of bench/gr_updates.sh (its teacher, runs/gru_teacher, is
+  # this recipe's step (a) when present: same keys, 20 epochs), the student 20 epochs
+  # (GR2K_STUDENT_EPOCHS), pruning 6 and QAT 2, to fit the 60 minutes. Step (e) at this size is
+  # bench/gr_updates.sh's three updates. Each step's wall and CPU seconds go to
+  # runs/gr2k_times.txt (run.name=..., wall, user and system seconds).
+  p=gr2k
+  keys=(docs=2000 new_docs=200 updates=3 topics=20 vocab=2000 id_reserve=0.3)
+  size=("${keys[@]/#/data.}")
+  distill=("compression[0].teachers=[runs/$p""_teacher]")
+  teacher=(trainer.epochs=20)
+  student=(trainer.epochs="${GR2K_STUDENT_EPOCHS:-20}" model.init=runs/$p""_teacher "${distill[@]}")
+  prune=(trainer.epochs=6 model.init=runs/$p""_student "${distill[@]}" "compression[1].unit=steps"
+         "compression[1].end=1800" "compression[1].every=180")
+  qat=(trainer.epochs=2 model.init=runs/$p""_pruned "${distill[@]}"
+       "compression[2].freeze_observers_at=1e")
+  if [[ " $steps " == *" a "* && -f runs/gru_teacher/model.safetensors && ! -e runs/$p""_teacher ]]; then
+    ln -s gru_teacher "runs/$p""_teacher"  # bench/gr_updates.sh's teacher: the same run
+    steps=${steps/a/}
+  fi
+  steps=${steps/e/}
+elif [[ "${GR_SIZE:-}" == 20k ]]; then
   p=gr20k
   # One test query per document (1000 of each kind) and disjoint index chunks: with 20000
   # documents the configs' overlapping windows would make every epoch 2.5x longer. Only the
@@ -70,7 +92,8 @@ fi
 train() {
   local t0
   t0=$(date +%s)
-  "$sculpt" train "$@" --log-level warn
+  /usr/bin/time -f "%e %U %S" -o "runs/.$p""_time" "$sculpt" train "$@" --log-level warn
+  echo "$2 $(cat "runs/.$p""_time")" >>"runs/$p""_times.txt"  # run.name=..., wall, user, sys
   echo "  $1 ${*:2}: $(( $(date +%s) - t0 )) s" >&2
 }
 has() { [[ " $steps " == *" $1 "* ]]; }
@@ -99,11 +122,12 @@ echo
 echo "| step | params | nonzero | bytes | ms/query b1 | ms/query b64 | Hits@1 | Hits@10 | MRR@10 | threads | load |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 row() { "$bin/bench_gr" "$1" "$cfg/$2.yaml" run.name=$p""_$3 "${size[@]}" "${@:4}"; }
-row "(a) teacher" teacher teacher
-row "(b) student, distilled" student student
-row "(c) + AGP pruned" prune pruned
-row "(d) + QAT w4, emb/head 8 bit (fake-quant, float)" qat qat
-row "(d) + QAT w4, emb/head 8 bit (integer export)" qat qat --quantized
+# Each step's own overrides too: its model.init and teachers must name runs that exist.
+row "(a) teacher" teacher teacher "${teacher[@]}"
+row "(b) student, distilled" student student "${student[@]}"
+row "(c) + AGP pruned" prune pruned "${prune[@]}"
+row "(d) + QAT w4, emb/head 8 bit (fake-quant, float)" qat qat "${qat[@]}"
+row "(d) + QAT w4, emb/head 8 bit (integer export)" qat qat "${qat[@]}" --quantized
 echo
 GR_PREFIX=$p python3 - <<'PY'
 import json, os
