@@ -228,12 +228,13 @@ TEST_CASE("importance replay on token targets keeps the rows of highest sequence
   REQUIRE(scores.numel() == 20);
   // The 20 highest of all rows' losses, and each kept row's score is its own row's loss.
   const auto top = std::get<0>(nll.topk(20));
-  CHECK(torch::allclose(std::get<0>(scores.sort(0, true)), top, 1e-6, 1e-6));
+  // The pass computes in float32 (sums of five token terms near 5 each), this check in double.
+  CHECK(torch::allclose(std::get<0>(scores.sort(0, true)), top, 1e-5, 1e-5));
   const auto rows = at::cat({x, y}, 1);
   for (int64_t i = 0; i < kept.size(0); ++i) {
     const auto same = rows.eq(kept[i].to(rows.scalar_type())).all(1).nonzero();
     REQUIRE(same.size(0) >= 1);
-    CHECK(std::abs(nll[same[0][0].item<int64_t>()].item<double>() - scores[i].item<double>()) <
-          1e-6);
+    const double want = nll[same[0][0].item<int64_t>()].item<double>();
+    CHECK(std::abs(want - scores[i].item<double>()) < 1e-5 * std::max(1.0, std::abs(want)));
   }
 }
