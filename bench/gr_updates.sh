@@ -11,6 +11,10 @@
 #           rows) + EWC (online, lambda 3)
 #   pseudo  pseudo-query replay (one generated query per document, 6-8 token spans; the
 #           buffer holds 2,000 + 3 x 200 of them) + EWC
+#   pseudo8 / pseudo16
+#           pseudo-query replay with 8 (16) generated queries per document and 1 (2) replayed
+#           per new row + EWC: the buffer holds 8 (16) x 2,600 queries (not in the default list;
+#           RESULTS ran them with GRU_EPOCHS=4)
 #   sam     replay + EWC with sharpness-aware minimization (optimizer.sam_rho=0.05)
 #   lora    LoRA adapters (rank 8 on every Linear, base weights frozen) + replay + EWC
 # Then the table: old-document Hits@1 before and after the three updates and its drop, the mean
@@ -47,6 +51,10 @@ rows="{name: replay, buffer: 3000, policy: reservoir, ratio: 1.0}"
 pseudo="{name: replay, buffer: 3000, policy: reservoir, ratio: 1.0, source: pseudo_queries,"
 pseudo+=" pseudo_queries: 1, span_min: 6, span_max: 8}"
 lora="{name: lora, rank: 8, alpha: 16}"
+pseudo_n() {  # pseudo_n PER_DOC RATIO: pseudo-query replay holding PER_DOC queries per document
+  echo "{name: replay, buffer: $((2600 * $1)), policy: reservoir, ratio: $2, source: pseudo_queries,\
+ pseudo_queries: $1, span_min: 6, span_max: 8}"
+}
 mkdir -p runs
 train() {
   local t0
@@ -74,9 +82,12 @@ if has methods; then
       naive) method naive 'compression=[]' ;;
       replay) method replay "compression=[$ewc, $rows]" ;;
       pseudo) method pseudo "compression=[$ewc, $pseudo]" ;;
+      pseudo8) method pseudo8 "compression=[$ewc, $(pseudo_n 8 1.0)]" ;;
+      pseudo16) method pseudo16 "compression=[$ewc, $(pseudo_n 16 2.0)]" ;;
       sam) method sam "compression=[$ewc, $rows]" optimizer.sam_rho=0.05 ;;
       lora) method lora "compression=[$lora, $ewc, $rows]" ;;
-      *) echo "gr_updates.sh: unknown method '$m' (naive replay pseudo sam lora)" >&2; exit 2 ;;
+      *) echo "gr_updates.sh: unknown method '$m' (naive replay pseudo pseudo8 pseudo16 sam lora)" >&2
+         exit 2 ;;
     esac
   done
 fi

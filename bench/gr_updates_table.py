@@ -18,6 +18,8 @@ LABELS = {
     "naive": "naive fine-tuning",
     "replay": "replay (stored rows) + EWC",
     "pseudo": "pseudo-query replay + EWC",
+    "pseudo8": "pseudo-query replay, 8 per document + EWC",
+    "pseudo16": "pseudo-query replay, 16 per document, 2 per new row + EWC",
     "sam": "replay + EWC + SAM (rho 0.05)",
     "lora": "LoRA r8 + replay + EWC",
 }
