@@ -20,6 +20,7 @@ LABELS = {
     "pseudo": "pseudo-query replay + EWC",
     "pseudo8": "pseudo-query replay, 8 per document + EWC",
     "pseudo16": "pseudo-query replay, 16 per document, 2 per new row + EWC",
+    "documents": "replay of new spans of the kept documents, 2 per new row + EWC",
     "sam": "replay + EWC + SAM (rho 0.05)",
     "lora": "LoRA r8 + replay + EWC",
 }
@@ -59,7 +60,8 @@ def buffer(summary):
             rows = f"{s['buffer']} rows"
             if "bytes" in s:
                 rows += f", {s['bytes'] / 1e6:.2f} MB"
-            return rows + (" (pseudo queries)" if s.get("source") == "pseudo_queries" else "")
+            kind = {"pseudo_queries": " (pseudo queries)", "documents": " (documents)"}
+            return rows + kind.get(s.get("source"), "")
     return "-"
 
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <random>
+#include <set>
 
 #include "compression/passes/continual/pseudo_queries.h"
 #include "core/config/config.h"
@@ -237,4 +238,61 @@ TEST_CASE("importance replay on token targets keeps the rows of highest sequence
     const double want = nll[same[0][0].item<int64_t>()].item<double>();
     CHECK(std::abs(want - scores[i].item<double>()) < 1e-5 * std::max(1.0, std::abs(want)));
   }
+}
+
+TEST_CASE("document replay keeps documents and replays a new span of one each time",
+          "[gr][replay]") {
+  // source: documents: the buffer holds each document once (its tokens and its ID); every
+  // replayed row is a random span of a kept document (span_min..span_max tokens) with that
+  // document's decoder input and ID target, drawn afresh at each step; the state resumes it.
+  const auto ds = load_dataset(kData + ", documents: old}", DataPart::train);
+  const auto& docs = *ds->spec().documents;
+  const auto cfg = replay_config(kData + ", documents: old}",
+                                 "buffer: 100, batch_size: 300, source: documents, span_min: 3, "
+                                 "span_max: 6");
+  auto a = sculpt::test::attach_first_pass(cfg);
+  a.pass().on_increment_end(a.model(), *ds, a.ctx);
+  CHECK(a.pass().summary()["buffer"] == 60);
+  CHECK(a.pass().summary()["seen"] == 60);
+  const int64_t t = docs.targets.size(1), s = docs.source_len;
+  auto replay_once = [&](sculpt::test::AttachedPass& p) {
+    data::Batch b;
+    b.inputs = ds->inputs().narrow(0, 0, 4);
+    b.targets = ds->targets().narrow(0, 0, 4);
+    p.pass().on_batch(b, p.ctx);
+    REQUIRE(b.inputs.size(0) == 4 + 300);
+    REQUIRE(b.targets.size(0) == 4 + 300);
+    return std::make_pair(b.inputs.narrow(0, 4, 300), b.targets.narrow(0, 4, 300));
+  };
+  const auto [in1, tg1] = replay_once(a);
+  std::set<std::pair<int64_t, int64_t>> spans;  // (document, start)
+  std::set<int64_t> lengths;
+  for (int64_t r = 0; r < 300; ++r) {
+    const auto row = in1[r].contiguous();
+    const auto* p = row.data_ptr<int64_t>();
+    data::TokenSeq query;
+    for (int64_t i = 0; i < s && p[i] != token::pad; ++i) query.push_back(p[i]);
+    lengths.insert(static_cast<int64_t>(query.size()));
+    int64_t doc = -1;
+    for (int64_t d = 0; d < docs.size() && doc < 0; ++d)
+      if (torch::equal(tg1[r], docs.targets[d])) doc = d;
+    REQUIRE(doc >= 0);  // the ID of a kept document
+    CHECK(torch::equal(row.narrow(0, s, t), docs.decoder_inputs[doc]));
+    const auto& text = docs.texts[size_t(doc)];
+    const auto at = std::search(text.begin(), text.end(), query.begin(), query.end());
+    REQUIRE(at != text.end());  // a span of that document
+    spans.emplace(doc, at - text.begin());
+  }
+  CHECK(lengths == std::set<int64_t>{3, 4, 5, 6});
+  CHECK(spans.size() > 150);  // 300 draws over 60 documents x ~27 starts: mostly distinct
+  // Drawn afresh: the next step replays other spans. A pass resumed from the state replays
+  // exactly what this one does next.
+  auto resumed = sculpt::test::attach_first_pass(cfg);
+  resumed.pass().load_state_dict(a.pass().state_dict());
+  const auto [in2, tg2] = replay_once(a);
+  const auto [in3, tg3] = replay_once(resumed);
+  CHECK_FALSE(torch::equal(in1, in2));
+  CHECK(torch::equal(in2, in3));
+  CHECK(torch::equal(tg2, tg3));
+  CHECK(a.pass().summary()["generated"] == 600);
 }

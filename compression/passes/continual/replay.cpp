@@ -37,7 +37,8 @@ void ReplayOptions::visit(config::Visitor& v) {
   v.choice("source", source, kReplaySources,
            "replay: what streams through the buffer at the end of an increment: rows (its "
            "training rows) | pseudo_queries (generative retrieval: pseudo_queries random spans of "
-           "each of its documents, paired with the document's ID) | both");
+           "each of its documents, paired with the document's ID) | both | documents (the "
+           "buffer keeps documents, and every replayed sample is a new random span of one)");
   v.field("pseudo_queries", pseudo_queries,
           "replay: source pseudo_queries or both: generated queries per document",
           config::Range::at_least(1));
@@ -201,8 +202,9 @@ class ReplayPass final : public CompressionPass {
     loading_ = ctx.eval_loading;
   }
 
-  // Streams the increment's rows and/or pseudo queries through the buffer in a random order
-  // (importance: scored by the per-sample loss of the model as it is now).
+  // Streams the increment's rows and/or pseudo queries (or, source documents, its documents)
+  // through the buffer in a random order (importance: scored by the per-sample loss of the
+  // model as it is now).
   void on_increment_end(models::Model& model, const data::Dataset& seen,
                         const StepContext& ctx) override {
     const auto& o = options();
@@ -219,7 +221,9 @@ class ReplayPass final : public CompressionPass {
     }
     std::vector<double> scores(static_cast<size_t>(seen.size()), 0.0);
     if (o.policy == ReplayPolicy::importance) scores = losses(model, seen, ctx);
-    if (o.source != ReplaySource::rows) {
+    if (o.source == ReplaySource::documents) {
+      keep_documents(seen);
+    } else if (o.source != ReplaySource::rows) {
       const auto& docs = seen.spec().documents;
       SCULPT_CHECK(docs, "compression pass replay: source: ",
                    config::spelling(kReplaySources, o.source),
@@ -236,13 +240,15 @@ class ReplayPass final : public CompressionPass {
       scores.assign(static_cast<size_t>(x.size(0)), 0.0);  // importance takes rows only (check)
       generated_ += q.size(0);
     }
-    const int64_t n = x.size(0);
-    std::vector<int64_t> order(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) order[i] = i;
-    for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[uniform(rng_, i + 1)]);
-    const auto labels = y.to(at::kLong).contiguous();
-    const auto* label = labels.data_ptr<int64_t>();
-    for (int64_t i : order) buffer_.add(x[i], label[i], scores[i], rng_);
+    if (o.source != ReplaySource::documents) {
+      const int64_t n = x.size(0);
+      std::vector<int64_t> order(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) order[i] = i;
+      for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[uniform(rng_, i + 1)]);
+      const auto labels = y.to(at::kLong).contiguous();
+      const auto* label = labels.data_ptr<int64_t>();
+      for (int64_t i : order) buffer_.add(x[i], label[i], scores[i], rng_);
+    }
     stacked_ = at::Tensor();
     if (ctx.run && ctx.run->writes_files()) {  // the buffer in the run directory too (rank 0)
       const auto state = state_dict();
@@ -272,7 +278,8 @@ class ReplayPass final : public CompressionPass {
     for (auto& i : pick) i = uniform(rng_, buffer_.size());
     const auto idx = at::tensor(pick, at::kLong);
     const auto device = b.inputs.device();
-    auto rows = stacked_.index_select(0, idx).to(device, b.inputs.scalar_type());
+    auto rows = (o.source == ReplaySource::documents ? spans_of(pick, b) : stacked_.index_select(0, idx))
+                    .to(device, b.inputs.scalar_type());
     if (b.targets.dim() > 1) {  // input row + target row (token sequences)
       const int64_t w = b.inputs.size(1);
       b.inputs = at::cat({b.inputs, rows.narrow(1, 0, w)});
@@ -294,6 +301,7 @@ class ReplayPass final : public CompressionPass {
     s.meta["rng"] = rng.str();
     s.meta["replayed"] = replayed_;
     s.meta["generated"] = generated_;
+    s.meta["doc_width"] = doc_width_;
     return s;
   }
 
@@ -303,6 +311,7 @@ class ReplayPass final : public CompressionPass {
     if (!rng.str().empty()) rng >> rng_;
     replayed_ = state.meta.value("replayed", int64_t{0});
     generated_ = state.meta.value("generated", int64_t{0});
+    doc_width_ = state.meta.value("doc_width", int64_t{0});
     stacked_ = at::Tensor();
   }
 
@@ -359,7 +368,63 @@ class ReplayPass final : public CompressionPass {
     return out;
   }
 
+  // source documents: each document of the increment streams through the buffer as one row,
+  // its tokens (padded, or cut, to the width of the first increment's longest document), then
+  // its decoder input and target (the ID); the label is the ID's first token.
+  void keep_documents(const data::Dataset& seen) {
+    const auto& docs = seen.spec().documents;
+    SCULPT_CHECK(docs, "compression pass replay: source: documents keeps the documents of a "
+                       "retrieval dataset (gr_synthetic, gr_jsonl); this increment's data has none");
+    if (doc_width_ == 0)
+      for (const auto& text : docs->texts)
+        doc_width_ = std::max(doc_width_, static_cast<int64_t>(text.size()));
+    const int64_t t = docs->targets.size(1);
+    std::vector<int64_t> order(static_cast<size_t>(docs->size()));
+    for (int64_t i = 0; i < docs->size(); ++i) order[size_t(i)] = i;
+    for (int64_t i = docs->size() - 1; i > 0; --i) std::swap(order[i], order[uniform(rng_, i + 1)]);
+    for (int64_t d : order) {
+      auto row = at::full({doc_width_ + 2 * t}, data::token::pad, at::kLong);
+      const auto& text = docs->texts[size_t(d)];
+      auto* p = row.data_ptr<int64_t>();
+      for (int64_t i = 0; i < std::min<int64_t>(doc_width_, static_cast<int64_t>(text.size())); ++i)
+        p[i] = text[size_t(i)];
+      row.narrow(0, doc_width_, t).copy_(docs->decoder_inputs[d]);
+      row.narrow(0, doc_width_ + t, t).copy_(docs->targets[d]);
+      buffer_.add(row, docs->targets[d][0].item<int64_t>(), 0.0, rng_);
+    }
+    stacked_ = at::Tensor();
+  }
+
+  // source documents: for each picked document, a new random span of its tokens (span_min to
+  // span_max long, at most the source length) as the input row, then its decoder input and target.
+  at::Tensor spans_of(const std::vector<int64_t>& pick, const data::Batch& b) {
+    const auto& o = options();
+    const int64_t t = b.targets.size(1), s = b.inputs.size(1) - t;
+    SCULPT_CHECK(s > 0 && stacked_.size(1) == doc_width_ + 2 * t,
+                 "compression pass replay: source: documents needs the retrieval dataset's rows "
+                 "(source, decoder input, target)");
+    const int64_t hi = std::min(o.span_max > 0 ? o.span_max : s, s);
+    const int64_t lo = std::min(o.span_min > 0 ? o.span_min : hi, hi);
+    auto out = at::full({static_cast<int64_t>(pick.size()), s + 2 * t}, data::token::pad, at::kLong);
+    const auto kept = stacked_.to(at::kLong).contiguous();
+    for (size_t r = 0; r < pick.size(); ++r) {
+      const auto row = kept[pick[r]];
+      const auto* p = row.data_ptr<int64_t>();
+      int64_t len = 0;
+      while (len < doc_width_ && p[len] != data::token::pad) ++len;
+      if (len == 0) continue;  // an empty document: padding only, as its rows were
+      const int64_t span = std::min(len, lo + uniform(rng_, hi - lo + 1));
+      const int64_t start = uniform(rng_, len - span + 1);
+      auto o_row = out[static_cast<int64_t>(r)];
+      o_row.narrow(0, 0, span).copy_(row.narrow(0, start, span));
+      o_row.narrow(0, s, 2 * t).copy_(row.narrow(0, doc_width_, 2 * t));
+    }
+    generated_ += static_cast<int64_t>(pick.size());
+    return out;
+  }
+
   ReplayBuffer buffer_;
+  int64_t doc_width_ = 0;  // source documents: the kept rows' token width
   std::mt19937_64 rng_;
   data::LoaderOptions loading_;  // how evaluation loads (normalizes) rows
   at::Tensor stacked_, labels_;  // the buffer as tensors, normalized (rebuilt when it changes)

@@ -28,11 +28,12 @@ inline const config::Spellings<ReplayPolicy> kReplayPolicies = {
     {ReplayPolicy::class_balanced, "class_balanced"},
     {ReplayPolicy::importance, "importance"}};
 
-enum class ReplaySource { rows, pseudo_queries, both };
+enum class ReplaySource { rows, pseudo_queries, both, documents };
 inline const config::Spellings<ReplaySource> kReplaySources = {
     {ReplaySource::rows, "rows"},
     {ReplaySource::pseudo_queries, "pseudo_queries"},
-    {ReplaySource::both, "both"}};
+    {ReplaySource::both, "both"},
+    {ReplaySource::documents, "documents"}};
 
 struct ReplayOptions : config::WholeModelOptions {
   int64_t buffer = 1000;                          // samples kept, >= 1
