@@ -15,9 +15,10 @@
 #           pseudo-query replay with 8 (16) generated queries per document and 1 (2) replayed
 #           per new row + EWC: the buffer holds 8 (16) x 2,600 queries (not in the default list;
 #           RESULTS ran them with GRU_EPOCHS=4)
-#   documents
+#   documents / documents_only
 #           replay of new spans drawn from the kept documents at every step (source: documents,
-#           all 2,600 documents, 2 replayed per new row) + EWC (not in the default list)
+#           all 2,600 documents, 2 replayed per new row), with EWC / alone (not in the default
+#           list; RESULTS ran documents_only with GRU_EPOCHS=12)
 #   sam     replay + EWC with sharpness-aware minimization (optimizer.sam_rho=0.05)
 #   lora    LoRA adapters (rank 8 on every Linear, base weights frozen) + replay + EWC
 # Then the table: old-document Hits@1 before and after the three updates and its drop, the mean
@@ -54,6 +55,7 @@ rows="{name: replay, buffer: 3000, policy: reservoir, ratio: 1.0}"
 pseudo="{name: replay, buffer: 3000, policy: reservoir, ratio: 1.0, source: pseudo_queries,"
 pseudo+=" pseudo_queries: 1, span_min: 6, span_max: 8}"
 lora="{name: lora, rank: 8, alpha: 16}"
+docs="{name: replay, buffer: 2600, ratio: 2.0, source: documents, span_min: 6, span_max: 8}"
 pseudo_n() {  # pseudo_n PER_DOC RATIO: pseudo-query replay holding PER_DOC queries per document
   echo "{name: replay, buffer: $((2600 * $1)), policy: reservoir, ratio: $2, source: pseudo_queries,\
  pseudo_queries: $1, span_min: 6, span_max: 8}"
@@ -87,11 +89,11 @@ if has methods; then
       pseudo) method pseudo "compression=[$ewc, $pseudo]" ;;
       pseudo8) method pseudo8 "compression=[$ewc, $(pseudo_n 8 1.0)]" ;;
       pseudo16) method pseudo16 "compression=[$ewc, $(pseudo_n 16 2.0)]" ;;
-      documents) method documents "compression=[$ewc, {name: replay, buffer: 2600, ratio: 2.0,\
- source: documents, span_min: 6, span_max: 8}]" ;;
+      documents) method documents "compression=[$ewc, $docs]" ;;
+      documents_only) method documents_only "compression=[$docs]" ;;
       sam) method sam "compression=[$ewc, $rows]" optimizer.sam_rho=0.05 ;;
       lora) method lora "compression=[$lora, $ewc, $rows]" ;;
-      *) echo "gr_updates.sh: unknown method '$m' (naive replay pseudo pseudo8 pseudo16 documents sam lora)" >&2
+      *) echo "gr_updates.sh: unknown method '$m' (the list is at the top of the script)" >&2
          exit 2 ;;
     esac
   done

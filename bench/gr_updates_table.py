@@ -21,6 +21,7 @@ LABELS = {
     "pseudo8": "pseudo-query replay, 8 per document + EWC",
     "pseudo16": "pseudo-query replay, 16 per document, 2 per new row + EWC",
     "documents": "replay of new spans of the kept documents, 2 per new row + EWC",
+    "documents_only": "replay of new spans of the kept documents, 2 per new row, no EWC",
     "sam": "replay + EWC + SAM (rho 0.05)",
     "lora": "LoRA r8 + replay + EWC",
 }
