@@ -489,3 +489,35 @@ TEST_CASE("importance replay keeps the highest scores, and a buffer resumes exac
   CHECK(second.positions() == whole.positions());
   CHECK(torch::equal(second.inputs(), whole.inputs()));
 }
+
+TEST_CASE("token rows are kept as int16 where their IDs fit, widened when a wider row arrives",
+          "[continual][replay]") {
+  std::mt19937_64 rng(5);
+  ReplayBuffer buffer(10, ReplayPolicy::reservoir);
+  const auto a = torch::tensor({3, 32767, 0, -1}, torch::kLong);
+  const auto b = torch::tensor({1, 2, 1999, 4}, torch::kLong);
+  buffer.add(a, 0, 0.0, rng);
+  buffer.add(b, 1, 0.0, rng);
+  CHECK(buffer.inputs().scalar_type() == torch::kShort);
+  CHECK(buffer.bytes() == 2 * 4 * 2);  // two rows of four int16
+  CHECK(torch::equal(buffer.inputs().to(torch::kLong), torch::stack({a, b})));
+  // An ID past int16 widens every kept row to int32, values unchanged.
+  const auto c = torch::tensor({40000, 5, 6, 7}, torch::kLong);
+  buffer.add(c, 2, 0.0, rng);
+  CHECK(buffer.inputs().scalar_type() == torch::kInt);
+  CHECK(buffer.bytes() == 3 * 4 * 4);
+  CHECK(torch::equal(buffer.inputs().to(torch::kLong), torch::stack({a, b, c})));
+  // A narrow row after that is kept at the buffer's width; saved and loaded as it is.
+  buffer.add(b, 1, 0.0, rng);
+  CHECK(buffer.inputs().scalar_type() == torch::kInt);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  nlohmann::json meta;
+  buffer.save(tensors, meta);
+  ReplayBuffer back(10, ReplayPolicy::reservoir);
+  back.load(tensors, meta);
+  CHECK(torch::equal(back.inputs(), buffer.inputs()));
+  // Float rows (images) keep their type.
+  ReplayBuffer images(2, ReplayPolicy::reservoir);
+  images.add(torch::tensor({0.5f, 1.0f}), 0, 0.0, rng);
+  CHECK(images.inputs().scalar_type() == torch::kFloat);
+}

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <sstream>
 
 #include "core/data/gr.h"
@@ -70,15 +71,43 @@ int64_t uniform(std::mt19937_64& rng, int64_t n) {  // in [0, n)
 ReplayBuffer::ReplayBuffer(int64_t capacity, ReplayPolicy policy)
     : capacity_(capacity), policy_(policy) {}
 
+// Token rows (int64 or int32 IDs) are kept in the narrowest integer type that holds the values
+// of every kept row: int16 for vocabularies up to 32,767 tokens, a quarter of int64's bytes.
+// Every buffer row has the same type (a wider row widens the kept ones); readers convert back
+// (on_batch to the batch's type, the document spans to int64).
+at::Tensor ReplayBuffer::stored(const at::Tensor& input) {
+  const auto x = input.detach().to(at::kCPU);
+  const auto integer = [](at::ScalarType t) {
+    return t == at::kShort || t == at::kInt || t == at::kLong;
+  };
+  if (!integer(x.scalar_type()) || x.numel() == 0 ||
+      (!rows_.empty() && !integer(rows_.front().scalar_type())))
+    return x.clone();
+  const auto lo = x.min().item<int64_t>(), hi = x.max().item<int64_t>();
+  auto type = lo >= std::numeric_limits<int16_t>::min() && hi <= std::numeric_limits<int16_t>::max()
+                  ? at::kShort
+              : lo >= std::numeric_limits<int32_t>::min() && hi <= std::numeric_limits<int32_t>::max()
+                  ? at::kInt
+                  : at::kLong;
+  if (!rows_.empty()) {
+    const auto kept = rows_.front().scalar_type();
+    if (at::elementSize(kept) >= at::elementSize(type))
+      type = kept;
+    else
+      for (auto& r : rows_) r = r.to(type);
+  }
+  return x.to(type, /*non_blocking=*/false, /*copy=*/true);
+}
+
 void ReplayBuffer::put(int64_t slot, const at::Tensor& input, int64_t label, double score) {
   if (slot == size()) {
-    rows_.push_back(input.detach().to(at::kCPU).clone());
+    rows_.push_back(stored(input));
     labels_.push_back(label);
     scores_.push_back(score);
     positions_.push_back(seen_ - 1);
     return;
   }
-  rows_[slot] = input.detach().to(at::kCPU).clone();
+  rows_[slot] = stored(input);
   labels_[slot] = label;
   scores_[slot] = score;
   positions_[slot] = seen_ - 1;

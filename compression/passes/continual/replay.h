@@ -64,7 +64,7 @@ class ReplayBuffer {
   int64_t add(const at::Tensor& input, int64_t label, double score, std::mt19937_64& rng);
   int64_t size() const { return static_cast<int64_t>(labels_.size()); }
   int64_t seen() const { return seen_; }
-  int64_t bytes() const;  // the kept samples' tensor bytes
+  int64_t bytes() const;  // the kept samples' tensor bytes (token rows as int16 where they fit)
   // The kept samples: inputs [size, ...], labels [size], and each slot's stream position.
   at::Tensor inputs() const;
   at::Tensor labels() const;
@@ -77,6 +77,7 @@ class ReplayBuffer {
 
  private:
   void put(int64_t slot, const at::Tensor& input, int64_t label, double score);
+  at::Tensor stored(const at::Tensor& input);  // the row as kept (CPU, token rows narrowed)
   int64_t capacity_;
   ReplayPolicy policy_;
   int64_t seen_ = 0;
