@@ -29,6 +29,8 @@
 # with the default 20%, 2,000 documents run out of reserved slots in the second update.
 # OMP_NUM_THREADS defaults to 1 (a shared machine). GRU_STEPS="teacher methods" picks the
 # parts; GRU_TEACHER_EPOCHS (20) and GRU_EPOCHS (epochs per update, 8) the training;
+# GRU_ARGS more overrides for every update run (run.seed=1); GRU_DOC_RATIO the document replay's samples per new row (2); GRU_TAG a suffix for the run
+# names of a variant (runs/gru_<method><tag>; the table reads the same variable);
 # SCULPT_BIN where sculpt is (a copy keeps a long run safe from rebuilds, with LD_LIBRARY_PATH
 # at a copy of build/lib). Run names gru_*; runs/gru_times.txt gets each run's wall time.
 set -euo pipefail
@@ -55,7 +57,7 @@ rows="{name: replay, buffer: 3000, policy: reservoir, ratio: 1.0}"
 pseudo="{name: replay, buffer: 3000, policy: reservoir, ratio: 1.0, source: pseudo_queries,"
 pseudo+=" pseudo_queries: 1, span_min: 6, span_max: 8}"
 lora="{name: lora, rank: 8, alpha: 16}"
-docs="{name: replay, buffer: 2600, ratio: 2.0, source: documents, span_min: 6, span_max: 8}"
+docs="{name: replay, buffer: 2600, ratio: ${GRU_DOC_RATIO:-2.0}, source: documents, span_min: 6, span_max: 8}"
 pseudo_n() {  # pseudo_n PER_DOC RATIO: pseudo-query replay holding PER_DOC queries per document
   echo "{name: replay, buffer: $((2600 * $1)), policy: reservoir, ratio: $2, source: pseudo_queries,\
  pseudo_queries: $1, span_min: 6, span_max: 8}"
@@ -73,13 +75,13 @@ start=$(date +%s)
 has teacher && train "$cfg/teacher.yaml" run.name=$p""_teacher "${size[@]}" \
   trainer.epochs="${GRU_TEACHER_EPOCHS:-20}"
 method() {  # method NAME OVERRIDES...: the two runs of one method
-  local name=$1
+  local name=$1${GRU_TAG:-}
   shift
   train "$cfg/updates_old.yaml" run.name=$p""_$name""_old model.init=runs/$p""_teacher \
-    "${size[@]}" "${old[@]}" "$@"
+    "${size[@]}" "${old[@]}" "$@" ${GRU_ARGS:-}
   train "$cfg/updates.yaml" run.name=$p""_$name model.init=runs/$p""_teacher \
     incremental.resume_from=runs/$p""_$name""_old "${size[@]}" "${all[@]}" \
-    trainer.epochs="$epochs" "$@"
+    trainer.epochs="$epochs" "$@" ${GRU_ARGS:-}
 }
 if has methods; then
   for m in $methods; do

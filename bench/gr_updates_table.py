@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The table of bench/gr_updates.sh from the runs' summary.json files.
 
-    python3 bench/gr_updates_table.py [PREFIX]      (default gru; runs/PREFIX_<method>)
+    python3 bench/gr_updates_table.py [PREFIX]      (default gru; runs/PREFIX_<method><GRU_TAG>)
 
 Per method: old-document Hits@1 before the updates (the teacher as increment 0) and after the
 third, its drop; the mean forgetting over the slices learned before the last update (old,
@@ -11,6 +11,7 @@ the mean of the updates over the old documents' Hits@1 after; the wall time of t
 the replay buffer (rows, MB).
 """
 import json
+import re
 import os
 import sys
 
@@ -20,8 +21,8 @@ LABELS = {
     "pseudo": "pseudo-query replay + EWC",
     "pseudo8": "pseudo-query replay, 8 per document + EWC",
     "pseudo16": "pseudo-query replay, 16 per document, 2 per new row + EWC",
-    "documents": "replay of new spans of the kept documents, 2 per new row + EWC",
-    "documents_only": "replay of new spans of the kept documents, 2 per new row, no EWC",
+    "documents": "replay of new spans of the kept documents + EWC",
+    "documents_only": "replay of new spans of the kept documents, no EWC",
     "sam": "replay + EWC + SAM (rho 0.05)",
     "lora": "LoRA r8 + replay + EWC",
 }
@@ -54,6 +55,16 @@ def run_seconds(walls, run):
         return 0
 
 
+def replay_ratio(run):
+    """The replay pass's ratio (replayed samples per new row) from the run's config.yaml."""
+    try:
+        text = open(f"runs/{run}/config.yaml").read()
+    except OSError:
+        return ""
+    m = re.search(r"name: \"?replay\"?\n(?:\s+\w+: .*\n)*?\s+ratio: (\S+)", text)
+    return f", {float(m.group(1)):g} per new row" if m else ""
+
+
 def buffer(summary):
     for p in summary.get("compression", []):
         s = p.get("summary", {})
@@ -70,13 +81,16 @@ def main():
     prefix = sys.argv[1] if len(sys.argv) > 1 else "gru"
     methods = os.environ.get("GRU_METHODS", "naive replay pseudo sam lora").split()
     t = times(prefix)
+    tag = os.environ.get("GRU_TAG", "")
     print("| method | old before | old after | old drop (points) | mean forgetting (old, u1, u2) "
           "| update1 | update2 | update3 | updates right after their own | new mean (/ old after) "
           "| time (s) "
           "| replay buffer |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m in methods:
-        label = LABELS.get(m, m)
+        label = LABELS.get(m, m) + (f" ({tag})" if tag else "")
+        m += tag
+        label += replay_ratio(f"{prefix}_{m}")
         try:
             s = json.load(open(f"runs/{prefix}_{m}/summary.json"))
             c = s["continual"]
