@@ -2,7 +2,10 @@
 # The generative-retrieval recipe of configs/gr/ end to end, then its results table:
 #   bench/gr_recipe.sh            (from the repository root, after scripts/build.sh)
 # Steps: (a) teacher, (b) distilled student, (c) AGP-pruned student, (d) QAT student (w4 + 8-bit embeddings/head),
-# (e) 10% new documents added in a later run: naive fine-tuning vs replay vs replay + EWC.
+# (e) 10% new documents added in a later run: naive fine-tuning vs replay vs replay + EWC vs
+# replay of new spans of the kept documents (source: documents, 3 per new row, no EWC; the
+# method that held the old documents at 2,000, bench/gr_updates.sh). GR_UPDATES picks them
+# (default "naive replay update documents").
 # Then one bench_gr row per step (params, bytes, CPU latency per query at batch 1 and 64,
 # Hits@1/Hits@10/MRR@10 on the test queries) and the old/new-document Hits@1 of step (e).
 # OMP_NUM_THREADS defaults to 1: on a machine shared with other jobs two OpenMP threads per
@@ -30,6 +33,7 @@ p=gr
 cfg=configs/gr
 size=() teacher=() student=() prune=() qat=() update=() inc=()
 buffer=4000  # replay rows: every old training row at this size
+spans=(6 8)  # source documents: span lengths of the replayed queries, as the test queries'
 corpus="${GR_CORPUS:-synthetic}"
 if [[ "$corpus" == manpages ]]; then
   if [[ -n "${GR_SIZE:-}" ]]; then
@@ -39,6 +43,7 @@ if [[ "$corpus" == manpages ]]; then
   p=gr_man
   cfg=configs/gr/manpages
   buffer=20000  # as configs/gr/manpages/update_old.yaml: every old training row
+  spans=(4 10)  # scripts/make_manpage_corpus.py's --span-min, --span-max
   if [[ ! -f build/manpages/docs.jsonl || -n "${GR_MAN_ARGS:-}" ]]; then
     # shellcheck disable=SC2086  # GR_MAN_ARGS is a list of options
     python3 scripts/make_manpage_corpus.py --out build/manpages ${GR_MAN_ARGS:-}
@@ -112,10 +117,20 @@ update_pair() {
   train "$cfg/update.yaml" run.name=$p""_$name incremental.resume_from=runs/$p""_$name""_old \
     "${size[@]}" "${update[@]}" "$@"
 }
+documents="{name: replay, buffer: 100000, ratio: 3.0, source: documents, span_min: ${spans[0]},"
+documents+=" span_max: ${spans[1]}}"  # the buffer keeps every document, once
+updates="${GR_UPDATES:-naive replay update documents}"
 if has e; then
-  update_pair naive 'compression=[]'
-  update_pair replay "compression=[$replay]"
-  update_pair update
+  for u in $updates; do
+    case $u in
+      naive) update_pair naive 'compression=[]' ;;
+      replay) update_pair replay "compression=[$replay]" ;;
+      update) update_pair update ;;
+      documents) update_pair documents "compression=[$documents]" ;;
+      *) echo "gr_recipe.sh: GR_UPDATES names naive, replay, update, documents; not '$u'" >&2
+         exit 2 ;;
+    esac
+  done
 fi
 echo "recipe: $(( $(date +%s) - start )) s, OMP_NUM_THREADS=$OMP_NUM_THREADS, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
@@ -139,7 +154,8 @@ def share(s):  # a slice of summary.json: value (n queries, 95% interval)
 print("| (e) update | old Hits@1 before | old Hits@1 after | drop (points) | new Hits@1 |")
 print("|---|---|---|---|---|")
 for label, run in [("naive fine-tuning", "naive"), ("replay", "replay"),
-                   ("replay + EWC", "update")]:
+                   ("replay + EWC", "update"),
+                   ("replay of new spans of the kept documents", "documents")]:
     try:
         c = json.load(open(f"runs/{p}_{run}/summary.json"))["continual"]
     except (OSError, KeyError):
