@@ -74,14 +74,15 @@ has() { [[ " $steps " == *" $1 "* ]]; }
 start=$(date +%s)
 has teacher && train "$cfg/teacher.yaml" run.name=$p""_teacher "${size[@]}" \
   trainer.epochs="${GRU_TEACHER_EPOCHS:-20}"
+read -r -a extra <<<"${GRU_ARGS:-}"  # more overrides, split at spaces
 method() {  # method NAME OVERRIDES...: the two runs of one method
   local name=$1${GRU_TAG:-}
   shift
   train "$cfg/updates_old.yaml" run.name=$p""_$name""_old model.init=runs/$p""_teacher \
-    "${size[@]}" "${old[@]}" "$@" ${GRU_ARGS:-}
+    "${size[@]}" "${old[@]}" "$@" "${extra[@]}"
   train "$cfg/updates.yaml" run.name=$p""_$name model.init=runs/$p""_teacher \
     incremental.resume_from=runs/$p""_$name""_old "${size[@]}" "${all[@]}" \
-    trainer.epochs="$epochs" "$@" ${GRU_ARGS:-}
+    trainer.epochs="$epochs" "$@" "${extra[@]}"
 }
 if has methods; then
   for m in $methods; do

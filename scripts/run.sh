@@ -9,8 +9,7 @@ fi
 "$root/scripts/build.sh" >/dev/null || { echo "run.sh: build failed; see: scripts/build.sh" >&2; exit 1; }
 # A pipelined config (distributed.pipeline.stages > 1) needs one process per stage: outside a
 # launcher, start them with sculpt-run on this machine.
-stages=$("$root/build/bin/sculpt" validate "$@" 2>/dev/null |
-  awk '/^distributed:/{d=1; next} /^[a-z]/{d=0} d && /^  pipeline:/{p=1; next} d && p && /^    stages:/{print $2; exit}')
+stages=$("$root/scripts/pipeline_stages.sh" "$root/build/bin/sculpt" "$@")
 if [ -z "${WORLD_SIZE:-}" ] && [ "${stages:-1}" -gt 1 ] 2>/dev/null; then
   exec "$root/build/bin/sculpt-run" --standalone --nproc-per-node "$stages" -- \
     "$root/build/bin/sculpt" train "$@"
