@@ -148,6 +148,7 @@ class IncrementalTrainer final : public Trainer {
       log::info("increment ", i, " (", incs[i].name, "): ", current.train.size(), " train / ",
                 current.val.size(), " val; ", steps, " steps");
       strategy->set_output_map(increment_output_map(incs[i]));
+      strategy->set_eval_task(incs[i].task.get());  // validation decodes with its ID trie
       const int64_t begin = pr.begin_step;
       LoopParts lp{ctx,          cfg_,       model,     task,  current.train, current.val,
                    incs[i].data, *optimizer, *schedule, store, callbacks,     hook,

@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "core/config/visitors.h"
-#include "core/data/gr.h"
 #include "core/error.h"
 #include "core/tasks/wilson.h"
 
@@ -90,10 +89,14 @@ Increment make_increment(const config::Config& c, const RunParts& parts, int64_t
   for (int64_t cls : spec.classes)
     SCULPT_CHECK(cls < model_spec.num_classes, c.source_file, ": ", where, ".classes: ", cls,
                  " is not a class of the data (", model_spec.num_classes, " classes)");
-  // removed_docs (gr_*): decoding constrained to this increment's IDs, so a removed
-  // document's ID is never emitted.
-  const auto* gr = dynamic_cast<const data::GrCommonOptions*>(spec.data.options.get());
-  if (gr && !gr->removed_docs.empty() && inc.eval->spec().valid_targets)
+  // A retrieval increment with its own corpus (gr_*: other `updates`, removed_docs, ...):
+  // decoding constrained to that corpus's ID trie, not the run data's. The run's task decodes
+  // only the IDs of `data:`'s corpus: documents of an update that corpus does not have (e.g.
+  // `data:` with the default updates: 1 and increments with updates: 3) would never be
+  // emitted, so their hits@k would be exactly 0; and a removed document's ID must never be.
+  // The same corpus (one trie, built once) keeps the run's task.
+  const auto& trie = inc.eval->spec().valid_targets;
+  if (trie && trie != parts.all->spec().valid_targets)
     inc.task = tasks::task_registry().create(c.task.name, c.task, inc.eval->spec());
   if (c.incremental.scenario == config::Scenario::task_incremental) {
     inc.mask = at::zeros({model_spec.num_classes}, at::kBool);

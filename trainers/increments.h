@@ -27,7 +27,8 @@ struct Increment {
   config::DataConfig data;              // the run's data keys with this increment's dataset
   at::Tensor mask;                      // task_incremental: bool [classes], true for its classes
   std::unique_ptr<data::Dataset> eval;  // what R[.][i] is measured on
-  // A retrieval increment with removed_docs: the task decoding with its ID trie (without them).
+  // A retrieval increment whose corpus (ID trie) is not the run data's (other `updates`,
+  // removed_docs, ...): the task decoding with its own ID trie. Null: the run's task.
   std::unique_ptr<tasks::Task> task;
 };
 

@@ -6,6 +6,9 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
 #include <nlohmann/json.hpp>
 
 #include "core/io/safetensors.h"
@@ -99,6 +102,71 @@ TEST_CASE("three updates in one incremental run report every slice; a chained ru
   for (size_t i = 0; i < ba.size(); ++i) CHECK(ba[i].second.equal(bb[i].second));
   CHECK(read_json(fs::path(dir) / "one" / "replay_buffer.json") ==
         read_json(fs::path(dir) / "rest" / "replay_buffer.json"));
+}
+
+// configs/gr/updates.yaml's shape: the run's `data:` is the teacher's corpus (`updates_of_data`,
+// the default 1) while the increments' corpus has three updates of 4 documents; replay of stored
+// rows, enough training that every update is learned.
+std::string own_corpus_config(const std::string& dir, const std::string& name,
+                              int updates_of_data) {
+  const std::string corpus =
+      "name: gr_synthetic, docs: 40, new_docs: 4, topics: 4, vocab: 200, doc_len: 16, "
+      "query_len: 8, id_dims: 0, test_queries: 2, index_stride: 1";
+  std::string incs = "  - {name: old, data: {" + corpus + ", updates: 3, documents: old}}\n";
+  for (int k = 1; k <= 3; ++k)
+    incs += "  - {name: update" + std::to_string(k) + ", data: {" + corpus +
+            ", updates: 3, documents: update" + std::to_string(k) + "}}\n";
+  const std::string path = dir + "/" + name + ".yaml";
+  sculpt::test::write_text(
+      path,
+      "run: {name: " + name + ", output_dir: " + dir + "/" + name + ", device: cpu, seed: 2}\n"
+      "data: {" + corpus + ", updates: " + std::to_string(updates_of_data) +
+      ", documents: all, batch_size: 16, val_fraction: 0.1}\n"
+      "model: {name: transformer_seq2seq, d_model: 32, heads: 2, layers: 1, ff: 64}\n"
+      "task: {name: generative_retrieval}\n"
+      "optimizer: {name: adamw, lr: 0.003}\n"
+      "scheduler: {name: constant, warmup_steps: 0}\n"
+      "trainer: {name: incremental, epochs: 15, log_every: 100, eval_every: 100000, "
+      "final_train_eval: false, tensorboard: false}\n"
+      "incremental: {metric: hits@1, eval_on: test}\n"
+      "compression:\n  - {name: replay, buffer: 200, ratio: 1.0}\n"
+      "increments:\n" + incs);
+  return path;
+}
+
+TEST_CASE("updates the run's data lacks are decoded with their increment's ID trie",
+          "[gr][continual][slow]") {
+  // Update 2 and 3's documents are not in the run data's corpus (updates: 1). Decoded with that
+  // corpus's ID trie their IDs could never be emitted: Hits@1 exactly 0 on their test and
+  // validation queries, even right after their own training (the default recipe's
+  // runs/gr_updates). Each increment decodes with its own corpus's trie: the same matrix as
+  // with the run's data holding the three updates.
+  const std::string dir = sculpt::test::temp_dir("gr_updates_own_corpus");
+  train(own_corpus_config(dir, "data1", 1));
+  train(own_corpus_config(dir, "data3", 3));
+  const auto a = read_json(fs::path(dir) / "data1" / "summary.json")["continual"];
+  const auto b = read_json(fs::path(dir) / "data3" / "summary.json")["continual"];
+  REQUIRE(a["slices"].size() == 4);
+  for (size_t k = 1; k < 4; ++k) {
+    INFO(a["slices"][k].dump());
+    CHECK(a["slices"][k]["learned"].get<double>() > 0);
+  }
+  CHECK(a["accuracy_matrix"] == b["accuracy_matrix"]);
+  CHECK(a["slices"] == b["slices"]);
+  // The validation at the end of every increment decodes with the increment's trie too.
+  std::map<int64_t, double> val_hits;  // increment -> its last validation hits@1
+  std::istringstream lines(
+      sculpt::test::read_text((fs::path(dir) / "data1" / "metrics.jsonl").string()));
+  for (std::string line; std::getline(lines, line);) {
+    const auto r = nlohmann::json::parse(line);
+    if (r.value("split", "") == "val" && r.contains("hits@1"))
+      val_hits[r.at("increment").get<int64_t>()] = r["hits@1"].get<double>();
+  }
+  for (int64_t i = 1; i < 4; ++i) {
+    INFO(i);
+    REQUIRE(val_hits.count(i) == 1);
+    CHECK(val_hits[i] > 0);
+  }
 }
 
 TEST_CASE("LoRA adapters compose with EWC and replay in an update", "[gr][continual][slow]") {

@@ -104,12 +104,13 @@ class LocalStep final : public StepStrategy {
 
   std::map<std::string, double> evaluate(const data::Dataset& ds) override {
     // Under DDP each rank evaluates its shard; the sums are added over the ranks.
-    return trainers::evaluate(*model_, *task_, ds, ctx_.config().data, ctx_.device(), bf16_,
-                              map_outputs_,
+    return trainers::evaluate(*model_, eval_task_ ? *eval_task_ : *task_, ds,
+                              ctx_.config().data, ctx_.device(), bf16_, map_outputs_,
                               ctx_.data_parallel() ? &ctx_.collectives() : nullptr);
   }
   bool writes_checkpoints() const override { return ctx_.writes_files(); }
   void set_output_map(OutputMap map) override { map_outputs_ = std::move(map); }
+  void set_eval_task(const tasks::Task* task) override { eval_task_ = task; }
 
   void write_outputs(nlohmann::json summary, const Callbacks& /*callbacks*/) override {
     write_run_outputs(ctx_, *model_, summary);
@@ -158,6 +159,7 @@ class LocalStep final : public StepStrategy {
 
   RunContext& ctx_;
   tasks::Task* task_ = nullptr;
+  const tasks::Task* eval_task_ = nullptr;  // set_eval_task; null: task_
   bool bf16_;
   models::Model* model_ = nullptr;
   OutputMap map_outputs_;

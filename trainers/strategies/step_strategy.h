@@ -80,6 +80,9 @@ class StepStrategy {
   virtual bool writes_checkpoints() const = 0;
   // Maps the outputs before the loss and the metrics (task-incremental logit masks).
   virtual void set_output_map(OutputMap map) = 0;
+  // The task evaluate() measures with (null: take_model's): an increment's own, e.g. a
+  // retrieval increment decoding with its corpus's ID trie. Training keeps take_model's task.
+  virtual void set_eval_task(const tasks::Task* /*task*/) {}
 
   // --- the end ---
   // model.safetensors, summary.json (with what the strategy adds) and report.html.
