@@ -20,7 +20,7 @@ LABELS = {
     "replay": "replay (stored rows) + EWC",
     "pseudo": "pseudo-query replay + EWC",
     "pseudo8": "pseudo-query replay, 8 per document + EWC",
-    "pseudo16": "pseudo-query replay, 16 per document, 2 per new row + EWC",
+    "pseudo16": "pseudo-query replay, 16 per document + EWC",
     "documents": "replay of new spans of the kept documents + EWC",
     "documents_only": "replay of new spans of the kept documents, no EWC",
     "sam": "replay + EWC + SAM (rho 0.05)",
